@@ -1,0 +1,212 @@
+/**
+ * Get/set/invalidate against Redis, in terms of hashes, tables and tokens.
+ * Knows the key layout (keys.ts) and the scripts (lua/), nothing of Sequelize.
+ *
+ * Race protection (why a value read from the database before a concurrent
+ * write's invalidation is never stored so that it outlives it): every
+ * invalidation bumps a per-table epoch in the same script that deletes the
+ * values. A miss learns the epochs of the tables it depends on in the same
+ * round trip as the failed GET (fetch.lua), before it queries the database; its
+ * store (store.lua) is refused when any of them moved meanwhile. A write's
+ * invalidation runs after the write is committed, so either the reader's
+ * snapshot comes after the invalidation (its database read, later still, sees
+ * the write) or the store finds a moved epoch, or the store happens before
+ * the invalidation, which then deletes it. The hit path pays nothing extra:
+ * the epochs come back only on a miss.
+ */
+import { randomBytes } from 'node:crypto';
+import { isCluster, type RedisClient, type ScriptCommands } from './redis';
+import { conjKey, epochsKey, escapeKeyPart, lockKey, namespace, shardOf, simpleKey, valueKey, allKeysPattern, hashText } from './keys';
+import type { Conj } from './tree';
+import { CacheopsRedisError } from './errors';
+
+/** What a cached value depends on: a table and the conjunctions of its rows that matter. */
+export interface Dependency {
+  /** Real table name (schema-qualified where there is a schema). */
+  readonly table: string;
+  /** Attribute -> token conjunctions; `[{}]` (an empty conjunction) for "any row". */
+  readonly conjs: readonly Conj[];
+}
+
+/** The epochs a miss saw, to be checked by its store. */
+export interface Snapshot {
+  readonly fields: readonly string[];
+  readonly values: readonly string[];
+  readonly lockToken: string;
+}
+
+export type FetchResult =
+  | { readonly kind: 'hit'; readonly bytes: Buffer }
+  | { readonly kind: 'miss'; readonly snapshot: Snapshot; readonly lockHeld: boolean }
+  | { readonly kind: 'unavailable' };
+
+/** One row to invalidate by: attribute -> token; absent attributes match everything. */
+export type RowTokens = ReadonlyMap<string, string>;
+
+export interface TableInvalidation {
+  readonly table: string;
+  /** The rows' states (old and new), or 'all' for the whole table. */
+  readonly rows: readonly RowTokens[] | 'all';
+}
+
+export interface StoreOptions {
+  readonly degradeOnFailure: boolean;
+  readonly timeoutMs: number;
+  readonly shards: number;
+  readonly logger: (message: string, error?: unknown) => void;
+}
+
+function schemeOf(conj: Conj): { scheme: string; conj: string } {
+  const fields = [...conj.keys()].map(escapeKeyPart).sort();
+  const byEscaped = new Map([...conj].map(([k, v]) => [escapeKeyPart(k), escapeKeyPart(v)]));
+  return { scheme: fields.join(','), conj: fields.map((f) => `${f}=${byEscaped.get(f)!}`).join('&') };
+}
+
+/** The conj key names a dependency registers (used by tests and reap-conjs). */
+export function conjKeyNames(ns: string, dep: Dependency): string[] {
+  return dep.conjs.map((c) => conjKey(ns, escapeKeyPart(dep.table), schemeOf(c).conj));
+}
+
+export class CacheStore {
+  private lastWarning = 0;
+  constructor(
+    readonly client: RedisClient & ScriptCommands,
+    private readonly options: StoreOptions,
+  ) {}
+
+  get shards(): number {
+    return isCluster(this.client) ? this.options.shards : 1;
+  }
+
+  nsFor(prefix: string, hash: string): string {
+    return namespace(prefix, shardOf(hash, this.shards));
+  }
+
+  /** Runs a Redis call bounded in time; on failure, degrades or throws CacheopsRedisError. */
+  async guard<T>(what: string, call: () => Promise<T>, fallback: T): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
+      });
+      return await Promise.race([call(), timeout]);
+    } catch (error) {
+      if (!this.options.degradeOnFailure) {
+        throw new CacheopsRedisError(`Redis failed during ${what}: ${(error as Error).message}`, { cause: error });
+      }
+      const now = Date.now();
+      if (now - this.lastWarning > 5000) {
+        this.lastWarning = now;
+        this.options.logger(`Redis failed during ${what}; the database answers instead`, error);
+      }
+      return fallback;
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  }
+
+  /** One round trip: the value, or on a miss the epochs (and the lock, when lockMs > 0). */
+  async fetch(prefix: string, hash: string, tables: readonly string[], lockMs: number): Promise<FetchResult> {
+    const ns = this.nsFor(prefix, hash);
+    const token = lockMs > 0 ? randomBytes(8).toString('hex') : '';
+    const escaped = tables.map(escapeKeyPart);
+    const reply = await this.guard<Buffer | Buffer[] | undefined>('a cache read', () =>
+      this.client.cacheopsFetchBuffer(valueKey(ns, hash), epochsKey(ns), lockKey(ns, hash), lockMs, token, ...escaped), undefined);
+    if (reply === undefined) return { kind: 'unavailable' };
+    if (!Array.isArray(reply)) return { kind: 'hit', bytes: reply };
+    const [lock, ...epochs] = reply.map((b) => b.toString());
+    return {
+      kind: 'miss',
+      lockHeld: lock === '0',
+      snapshot: { fields: ['*', ...escaped], values: epochs, lockToken: token },
+    };
+  }
+
+  /** Stores unless an invalidation moved an epoch since the snapshot; true when stored. */
+  async store(prefix: string, hash: string, bytes: Buffer, timeout: number, deps: readonly Dependency[], snapshot: Snapshot): Promise<boolean> {
+    const ns = this.nsFor(prefix, hash);
+    const args: (string | Buffer | number)[] = [valueKey(ns, hash), epochsKey(ns), lockKey(ns, hash), ns, bytes, Math.max(1, Math.ceil(timeout)), snapshot.lockToken];
+    args.push(snapshot.fields.length);
+    snapshot.fields.forEach((f, i) => args.push(f, snapshot.values[i] ?? '0'));
+    const conjs: (string)[] = [];
+    let count = 0;
+    for (const dep of deps) {
+      const table = escapeKeyPart(dep.table);
+      for (const c of dep.conjs) {
+        const { scheme, conj } = schemeOf(c);
+        conjs.push(table, scheme, conj);
+        count += 1;
+      }
+    }
+    args.push(count, ...conjs);
+    const stored = await this.guard('a cache store', () => this.client.cacheopsStore(...args), 0);
+    return stored === 1;
+  }
+
+  /** Drops the values that depend on these rows (or tables), in every shard; one round trip per shard. */
+  async invalidate(prefix: string, items: readonly TableInvalidation[]): Promise<number> {
+    if (items.length === 0) return 0;
+    const body: (string | number)[] = [items.length];
+    for (const item of items) {
+      body.push(escapeKeyPart(item.table));
+      if (item.rows === 'all') {
+        body.push(-1);
+        continue;
+      }
+      body.push(item.rows.length);
+      for (const row of item.rows) {
+        body.push(row.size);
+        for (const [field, token] of row) body.push(escapeKeyPart(field), escapeKeyPart(token));
+      }
+    }
+    const calls: Promise<number>[] = [];
+    for (let shard = 0; shard < this.shards; shard += 1) {
+      const ns = namespace(prefix, shard);
+      calls.push(this.client.cacheopsInvalidate(epochsKey(ns), ns, ...body));
+    }
+    // Invalidation failures are never silent when not degrading: a lost invalidation is a stale read.
+    return this.guard('an invalidation', async () => (await Promise.all(calls)).reduce((a, b) => a + b, 0), -1);
+  }
+
+  /** Deletes every key of the installation with this prefix (SCAN, not KEYS), and bumps the '*' epoch first. */
+  async invalidateAll(prefix: string): Promise<number> {
+    return this.guard('invalidateAll', async () => {
+      const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
+      for (let shard = 0; shard < this.shards; shard += 1) {
+        await this.client.hincrby(epochsKey(namespace(prefix, shard)), '*', 1);
+      }
+      let deleted = 0;
+      for (const node of nodes) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await node.scan(cursor, 'MATCH', allKeysPattern(prefix), 'COUNT', 1000);
+          cursor = next;
+          const victims = keys.filter((k) => !k.endsWith('}:epochs'));
+          for (const k of victims) deleted += await node.unlink(k);
+        } while (cursor !== '0');
+      }
+      return deleted;
+    }, -1);
+  }
+
+  async getSimple(prefix: string, key: string): Promise<Buffer | null | undefined> {
+    const ns = this.nsFor(prefix, hashText(key));
+    return this.guard<Buffer | null | undefined>('a cache read', () => this.client.getBuffer(simpleKey(ns, key)), undefined);
+  }
+
+  async setSimple(prefix: string, key: string, bytes: Buffer, timeout: number): Promise<void> {
+    const ns = this.nsFor(prefix, hashText(key));
+    await this.guard('a cache write', () => this.client.set(simpleKey(ns, key), bytes, 'EX', Math.max(1, Math.ceil(timeout))), 'OK');
+  }
+
+  async deleteSimple(prefix: string, key: string): Promise<boolean> {
+    const ns = this.nsFor(prefix, hashText(key));
+    return (await this.guard('a cache delete', () => this.client.del(simpleKey(ns, key)), 0)) > 0;
+  }
+
+  /** Deletes one value by hash (function caches' `.invalidate`). */
+  async deleteValue(prefix: string, hash: string): Promise<boolean> {
+    const ns = this.nsFor(prefix, hash);
+    return (await this.guard('a cache delete', () => this.client.del(valueKey(ns, hash)), 0)) > 0;
+  }
+}

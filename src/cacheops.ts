@@ -1,0 +1,275 @@
+/**
+ * One installation: the configuration, the Redis store, the read decision
+ * (what is cached and how long), the invalidation API, events and counters.
+ * Query interception lives in query/intercept.ts, write interception in
+ * writes.ts; both call back into this object.
+ */
+import { EventEmitter } from 'node:events';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
+import { CacheStore, type Dependency, type RowTokens, type TableInvalidation } from './cache-store';
+import { normalizeConfig, parseOps, profileFor, checkTimeout, type CacheOp, type CacheopsConfig, type NormalizedConfig, type Profile, type QueryInfo } from './config';
+import { connectRedis, type RedisClient } from './redis';
+import { CacheopsConfigError, CacheopsError } from './errors';
+import { tableOf, treeContext } from './query/dependencies';
+import { rowTokens } from './tree';
+import { TransactionTracker } from './transactions';
+import { readThrough, type ReadOutcome, type ReadRequest } from './read-through';
+
+/** The `cacheops` option of a find call. */
+export type FindCacheopsOption = boolean | { readonly ops?: CacheOp | readonly CacheOp[] | 'all'; readonly timeout?: number; readonly lock?: boolean };
+
+/** The `cacheops` option of a write call. */
+export interface WriteCacheopsOption {
+  readonly invalidate?: boolean;
+}
+
+export interface ReadEvent {
+  readonly model?: ModelStatic<Model>;
+  readonly fn?: string;
+  readonly op: CacheOp | 'function' | 'fragment' | 'view';
+  readonly hit: boolean;
+}
+
+export interface InvalidatedEvent {
+  readonly model: ModelStatic<Model> | undefined;
+  readonly table: string;
+  /** The row values invalidated by, or 'all' for the whole model. */
+  readonly values: readonly Readonly<Record<string, unknown>>[] | 'all';
+}
+
+export interface CacheopsStats {
+  hits: number;
+  misses: number;
+  stores: number;
+  /** Stores refused because an invalidation raced the read. */
+  refusedStores: number;
+  invalidations: number;
+  /** Writes that invalidated a whole model (raw SQL, over the row threshold, invalidateModel). */
+  modelInvalidations: number;
+}
+
+/** What the read decision says for one query. */
+export interface ReadPlan {
+  readonly timeout: number;
+  readonly lock: boolean;
+  readonly canStore: boolean;
+  readonly profile: Profile;
+}
+
+export class CacheopsCore {
+  readonly config: NormalizedConfig;
+  readonly store: CacheStore;
+  readonly redis: RedisClient;
+  readonly transactions: TransactionTracker;
+  readonly dialect: string;
+  readonly events = new EventEmitter();
+  readonly counters: CacheopsStats = { hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0 };
+  /** Tables whose invalidation failed while degrading: the cache is bypassed for them until it succeeds. */
+  readonly dirtyTables = new Map<string, Set<string>>();
+  private readonly invalidationOff = new AsyncLocalStorage<boolean>();
+  private readonly ownsRedis: boolean;
+  private readonly localGets = new Map<string, { expires: number; bytes: Buffer }>();
+  closed = false;
+
+  constructor(readonly sequelize: Sequelize, config: CacheopsConfig) {
+    this.config = normalizeConfig(config, Object.keys(sequelize.models));
+    this.dialect = sequelize.getDialect();
+    const degrade = this.config.degradeOnFailure;
+    const { client, owned } = connectRedis(this.config.redis, {
+      commandTimeout: this.config.redisTimeout,
+      maxRetriesPerRequest: degrade ? 1 : 20,
+      enableOfflineQueue: true,
+      lazyConnect: false,
+    });
+    this.redis = client;
+    this.ownsRedis = owned;
+    if (owned) client.on('error', (error: unknown) => { if (degrade) this.config.logger('Redis connection error', error); });
+    this.store = new CacheStore(client, {
+      degradeOnFailure: degrade,
+      timeoutMs: this.config.redisTimeout,
+      shards: this.config.clusterShards,
+      logger: this.config.logger,
+    });
+    this.transactions = new TransactionTracker(sequelize, (error) => this.config.logger('a queued invalidation failed', error));
+    this.events.setMaxListeners(0);
+  }
+
+  get db(): string {
+    return String((this.sequelize.config as { database?: unknown }).database ?? '');
+  }
+
+  /** The key prefix of a query or write touching these tables. */
+  prefixFor(tables: readonly string[]): string {
+    const p = this.config.prefix;
+    if (typeof p === 'string') return p;
+    const info: QueryInfo = { tables, db: this.db, dialect: this.dialect };
+    return p(info).replace(/[{}]/g, '_');
+  }
+
+  profileOf(model: ModelStatic<Model>): Profile | null | undefined {
+    return profileFor(this.config, model.name);
+  }
+
+  /** May values depending on this model be cached at all? (not when its profile is null) */
+  mayCache = (model: ModelStatic<Model>): boolean => this.profileOf(model) !== null;
+
+  /**
+   * Should this read use the cache, and how. `undefined`: run it uncached.
+   * Automatic by profile ops; the `cacheops` find option overrides per query.
+   */
+  planRead(model: ModelStatic<Model>, op: CacheOp, options: { cacheops?: FindCacheopsOption; transaction?: Transaction | null; lock?: unknown }): ReadPlan | undefined {
+    if (!this.config.enabled || this.closed) return undefined;
+    const opt = options.cacheops;
+    if (opt === false || options.lock) return undefined;
+    const profile = this.profileOf(model);
+    if (!profile) return undefined;
+    let timeout = profile.timeout;
+    let lock = profile.lock;
+    if (opt === undefined) {
+      if (!profile.ops.has(op)) return undefined;
+    } else if (opt !== true) {
+      if (typeof opt !== 'object' || opt === null) throw new CacheopsConfigError('cacheops', 'the find option is true, false or { ops, timeout, lock }');
+      if (opt.ops !== undefined && !parseOps(opt.ops, 'cacheops.ops').has(op)) return undefined;
+      if (opt.timeout !== undefined) timeout = checkTimeout(opt.timeout, 'cacheops.timeout');
+      if (opt.lock !== undefined) lock = opt.lock;
+    }
+    const t = this.transactions.current(options);
+    if (t && this.transactions.hasWritten(t)) return undefined;
+    for (const dirty of this.dirtyTables.values()) if (dirty.size > 0) return undefined;
+    return { timeout, lock, canStore: t === undefined, profile };
+  }
+
+  /** Read through the cache, counting and emitting `read`. */
+  async read<T>(req: ReadRequest<T>, event: Omit<ReadEvent, 'hit'>, localGet = false): Promise<T> {
+    if (localGet) {
+      const local = this.localGets.get(req.hash);
+      if (local && local.expires > Date.now()) {
+        const decoded = req.decode(local.bytes);
+        if (decoded) {
+          this.count(true, event);
+          return decoded.value;
+        }
+      }
+    }
+    const outcome: ReadOutcome<T> = await readThrough(this.store, req);
+    this.count(outcome.hit, event);
+    if (outcome.stored) this.counters.stores += 1;
+    else if (!outcome.hit && req.canStore) this.counters.refusedStores += 1;
+    if (localGet && (outcome.hit || outcome.stored)) {
+      this.localGets.set(req.hash, { expires: Date.now() + req.timeout * 1000, bytes: req.encode(outcome.value) });
+    }
+    return outcome.value;
+  }
+
+  private count(hit: boolean, event: Omit<ReadEvent, 'hit'>): void {
+    if (hit) this.counters.hits += 1;
+    else this.counters.misses += 1;
+    if (this.events.listenerCount('read') > 0) this.events.emit('read', { ...event, hit });
+  }
+
+  // ---- invalidation -------------------------------------------------------
+
+  get invalidationEnabled(): boolean {
+    return this.config.enabled && this.invalidationOff.getStore() !== true;
+  }
+
+  /** Runs fn with invalidation off in its async context only. */
+  noInvalidation<T>(fn: () => T): T {
+    return this.invalidationOff.run(true, fn);
+  }
+
+  /** Tokens of rows (attribute-keyed) of a model. */
+  rowsOf(model: ModelStatic<Model>, rows: readonly Readonly<Record<string, unknown>>[]): RowTokens[] {
+    const ctx = treeContext(model, this.dialect, this.config.maxInListLength);
+    return rows.map((r) => rowTokens(r, ctx));
+  }
+
+  /**
+   * Invalidates by row states (or whole models), now or, inside a transaction,
+   * after its outermost commit.
+   */
+  async invalidate(items: readonly { model?: ModelStatic<Model>; table: string; rows: readonly Readonly<Record<string, unknown>>[] | 'all' }[], transaction?: Transaction): Promise<void> {
+    if (!this.invalidationEnabled || items.length === 0) return;
+    const run = async (): Promise<void> => {
+      const payload: TableInvalidation[] = items.map((it) => ({
+        table: it.table,
+        rows: it.rows === 'all' || !it.model ? 'all' : this.rowsOf(it.model, it.rows),
+      }));
+      const prefix = this.prefixFor(items.map((i) => i.table));
+      const deleted = await this.store.invalidate(prefix, payload);
+      if (deleted < 0) {
+        // Degraded: remember the tables, bypass the cache until a model-wide invalidation succeeds.
+        let dirty = this.dirtyTables.get(prefix);
+        if (!dirty) this.dirtyTables.set(prefix, (dirty = new Set()));
+        for (const it of items) dirty.add(it.table);
+        this.scheduleDirtyFlush();
+      }
+      for (const it of items) {
+        this.counters.invalidations += 1;
+        if (it.rows === 'all') this.counters.modelInvalidations += 1;
+        if (this.events.listenerCount('invalidated') > 0) {
+          this.events.emit('invalidated', { model: it.model, table: it.table, values: it.rows } satisfies InvalidatedEvent);
+        }
+      }
+    };
+    if (transaction) this.transactions.defer(transaction, run);
+    else await run();
+  }
+
+  private flushTimer: NodeJS.Timeout | undefined;
+  private scheduleDirtyFlush(): void {
+    if (this.flushTimer || this.closed) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      void this.flushDirty();
+    }, 500);
+    this.flushTimer.unref();
+  }
+
+  /** Retries failed invalidations model-wide; the cache is used again once none is left. */
+  async flushDirty(): Promise<void> {
+    for (const [prefix, tables] of this.dirtyTables) {
+      if (tables.size === 0) continue;
+      const deleted = await this.store.invalidate(prefix, [...tables].map((table) => ({ table, rows: 'all' as const })));
+      if (deleted >= 0) tables.clear();
+      else this.scheduleDirtyFlush();
+    }
+  }
+
+  /** Invalidates a whole model (every cached value depending on its table). */
+  async invalidateModel(model: ModelStatic<Model>, transaction?: Transaction): Promise<void> {
+    await this.invalidate([{ model, table: tableOf(model), rows: 'all' }], transaction);
+  }
+
+  async invalidateAll(): Promise<void> {
+    if (!this.config.enabled) return;
+    const p = this.config.prefix;
+    this.localGets.clear();
+    await this.store.invalidateAll(typeof p === 'string' ? p : '');
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    if (this.ownsRedis) {
+      try {
+        await this.redis.quit();
+      } catch {
+        this.redis.disconnect();
+      }
+    }
+  }
+
+  /** Throws unless the model belongs to this installation's Sequelize. */
+  checkModel(model: unknown, what: string): ModelStatic<Model> {
+    const m = model as ModelStatic<Model> | undefined;
+    if (!m || typeof m !== 'function' || (m as unknown as { sequelize?: unknown }).sequelize !== this.sequelize) {
+      throw new CacheopsError(`${what}: expected a model of the Sequelize instance cacheops is installed on`);
+    }
+    return m;
+  }
+}
+
+export type { Dependency };

@@ -1,0 +1,259 @@
+import type { Redis, Cluster, RedisOptions } from 'ioredis';
+import { CacheopsConfigError } from './errors';
+
+/** The kinds of read a profile may cache automatically. */
+export type CacheOp = 'get' | 'fetch' | 'count' | 'aggregate' | 'exists';
+export const ALL_OPS: readonly CacheOp[] = ['get', 'fetch', 'count', 'aggregate', 'exists'];
+const OP_WORDS: readonly string[] = [...ALL_OPS, 'all', 'just_enable'];
+
+export type OpsSpec = CacheOp | 'all' | 'just_enable' | readonly (CacheOp | 'all' | 'just_enable')[];
+
+/** What a profile may say. Every key is optional; `defaults` fills the gaps. */
+export interface ProfileOptions {
+  /** Which reads are cached automatically (default: none, manual only). */
+  readonly ops?: OpsSpec;
+  /** Seconds a cached read lives (default 3600). */
+  readonly timeout?: number;
+  /** Dog-pile lock: concurrent misses on one key run the query once. */
+  readonly lock?: boolean;
+  /** Keep `get` results in process memory too (never invalidated, as in django-cacheops). */
+  readonly localGet?: boolean;
+  /** Write an instance to the get-cache when it is saved. */
+  readonly cacheOnSave?: boolean | string;
+  /** The same query on two databases shares a key (default true). */
+  readonly dbAgnostic?: boolean;
+}
+
+/** A profile: options, the seed's `[ops, timeout]` shorthand, or `null` (caching forbidden). */
+export type ProfileSpec = ProfileOptions | readonly [OpsSpec, number?] | null;
+
+/** What a `prefix` function is told about the query or write. */
+export interface QueryInfo {
+  /** Tables read or written. */
+  readonly tables: readonly string[];
+  /** The database name from the Sequelize configuration. */
+  readonly db: string;
+  readonly dialect: string;
+}
+
+export interface SentinelConfig {
+  readonly sentinels: readonly { host: string; port: number }[];
+  readonly name: string;
+  readonly [option: string]: unknown;
+}
+
+export type RedisConfig = string | RedisOptions | Redis | Cluster | SentinelConfig;
+
+/**
+ * The configuration of `installCacheops`.
+ *
+ * @example
+ * installCacheops(sequelize, {
+ *   redis: 'redis://127.0.0.1:6379/1',
+ *   defaults: { timeout: 3600 },
+ *   profiles: { User: { ops: 'get', timeout: 900 }, Post: ['all', 600], '*': {} },
+ * });
+ */
+export interface CacheopsConfig {
+  readonly redis?: RedisConfig;
+  readonly defaults?: ProfileOptions;
+  readonly profiles?: Readonly<Record<string, ProfileSpec>>;
+  /** A string put before every key, or a function of the query (tenant per database...). */
+  readonly prefix?: string | ((query: QueryInfo) => string);
+  /** Redis errors are logged and the database answers (default false: they throw). */
+  readonly degradeOnFailure?: boolean;
+  /** false: every cacheops call is a no-op. */
+  readonly enabled?: boolean;
+  /** Memory-limit mode: values carry stamps of their invalidators (see README). */
+  readonly insideout?: boolean;
+  /** A profile for a model that does not exist is an error (checked at install). */
+  readonly strict?: boolean;
+  /** IN lists longer than this make a condition non-granular (default 200). */
+  readonly maxInListLength?: number;
+  /** Mass writes touching more rows than this invalidate the whole model (default 1000). */
+  readonly maxRowsForGranularWrite?: number;
+  /** Milliseconds a Redis command may take before it counts as failed (default 1000). */
+  readonly redisTimeout?: number;
+  /** Where `degradeOnFailure` logs; default `console.warn`. */
+  readonly logger?: (message: string, error?: unknown) => void;
+  /** Cluster only: how many hash-tag shards the cache data is spread over (default 16). */
+  readonly clusterShards?: number;
+}
+
+/** A profile after defaults and validation. */
+export interface Profile {
+  readonly ops: ReadonlySet<CacheOp>;
+  readonly timeout: number;
+  readonly lock: boolean;
+  readonly localGet: boolean;
+  readonly cacheOnSave: boolean | string;
+  readonly dbAgnostic: boolean;
+}
+
+export interface NormalizedConfig {
+  readonly redis: RedisConfig;
+  readonly prefix: string | ((query: QueryInfo) => string);
+  readonly degradeOnFailure: boolean;
+  readonly enabled: boolean;
+  readonly insideout: boolean;
+  readonly strict: boolean;
+  readonly maxInListLength: number;
+  readonly maxRowsForGranularWrite: number;
+  readonly redisTimeout: number;
+  readonly logger: (message: string, error?: unknown) => void;
+  readonly clusterShards: number;
+  /** Exact model names first. */
+  readonly exactProfiles: ReadonlyMap<string, Profile | null>;
+  /** Then glob patterns, in the order given. */
+  readonly globProfiles: readonly { readonly pattern: RegExp; readonly source: string; readonly profile: Profile | null }[];
+  /** Then `'*'`. */
+  readonly starProfile: Profile | null | undefined;
+}
+
+const TOP_KEYS = new Set([
+  'redis', 'defaults', 'profiles', 'prefix', 'degradeOnFailure', 'enabled', 'insideout', 'strict',
+  'maxInListLength', 'maxRowsForGranularWrite', 'redisTimeout', 'logger', 'clusterShards',
+]);
+const PROFILE_KEYS = new Set(['ops', 'timeout', 'lock', 'localGet', 'cacheOnSave', 'dbAgnostic']);
+
+export const DEFAULT_TIMEOUT = 3600;
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Parses an ops spec into a set, or throws naming `key`. */
+export function parseOps(spec: unknown, key: string): Set<CacheOp> {
+  const list: unknown[] = spec === undefined ? [] : Array.isArray(spec) ? spec : [spec];
+  const ops = new Set<CacheOp>();
+  for (const op of list) {
+    if (typeof op !== 'string' || !OP_WORDS.includes(op)) {
+      throw new CacheopsConfigError(key, `unknown op ${JSON.stringify(op)} (expected one of ${OP_WORDS.join(', ')})`);
+    }
+    if (op === 'all') for (const o of ALL_OPS) ops.add(o);
+    else if (op !== 'just_enable') ops.add(op as CacheOp);
+  }
+  return ops;
+}
+
+/** Validates a positive timeout in seconds. */
+export function checkTimeout(value: unknown, key: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new CacheopsConfigError(key, `timeout must be a positive number of seconds, got ${String(value)}`);
+  }
+  return value;
+}
+
+function checkBool(value: unknown, key: string): boolean {
+  if (typeof value !== 'boolean') throw new CacheopsConfigError(key, `expected true or false, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function profileOptions(spec: unknown, key: string): ProfileOptions {
+  if (Array.isArray(spec)) {
+    if (spec.length < 1 || spec.length > 2) {
+      throw new CacheopsConfigError(key, 'the shorthand is [ops, timeout]');
+    }
+    return spec.length === 2 ? { ops: spec[0] as OpsSpec, timeout: spec[1] as number } : { ops: spec[0] as OpsSpec };
+  }
+  if (!isPlainObject(spec)) throw new CacheopsConfigError(key, 'a profile is an object, [ops, timeout] or null');
+  for (const k of Object.keys(spec)) {
+    if (!PROFILE_KEYS.has(k)) throw new CacheopsConfigError(`${key}.${k}`, `unknown profile option (known: ${[...PROFILE_KEYS].join(', ')})`);
+  }
+  return spec as ProfileOptions;
+}
+
+function buildProfile(spec: ProfileOptions, defaults: ProfileOptions, key: string): Profile {
+  const merged = { ...defaults, ...spec };
+  const cacheOnSave = merged.cacheOnSave ?? false;
+  if (typeof cacheOnSave !== 'boolean' && typeof cacheOnSave !== 'string') {
+    throw new CacheopsConfigError(`${key}.cacheOnSave`, 'expected true, false or a field name');
+  }
+  return {
+    ops: parseOps(merged.ops, `${key}.ops`),
+    timeout: checkTimeout(merged.timeout ?? DEFAULT_TIMEOUT, `${key}.timeout`),
+    lock: checkBool(merged.lock ?? false, `${key}.lock`),
+    localGet: checkBool(merged.localGet ?? false, `${key}.localGet`),
+    cacheOnSave,
+    dbAgnostic: checkBool(merged.dbAgnostic ?? true, `${key}.dbAgnostic`),
+  };
+}
+
+function globToRegExp(glob: string): RegExp {
+  const body = glob.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${body}$`);
+}
+
+function positiveInt(value: unknown, fallback: number, key: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw new CacheopsConfigError(key, `expected a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Validates the whole configuration; throws `CacheopsConfigError` naming the first bad key. */
+export function normalizeConfig(config: CacheopsConfig, modelNames: readonly string[]): NormalizedConfig {
+  if (!isPlainObject(config)) throw new CacheopsConfigError('config', 'expected an object');
+  for (const k of Object.keys(config)) {
+    if (!TOP_KEYS.has(k)) throw new CacheopsConfigError(k, `unknown option (known: ${[...TOP_KEYS].join(', ')})`);
+  }
+  const defaults = config.defaults === undefined ? {} : profileOptions(config.defaults, 'defaults');
+  // Validate defaults on their own so an error names `defaults`, not a profile.
+  buildProfile({}, defaults, 'defaults');
+
+  const prefix = config.prefix ?? '';
+  if (typeof prefix === 'string') {
+    if (/[{}]/.test(prefix)) throw new CacheopsConfigError('prefix', 'must not contain { or } (they are Redis Cluster hash tags)');
+  } else if (typeof prefix !== 'function') {
+    throw new CacheopsConfigError('prefix', 'expected a string or a function of the query');
+  }
+
+  const exact = new Map<string, Profile | null>();
+  const globs: { pattern: RegExp; source: string; profile: Profile | null }[] = [];
+  let star: Profile | null | undefined;
+  const profiles = config.profiles ?? {};
+  if (!isPlainObject(profiles)) throw new CacheopsConfigError('profiles', 'expected an object keyed by model name');
+  const strict = config.strict === undefined ? false : checkBool(config.strict, 'strict');
+  for (const [name, spec] of Object.entries(profiles)) {
+    const key = `profiles.${name}`;
+    const profile = spec === null ? null : buildProfile(profileOptions(spec, key), defaults, key);
+    if (name === '*') star = profile;
+    else if (/[*?]/.test(name)) globs.push({ pattern: globToRegExp(name), source: name, profile });
+    else {
+      if (strict && !modelNames.includes(name)) {
+        throw new CacheopsConfigError(key, `no model named ${name} is defined (strict: true)`);
+      }
+      exact.set(name, profile);
+    }
+  }
+
+  const logger = config.logger ?? ((message: string, error?: unknown) => console.warn(`[cacheops] ${message}`, error ?? ''));
+  if (typeof logger !== 'function') throw new CacheopsConfigError('logger', 'expected a function');
+  return {
+    redis: config.redis ?? process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379/0',
+    prefix: prefix as string | ((query: QueryInfo) => string),
+    degradeOnFailure: config.degradeOnFailure === undefined ? false : checkBool(config.degradeOnFailure, 'degradeOnFailure'),
+    enabled: config.enabled === undefined ? true : checkBool(config.enabled, 'enabled'),
+    insideout: config.insideout === undefined ? false : checkBool(config.insideout, 'insideout'),
+    strict,
+    maxInListLength: positiveInt(config.maxInListLength, 200, 'maxInListLength'),
+    maxRowsForGranularWrite: positiveInt(config.maxRowsForGranularWrite, 1000, 'maxRowsForGranularWrite'),
+    redisTimeout: positiveInt(config.redisTimeout, 1000, 'redisTimeout'),
+    logger: logger as (message: string, error?: unknown) => void,
+    clusterShards: positiveInt(config.clusterShards, 16, 'clusterShards'),
+    exactProfiles: exact,
+    globProfiles: globs,
+    starProfile: star,
+  };
+}
+
+/**
+ * The profile of a model: exact name, then globs, then `'*'`.
+ * `undefined`: no profile (not cached, no hooks). `null`: caching forbidden.
+ */
+export function profileFor(config: NormalizedConfig, modelName: string): Profile | null | undefined {
+  if (config.exactProfiles.has(modelName)) return config.exactProfiles.get(modelName);
+  for (const g of config.globProfiles) if (g.pattern.test(modelName)) return g.profile;
+  return config.starProfile;
+}

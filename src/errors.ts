@@ -1,0 +1,45 @@
+/**
+ * Every error this package throws on purpose is a `CacheopsError`, so callers
+ * can tell ours from the database's or Redis's with one `instanceof`.
+ */
+export class CacheopsError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * Bad configuration or bad arguments: thrown at install time (or when a cached
+ * function is declared), naming the offending key.
+ *
+ * @example
+ * installCacheops(sequelize, { redis, profiles: { Post: { ops: 'gett' } } });
+ * // CacheopsConfigError: profiles.Post.ops: unknown op 'gett' (expected get, fetch, count, ...)
+ */
+export class CacheopsConfigError extends CacheopsError {
+  /** The configuration path that is wrong, e.g. `profiles.Post.timeout`. */
+  readonly key: string;
+  constructor(key: string, message: string) {
+    super(`${key}: ${message}`);
+    this.key = key;
+  }
+}
+
+/**
+ * Raised by `cache.get(key)` (and `fn.key(...).get()`) when nothing is cached.
+ *
+ * @example
+ * try { await cacheops.cache.get('k') } catch (e) { if (e instanceof CacheMiss) ... }
+ */
+export class CacheMiss extends CacheopsError {
+  constructor(key: string) {
+    super(`cache miss: ${key}`);
+  }
+}
+
+/** A value that cannot be stored (a function, a symbol, a cyclic model graph...). Nothing is stored. */
+export class CacheopsSerializationError extends CacheopsError {}
+
+/** Redis failed and `degradeOnFailure` is off. The original error is the `cause`. */
+export class CacheopsRedisError extends CacheopsError {}

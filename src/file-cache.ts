@@ -1,0 +1,3 @@
+export class FileCache {
+  constructor(readonly dir: string) {}
+}

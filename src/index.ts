@@ -1,0 +1,13 @@
+/**
+ * sequelize-cacheops: the whole public surface.
+ */
+export { installCacheops, Cacheops } from './install';
+export type { CacheopsEvents } from './install';
+export { invalidateObj, invalidateDict, invalidateModel, invalidateAll, noInvalidation, invalidateFragment } from './api';
+export { CacheopsExtension } from './nunjucks';
+export { FileCache } from './file-cache';
+export { CacheopsError, CacheopsConfigError, CacheMiss, CacheopsSerializationError, CacheopsRedisError } from './errors';
+export type { CacheopsConfig, ProfileOptions, ProfileSpec, CacheOp, OpsSpec, QueryInfo, RedisConfig } from './config';
+export type { FindCacheopsOption, WriteCacheopsOption, ReadEvent, InvalidatedEvent, CacheopsStats } from './cacheops';
+export type { CachedOptions, CachedFunction, CachedEntry, Sample } from './functions';
+export type { ViewCacheOptions, Handler, CachedHandler } from './views';

@@ -1,0 +1,166 @@
+/**
+ * `installCacheops` and the public `Cacheops` object.
+ */
+import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
+import { CacheopsCore, type CacheopsStats, type InvalidatedEvent, type ReadEvent } from './cacheops';
+import type { CacheopsConfig } from './config';
+import { CacheopsError } from './errors';
+import { interceptReads } from './query/intercept';
+import { tableOf } from './query/dependencies';
+import { WriteInterceptor } from './writes';
+import { SimpleCache } from './simple';
+import { cachedAsFactory, cachedFactory, type CachedFunction, type CachedOptions, type Sample } from './functions';
+import { cachedViewFactory, type ViewCacheOptions, type CachedHandler, type Handler } from './views';
+
+const installations = new WeakMap<Sequelize, Cacheops>();
+const all = new Set<Cacheops>();
+
+export interface CacheopsEvents {
+  read: ReadEvent;
+  invalidated: InvalidatedEvent;
+}
+
+/**
+ * An installation of cacheops on one Sequelize instance; returned by `installCacheops`.
+ *
+ * @example
+ * const cacheops = installCacheops(sequelize, { redis: 'redis://127.0.0.1:6379/1', profiles: { Post: ['all', 600] } });
+ * cacheops.on('read', (e) => console.log(e.model?.name, e.op, e.hit));
+ * await cacheops.invalidateModel(Post);
+ * await cacheops.close();
+ */
+export class Cacheops {
+  /** @internal */
+  readonly core: CacheopsCore;
+  /** Plain key/value caching: `get` throws `CacheMiss` when nothing is stored. */
+  readonly cache: SimpleCache;
+
+  /** @internal use installCacheops */
+  constructor(readonly sequelize: Sequelize, config: CacheopsConfig) {
+    this.core = new CacheopsCore(sequelize, config);
+    this.cache = new SimpleCache(this.core);
+  }
+
+  /** Listens to `read` ({ model, fn, op, hit }) or `invalidated` ({ model, table, values }). */
+  on<E extends keyof CacheopsEvents>(event: E, listener: (payload: CacheopsEvents[E]) => void): this {
+    this.core.events.on(event, listener);
+    return this;
+  }
+
+  off<E extends keyof CacheopsEvents>(event: E, listener: (payload: CacheopsEvents[E]) => void): this {
+    this.core.events.off(event, listener);
+    return this;
+  }
+
+  /** Counters since install (hits, misses, stores, refused stores, invalidations). */
+  stats(): Readonly<CacheopsStats> {
+    return { ...this.core.counters };
+  }
+
+  /** Invalidates what this instance's row could affect (its current and previous values). */
+  async invalidateObj(instance: Model, options: { transaction?: Transaction } = {}): Promise<void> {
+    const model = this.core.checkModel(instance?.constructor, 'invalidateObj');
+    const current = { ...(instance.dataValues as Record<string, unknown>) };
+    const previous = { ...current, ...((instance as unknown as { _previousDataValues?: Record<string, unknown> })._previousDataValues ?? {}) };
+    await this.core.invalidate([{ model, table: tableOf(model), rows: [current, previous] }], this.core.transactions.current(options));
+  }
+
+  /** The same as invalidateObj for a plain object of attribute values; a missing attribute matches anything. */
+  async invalidateDict(model: ModelStatic<Model>, values: Readonly<Record<string, unknown>>, options: { transaction?: Transaction } = {}): Promise<void> {
+    const m = this.core.checkModel(model, 'invalidateDict');
+    if (typeof values !== 'object' || values === null) throw new CacheopsError('invalidateDict: values must be an object of attribute values');
+    await this.core.invalidate([{ model: m, table: tableOf(m), rows: [values] }], this.core.transactions.current(options));
+  }
+
+  /** Every cached value depending on this model's table; cost independent of the keyspace size. */
+  async invalidateModel(model: ModelStatic<Model>, options: { transaction?: Transaction } = {}): Promise<void> {
+    await this.core.invalidateModel(this.core.checkModel(model, 'invalidateModel'), this.core.transactions.current(options));
+  }
+
+  /** Drops every key of this installation (its prefix), nothing else in the Redis database. */
+  async invalidateAll(): Promise<void> {
+    await this.core.invalidateAll();
+  }
+
+  /** Runs fn (sync or async) with invalidation off in its async context only. */
+  noInvalidation<T>(fn: () => T): T {
+    return this.core.noInvalidation(fn);
+  }
+
+  /**
+   * Caches a function by its arguments, invalidated like a query on the samples.
+   * @example
+   * const stats = cacheops.cachedAs(Post, { model: Post, where: { categoryId: 2 } }, { timeout: 120 })(async (n: number) => compute(n));
+   */
+  cachedAs(...samplesAndOptions: (Sample | CachedOptions)[]): <A extends unknown[], R>(fn: (...args: A) => Promise<R> | R) => CachedFunction<A, R> {
+    return cachedAsFactory(this.core, samplesAndOptions);
+  }
+
+  /**
+   * Caches a function by its arguments for a time, with no invalidation.
+   * @example
+   * const top = cacheops.cached({ timeout: 600 })(async (category: string) => load(category));
+   */
+  cached(options: CachedOptions = {}): <A extends unknown[], R>(fn: (...args: A) => Promise<R> | R) => CachedFunction<A, R> {
+    return cachedFactory(this.core, options);
+  }
+
+  /** Caches an Express/Connect handler's successful GET/HEAD responses, invalidated by samples. */
+  cachedViewAs(...samplesAndOptions: (Sample | ViewCacheOptions)[]): (handler: Handler) => CachedHandler {
+    return cachedViewFactory(this.core, samplesAndOptions, true);
+  }
+
+  /** Caches an Express/Connect handler's successful GET/HEAD responses for a time. */
+  cachedView(options: ViewCacheOptions = {}): (handler: Handler) => CachedHandler {
+    return cachedViewFactory(this.core, [options], false);
+  }
+
+  /** Adds the `cached_as` / `cached` tags to a Nunjucks environment. */
+  addNunjucksExtension(env: { addExtension(name: string, ext: unknown): unknown }): void {
+    // Loaded lazily: nunjucks is an optional peer dependency.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { CacheopsExtension } = require('./nunjucks') as typeof import('./nunjucks');
+    env.addExtension('cacheops', new CacheopsExtension(this));
+  }
+
+  /** Closes the Redis connection cacheops opened (not one it was given). */
+  async close(): Promise<void> {
+    all.delete(this);
+    await this.core.close();
+  }
+}
+
+/**
+ * Installs cacheops on a Sequelize instance: reads are cached by profile,
+ * writes invalidate. Throws `CacheopsConfigError` on bad configuration, and
+ * `CacheopsError` when called twice on one instance.
+ *
+ * @example
+ * const cacheops = installCacheops(sequelize, {
+ *   redis: 'redis://127.0.0.1:6379/1',
+ *   profiles: { User: { ops: 'get', timeout: 900 }, Post: { ops: ['get', 'fetch', 'count'] }, '*': {} },
+ * });
+ */
+export function installCacheops(sequelize: Sequelize, config: CacheopsConfig = {}): Cacheops {
+  if (installations.has(sequelize)) {
+    throw new CacheopsError('cacheops is already installed on this Sequelize instance');
+  }
+  const cacheops = new Cacheops(sequelize, config);
+  interceptReads(cacheops.core);
+  new WriteInterceptor(cacheops.core).install();
+  installations.set(sequelize, cacheops);
+  all.add(cacheops);
+  return cacheops;
+}
+
+/** The installation that serves a model or instance (or the only one). */
+export function installationFor(target?: unknown): Cacheops {
+  const ctor = typeof target === 'function' ? target : (target as { constructor?: unknown } | undefined)?.constructor;
+  const sequelize = (ctor as { sequelize?: Sequelize } | undefined)?.sequelize;
+  if (sequelize) {
+    const found = installations.get(sequelize);
+    if (found) return found;
+  }
+  if (all.size === 1) return [...all][0]!;
+  throw new CacheopsError(all.size === 0 ? 'cacheops is not installed' : 'several cacheops installations exist: call the method on the Cacheops object');
+}

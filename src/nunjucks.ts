@@ -1,0 +1,4 @@
+import type { Cacheops } from './install';
+export class CacheopsExtension {
+  constructor(readonly cacheops: Cacheops) {}
+}

@@ -1,0 +1,53 @@
+/**
+ * The read path shared by queries, functions, fragments and views: one
+ * round trip on a hit; on a miss compute, then store with the epoch snapshot
+ * (see cache-store.ts for why that makes stale stores impossible). With the
+ * dog-pile lock, concurrent misses of one key wait for the one that computes.
+ */
+import type { CacheStore, Dependency } from './cache-store';
+
+export interface ReadRequest<T> {
+  readonly prefix: string;
+  readonly hash: string;
+  readonly deps: readonly Dependency[];
+  readonly timeout: number;
+  readonly lock: boolean;
+  /** false inside a transaction: the value may be read from cache but is never stored. */
+  readonly canStore: boolean;
+  readonly compute: () => Promise<T>;
+  readonly encode: (value: T) => Buffer;
+  /** undefined: the bytes are of another format (treated as a miss). */
+  readonly decode: (bytes: Buffer) => { value: T } | undefined;
+}
+
+export interface ReadOutcome<T> {
+  readonly value: T;
+  readonly hit: boolean;
+  readonly stored: boolean;
+}
+
+/** How long a dog-pile lock lives if its holder dies (ms). */
+const LOCK_TTL_MS = 10_000;
+const LOCK_POLL_MS = 15;
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>): Promise<ReadOutcome<T>> {
+  const tables = [...new Set(req.deps.map((d) => d.table))];
+  const lockMs = req.lock && req.canStore ? LOCK_TTL_MS : 0;
+  let fetched = await store.fetch(req.prefix, req.hash, tables, lockMs);
+  const deadline = Date.now() + LOCK_TTL_MS + 1000;
+  while (fetched.kind === 'miss' && fetched.lockHeld && Date.now() < deadline) {
+    await sleep(LOCK_POLL_MS);
+    fetched = await store.fetch(req.prefix, req.hash, tables, lockMs);
+  }
+  if (fetched.kind === 'hit') {
+    const decoded = req.decode(fetched.bytes);
+    if (decoded) return { value: decoded.value, hit: true, stored: false };
+  }
+  const value = await req.compute();
+  if (fetched.kind !== 'miss' || fetched.lockHeld || !req.canStore) return { value, hit: false, stored: false };
+  const bytes = req.encode(value);
+  const stored = await store.store(req.prefix, req.hash, bytes, req.timeout, req.deps, fetched.snapshot);
+  return { value, hit: false, stored };
+}

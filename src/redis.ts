@@ -1,0 +1,76 @@
+/**
+ * The Redis connection: built from a URL, options, a ready ioredis instance or
+ * a Sentinel description; our Lua scripts are registered on it as commands
+ * (ioredis sends EVALSHA and falls back to EVAL when the script is not loaded).
+ */
+import IORedis, { Cluster, type Redis, type RedisOptions } from 'ioredis';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RedisConfig } from './config';
+import { CacheopsConfigError } from './errors';
+
+export type RedisClient = Redis | Cluster;
+
+/** The scripts of lua/*.lua, by command name and key count. */
+const SCRIPTS = {
+  cacheopsFetch: { file: 'fetch.lua', keys: 3 },
+  cacheopsStore: { file: 'store.lua', keys: 3 },
+  cacheopsInvalidate: { file: 'invalidate.lua', keys: 1 },
+} as const;
+
+type ScriptArg = string | Buffer | number;
+
+/** The script commands as ioredis exposes them once defined. */
+export interface ScriptCommands {
+  cacheopsFetchBuffer(...args: ScriptArg[]): Promise<Buffer | Buffer[]>;
+  cacheopsStore(...args: ScriptArg[]): Promise<number>;
+  cacheopsInvalidate(...args: ScriptArg[]): Promise<number>;
+}
+
+const scriptSources = new Map<string, string>();
+function scriptSource(file: string): string {
+  let src = scriptSources.get(file);
+  if (src === undefined) {
+    src = readFileSync(join(__dirname, 'lua', file), 'utf8');
+    scriptSources.set(file, src);
+  }
+  return src;
+}
+
+function isClient(value: unknown): value is RedisClient {
+  return value instanceof IORedis || value instanceof Cluster ||
+    (typeof value === 'object' && value !== null && typeof (value as { defineCommand?: unknown }).defineCommand === 'function');
+}
+
+export function isCluster(client: RedisClient): client is Cluster {
+  return client instanceof Cluster || (client as { isCluster?: boolean }).isCluster === true;
+}
+
+function fromUnixUrl(url: string, base: RedisOptions): RedisOptions {
+  const parsed = new URL(url);
+  const db = parsed.searchParams.get('db');
+  return { ...base, path: decodeURIComponent(parsed.pathname), ...(db ? { db: Number(db) } : {}),
+    ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}) };
+}
+
+/** Opens (or adopts) the client and registers the scripts on it. */
+export function connectRedis(config: RedisConfig, defaults: RedisOptions): { client: RedisClient & ScriptCommands; owned: boolean } {
+  let client: RedisClient;
+  let owned = true;
+  if (typeof config === 'string') {
+    if (config.startsWith('unix://')) client = new IORedis(fromUnixUrl(config, defaults));
+    else if (/^rediss?:\/\//.test(config)) client = new IORedis(config, defaults);
+    else throw new CacheopsConfigError('redis', `unsupported URL ${JSON.stringify(config)} (use redis://, rediss:// or unix://)`);
+  } else if (isClient(config)) {
+    client = config;
+    owned = false;
+  } else if (typeof config === 'object' && config !== null) {
+    client = new IORedis({ ...defaults, ...(config as RedisOptions) });
+  } else {
+    throw new CacheopsConfigError('redis', 'expected a URL, ioredis options, an ioredis instance or { sentinels, name }');
+  }
+  for (const [name, { file, keys }] of Object.entries(SCRIPTS)) {
+    if (!(name in client)) client.defineCommand(name, { numberOfKeys: keys, lua: scriptSource(file) });
+  }
+  return { client: client as RedisClient & ScriptCommands, owned };
+}

@@ -1,0 +1,360 @@
+/**
+ * Write interception: every write path of Sequelize ends in a QueryInterface
+ * method (insert, update, bulkInsert, bulkUpdate, delete, bulkDelete, upsert,
+ * increment, decrement) or in a raw `sequelize.query`. Each is wrapped here so
+ * that hooks being off (`hooks: false`, bulk writes without individualHooks)
+ * cannot hide a write.
+ *
+ * A write invalidates by the exact states of the rows it touches, read from
+ * the database, not from the (possibly stale) instance in memory:
+ *
+ *   1. before: the rows its WHERE selects, read with FOR UPDATE in the write's
+ *      transaction (our own one when it has none), so no one changes them
+ *      between this read and the write;
+ *   2. the write itself, in that transaction;
+ *   3. after: the same rows again (by primary key), and inserted rows.
+ *
+ * Both states go to one invalidation script call, after the commit. On SQLite,
+ * which has no row locks, writes outside a transaction are serialized by an
+ * in-process mutex instead. Over `maxRowsForGranularWrite` rows the whole model
+ * is invalidated. Raw SQL writes invalidate every model whose table they name.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { Op, QueryTypes, Utils, type Model, type ModelStatic, type Transaction } from 'sequelize';
+import type { CacheopsCore, WriteCacheopsOption } from './cacheops';
+import { modelsNamedIn, tableIndex, tableOf } from './query/dependencies';
+import { tokenKind } from './tokens';
+
+type Row = Record<string, unknown>;
+type Options = Record<string, unknown> & { transaction?: Transaction | null; cacheops?: WriteCacheopsOption | boolean };
+type AfterSpec = { where?: unknown; appRows?: Row[] } | 'all' | undefined;
+
+interface WriteSpec<R> {
+  /** The WHERE (field or attribute keyed) of rows the write may change or delete. */
+  readonly before?: unknown;
+  /** How to find the rows' new states once the write ran. */
+  readonly after?: (result: R, before: Row[]) => AfterSpec;
+  /** Invalidate the whole model instead (truncate, unknowable rows). */
+  readonly wholeModel?: boolean;
+}
+
+/** A promise-chain mutex: one guarded write at a time (SQLite only). */
+class Mutex {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn, fn);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+/** Set while a wrapped QueryInterface method runs its SQL, so the raw-query wrapper leaves it alone. */
+const insideManagedWrite = new AsyncLocalStorage<boolean>();
+
+const WRITE_SQL = /^\s*(?:\/\*[\s\S]*?\*\/\s*|--[^\n]*\n\s*)*(?:with\b[\s\S]*?\)\s*)?(insert|update|delete|truncate|replace|merge|upsert|alter|drop|create|rename)\b/i;
+const WRITE_TYPES = new Set<string>([QueryTypes.INSERT, QueryTypes.UPDATE, QueryTypes.BULKUPDATE, QueryTypes.BULKDELETE, QueryTypes.DELETE, QueryTypes.UPSERT]);
+
+function primaryKeys(model: ModelStatic<Model>): string[] {
+  return Object.keys((model as unknown as { primaryKeys: Record<string, unknown> }).primaryKeys);
+}
+
+/** Field-keyed values -> attribute-keyed. */
+function toAttributes(model: ModelStatic<Model>, values: Row): Row {
+  const byField = (model as unknown as { fieldRawAttributesMap: Record<string, { fieldName: string }> }).fieldRawAttributesMap;
+  const out: Row = {};
+  for (const [k, v] of Object.entries(values)) out[byField[k]?.fieldName ?? k] = v;
+  return out;
+}
+
+/**
+ * Row states known only from the application's values (inserts whose rows
+ * cannot be read back): values the database may store differently (dates
+ * rounded to the column's precision, decimals to its scale, SQL expressions)
+ * are dropped, which makes them match every conjunction of that field.
+ */
+function appRow(model: ModelStatic<Model>, dialect: string, values: Row): Row {
+  const attrs = model.getAttributes() as Record<string, { type: unknown }>;
+  const out: Row = {};
+  for (const [k, v] of Object.entries(toAttributes(model, values))) {
+    const attr = attrs[k];
+    if (!attr || v instanceof Utils.SequelizeMethod) continue;
+    const kind = tokenKind(attr, dialect);
+    if (kind === 'date') continue;
+    if (kind === 'number' && (typeof v !== 'number' || !Number.isInteger(v)) && typeof v !== 'bigint') continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+/** A WHERE selecting rows by primary key, or undefined when the model has none. */
+function byPrimaryKeys(model: ModelStatic<Model>, rows: Row[]): unknown {
+  const pks = primaryKeys(model);
+  if (pks.length === 0) return undefined;
+  const usable = rows.filter((r) => pks.every((k) => r[k] !== undefined && r[k] !== null));
+  if (usable.length !== rows.length) return undefined;
+  if (usable.length === 0) return null;
+  if (pks.length === 1) return { [pks[0]!]: { [Op.in]: usable.map((r) => r[pks[0]!]) } };
+  return { [Op.or]: usable.map((r) => Object.fromEntries(pks.map((k) => [k, r[k]]))) };
+}
+
+/** A WHERE selecting the rows that could conflict with these values on a primary or unique key. */
+function byUniqueKeys(model: ModelStatic<Model>, records: Row[]): { where: unknown; complete: boolean } {
+  const m = model as unknown as { primaryKeys: Record<string, unknown>; uniqueKeys: Record<string, { fields: string[] }>; _indexes: { unique?: boolean; fields: (string | { name?: string; attribute?: string })[] }[] };
+  const keySets: string[][] = [primaryKeys(model)];
+  for (const uk of Object.values(m.uniqueKeys ?? {})) if (uk.fields.length) keySets.push(uk.fields.map((f) => toAttributesName(model, f)));
+  for (const ix of m._indexes ?? []) {
+    if (ix.unique) keySets.push(ix.fields.map((f) => toAttributesName(model, typeof f === 'string' ? f : f.attribute ?? f.name ?? '')));
+  }
+  const clauses: Row[] = [];
+  let complete = true;
+  for (const raw of records) {
+    const rec = toAttributes(model, raw);
+    let found = false;
+    for (const keys of keySets) {
+      if (keys.length && keys.every((k) => rec[k] !== undefined && rec[k] !== null && !(rec[k] instanceof Utils.SequelizeMethod))) {
+        clauses.push(Object.fromEntries(keys.map((k) => [k, rec[k]])));
+        found = true;
+      }
+    }
+    if (!found) complete = false;
+  }
+  return { where: clauses.length ? { [Op.or]: clauses } : null, complete };
+}
+
+function toAttributesName(model: ModelStatic<Model>, field: string): string {
+  const byField = (model as unknown as { fieldRawAttributesMap: Record<string, { fieldName: string }> }).fieldRawAttributesMap;
+  return byField[field]?.fieldName ?? field;
+}
+
+export class WriteInterceptor {
+  private readonly mutex = new Mutex();
+
+  constructor(private readonly core: CacheopsCore) {}
+
+  private get sequelize() {
+    return this.core.sequelize;
+  }
+
+  private optedOut(options: Options | undefined): boolean {
+    const c = options?.cacheops;
+    return !this.core.invalidationEnabled || (typeof c === 'object' && c !== null && c.invalidate === false);
+  }
+
+  /** Reads the current states of rows (all columns, unscoped, soft-deleted too); 'too-many' past the threshold. */
+  private async readRows(model: ModelStatic<Model>, where: unknown, transaction: Transaction | undefined, lock: boolean): Promise<Row[] | 'too-many'> {
+    if (where === null) return [];
+    const limit = this.core.config.maxRowsForGranularWrite;
+    const rows = await model.unscoped().findAll({
+      where: where as never,
+      transaction: transaction ?? null,
+      ...(lock && this.core.dialect !== 'sqlite' ? { lock: true } : {}),
+      paranoid: false,
+      hooks: false,
+      raw: false,
+      limit: limit + 1,
+      cacheops: false,
+    } as never);
+    if (rows.length > limit) return 'too-many';
+    return rows.map((r) => ({ ...(r.dataValues as Row) }));
+  }
+
+  /** Runs one write with the before/after protocol of the module comment. */
+  async write<R>(model: ModelStatic<Model> | undefined, options: Options, spec: WriteSpec<R>, run: (options: Options) => Promise<R>): Promise<R> {
+    const managed = (o: Options): Promise<R> => insideManagedWrite.run(true, () => run(o));
+    if (!model || this.optedOut(options)) return managed(options);
+    const userTx = this.core.transactions.current(options);
+    if (userTx) this.core.transactions.markWritten(userTx);
+    const table = tableOf(model);
+    if (spec.wholeModel) {
+      const result = await managed(options);
+      await this.core.invalidate([{ model, table, rows: 'all' }], userTx);
+      return result;
+    }
+    const exec = async (tx: Transaction | undefined): Promise<{ result: R; rows: Row[] | 'all' }> => {
+      let before: Row[] = [];
+      if (spec.before !== undefined) {
+        const read = await this.readRows(model, spec.before, tx, true);
+        if (read === 'too-many') return { result: await managed(tx ? { ...options, transaction: tx } : options), rows: 'all' };
+        before = read;
+      }
+      const result = await managed(tx ? { ...options, transaction: tx } : options);
+      const after = spec.after?.(result, before);
+      if (after === 'all') return { result, rows: 'all' };
+      const rows = [...before];
+      if (after?.where !== undefined) {
+        const read = await this.readRows(model, after.where, tx, false);
+        if (read === 'too-many') return { result, rows: 'all' };
+        rows.push(...read);
+      }
+      if (after?.appRows) rows.push(...after.appRows.map((r) => appRow(model, this.core.dialect, r)));
+      return { result, rows };
+    };
+
+    let outcome: { result: R; rows: Row[] | 'all' };
+    if (userTx) {
+      outcome = await exec(userTx);
+    } else if (this.core.dialect === 'sqlite') {
+      outcome = await this.mutex.run(() => exec(undefined));
+    } else if (spec.before === undefined) {
+      outcome = await exec(undefined); // inserts: nothing to lock
+    } else {
+      const tx = await this.sequelize.transaction();
+      try {
+        outcome = await exec(tx);
+        await tx.commit();
+      } catch (error) {
+        if (!(tx as unknown as { finished?: string }).finished) await tx.rollback();
+        throw error;
+      }
+    }
+    if (outcome.rows === 'all' || outcome.rows.length > 0) {
+      await this.core.invalidate([{ model, table, rows: outcome.rows }], userTx);
+    }
+    return outcome.result;
+  }
+
+  private modelOfTable(tableName: unknown, options?: Options): ModelStatic<Model> | undefined {
+    const fromOptions = options?.['model'];
+    if (typeof fromOptions === 'function') return fromOptions as ModelStatic<Model>;
+    const t = typeof tableName === 'string' ? tableName
+      : (tableName as { tableName?: string; schema?: string } | undefined)?.schema
+        ? `${(tableName as { schema: string }).schema}.${(tableName as { tableName: string }).tableName}`
+        : (tableName as { tableName?: string } | undefined)?.tableName;
+    if (!t) return undefined;
+    const index = tableIndex(this.sequelize);
+    return index.byTable.get(t) ?? [...index.byTable.values()].find((m) => m.tableName === t);
+  }
+
+  /** Wraps this Sequelize's QueryInterface write methods and `sequelize.query`. */
+  install(): void {
+    // The QueryInterface methods are typed loosely on purpose: they are Sequelize internals.
+    type Fn = (...args: never[]) => Promise<unknown>;
+    const qi = this.sequelize.getQueryInterface() as unknown as Record<string, Fn>;
+    const self = this;
+    const wrap = (name: string, body: (original: Fn, thisArg: unknown, args: unknown[]) => Promise<unknown>): void => {
+      const original = qi[name]!;
+      qi[name] = function wrapped(this: unknown, ...args: never[]) {
+        return body(original, this, args);
+      } as Fn;
+    };
+    const call = (original: Fn, thisArg: unknown, args: unknown[], optionsIndex: number) => (o: Options) => {
+      const next = [...args];
+      next[optionsIndex] = o;
+      return original.apply(thisArg, next as never[]);
+    };
+
+    wrap('insert', (original, thisArg, args) => {
+      const [instance, , , options] = args as [Model, unknown, Row, Options];
+      const model = instance?.constructor as ModelStatic<Model> | undefined;
+      return self.write(model, options ?? {}, {
+        after: (result) => {
+          const built = (Array.isArray(result) ? result[0] : result) as Model | undefined;
+          const values = (built ?? instance).dataValues as Row;
+          const where = byPrimaryKeys(model!, [values]);
+          return where === undefined ? { appRows: [values] } : { where };
+        },
+      }, call(original, thisArg, args, 3));
+    });
+
+    wrap('update', (original, thisArg, args) => {
+      const [instance, , values, identifier, options] = args as [Model, unknown, Row, unknown, Options];
+      const model = instance?.constructor as ModelStatic<Model> | undefined;
+      return self.write(model, options ?? {}, {
+        before: identifier,
+        after: (_result, before) => {
+          const changesKey = primaryKeys(model!).some((k) => k in toAttributes(model!, values));
+          if (changesKey) {
+            const where = byPrimaryKeys(model!, [{ ...(instance.dataValues as Row) }]);
+            return where === undefined ? 'all' : { where };
+          }
+          const where = byPrimaryKeys(model!, before);
+          return where === undefined ? 'all' : { where };
+        },
+      }, call(original, thisArg, args, 4));
+    });
+
+    const byBeforeKeys = (model: ModelStatic<Model>, values: Row | undefined) => (_r: unknown, before: Row[]): AfterSpec => {
+      if (values && primaryKeys(model).some((k) => k in toAttributes(model, values))) return 'all';
+      const where = byPrimaryKeys(model, before);
+      return where === undefined ? 'all' : { where };
+    };
+
+    wrap('bulkUpdate', (original, thisArg, args) => {
+      const [tableName, values, identifier, options] = args as [unknown, Row, unknown, Options];
+      const model = self.modelOfTable(tableName, options);
+      return self.write(model, options ?? {}, { before: identifier ?? {}, after: model && byBeforeKeys(model, values) }, call(original, thisArg, args, 3));
+    });
+
+    for (const name of ['increment', 'decrement']) {
+      wrap(name, (original, thisArg, args) => {
+        const [model, , where, , , options] = args as [ModelStatic<Model>, unknown, unknown, Row, Row, Options];
+        return self.write(model, options ?? {}, { before: where ?? {}, after: byBeforeKeys(model, undefined) }, call(original, thisArg, args, 5));
+      });
+    }
+
+    wrap('delete', (original, thisArg, args) => {
+      const [instance, , identifier, options] = args as [Model, unknown, unknown, Options];
+      return self.write(instance?.constructor as ModelStatic<Model>, options ?? {}, { before: identifier }, call(original, thisArg, args, 3));
+    });
+
+    wrap('bulkDelete', (original, thisArg, args) => {
+      const [tableName, where, options, model] = args as [unknown, unknown, Options, ModelStatic<Model> | undefined];
+      const m = model ?? self.modelOfTable(tableName, options);
+      const wholeModel = options?.['truncate'] === true || where === undefined;
+      return self.write(m, options ?? {}, wholeModel ? { wholeModel } : { before: where }, call(original, thisArg, args, 2));
+    });
+
+    wrap('upsert', (original, thisArg, args) => {
+      const [tableName, insertValues, , , options] = args as [unknown, Row, Row, unknown, Options];
+      const model = self.modelOfTable(tableName, options);
+      if (!model) return self.write(undefined, options ?? {}, {}, call(original, thisArg, args, 4));
+      const { where, complete } = byUniqueKeys(model, [insertValues]);
+      return self.write(model, options ?? {}, complete && where !== null ? {
+        before: where,
+        after: (_r, before) => {
+          const keys = byPrimaryKeys(model, before);
+          return keys === undefined ? 'all' : { where: keys === null ? where : { [Op.or]: [where, keys] } };
+        },
+      } : { wholeModel: true }, call(original, thisArg, args, 4));
+    });
+
+    wrap('bulkInsert', (original, thisArg, args) => {
+      const [tableName, records, options] = args as [unknown, Row[], Options];
+      const model = self.modelOfTable(tableName, options);
+      if (!model) return self.write(undefined, options ?? {}, {}, call(original, thisArg, args, 2));
+      if (records.length > self.core.config.maxRowsForGranularWrite) {
+        return self.write(model, options ?? {}, { wholeModel: true }, call(original, thisArg, args, 2));
+      }
+      const mayTouchExisting = Boolean(options?.['updateOnDuplicate'] || options?.['ignoreDuplicates']);
+      const { where, complete } = byUniqueKeys(model, records);
+      if (mayTouchExisting && !complete) return self.write(model, options ?? {}, { wholeModel: true }, call(original, thisArg, args, 2));
+      return self.write(model, options ?? {}, {
+        ...(mayTouchExisting ? { before: where } : {}),
+        after: (_r, before) => {
+          const keys = byPrimaryKeys(model, before);
+          if (keys === undefined) return 'all';
+          const parts = [where, keys].filter((w) => w !== null);
+          // Rows the application gave no key for can only be known by their values.
+          const appRows = complete ? [] : records;
+          return { where: parts.length === 0 ? null : parts.length === 1 ? parts[0] : { [Op.or]: parts }, appRows };
+        },
+      }, call(original, thisArg, args, 2));
+    });
+
+    const sequelize = this.sequelize as unknown as { query: (sql: unknown, options?: Options) => Promise<unknown> };
+    const originalQuery = sequelize.query;
+    sequelize.query = async function query(this: unknown, sql: unknown, options?: Options) {
+      if (insideManagedWrite.getStore() || !self.core.config.enabled) return originalQuery.call(this, sql, options);
+      const text = typeof sql === 'string' ? sql : (sql as { query?: string } | undefined)?.query ?? '';
+      const type = options?.['type'] as string | undefined;
+      const isWrite = (type !== undefined && WRITE_TYPES.has(type)) || ((type === undefined || type === QueryTypes.RAW) && WRITE_SQL.test(text));
+      if (!isWrite || self.optedOut(options)) return originalQuery.call(this, sql, options);
+      const tx = self.core.transactions.current(options);
+      if (tx) self.core.transactions.markWritten(tx);
+      const result = await originalQuery.call(this, sql, options);
+      const models = modelsNamedIn(self.sequelize, text);
+      await self.core.invalidate(models.map((m) => ({ model: m, table: tableOf(m), rows: 'all' as const })), tx);
+      return result;
+    };
+  }
+}
