@@ -152,7 +152,7 @@ export class CacheopsCore {
         }
       }
     }
-    const outcome: ReadOutcome<T> = await readThrough(this.store, req);
+    const outcome: ReadOutcome<T> = await readThrough(this.store, this.config.raceProtection ? req : { ...req, raceProtection: false });
     this.count(outcome.hit, event);
     if (outcome.stored) this.counters.stores += 1;
     else if (!outcome.hit && req.canStore) this.counters.refusedStores += 1;

@@ -78,6 +78,11 @@ export interface CacheopsConfig {
   readonly logger?: (message: string, error?: unknown) => void;
   /** Cluster only: how many hash-tag shards the cache data is spread over (default 16). */
   readonly clusterShards?: number;
+  /**
+   * Refuse to store a value read before a concurrent invalidation (default true).
+   * Only for demonstrating the race in tests: never turn it off in an application.
+   */
+  readonly raceProtection?: boolean;
 }
 
 /** A profile after defaults and validation. */
@@ -102,6 +107,7 @@ export interface NormalizedConfig {
   readonly redisTimeout: number;
   readonly logger: (message: string, error?: unknown) => void;
   readonly clusterShards: number;
+  readonly raceProtection: boolean;
   /** Exact model names first. */
   readonly exactProfiles: ReadonlyMap<string, Profile | null>;
   /** Then glob patterns, in the order given. */
@@ -112,7 +118,7 @@ export interface NormalizedConfig {
 
 const TOP_KEYS = new Set([
   'redis', 'defaults', 'profiles', 'prefix', 'degradeOnFailure', 'enabled', 'insideout', 'strict',
-  'maxInListLength', 'maxRowsForGranularWrite', 'redisTimeout', 'logger', 'clusterShards',
+  'maxInListLength', 'maxRowsForGranularWrite', 'redisTimeout', 'logger', 'clusterShards', 'raceProtection',
 ]);
 const PROFILE_KEYS = new Set(['ops', 'timeout', 'lock', 'localGet', 'cacheOnSave', 'dbAgnostic']);
 
@@ -242,6 +248,7 @@ export function normalizeConfig(config: CacheopsConfig, modelNames: readonly str
     redisTimeout: positiveInt(config.redisTimeout, 1000, 'redisTimeout'),
     logger: logger as (message: string, error?: unknown) => void,
     clusterShards: positiveInt(config.clusterShards, 16, 'clusterShards'),
+    raceProtection: config.raceProtection === undefined ? true : checkBool(config.raceProtection, 'raceProtection'),
     exactProfiles: exact,
     globProfiles: globs,
     starProfile: star,

@@ -10,10 +10,14 @@ export interface ReadRequest<T> {
   readonly prefix: string;
   readonly hash: string;
   readonly deps: readonly Dependency[];
+  /** The dependencies narrowed by the computed value (join keys); same tables as `deps`. */
+  readonly refineDeps?: (value: T) => readonly Dependency[];
   readonly timeout: number;
   readonly lock: boolean;
   /** false inside a transaction: the value may be read from cache but is never stored. */
   readonly canStore: boolean;
+  /** false only to demonstrate the race in tests: the store skips the epoch check. */
+  readonly raceProtection?: boolean;
   readonly compute: () => Promise<T>;
   readonly encode: (value: T) => Buffer;
   /** undefined: the bytes are of another format (treated as a miss). */
@@ -48,6 +52,8 @@ export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>): Pr
   const value = await req.compute();
   if (fetched.kind !== 'miss' || fetched.lockHeld || !req.canStore) return { value, hit: false, stored: false };
   const bytes = req.encode(value);
-  const stored = await store.store(req.prefix, req.hash, bytes, req.timeout, req.deps, fetched.snapshot);
+  const snapshot = req.raceProtection === false ? { fields: [], values: [], lockToken: fetched.snapshot.lockToken } : fetched.snapshot;
+  const deps = req.refineDeps ? req.refineDeps(value) : req.deps;
+  const stored = await store.store(req.prefix, req.hash, bytes, req.timeout, deps, snapshot);
   return { value, hit: false, stored };
 }

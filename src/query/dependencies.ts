@@ -7,7 +7,8 @@
  */
 import type { Model, ModelStatic, Sequelize } from 'sequelize';
 import type { Dependency } from '../cache-store';
-import { FALSE, TRUE, or, whereToDnf, type Dnf, type TreeContext } from '../tree';
+import { FALSE, TRUE, and, or, whereToDnf, type Dnf, type TreeContext } from '../tree';
+import { joinKeysOf, restrictToJoinedRows, type JoinKey } from './join-keys';
 
 export interface DependencyContext {
   readonly sequelize: Sequelize;
@@ -63,6 +64,25 @@ export function modelsNamedIn(sequelize: Sequelize, sql: string): ModelStatic<Mo
   return [...found];
 }
 
+/** An included model's dependency, restricted by join keys once the rows are known. */
+interface IncludeDependency {
+  readonly model: ModelStatic<Model>;
+  readonly dnf: Dnf;
+  /** Present when only rows joined to the returned parents matter (see join-keys.ts). */
+  readonly join?: JoinKey;
+}
+
+export interface PendingDependencies {
+  /** The dependencies before the rows are known (for the epoch snapshot and uncached paths). */
+  withTablesOf(sql: string): FinalDependencies | undefined;
+}
+
+export interface FinalDependencies {
+  readonly deps: Dependency[];
+  /** The same, narrowed by the join keys found in a result (instances, not raw rows). */
+  refine(result: unknown): Dependency[];
+}
+
 /**
  * The dependencies of a select, or undefined when it must not be cached.
  * Call it before generating the SQL: the generator replaces `options.where`
@@ -71,37 +91,64 @@ export function modelsNamedIn(sequelize: Sequelize, sql: string): ModelStatic<Mo
 export function selectDependencies(
   ctx: DependencyContext,
   model: ModelStatic<Model>,
-  options: { where?: unknown; include?: readonly IncludeLike[] },
-): { withTablesOf(sql: string): Dependency[] | undefined } | undefined {
-  const deps = new Map<string, Dnf>();
+  options: { where?: unknown; include?: readonly IncludeLike[]; raw?: boolean },
+): PendingDependencies | undefined {
+  const fixed = new Map<string, Dnf>();
+  const joined: IncludeDependency[] = [];
   let forbidden = false;
-  const add = (m: ModelStatic<Model>, where: unknown): void => {
+  const dnfOf = (m: ModelStatic<Model>, where: unknown): Dnf => {
     if (!ctx.mayCache(m)) forbidden = true;
-    const table = tableOf(m);
-    const dnf = whereToDnf(where, treeContext(m, ctx.dialect, ctx.maxInListLength));
-    deps.set(table, or(deps.get(table) ?? FALSE, dnf));
+    return whereToDnf(where, treeContext(m, ctx.dialect, ctx.maxInListLength));
   };
-  add(model, options.where);
-  const walk = (includes: readonly IncludeLike[] | undefined): void => {
+  const addFixed = (m: ModelStatic<Model>, dnf: Dnf): void => {
+    fixed.set(tableOf(m), or(fixed.get(tableOf(m)) ?? FALSE, dnf));
+  };
+  addFixed(model, dnfOf(model, options.where));
+  // Narrowing a child is sound whatever its parents' dependencies are: any change to
+  // which parents are returned already invalidates through the parents' own tables.
+  const walk = (includes: readonly IncludeLike[] | undefined, path: readonly string[]): void => {
     for (const inc of includes ?? []) {
       if (inc.separate || !inc.model) continue; // a separate include runs (and caches) its own query
-      add(inc.model, inc.where);
-      if (inc.through?.model) add(inc.through.model, inc.through.where);
-      walk(inc.include);
+      const dnf = dnfOf(inc.model, inc.where);
+      const keys = options.raw ? undefined : joinKeysOf(inc as Parameters<typeof joinKeysOf>[0], path);
+      if (keys?.target) joined.push({ model: inc.model, dnf, join: keys.target });
+      else addFixed(inc.model, dnf);
+      if (inc.through?.model) {
+        const throughDnf = dnfOf(inc.through.model, inc.through.where);
+        if (keys?.through) joined.push({ model: inc.through.model, dnf: throughDnf, join: keys.through });
+        else addFixed(inc.through.model, throughDnf);
+      }
+      const as = (inc as { as?: string }).as;
+      if (as) walk(inc.include, [...path, as]);
+      else walk(inc.include, path); // unknown nesting: children get no narrowing below (joinKeysOf needs an association)
     }
   };
-  walk(options.include);
+  walk(options.include, []);
   if (forbidden) return undefined;
   return {
-    withTablesOf(sql: string): Dependency[] | undefined {
-      const all = new Map(deps);
+    withTablesOf(sql: string): FinalDependencies | undefined {
+      const all = new Map(fixed);
+      for (const j of joined) all.set(tableOf(j.model), or(all.get(tableOf(j.model)) ?? FALSE, j.dnf));
       for (const m of modelsNamedIn(ctx.sequelize, sql)) {
         const table = tableOf(m);
         if (all.has(table)) continue;
         if (!ctx.mayCache(m)) return undefined;
         all.set(table, TRUE);
+        fixed.set(table, TRUE);
       }
-      return [...all].map(([table, conjs]) => ({ table, conjs }));
+      const toList = (map: Map<string, Dnf>): Dependency[] => [...map].map(([table, conjs]) => ({ table, conjs }));
+      return {
+        deps: toList(all),
+        refine(result: unknown): Dependency[] {
+          if (joined.length === 0) return toList(all);
+          const narrowed = new Map(fixed);
+          for (const j of joined) {
+            const dnf = and(j.dnf, restrictToJoinedRows(j.model, j.join!, result, ctx));
+            narrowed.set(tableOf(j.model), or(narrowed.get(tableOf(j.model)) ?? FALSE, dnf));
+          }
+          return toList(narrowed);
+        },
+      };
     },
   };
 }

@@ -59,8 +59,9 @@ async function cachedSelect(
     sequelize: core.sequelize, dialect: core.dialect, maxInListLength: core.config.maxInListLength, mayCache: core.mayCache,
   }, model, options);
   const sql = generate();
-  const deps = pending?.withTablesOf(sql);
-  if (!plan || !deps) return run(sql);
+  const final = pending?.withTablesOf(sql);
+  if (!plan || !final) return run(sql);
+  const deps = final.deps;
   const hash = queryHash({
     dialect: core.dialect,
     ...(plan.profile.dbAgnostic ? {} : { db: core.db }),
@@ -77,6 +78,7 @@ async function cachedSelect(
     lock: plan.lock,
     canStore: plan.canStore,
     compute: () => run(sql),
+    refineDeps: (value) => final.refine(value),
     encode: (value) => encodeRaw(toCacheable(value, options)),
     decode: (bytes) => {
       const raw = decodeRaw(bytes);
