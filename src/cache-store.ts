@@ -54,6 +54,8 @@ export interface StoreOptions {
   readonly timeoutMs: number;
   readonly shards: number;
   readonly logger: (message: string, error?: unknown) => void;
+  /** Memory-limit mode: values carry their invalidators' stamps (see lua/*_insideout.lua). */
+  readonly insideout: boolean;
 }
 
 function schemeOf(conj: Conj): { scheme: string; conj: string } {
@@ -110,8 +112,9 @@ export class CacheStore {
     const ns = this.nsFor(prefix, hash);
     const token = lockMs > 0 ? randomBytes(8).toString('hex') : '';
     const escaped = tables.map(escapeKeyPart);
+    const args = [valueKey(ns, hash), epochsKey(ns), lockKey(ns, hash), lockMs, token, ...escaped];
     const reply = await this.guard<Buffer | Buffer[] | undefined>('a cache read', () =>
-      this.client.cacheopsFetchBuffer(valueKey(ns, hash), epochsKey(ns), lockKey(ns, hash), lockMs, token, ...escaped), undefined);
+      (this.options.insideout ? this.client.cacheopsFetchInsideoutBuffer(...args) : this.client.cacheopsFetchBuffer(...args)), undefined);
     if (reply === undefined) return { kind: 'unavailable' };
     if (!Array.isArray(reply)) return { kind: 'hit', bytes: reply };
     const [lock, ...epochs] = reply.map((b) => b.toString());
@@ -125,9 +128,15 @@ export class CacheStore {
   /** Stores unless an invalidation moved an epoch since the snapshot; true when stored. */
   async store(prefix: string, hash: string, bytes: Buffer, timeout: number, deps: readonly Dependency[], snapshot: Snapshot): Promise<boolean> {
     const ns = this.nsFor(prefix, hash);
+    const insideout = this.options.insideout;
     const args: (string | Buffer | number)[] = [valueKey(ns, hash), epochsKey(ns), lockKey(ns, hash), ns, bytes, Math.max(1, Math.ceil(timeout)), snapshot.lockToken];
+    if (insideout) args.push(randomBytes(8).toString('hex'));
     args.push(snapshot.fields.length);
     snapshot.fields.forEach((f, i) => args.push(f, snapshot.values[i] ?? '0'));
+    if (insideout) {
+      const tables = [...new Set(deps.map((d) => escapeKeyPart(d.table)))];
+      args.push(tables.length, ...tables);
+    }
     const conjs: (string)[] = [];
     let count = 0;
     for (const dep of deps) {
@@ -139,7 +148,7 @@ export class CacheStore {
       }
     }
     args.push(count, ...conjs);
-    const stored = await this.guard('a cache store', () => this.client.cacheopsStore(...args), 0);
+    const stored = await this.guard('a cache store', () => (insideout ? this.client.cacheopsStoreInsideout(...args) : this.client.cacheopsStore(...args)), 0);
     return stored === 1;
   }
 
@@ -162,7 +171,8 @@ export class CacheStore {
     const calls: Promise<number>[] = [];
     for (let shard = 0; shard < this.shards; shard += 1) {
       const ns = namespace(prefix, shard);
-      calls.push(this.client.cacheopsInvalidate(epochsKey(ns), ns, ...body));
+      const args = [epochsKey(ns), ns, ...body];
+      calls.push(this.options.insideout ? this.client.cacheopsInvalidateInsideout(...args) : this.client.cacheopsInvalidate(...args));
     }
     // Invalidation failures are never silent when not degrading: a lost invalidation is a stale read.
     return this.guard('an invalidation', async () => (await Promise.all(calls)).reduce((a, b) => a + b, 0), -1);

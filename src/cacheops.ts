@@ -90,6 +90,7 @@ export class CacheopsCore {
       timeoutMs: this.config.redisTimeout,
       shards: this.config.clusterShards,
       logger: this.config.logger,
+      insideout: this.config.insideout,
     });
     this.transactions = new TransactionTracker(sequelize, (error) => this.config.logger('a queued invalidation failed', error));
     this.events.setMaxListeners(0);

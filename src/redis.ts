@@ -16,6 +16,9 @@ const SCRIPTS = {
   cacheopsFetch: { file: 'fetch.lua', keys: 3 },
   cacheopsStore: { file: 'store.lua', keys: 3 },
   cacheopsInvalidate: { file: 'invalidate.lua', keys: 1 },
+  cacheopsFetchInsideout: { file: 'fetch_insideout.lua', keys: 3 },
+  cacheopsStoreInsideout: { file: 'store_insideout.lua', keys: 3 },
+  cacheopsInvalidateInsideout: { file: 'invalidate_insideout.lua', keys: 1 },
 } as const;
 
 type ScriptArg = string | Buffer | number;
@@ -25,6 +28,9 @@ export interface ScriptCommands {
   cacheopsFetchBuffer(...args: ScriptArg[]): Promise<Buffer | Buffer[]>;
   cacheopsStore(...args: ScriptArg[]): Promise<number>;
   cacheopsInvalidate(...args: ScriptArg[]): Promise<number>;
+  cacheopsFetchInsideoutBuffer(...args: ScriptArg[]): Promise<Buffer | Buffer[]>;
+  cacheopsStoreInsideout(...args: ScriptArg[]): Promise<number>;
+  cacheopsInvalidateInsideout(...args: ScriptArg[]): Promise<number>;
 }
 
 const scriptSources = new Map<string, string>();

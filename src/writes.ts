@@ -86,6 +86,12 @@ function appRow(model: ModelStatic<Model>, dialect: string, values: Row): Row {
   return out;
 }
 
+/** Deadlocks and serialization failures: the database rolled the transaction back. */
+function isRetryable(error: unknown): boolean {
+  const parent = (error as { parent?: { code?: unknown; errno?: unknown } } | undefined)?.parent;
+  return parent?.code === '40P01' || parent?.code === '40001' || parent?.errno === 1213 || parent?.code === 'ER_LOCK_DEADLOCK';
+}
+
 /** A WHERE selecting rows by primary key, or undefined when the model has none. */
 function byPrimaryKeys(model: ModelStatic<Model>, rows: Row[]): unknown {
   const pks = primaryKeys(model);
@@ -198,19 +204,36 @@ export class WriteInterceptor {
     } else if (spec.before === undefined) {
       outcome = await exec(undefined); // inserts: nothing to lock
     } else {
-      const tx = await this.sequelize.transaction();
-      try {
-        outcome = await exec(tx);
-        await tx.commit();
-      } catch (error) {
-        if (!(tx as unknown as { finished?: string }).finished) await tx.rollback();
-        throw error;
-      }
+      outcome = await this.inOwnTransaction(exec);
     }
     if (outcome.rows === 'all' || outcome.rows.length > 0) {
       await this.core.invalidate([{ model, table, rows: outcome.rows }], userTx);
     }
     return outcome.result;
+  }
+
+  /**
+   * Runs exec in a transaction of ours. Locking the rows first can make two
+   * writers deadlock where the bare statements would not have (MySQL gap
+   * locks on keys that do not exist yet, e.g. concurrent upserts); the
+   * database then aborts one of them, and since nothing of it was committed
+   * it is safely run again.
+   */
+  private async inOwnTransaction<T>(exec: (tx: Transaction) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt += 1) {
+      const tx = await this.sequelize.transaction();
+      try {
+        const out = await exec(tx);
+        await tx.commit();
+        return out;
+      } catch (error) {
+        if (!(tx as unknown as { finished?: string }).finished) {
+          try { await tx.rollback(); } catch { /* the connection is gone; the original error matters */ }
+        }
+        if (attempt >= 5 || !isRetryable(error)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 5 * attempt * Math.random()));
+      }
+    }
   }
 
   private modelOfTable(tableName: unknown, options?: Options): ModelStatic<Model> | undefined {
