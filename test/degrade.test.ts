@@ -1,0 +1,97 @@
+/**
+ * Redis failures: with degradeOnFailure the database answers within a
+ * bounded time and caching resumes when Redis returns, without serving what
+ * was written while it was away; without it, a typed error.
+ */
+import test from 'ava';
+import { makeBlog } from './helpers/models';
+import { countSql } from './helpers/env';
+import { startPrivateRedis } from './helpers/private-redis';
+import { CacheopsRedisError } from '../src/index';
+
+const unhandled: unknown[] = [];
+process.on('unhandledRejection', (e) => unhandled.push(e));
+
+test.serial('degradeOnFailure: reads fall through while Redis is down, caching resumes after', async (t) => {
+  const redis = await startPrivateRedis();
+  const logged: string[] = [];
+  const blog = await makeBlog('sqlite', __filename, {
+    redis: redis.url, degradeOnFailure: true, redisTimeout: 300, logger: (m) => logged.push(m),
+  }, 'degrade');
+  try {
+    const { Post, sequelize } = blog;
+    await Post.create({ title: 'a', views: 1 });
+    const read = () => Post.findAll({ where: { views: 1 } });
+    await read();
+    t.is((await countSql(sequelize, read)).sql.length, 0, 'cached while Redis is up');
+
+    await redis.stop();
+    const started = Date.now();
+    const down = await countSql(sequelize, read);
+    t.is(down.sql.length, 1, 'the database answers');
+    t.true(Date.now() - started < 3000, `bounded time (${Date.now() - started} ms)`);
+    t.is(down.result.length, 1);
+    // A write while Redis is away cannot invalidate now...
+    await Post.update({ title: 'b' }, { where: { views: 1 } });
+    t.true(logged.length > 0, 'the failure was logged');
+
+    await redis.start(); // a fresh, empty server
+    for (let i = 0; i < 50 && blog.cacheops.core.dirtyTables.get(blog.cacheops.core.prefixFor([]))?.size; i += 1) {
+      await new Promise((r) => setTimeout(r, 100));
+      await blog.cacheops.core.flushDirty();
+    }
+    const back = await countSql(sequelize, read);
+    t.is((back.result[0] as unknown as { title: string }).title, 'b', '...and is never served stale afterwards');
+    await read();
+    t.is((await countSql(sequelize, read)).sql.length, 0, 'caching resumed');
+    t.deepEqual(unhandled, []);
+  } finally {
+    await blog.close().catch(() => undefined);
+    await redis.stop().catch(() => undefined);
+  }
+});
+
+test.serial('degradeOnFailure: a write whose invalidation failed makes reads bypass the cache until it is retried', async (t) => {
+  const redis = await startPrivateRedis();
+  const blog = await makeBlog('sqlite', __filename, { redis: redis.url, degradeOnFailure: true, redisTimeout: 300, logger: () => undefined }, 'dirty');
+  try {
+    const { Post, sequelize, cacheops } = blog;
+    await Post.create({ title: 'a', views: 1 });
+    const read = () => Post.findAll({ where: { views: 1 } });
+    await read();
+    // Make invalidation fail while reads still work: the script is replaced by one that errors.
+    const core = cacheops.core;
+    const client = core.redis as unknown as { cacheopsInvalidate: (...a: unknown[]) => Promise<number> };
+    const original = client.cacheopsInvalidate;
+    client.cacheopsInvalidate = async () => { throw new Error('invalidation refused'); };
+    await Post.update({ title: 'b' }, { where: { views: 1 } });
+    const during = await countSql(sequelize, read);
+    t.is(during.sql.length, 1, 'reads bypass the cache while an invalidation is pending');
+    t.is((during.result[0] as unknown as { title: string }).title, 'b');
+    client.cacheopsInvalidate = original;
+    await core.flushDirty();
+    const after = await countSql(sequelize, read);
+    t.is((after.result[0] as unknown as { title: string }).title, 'b');
+    await read();
+    t.is((await countSql(sequelize, read)).sql.length, 0, 'the cache is used again once the retry succeeded');
+  } finally {
+    await blog.close().catch(() => undefined);
+    await redis.stop().catch(() => undefined);
+  }
+});
+
+test.serial('without degradeOnFailure a Redis failure is a CacheopsRedisError, bounded in time', async (t) => {
+  const redis = await startPrivateRedis();
+  const blog = await makeBlog('sqlite', __filename, { redis: redis.url, redisTimeout: 300 }, 'strict');
+  try {
+    const { Post } = blog;
+    await Post.create({ title: 'a', views: 1 });
+    await redis.stop();
+    const started = Date.now();
+    await t.throwsAsync(() => Post.findAll({ where: { views: 1 } }), { instanceOf: CacheopsRedisError });
+    t.true(Date.now() - started < 3000);
+  } finally {
+    await blog.cacheops.close().catch(() => undefined);
+    await blog.sequelize.close();
+  }
+});
