@@ -132,6 +132,67 @@ function toAttributesName(model: ModelStatic<Model>, field: string): string {
   return byField[field]?.fieldName ?? field;
 }
 
+interface Reference {
+  readonly child: ModelStatic<Model>;
+  /** The child's foreign key attribute. */
+  readonly fk: string;
+  /** The parent's referenced attribute. */
+  readonly key: string;
+  /** ON DELETE / ON UPDATE CASCADE: the child's own children are touched too. */
+  readonly cascades: boolean;
+}
+
+/** Foreign keys of every model that point at this model's table. */
+function referencesTo(model: ModelStatic<Model>): Reference[] {
+  const out: Reference[] = [];
+  const pk = primaryKeys(model)[0];
+  for (const child of Object.values(model.sequelize!.models) as ModelStatic<Model>[]) {
+    for (const [fk, attr] of Object.entries(child.getAttributes() as Record<string, { references?: { model?: unknown; key?: string }; onDelete?: string; onUpdate?: string }>)) {
+      const target = attr.references?.model;
+      const targetTable = typeof target === 'string' ? target
+        : typeof target === 'function' ? (target as ModelStatic<Model>).tableName
+          : (target as { tableName?: string } | undefined)?.tableName;
+      if (targetTable !== model.tableName) continue;
+      const byField = (model as unknown as { fieldRawAttributesMap: Record<string, { fieldName: string }> }).fieldRawAttributesMap;
+      const keyField = attr.references?.key;
+      const key = keyField ? byField[keyField]?.fieldName ?? keyField : pk;
+      if (!key) continue;
+      const cascades = [attr.onDelete, attr.onUpdate].some((a) => typeof a === 'string' && a.toUpperCase() === 'CASCADE');
+      out.push({ child, fk, key, cascades });
+    }
+  }
+  return out;
+}
+
+type Invalidation = { model: ModelStatic<Model>; table: string; rows: Row[] | 'all' };
+
+/**
+ * What the database itself may write when rows of `model` are deleted or
+ * their keys change: ON DELETE/UPDATE CASCADE, SET NULL and SET DEFAULT on
+ * the tables referencing it. Children are invalidated by the foreign key
+ * values that went away or appeared (and NULL); a cascade one level further
+ * down invalidates those grandchildren's models whole.
+ */
+function referencing(model: ModelStatic<Model>, change: 'all' | { before: Row[]; after: Row[] }, seen = new Set<ModelStatic<Model>>()): Invalidation[] {
+  seen.add(model);
+  const out: Invalidation[] = [];
+  for (const ref of referencesTo(model)) {
+    let rows: Row[] | 'all' = 'all';
+    if (change !== 'all') {
+      const keysOf = (rs: Row[]) => new Set(rs.map((r) => r[ref.key]).filter((v) => v !== undefined && v !== null).map((v) => String(v)));
+      const beforeKeys = keysOf(change.before);
+      const afterKeys = keysOf(change.after);
+      const gone = change.before.map((r) => r[ref.key]).filter((v) => v !== undefined && v !== null && !afterKeys.has(String(v)));
+      const added = change.after.map((r) => r[ref.key]).filter((v) => v !== undefined && v !== null && !beforeKeys.has(String(v)));
+      if (gone.length === 0 && added.length === 0) continue;
+      rows = [...gone, ...added, null].map((v) => ({ [ref.fk]: v }));
+    }
+    out.push({ model: ref.child, table: tableOf(ref.child), rows });
+    if (ref.cascades && !seen.has(ref.child)) out.push(...referencing(ref.child, 'all', seen));
+  }
+  return out;
+}
+
 export class WriteInterceptor {
   private readonly mutex = new Mutex();
 
@@ -167,36 +228,37 @@ export class WriteInterceptor {
   /** Runs one write with the before/after protocol of the module comment. */
   async write<R>(model: ModelStatic<Model> | undefined, options: Options, spec: WriteSpec<R>, run: (options: Options) => Promise<R>): Promise<R> {
     const managed = (o: Options): Promise<R> => insideManagedWrite.run(true, () => run(o));
-    if (!model || this.optedOut(options)) return managed(options);
+    // A transaction that wrote reads around the cache from now on, even when this write opts out of invalidating.
     const userTx = this.core.transactions.current(options);
     if (userTx) this.core.transactions.markWritten(userTx);
+    if (!model || this.optedOut(options)) return managed(options);
     const table = tableOf(model);
     if (spec.wholeModel) {
       const result = await managed(options);
-      await this.core.invalidate([{ model, table, rows: 'all' }], userTx);
+      await this.core.invalidate([{ model, table, rows: 'all' }, ...referencing(model, 'all')], userTx);
       return result;
     }
-    const exec = async (tx: Transaction | undefined): Promise<{ result: R; rows: Row[] | 'all' }> => {
+    const exec = async (tx: Transaction | undefined): Promise<{ result: R; before: Row[]; after: Row[] } | { result: R; all: true }> => {
       let before: Row[] = [];
       if (spec.before !== undefined) {
         const read = await this.readRows(model, spec.before, tx, true);
-        if (read === 'too-many') return { result: await managed(tx ? { ...options, transaction: tx } : options), rows: 'all' };
+        if (read === 'too-many') return { result: await managed(tx ? { ...options, transaction: tx } : options), all: true };
         before = read;
       }
       const result = await managed(tx ? { ...options, transaction: tx } : options);
       const after = spec.after?.(result, before);
-      if (after === 'all') return { result, rows: 'all' };
-      const rows = [...before];
+      if (after === 'all') return { result, all: true };
+      const afterRows: Row[] = [];
       if (after?.where !== undefined) {
         const read = await this.readRows(model, after.where, tx, false);
-        if (read === 'too-many') return { result, rows: 'all' };
-        rows.push(...read);
+        if (read === 'too-many') return { result, all: true };
+        afterRows.push(...read);
       }
-      if (after?.appRows) rows.push(...after.appRows.map((r) => appRow(model, this.core.dialect, r)));
-      return { result, rows };
+      if (after?.appRows) afterRows.push(...after.appRows.map((r) => appRow(model, this.core.dialect, r)));
+      return { result, before, after: afterRows };
     };
 
-    let outcome: { result: R; rows: Row[] | 'all' };
+    let outcome: Awaited<ReturnType<typeof exec>>;
     if (userTx) {
       outcome = await exec(userTx);
     } else if (this.core.dialect === 'sqlite') {
@@ -206,8 +268,11 @@ export class WriteInterceptor {
     } else {
       outcome = await this.inOwnTransaction(exec);
     }
-    if (outcome.rows === 'all' || outcome.rows.length > 0) {
-      await this.core.invalidate([{ model, table, rows: outcome.rows }], userTx);
+    if ('all' in outcome) {
+      await this.core.invalidate([{ model, table, rows: 'all' }, ...referencing(model, 'all')], userTx);
+    } else if (outcome.before.length + outcome.after.length > 0) {
+      const rows = [...outcome.before, ...outcome.after];
+      await this.core.invalidate([{ model, table, rows }, ...referencing(model, { before: outcome.before, after: outcome.after })], userTx);
     }
     return outcome.result;
   }
@@ -371,9 +436,10 @@ export class WriteInterceptor {
       const text = typeof sql === 'string' ? sql : (sql as { query?: string } | undefined)?.query ?? '';
       const type = options?.['type'] as string | undefined;
       const isWrite = (type !== undefined && WRITE_TYPES.has(type)) || ((type === undefined || type === QueryTypes.RAW) && WRITE_SQL.test(text));
-      if (!isWrite || self.optedOut(options)) return originalQuery.call(this, sql, options);
+      if (!isWrite) return originalQuery.call(this, sql, options);
       const tx = self.core.transactions.current(options);
       if (tx) self.core.transactions.markWritten(tx);
+      if (self.optedOut(options)) return originalQuery.call(this, sql, options);
       const result = await originalQuery.call(this, sql, options);
       const models = modelsNamedIn(self.sequelize, text);
       await self.core.invalidate(models.map((m) => ({ model: m, table: tableOf(m), rows: 'all' as const })), tx);
