@@ -278,6 +278,25 @@ export class WriteInterceptor {
   }
 
   /**
+   * `cacheOnSave`: after an instance is saved, its row is put in the get-cache
+   * under the key a `findOne({ where: { <field>: value } })` uses (the primary
+   * key, or the field the profile names). It is read back through the cache
+   * rather than built from the instance, so the key and the value are exactly
+   * those of that read, and the race protection applies. Not inside a
+   * transaction (nothing is stored there before the commit).
+   */
+  async cacheOnSave(instance: Model | undefined, options: Options | undefined): Promise<void> {
+    const model = instance?.constructor as ModelStatic<Model> | undefined;
+    if (!model || !instance) return;
+    const profile = this.core.profileOf(model);
+    if (!profile?.cacheOnSave || this.core.transactions.current(options)) return;
+    const field = typeof profile.cacheOnSave === 'string' ? profile.cacheOnSave : primaryKeys(model)[0];
+    const value = field === undefined ? undefined : (instance.dataValues as Row)[field];
+    if (field === undefined || value === undefined || value === null) return;
+    await model.findOne({ where: { [field]: value } as never, cacheops: true } as never);
+  }
+
+  /**
    * Runs exec in a transaction of ours. Locking the rows first can make two
    * writers deadlock where the bare statements would not have (MySQL gap
    * locks on keys that do not exist yet, e.g. concurrent upserts); the
@@ -341,7 +360,7 @@ export class WriteInterceptor {
           const where = byPrimaryKeys(model!, [values]);
           return where === undefined ? { appRows: [values] } : { where };
         },
-      }, call(original, thisArg, args, 3));
+      }, call(original, thisArg, args, 3)).then((r) => self.cacheOnSave(instance, options).then(() => r));
     });
 
     wrap('update', (original, thisArg, args) => {
@@ -358,7 +377,7 @@ export class WriteInterceptor {
           const where = byPrimaryKeys(model!, before);
           return where === undefined ? 'all' : { where };
         },
-      }, call(original, thisArg, args, 4));
+      }, call(original, thisArg, args, 4)).then((r) => self.cacheOnSave(instance, options).then(() => r));
     });
 
     const byBeforeKeys = (model: ModelStatic<Model>, values: Row | undefined) => (_r: unknown, before: Row[]): AfterSpec => {
