@@ -3,7 +3,9 @@
  */
 import test from 'ava';
 import { makeBlog } from './helpers/models';
-import { countSql, dialects, rawRedis } from './helpers/env';
+import IORedis from 'ioredis';
+import { countSql, dialects } from './helpers/env';
+import { startPrivateRedis } from './helpers/private-redis';
 
 for (const dialect of dialects()) {
   test.serial(`${dialect}: cacheOnSave puts a saved instance in the get-cache`, async (t) => {
@@ -28,12 +30,14 @@ for (const dialect of dialects()) {
 }
 
 test.serial('localGet serves gets from process memory without Redis (never invalidated, as in the reference)', async (t) => {
-  const blog = await makeBlog('sqlite', __filename, { profiles: { Post: { ops: 'get', localGet: true } } }, 'local');
+  // A private server: its command statistics count only this test's calls.
+  const server = await startPrivateRedis();
+  const blog = await makeBlog('sqlite', __filename, { redis: server.url, profiles: { Post: { ops: 'get', localGet: true } } }, 'local');
   try {
     const { Post, sequelize, cacheops } = blog;
     const p = await Post.create({ title: 'local', views: 1 });
     await Post.findByPk(p.get('id') as number);
-    const redis = rawRedis();
+    const redis = new IORedis(server.url);
     const before = Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? '0');
     const hit = await countSql(sequelize, () => Post.findByPk(p.get('id') as number));
     const after = Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? '0');
@@ -43,6 +47,7 @@ test.serial('localGet serves gets from process memory without Redis (never inval
     t.is(cacheops.stats().hits, 1);
   } finally {
     await blog.close();
+    await server.stop();
   }
 });
 
