@@ -57,9 +57,9 @@ test.serial('lock: concurrent misses of one query run it once', async (t) => {
     const { Post, sequelize } = blog;
     await Post.create({ title: 'l', views: 1 });
     const seen: string[] = [];
-    (sequelize.options as { logging?: unknown }).logging = (sql: string) => { if (sql.includes('SELECT')) seen.push(sql); };
+    (sequelize as unknown as { options: { logging?: unknown } }).options.logging = (sql: string) => { if (sql.includes('SELECT')) seen.push(sql); };
     const results = await Promise.all(Array.from({ length: 8 }, () => Post.findAll({ where: { views: 1 } })));
-    (sequelize.options as { logging?: unknown }).logging = false;
+    (sequelize as unknown as { options: { logging?: unknown } }).options.logging = false;
     t.is(seen.length, 1, `the query ran once for 8 concurrent readers (ran ${seen.length})`);
     t.true(results.every((r) => r.length === 1));
   } finally {
