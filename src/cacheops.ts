@@ -21,8 +21,20 @@ export type FindCacheopsOption = boolean | { readonly ops?: CacheOp | readonly C
 
 /** The `cacheops` option of a write call. */
 export interface WriteCacheopsOption {
+  /** false: this write invalidates nothing (invalidate yourself, e.g. with invalidateModel). */
   readonly invalidate?: boolean;
 }
+
+/**
+ * The `cacheops` option as Sequelize's option types carry it (see augment.ts):
+ * on reads `true` / `false` / `{ ops, timeout, lock }`, on writes `{ invalidate }`.
+ */
+export type CacheopsOption = boolean | {
+  readonly ops?: CacheOp | readonly CacheOp[] | 'all';
+  readonly timeout?: number;
+  readonly lock?: boolean;
+  readonly invalidate?: boolean;
+};
 
 export interface ReadEvent {
   readonly model?: ModelStatic<Model>;
@@ -70,6 +82,8 @@ export class CacheopsCore {
   private readonly invalidationOff = new AsyncLocalStorage<boolean>();
   private readonly ownsRedis: boolean;
   private readonly localGets = new Map<string, { expires: number; bytes: Buffer }>();
+  /** Prefixes a prefix function has returned in this process. */
+  private readonly seenPrefixes = new Set<string>();
   closed = false;
 
   constructor(readonly sequelize: Sequelize, config: CacheopsConfig) {
@@ -105,7 +119,10 @@ export class CacheopsCore {
     const p = this.config.prefix;
     if (typeof p === 'string') return p;
     const info: QueryInfo = { tables, db: this.db, dialect: this.dialect };
-    return p(info).replace(/[{}]/g, '_');
+    const prefix = p(info).replace(/[{}]/g, '_');
+    // invalidateAll must find every prefix the function chose (and no other installation's keys).
+    this.seenPrefixes.add(prefix);
+    return prefix;
   }
 
   profileOf(model: ModelStatic<Model>): Profile | null | undefined {
@@ -247,7 +264,7 @@ export class CacheopsCore {
     if (!this.config.enabled) return;
     const p = this.config.prefix;
     this.localGets.clear();
-    await this.store.invalidateAll(typeof p === 'string' ? p : '');
+    for (const prefix of typeof p === 'string' ? [p] : [...this.seenPrefixes]) await this.store.invalidateAll(prefix);
   }
 
   async close(): Promise<void> {

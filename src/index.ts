@@ -4,10 +4,12 @@
 export { installCacheops, Cacheops } from './install';
 export type { CacheopsEvents } from './install';
 export { invalidateObj, invalidateDict, invalidateModel, invalidateAll, noInvalidation, invalidateFragment } from './api';
-export { CacheopsExtension } from './nunjucks';
+export { CacheopsExtension, renderAsync } from './nunjucks';
+export type { AsyncRenderable } from './nunjucks';
 export { FileCache } from './file-cache';
 export { CacheopsError, CacheopsConfigError, CacheMiss, CacheopsSerializationError, CacheopsRedisError } from './errors';
 export type { CacheopsConfig, ProfileOptions, ProfileSpec, CacheOp, OpsSpec, QueryInfo, RedisConfig } from './config';
-export type { FindCacheopsOption, WriteCacheopsOption, ReadEvent, InvalidatedEvent, CacheopsStats } from './cacheops';
+export type { FindCacheopsOption, WriteCacheopsOption, CacheopsOption, ReadEvent, InvalidatedEvent, CacheopsStats } from './cacheops';
+import './augment';
 export type { CachedOptions, CachedFunction, CachedEntry, Sample } from './functions';
-export type { ViewCacheOptions, Handler, CachedHandler } from './views';
+export type { ViewCacheOptions, Handler, CachedHandler, ViewDecorator } from './views';
