@@ -7,6 +7,7 @@ export { invalidateObj, invalidateDict, invalidateModel, invalidateAll, noInvali
 export { CacheopsExtension, renderAsync } from './nunjucks';
 export type { AsyncRenderable } from './nunjucks';
 export { FileCache } from './file-cache';
+export type { FileCacheOptions, FileCachedOptions } from './file-cache';
 export { CacheopsError, CacheopsConfigError, CacheMiss, CacheopsSerializationError, CacheopsRedisError } from './errors';
 export type { CacheopsConfig, ProfileOptions, ProfileSpec, CacheOp, OpsSpec, QueryInfo, RedisConfig } from './config';
 export type { FindCacheopsOption, WriteCacheopsOption, CacheopsOption, ReadEvent, InvalidatedEvent, CacheopsStats } from './cacheops';

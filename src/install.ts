@@ -10,7 +10,8 @@ import { tableOf } from './query/dependencies';
 import { WriteInterceptor } from './writes';
 import { SimpleCache } from './simple';
 import { cachedAsFactory, cachedFactory, type CachedFunction, type CachedOptions, type Sample } from './functions';
-import { cachedViewFactory, type ViewCacheOptions, type CachedHandler, type Handler } from './views';
+import { flushStats } from './stats';
+import { cachedViewFactory, type ViewCacheOptions, type ViewDecorator } from './views';
 
 const installations = new WeakMap<Sequelize, Cacheops>();
 const all = new Set<Cacheops>();
@@ -55,6 +56,18 @@ export class Cacheops {
   /** Counters since install (hits, misses, stores, refused stores, invalidations). */
   stats(): Readonly<CacheopsStats> {
     return { ...this.core.counters };
+  }
+
+  /**
+   * Adds this process's read counters (since the last flush) to a hash in
+   * Redis, so that `cacheops stats` can report hits and misses of every
+   * process. Counting in Redis on every read would cost a round trip per read;
+   * call this periodically or at shutdown instead.
+   * @example
+   * setInterval(() => void cacheops.flushStats(), 60_000).unref();
+   */
+  async flushStats(): Promise<void> {
+    await flushStats(this.core);
   }
 
   /** Invalidates what this instance's row could affect (its current and previous values). */
@@ -105,13 +118,22 @@ export class Cacheops {
     return cachedFactory(this.core, options);
   }
 
-  /** Caches an Express/Connect handler's successful GET/HEAD responses, invalidated by samples. */
-  cachedViewAs(...samplesAndOptions: (Sample | ViewCacheOptions)[]): (handler: Handler) => CachedHandler {
+  /**
+   * Caches an Express/Connect handler's successful GET/HEAD responses by path (+ `extra(req)`),
+   * invalidated like a query on the samples.
+   * @example
+   * app.get('/news', cacheops.cachedViewAs(News, { timeout: 60 })(async (req: Request, res: Response) => { res.render(...) }));
+   */
+  cachedViewAs(...samplesAndOptions: (Sample | ViewCacheOptions)[]): ViewDecorator {
     return cachedViewFactory(this.core, samplesAndOptions, true);
   }
 
-  /** Caches an Express/Connect handler's successful GET/HEAD responses for a time. */
-  cachedView(options: ViewCacheOptions = {}): (handler: Handler) => CachedHandler {
+  /**
+   * Caches an Express/Connect handler's successful GET/HEAD responses for a time.
+   * @example
+   * const top = cacheops.cachedView({ timeout: 60 })(handler); app.get('/top', top); await top.invalidate('/top');
+   */
+  cachedView(options: ViewCacheOptions = {}): ViewDecorator {
     return cachedViewFactory(this.core, [options], false);
   }
 
@@ -151,6 +173,11 @@ export function installCacheops(sequelize: Sequelize, config: CacheopsConfig = {
   installations.set(sequelize, cacheops);
   all.add(cacheops);
   return cacheops;
+}
+
+/** The installation on this Sequelize instance, if there is one. */
+export function installationOf(sequelize: Sequelize): Cacheops | undefined {
+  return installations.get(sequelize);
 }
 
 /** The installation that serves a model or instance (or the only one). */
