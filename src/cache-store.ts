@@ -192,7 +192,14 @@ export class CacheStore {
           const [next, keys] = await node.scan(cursor, 'MATCH', allKeysPattern(prefix), 'COUNT', 1000);
           cursor = next;
           const victims = keys.filter((k) => !k.endsWith('}:epochs'));
-          for (const k of victims) deleted += await node.unlink(k);
+          // One round trip per SCAN batch; one UNLINK per key, since on a cluster a batch spans slots.
+          if (victims.length > 0) {
+            const replies = (await node.pipeline(victims.map((k) => ['unlink', k])).exec()) ?? [];
+            for (const [error, n] of replies) {
+              if (error) throw error;
+              deleted += Number(n);
+            }
+          }
         } while (cursor !== '0');
       }
       return deleted;

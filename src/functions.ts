@@ -2,23 +2,23 @@
  * Function caching: `cachedAs(...samples, opts)(fn)` (invalidated like a
  * query on the samples) and `cached(opts)(fn)` (by time only).
  *
- * Function identity is the place the cached function is declared (file, line
- * and column of the `cachedAs(...)` / `cached(...)` call), the function's name
- * and source text, and `opts.key` when given. All of that is the same in every
- * process running the same code, and differs between two functions. Closures
- * made at one place that differ only by captured values share an identity:
- * give them `extra` (or `key`).
+ * Function identity (see function-identity.ts) is the place the cached
+ * function is declared, its name and source text, or `opts.key`: the same in
+ * every process running the same code, different between two functions.
+ * Closures made at one place that differ only by captured values share an
+ * identity: give them `extra` (or `key`).
  */
-import { createHash } from 'node:crypto';
 import type { CacheopsCore } from './cacheops';
 import type { Dependency } from './cache-store';
-import { DEFAULT_TIMEOUT, checkTimeout, profileFor } from './config';
+import { DEFAULT_TIMEOUT, profileFor } from './config';
 import { CacheMiss, CacheopsConfigError } from './errors';
+import { callHash, checkFunction, checkFunctionOptions, declarationSite, functionIdentity } from './function-identity';
 import { stableStringify } from './query/key';
 import { decodeValue, encodeValue } from './serialize';
 import { isSample, sampleDependencies, type Sample } from './samples';
 
 export type { Sample };
+export { declarationSite };
 
 export interface CachedOptions {
   /** Seconds (default: the smallest timeout of the samples' profiles, else 3600). */
@@ -46,31 +46,14 @@ export type CachedFunction<A extends unknown[], R> = ((...args: A) => Promise<R>
   key(...args: A): CachedEntry<R>;
 };
 
-const OPTION_KEYS = new Set(['timeout', 'extra', 'lock', 'key']);
-
-/** The caller's position: the first stack frame outside this package's src. */
-export function declarationSite(): string {
-  const stack = new Error().stack?.split('\n').slice(1) ?? [];
-  const here = __dirname;
-  for (const line of stack) {
-    if (!line.includes(here) && !line.includes('node:internal')) {
-      // Keep file:line:col, drop the absolute directory so two checkouts of one app agree.
-      const m = /\(?([^()\s]+):(\d+):(\d+)\)?\s*$/.exec(line.trim());
-      if (m) return `${m[1]!.split(/[\\/]/).slice(-3).join('/')}:${m[2]}:${m[3]}`;
-    }
-  }
-  return '';
-}
+const OPTION_KEYS = ['timeout', 'extra', 'lock', 'key'];
 
 function isOptions(v: unknown): v is CachedOptions {
   return typeof v === 'object' && v !== null && !isSample(v) && Object.getPrototypeOf(v) === Object.prototype;
 }
 
 function checkOptions(o: CachedOptions, where: string): void {
-  for (const k of Object.keys(o)) if (!OPTION_KEYS.has(k)) throw new CacheopsConfigError(`${where}.${k}`, `unknown option (known: ${[...OPTION_KEYS].join(', ')})`);
-  if (o.timeout !== undefined) checkTimeout(o.timeout, `${where}.timeout`);
-  if (o.lock !== undefined && typeof o.lock !== 'boolean') throw new CacheopsConfigError(`${where}.lock`, 'expected true or false');
-  if (o.key !== undefined && (typeof o.key !== 'string' || o.key === '')) throw new CacheopsConfigError(`${where}.key`, 'expected a non-empty string');
+  checkFunctionOptions(o, where, OPTION_KEYS);
 }
 
 interface FunctionCacheSpec {
@@ -82,12 +65,9 @@ interface FunctionCacheSpec {
 }
 
 function makeCached<A extends unknown[], R>(core: CacheopsCore, spec: FunctionCacheSpec, fn: (...args: A) => Promise<R> | R): CachedFunction<A, R> {
-  if (typeof fn !== 'function') throw new CacheopsConfigError('fn', 'expected a function to cache');
-  const identity = createHash('sha1').update(spec.identity).update('\0').update(fn.name).update('\0').update(fn.toString()).digest('hex');
-  const hashOf = (args: A): string => {
-    const extra = typeof spec.extra === 'function' ? (spec.extra as (...a: A) => unknown)(...args) : spec.extra;
-    return createHash('sha1').update('fn\0').update(identity).update('\0').update(stableStringify(args)).update('\0').update(stableStringify(extra)).digest('hex');
-  };
+  checkFunction(fn);
+  const identity = functionIdentity(spec.identity, fn);
+  const hashOf = (args: A): string => callHash(identity, spec.extra, args);
   const tables = spec.deps.map((d) => d.table);
   const prefix = (): string => core.prefixFor(tables);
   const name = fn.name || 'anonymous';

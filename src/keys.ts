@@ -21,11 +21,15 @@ import { createHash } from 'node:crypto';
 
 const UNSAFE = /[%&=:,{}*?[\]\\\s]/g;
 
-/** Escapes a name or value so it cannot forge a separator (`&`, `=`, `:`, `,`), a hash tag or a glob. */
+/**
+ * Escapes a name or value so it cannot forge a separator (`&`, `=`, `:`, `,`), a hash tag or a glob.
+ * `%XX` for code points up to FF, `%uXXXX` above (the Unicode spaces of `\s`): a fixed width per
+ * form keeps the escaping injective (`' 00'` and `'\u2000'` must not both give `%2000`).
+ */
 export function escapeKeyPart(text: string): string {
   return text.replace(UNSAFE, (c) => {
     const code = c.charCodeAt(0);
-    return `%${code < 16 ? '0' : ''}${code.toString(16).toUpperCase()}`;
+    return code > 0xff ? `%u${code.toString(16).toUpperCase().padStart(4, '0')}` : `%${code.toString(16).toUpperCase().padStart(2, '0')}`;
   });
 }
 
@@ -51,6 +55,30 @@ export const simpleKey = (ns: string, key: string): string => `${ns}simple:${key
 export const schemesKey = (ns: string, table: string): string => `${ns}schemes:${table}`;
 export const conjKey = (ns: string, table: string, conj: string): string => `${ns}conj:${table}:${conj}`;
 export const indexKey = (ns: string, table: string, scheme: string): string => `${ns}idx:${table}:${scheme}`;
+
+/**
+ * The hash where applications add their read counters (`cacheops.flushStats()`).
+ * Outside the hash-tagged namespaces, so `invalidateAll` keeps it.
+ */
+export const statsKey = (prefix: string): string => `${prefix}cacheops:stats`;
+
+/** Splits a key of this layout into namespace, kind (`q`, `conj`, `idx`, ...) and the rest; undefined for other keys. */
+export function parseKey(key: string): { ns: string; kind: string; rest: string } | undefined {
+  // A prefix never holds a brace, so the first `cacheops:{` starts the namespace.
+  const m = /^([^{}]*cacheops:\{[^{}]*\}:)([a-z_]+)(?::([\s\S]*))?$/.exec(key);
+  return m ? { ns: m[1]!, kind: m[2]!, rest: m[3] ?? '' } : undefined;
+}
+
+/** The index set that lists a conj key (its scheme is the field names of its conjunction). */
+export function indexKeyOfConj(key: string): string | undefined {
+  const parsed = parseKey(key);
+  if (!parsed || parsed.kind !== 'conj') return undefined;
+  const colon = parsed.rest.indexOf(':');
+  if (colon < 0) return undefined;
+  const conj = parsed.rest.slice(colon + 1);
+  const scheme = conj === '' ? '' : conj.split('&').map((pair) => pair.slice(0, pair.indexOf('='))).join(',');
+  return indexKey(parsed.ns, parsed.rest.slice(0, colon), scheme);
+}
 
 /** A stable hex digest of any text (keys of user-chosen names go through it). */
 export function hashText(text: string): string {

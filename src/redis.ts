@@ -19,6 +19,8 @@ const SCRIPTS = {
   cacheopsFetchInsideout: { file: 'fetch_insideout.lua', keys: 3 },
   cacheopsStoreInsideout: { file: 'store_insideout.lua', keys: 3 },
   cacheopsInvalidateInsideout: { file: 'invalidate_insideout.lua', keys: 1 },
+  // Dynamic key count: the first argument says how many keys follow.
+  cacheopsReapConjs: { file: 'reap_conjs.lua', keys: undefined },
 } as const;
 
 type ScriptArg = string | Buffer | number;
@@ -31,6 +33,8 @@ export interface ScriptCommands {
   cacheopsFetchInsideoutBuffer(...args: ScriptArg[]): Promise<Buffer | Buffer[]>;
   cacheopsStoreInsideout(...args: ScriptArg[]): Promise<number>;
   cacheopsInvalidateInsideout(...args: ScriptArg[]): Promise<number>;
+  /** reap_conjs.lua: (number of keys, ...keys, mode) -> [removed, conj set gone]. */
+  cacheopsReapConjs(...args: ScriptArg[]): Promise<[number, number]>;
 }
 
 const scriptSources = new Map<string, string>();

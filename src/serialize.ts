@@ -98,13 +98,18 @@ function toStorable(value: unknown, path: string, seen: Set<object>): unknown {
   }
 }
 
-function fromStorable(value: unknown, sequelize: Sequelize): unknown {
+/**
+ * Rebuilds tagged model instances. Without a Sequelize (a file cache used
+ * outside an application), plain values decode and an instance is an error.
+ */
+function fromStorable(value: unknown, sequelize: Sequelize | undefined): unknown {
   if (value === null || typeof value !== 'object') return value;
   if (PASS_THROUGH.some((c) => value instanceof c)) return value;
   if (Array.isArray(value)) return value.map((v) => fromStorable(v, sequelize));
   const tag = (value as Record<string, unknown>)[INSTANCE_TAG];
   if (typeof tag === 'string') {
     const t = value as TaggedInstance;
+    if (!sequelize) throw new CacheopsSerializationError(`the cached value holds a ${tag} instance: a Sequelize instance is needed to rebuild it`);
     const model = sequelize.models[tag];
     if (!model) throw new CacheopsSerializationError(`cached value names an unknown model ${tag}`);
     const include = t.include.filter((name) => name in model.associations)
@@ -121,8 +126,8 @@ export function encodeValue(value: unknown): Buffer {
   return encodeRaw(toStorable(value, 'value', new Set()));
 }
 
-/** Decodes encodeValue bytes; undefined on an unknown format. */
-export function decodeValue(bytes: Buffer, sequelize: Sequelize): { value: unknown } | undefined {
+/** Decodes encodeValue bytes; undefined on an unknown format. Model instances need `sequelize`. */
+export function decodeValue(bytes: Buffer, sequelize?: Sequelize): { value: unknown } | undefined {
   const raw = decodeRaw(bytes);
   return raw === undefined ? undefined : { value: fromStorable(raw.value, sequelize) };
 }

@@ -11,7 +11,9 @@
  *   1. before: the rows its WHERE selects, read with FOR UPDATE in the write's
  *      transaction (our own one when it has none), so no one changes them
  *      between this read and the write;
- *   2. the write itself, in that transaction;
+ *   2. the write itself, in that transaction (a mass write limited to the
+ *      rows read in 1, so that rows committed into its WHERE meanwhile are
+ *      left alone: see lockedOnly);
  *   3. after: the same rows again (by primary key), and inserted rows.
  *
  * Both states go to one invalidation script call, after the commit. On SQLite,
@@ -36,6 +38,8 @@ interface WriteSpec<R> {
   readonly after?: (result: R, before: Row[]) => AfterSpec;
   /** Invalidate the whole model instead (truncate, unknowable rows). */
   readonly wholeModel?: boolean;
+  /** The write takes its WHERE as an argument: limit it to the rows the pre-read locked (see lockedOnly). */
+  readonly narrow?: boolean;
 }
 
 /** A promise-chain mutex: one guarded write at a time (SQLite only). */
@@ -101,6 +105,27 @@ function byPrimaryKeys(model: ModelStatic<Model>, rows: Row[]): unknown {
   if (usable.length === 0) return null;
   if (pks.length === 1) return { [pks[0]!]: { [Op.in]: usable.map((r) => r[pks[0]!]) } };
   return { [Op.or]: usable.map((r) => Object.fromEntries(pks.map((k) => [k, r[k]]))) };
+}
+
+/**
+ * A mass write's WHERE limited to the rows its pre-read locked. Under READ
+ * COMMITTED (PostgreSQL's default) the UPDATE/DELETE takes a new snapshot, so
+ * it would also change rows committed into its WHERE after the pre-read; their
+ * old states were never read, so a value cached from them would outlive the
+ * write. Limited to the locked rows, the write does what it would have done at
+ * the moment of the pre-read. Undefined (no limit) for a model without a key.
+ */
+function lockedOnly(model: ModelStatic<Model>, where: unknown, rows: Row[]): unknown {
+  const pks = primaryKeys(model);
+  const first = pks[0];
+  if (first === undefined) return undefined;
+  const attrs = model.getAttributes() as Record<string, { field?: string }>;
+  const field = (attribute: string): string => attrs[attribute]?.field ?? attribute;
+  // No row: `IN ()` becomes `IN (NULL)`, which matches nothing.
+  const keys = pks.length === 1 || rows.length === 0
+    ? { [field(first)]: { [Op.in]: rows.map((r) => r[first]) } }
+    : { [Op.or]: rows.map((r) => Object.fromEntries(pks.map((k) => [field(k), r[k]]))) };
+  return { [Op.and]: [where, keys] };
 }
 
 /** A WHERE selecting the rows that could conflict with these values on a primary or unique key. */
@@ -183,7 +208,8 @@ function referencing(model: ModelStatic<Model>, change: 'all' | { before: Row[];
       const beforeKeys = keysOf(change.before);
       const afterKeys = keysOf(change.after);
       const gone = change.before.map((r) => r[ref.key]).filter((v) => v !== undefined && v !== null && !afterKeys.has(String(v)));
-      const added = change.after.map((r) => r[ref.key]).filter((v) => v !== undefined && v !== null && !beforeKeys.has(String(v)));
+      // Keys that appear are a key update only where rows existed before: an insert cascades nothing.
+      const added = change.before.length === 0 ? [] : change.after.map((r) => r[ref.key]).filter((v) => v !== undefined && v !== null && !beforeKeys.has(String(v)));
       if (gone.length === 0 && added.length === 0) continue;
       rows = [...gone, ...added, null].map((v) => ({ [ref.fk]: v }));
     }
@@ -226,8 +252,8 @@ export class WriteInterceptor {
   }
 
   /** Runs one write with the before/after protocol of the module comment. */
-  async write<R>(model: ModelStatic<Model> | undefined, options: Options, spec: WriteSpec<R>, run: (options: Options) => Promise<R>): Promise<R> {
-    const managed = (o: Options): Promise<R> => insideManagedWrite.run(true, () => run(o));
+  async write<R>(model: ModelStatic<Model> | undefined, options: Options, spec: WriteSpec<R>, run: (options: Options, where?: unknown) => Promise<R>): Promise<R> {
+    const managed = (o: Options, where?: unknown): Promise<R> => insideManagedWrite.run(true, () => run(o, where));
     // A transaction that wrote reads around the cache from now on, even when this write opts out of invalidating.
     const userTx = this.core.transactions.current(options);
     if (userTx) this.core.transactions.markWritten(userTx);
@@ -245,7 +271,8 @@ export class WriteInterceptor {
         if (read === 'too-many') return { result: await managed(tx ? { ...options, transaction: tx } : options), all: true };
         before = read;
       }
-      const result = await managed(tx ? { ...options, transaction: tx } : options);
+      const narrowed = spec.narrow && spec.before !== undefined ? lockedOnly(model, spec.before, before) : undefined;
+      const result = await managed(tx ? { ...options, transaction: tx } : options, narrowed);
       const after = spec.after?.(result, before);
       if (after === 'all') return { result, all: true };
       const afterRows: Row[] = [];
@@ -344,9 +371,10 @@ export class WriteInterceptor {
         return body(original, this, args);
       } as Fn;
     };
-    const call = (original: Fn, thisArg: unknown, args: unknown[], optionsIndex: number) => (o: Options) => {
+    const call = (original: Fn, thisArg: unknown, args: unknown[], optionsIndex: number, whereIndex?: number) => (o: Options, where?: unknown) => {
       const next = [...args];
       next[optionsIndex] = o;
+      if (whereIndex !== undefined && where !== undefined) next[whereIndex] = where;
       return original.apply(thisArg, next as never[]);
     };
 
@@ -389,13 +417,13 @@ export class WriteInterceptor {
     wrap('bulkUpdate', (original, thisArg, args) => {
       const [tableName, values, identifier, options] = args as [unknown, Row, unknown, Options];
       const model = self.modelOfTable(tableName, options);
-      return self.write(model, options ?? {}, { before: identifier ?? {}, after: model && byBeforeKeys(model, values) }, call(original, thisArg, args, 3));
+      return self.write(model, options ?? {}, { before: identifier ?? {}, narrow: true, after: model && byBeforeKeys(model, values) }, call(original, thisArg, args, 3, 2));
     });
 
     for (const name of ['increment', 'decrement']) {
       wrap(name, (original, thisArg, args) => {
         const [model, , where, , , options] = args as [ModelStatic<Model>, unknown, unknown, Row, Row, Options];
-        return self.write(model, options ?? {}, { before: where ?? {}, after: byBeforeKeys(model, undefined) }, call(original, thisArg, args, 5));
+        return self.write(model, options ?? {}, { before: where ?? {}, narrow: true, after: byBeforeKeys(model, undefined) }, call(original, thisArg, args, 5, 2));
       });
     }
 
@@ -408,7 +436,7 @@ export class WriteInterceptor {
       const [tableName, where, options, model] = args as [unknown, unknown, Options, ModelStatic<Model> | undefined];
       const m = model ?? self.modelOfTable(tableName, options);
       const wholeModel = options?.['truncate'] === true || where === undefined;
-      return self.write(m, options ?? {}, wholeModel ? { wholeModel } : { before: where }, call(original, thisArg, args, 2));
+      return self.write(m, options ?? {}, wholeModel ? { wholeModel } : { before: where, narrow: true }, call(original, thisArg, args, 2, 1));
     });
 
     wrap('upsert', (original, thisArg, args) => {

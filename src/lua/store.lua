@@ -36,9 +36,12 @@ end
 i = i + 1
 
 -- An invalidator must outlive every value it guards: only ever extend its TTL.
+-- In milliseconds: TTL rounds to the nearest second, so a set with 9.6 s left
+-- reads as 10 and would not be extended for a 10 s value it must outlive.
+local timeout_ms = timeout * 1000
 local function extend(key)
-  if redis.call('TTL', key) < timeout then
-    redis.call('EXPIRE', key, timeout)
+  if redis.call('PTTL', key) < timeout_ms then
+    redis.call('PEXPIRE', key, timeout_ms)
   end
 end
 

@@ -1,0 +1,325 @@
+#!/usr/bin/env node
+/**
+ * The `cacheops` command line: invalidation, conj set reaping, file cache
+ * cleaning and statistics for an application using sequelize-cacheops.
+ *
+ * Everything runs through `main(argv, io)`, which returns the exit code, so it
+ * can be used (and tested) without a process of its own.
+ */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Model, ModelStatic } from 'sequelize';
+import { loadApp, UsageError } from './cli-app';
+import { CacheopsError } from './errors';
+import { defaultFileCacheDir, FileCache } from './file-cache';
+import type { Cacheops } from './install';
+import { allKeysPattern } from './keys';
+import { tableOf } from './query/dependencies';
+import { reapConjs, type ReapProgress } from './reap';
+import { connectRedis, type RedisClient, type ScriptCommands } from './redis';
+import { countKeys, flushedCounters, serverInfo, statsPrefix } from './stats';
+
+export interface CliIo {
+  readonly stdout: { write(text: string): unknown };
+  readonly stderr: { write(text: string): unknown; readonly isTTY?: boolean };
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly cwd: string;
+}
+
+export const USAGE = `Usage: cacheops <command> [options]
+
+Commands:
+  invalidate <Model.pk | Model | all>  drop what one row could affect, every cached value of a
+                                       model, or everything of the installation (needs --app)
+  reap-conjs                           remove dead entries from conj and index sets (needs --app or --redis)
+  clean-file-cache [dir]               remove expired FileCache entries
+                                       (default dir: $CACHEOPS_FILE_CACHE_DIR, else ./.cache/cacheops)
+  stats                                keys by kind, Redis memory and hit counts (needs --app or --redis)
+
+Options:
+  --app <module>             the application: its default or \`sequelize\` export is a Sequelize
+                             with cacheops installed
+  --redis <url>              reap-conjs, stats: use this Redis instead of loading an app
+  --prefix <prefix>          with --redis: the installation's key prefix (default: none)
+  --chunk-size <n>           reap-conjs: keys per SCAN step and members per check (default 1000)
+  --min-conj-set-size <n>    reap-conjs: skip conj sets with fewer members (default 1000)
+  --json                     stats: print JSON
+  -h, --help                 show this help
+
+Exit codes: 0 done, 1 failed, 2 bad arguments.
+`;
+
+const OPTIONS = {
+  app: { type: 'string' },
+  redis: { type: 'string' },
+  prefix: { type: 'string' },
+  'chunk-size': { type: 'string' },
+  'min-conj-set-size': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type OptionName = keyof typeof OPTIONS;
+type Values = { [K in OptionName]?: (typeof OPTIONS)[K]['type'] extends 'string' ? string : boolean };
+
+/** Per command: the options it takes and how many positionals (min, max). */
+const COMMANDS: Readonly<Record<string, { options: readonly OptionName[]; args: [number, number] }>> = {
+  invalidate: { options: ['app'], args: [1, 1] },
+  'reap-conjs': { options: ['app', 'redis', 'prefix', 'chunk-size', 'min-conj-set-size'], args: [0, 0] },
+  'clean-file-cache': { options: [], args: [0, 1] },
+  stats: { options: ['app', 'redis', 'prefix', 'json'], args: [0, 0] },
+};
+
+function integer(values: Values, name: 'chunk-size' | 'min-conj-set-size', fallback: number, min: number): number {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw) || Number(raw) < min) throw new UsageError(`--${name} expects an integer >= ${min}, got ${JSON.stringify(raw)}`);
+  return Number(raw);
+}
+
+/** The Redis connection and key prefix a command works on: the app's, or --redis/--prefix. */
+interface Target {
+  readonly client: RedisClient & ScriptCommands;
+  /** undefined: the app's prefix is a function, so every prefix is covered. */
+  readonly prefix: string | undefined;
+  readonly statsPrefix: string;
+  readonly insideout: boolean;
+}
+
+interface Session {
+  app?: Cacheops;
+  ownClient?: RedisClient;
+}
+
+async function target(values: Values, io: CliIo, session: Session, command: string): Promise<Target> {
+  if (values.app !== undefined && values.redis !== undefined) throw new UsageError('give --app or --redis, not both');
+  if (values.prefix !== undefined && values.redis === undefined) throw new UsageError('--prefix goes with --redis (with --app the prefix is the application\'s)');
+  if (values.redis !== undefined) {
+    if (/[{}]/.test(values.prefix ?? '')) throw new UsageError('--prefix must not contain { or }');
+    let client: RedisClient & ScriptCommands;
+    try {
+      ({ client } = connectRedis(values.redis, { maxRetriesPerRequest: 1, retryStrategy: (n: number) => (n > 3 ? null : 200) }));
+    } catch (error) {
+      throw new UsageError(`--redis: ${(error as Error).message}`);
+    }
+    client.on('error', () => undefined); // a failing command reports it
+    session.ownClient = client;
+    return { client, prefix: values.prefix ?? '', statsPrefix: values.prefix ?? '', insideout: false };
+  }
+  const app = await requireApp(values, io, session, command);
+  const p = app.core.config.prefix;
+  return { client: app.core.redis as RedisClient & ScriptCommands, prefix: typeof p === 'string' ? p : undefined, statsPrefix: statsPrefix(app.core), insideout: app.core.config.insideout };
+}
+
+async function requireApp(values: Values, io: CliIo, session: Session, command: string): Promise<Cacheops> {
+  if (values.app === undefined) {
+    throw new UsageError(`${command} needs the application: --app path/to/module${command === 'invalidate' ? '' : ' (or --redis <url>)'}`);
+  }
+  session.app = await loadApp(values.app, io.cwd);
+  return session.app;
+}
+
+const patternOf = (prefix: string | undefined): string => (prefix === undefined ? '*cacheops:{*' : allKeysPattern(prefix));
+const describePrefix = (prefix: string | undefined): string => (prefix === undefined ? 'every prefix' : `prefix ${JSON.stringify(prefix)}`);
+
+/** `Model.pk`, `Model` or `all`, checked before the application is loaded. */
+function parseTarget(spec: string): { name: string; pk: string | undefined } | 'all' {
+  if (spec === 'all') return 'all';
+  const dot = spec.indexOf('.');
+  const name = dot < 0 ? spec : spec.slice(0, dot);
+  const pk = dot < 0 ? undefined : spec.slice(dot + 1);
+  if (name === '' || pk === '') throw new UsageError(`bad target ${JSON.stringify(spec)}: expected Model.pk, Model or all`);
+  return { name, pk };
+}
+
+async function invalidate(target: ReturnType<typeof parseTarget>, cacheops: Cacheops, io: CliIo): Promise<void> {
+  if (target === 'all') {
+    await cacheops.invalidateAll();
+    const p = cacheops.core.config.prefix;
+    io.stdout.write(`invalidated everything cached under ${typeof p === 'string' ? `prefix ${JSON.stringify(p)}` : 'the installation'}\n`);
+    return;
+  }
+  const { name, pk } = target;
+  const models = cacheops.sequelize.models as Record<string, ModelStatic<Model>>;
+  const model = models[name];
+  if (!model) throw new UsageError(`unknown model ${JSON.stringify(name)} (known: ${Object.keys(models).sort().join(', ') || 'none'})`);
+  if (pk === undefined) {
+    await cacheops.invalidateModel(model);
+    io.stdout.write(`invalidated every cached value depending on ${name} (table ${tableOf(model)})\n`);
+    return;
+  }
+  const keys = model.primaryKeyAttributes;
+  if (keys.length !== 1) throw new UsageError(`${name} has ${keys.length === 0 ? 'no' : 'a composite'} primary key: use "invalidate ${name}"`);
+  const key = keys[0]!;
+  const type = (model.getAttributes()[key]?.type as { key?: string } | undefined)?.key ?? '';
+  if (['INTEGER', 'BIGINT', 'SMALLINT', 'TINYINT', 'MEDIUMINT'].includes(type) && !/^-?\d+$/.test(pk)) {
+    throw new UsageError(`bad primary key ${JSON.stringify(pk)} for ${name}.${key} (an integer)`);
+  }
+  const row = await model.findByPk(pk, { paranoid: false, logging: false, cacheops: false } as never);
+  if (row) {
+    await cacheops.invalidateObj(row);
+    io.stdout.write(`invalidated what ${name} ${key}=${pk} could affect (by its current values)\n`);
+  } else {
+    await cacheops.invalidateDict(model, { [key]: pk });
+    io.stdout.write(`${name} ${key}=${pk} is not in the database: invalidated by its primary key alone\n`);
+  }
+}
+
+function progressBar(io: CliIo): { update(p: ReapProgress): void; done(p: ReapProgress | undefined): void } {
+  let last = 0;
+  const draw = (p: ReapProgress): void => {
+    const ratio = p.totalKeys > 0 ? Math.min(1, p.visitedKeys / p.totalKeys) : 1;
+    const filled = Math.round(ratio * 30);
+    io.stderr.write(`\r[${'#'.repeat(filled)}${'-'.repeat(30 - filled)}] ~${Math.floor(ratio * 100)}% of ${p.totalKeys} keys scanned, ${p.deadMembers} dead members removed`);
+  };
+  if (!io.stderr.isTTY) return { update: () => undefined, done: () => undefined };
+  return {
+    update(p) {
+      const now = Date.now();
+      if (now - last >= 100) {
+        last = now;
+        draw(p);
+      }
+    },
+    done(p) {
+      if (p) draw(p);
+      io.stderr.write('\n');
+    },
+  };
+}
+
+async function reap(chunkSize: number, minConjSetSize: number, t: Target, io: CliIo): Promise<void> {
+  if (t.insideout) {
+    io.stdout.write('reap-conjs: nothing to reap in insideout mode (conj keys are stamps that expire on their own)\n');
+    return;
+  }
+  const bar = progressBar(io);
+  let lastProgress: ReapProgress | undefined;
+  const r = await reapConjs(t.client, patternOf(t.prefix), {
+    chunkSize, minConjSetSize, onProgress: (p) => { lastProgress = p; bar.update(p); },
+  });
+  bar.done(lastProgress);
+  io.stdout.write(`reap-conjs (${describePrefix(t.prefix)}): checked ${r.checkedConjSets} of ${r.conjSets} conj sets `
+    + `(skipped those under ${minConjSetSize} members), removed ${r.deadMembers} dead members, `
+    + `${r.emptiedConjSets} emptied conj sets; checked ${r.indexSets} index sets, removed ${r.staleIndexEntries} stale index entries\n`);
+}
+
+const ratio = (hits: number, misses: number): string => (hits + misses > 0 ? `${((100 * hits) / (hits + misses)).toFixed(1)}% hits` : 'no reads');
+
+function humanBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u += 1;
+  }
+  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
+}
+
+async function stats(values: Values, t: Target, io: CliIo): Promise<void> {
+  const keys = await countKeys(t.client, patternOf(t.prefix), 1000);
+  const server = await serverInfo(t.client);
+  const flushed = await flushedCounters(t.client, t.statsPrefix);
+  if (values.json) {
+    io.stdout.write(`${JSON.stringify({ prefix: t.prefix ?? null, keys, redis: server, flushed: flushed ?? null }, null, 2)}\n`);
+    return;
+  }
+  const rows: [string, number][] = [
+    ['values (q:)', keys.values], ['conj sets (conj:)', keys.conj], ['index sets (idx:)', keys.idx],
+    ['schemes (schemes:)', keys.schemes], ['locks (lock:)', keys.locks], ['simple cache (simple:)', keys.simple],
+    ['epochs', keys.epochs], ['other', keys.other], ['total', keys.total],
+  ];
+  const out = [`cacheops keys (${describePrefix(t.prefix)}):`, ...rows.map(([label, n]) => `  ${label.padEnd(24)}${String(n).padStart(10)}`)];
+  out.push(`Redis used memory (whole server): ${humanBytes(server.usedMemory)} (${server.usedMemory} bytes)`);
+  out.push(`Redis keyspace hits/misses (whole server, every client and key): ${server.keyspaceHits} / ${server.keyspaceMisses} (${ratio(server.keyspaceHits, server.keyspaceMisses)})`);
+  if (flushed) {
+    const f = (k: keyof typeof flushed): number => flushed[k] ?? 0;
+    out.push(`cacheops reads flushed by applications (cacheops.flushStats()): ${f('hits')} hits / ${f('misses')} misses (${ratio(f('hits'), f('misses'))}), `
+      + `${f('stores')} stores, ${f('refusedStores')} refused stores, ${f('invalidations')} invalidations`);
+  } else {
+    out.push('cacheops reads flushed by applications: none yet (applications call cacheops.flushStats())');
+  }
+  io.stdout.write(`${out.join('\n')}\n`);
+}
+
+async function run(argv: readonly string[], io: CliIo, session: Session): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const values = parsed.values as Values;
+  if (values.help) {
+    io.stdout.write(USAGE);
+    return 0;
+  }
+  const [command, ...args] = parsed.positionals;
+  if (command === undefined) throw new UsageError('no command given');
+  const spec = COMMANDS[command];
+  if (!spec) throw new UsageError(`unknown command ${JSON.stringify(command)} (commands: ${Object.keys(COMMANDS).join(', ')})`);
+  for (const name of Object.keys(values) as OptionName[]) {
+    if (values[name] !== undefined && !spec.options.includes(name)) throw new UsageError(`--${name} does not apply to ${command}`);
+  }
+  if (args.length < spec.args[0]) throw new UsageError(`${command} needs ${command === 'invalidate' ? 'a target: Model.pk, Model or all' : 'an argument'}`);
+  if (args.length > spec.args[1]) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(args[spec.args[1]])}`);
+
+  if (command === 'invalidate') {
+    const parsedTarget = parseTarget(args[0]!);
+    await invalidate(parsedTarget, await requireApp(values, io, session, command), io);
+  } else if (command === 'clean-file-cache') {
+    const dir = args[0] ?? defaultFileCacheDir(io.env);
+    const path = resolve(io.cwd, dir);
+    if (!existsSync(path)) {
+      io.stdout.write(`clean-file-cache: ${dir} does not exist, nothing to clean\n`);
+      return 0;
+    }
+    const removed = await new FileCache(path).clean();
+    io.stdout.write(`clean-file-cache: removed ${removed} expired ${removed === 1 ? 'entry' : 'entries'} from ${dir}\n`);
+  } else if (command === 'reap-conjs') {
+    const chunkSize = integer(values, 'chunk-size', 1000, 1);
+    const minConjSetSize = integer(values, 'min-conj-set-size', 1000, 0);
+    await reap(chunkSize, minConjSetSize, await target(values, io, session, command), io);
+  } else {
+    await stats(values, await target(values, io, session, command), io);
+  }
+  return 0;
+}
+
+/**
+ * Runs the CLI: `argv` without the node and script paths. Resolves to the
+ * exit code (0 done, 1 failed, 2 bad arguments); never throws.
+ *
+ * @example
+ * process.exitCode = await main(['invalidate', 'Post.34', '--app', './app.js'], { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() });
+ */
+export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  const session: Session = {};
+  let code: number;
+  try {
+    code = await run(argv, io, session);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr.write(`cacheops: ${error.message}\nRun "cacheops --help" for usage.\n`);
+      code = 2;
+    } else {
+      io.stderr.write(`cacheops: ${error instanceof CacheopsError ? error.message : (error as Error)?.stack ?? String(error)}\n`);
+      code = 1;
+    }
+  }
+  // The CLI loaded the application: it closes what the application opened.
+  await session.app?.close().catch(() => undefined);
+  await session.app?.sequelize.close().catch(() => undefined);
+  if (session.ownClient) session.ownClient.disconnect();
+  return code;
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() })
+    .then((code) => {
+      // The application may keep other handles open (pools, timers): the command is done.
+      process.stdout.write('', () => process.exit(code));
+    });
+}

@@ -1,0 +1,133 @@
+/**
+ * Numbers for `cacheops stats`: keys by kind, Redis memory, hit counts.
+ *
+ * Hits and misses come from two honest sources. Redis's own keyspace
+ * counters (INFO stats) are exact but cover the whole server: every client,
+ * every key. cacheops's counters are exact for cacheops reads but live in each
+ * process; counting them in Redis on every read would add a round trip to
+ * each read, so applications add them up in a hash with `flushStats()` when
+ * they choose (periodically, at shutdown), and the CLI reports what was flushed.
+ */
+import type { CacheopsCore, CacheopsStats } from './cacheops';
+import { isCluster, type RedisClient } from './redis';
+import { parseKey, statsKey } from './keys';
+
+export interface KeyCounts {
+  /** Cached values (`q:`): queries, functions, fragments, views. */
+  values: number;
+  /** Conjunction sets (`conj:`), or stamps in insideout mode. */
+  conj: number;
+  /** Index sets (`idx:`). */
+  idx: number;
+  /** Scheme sets (`schemes:`). */
+  schemes: number;
+  locks: number;
+  /** `cacheops.cache` entries (`simple:`). */
+  simple: number;
+  epochs: number;
+  /** Keys of other kinds (insideout generations...). */
+  other: number;
+  total: number;
+}
+
+const KIND_FIELD: Readonly<Record<string, keyof KeyCounts>> = {
+  q: 'values', conj: 'conj', idx: 'idx', schemes: 'schemes', lock: 'locks', simple: 'simple', epochs: 'epochs',
+};
+
+/** The master nodes to scan: the client itself, or every master of a cluster. */
+export function scanNodes(client: RedisClient): RedisClient[] {
+  return isCluster(client) ? client.nodes('master') : [client];
+}
+
+/** Counts the keys matching `pattern` by kind (SCAN, never KEYS). */
+export async function countKeys(client: RedisClient, pattern: string, chunkSize: number): Promise<KeyCounts> {
+  const counts: KeyCounts = { values: 0, conj: 0, idx: 0, schemes: 0, locks: 0, simple: 0, epochs: 0, other: 0, total: 0 };
+  for (const node of scanNodes(client)) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', chunkSize);
+      cursor = next;
+      for (const key of keys) {
+        const kind = parseKey(key)?.kind;
+        counts[(kind !== undefined && KIND_FIELD[kind]) || 'other'] += 1;
+        counts.total += 1;
+      }
+    } while (cursor !== '0');
+  }
+  return counts;
+}
+
+export interface ServerInfo {
+  /** Bytes, summed over the masters. */
+  readonly usedMemory: number;
+  readonly keyspaceHits: number;
+  readonly keyspaceMisses: number;
+}
+
+function infoField(info: string, name: string): number {
+  const m = new RegExp(`^${name}:(\\d+)`, 'm').exec(info);
+  return m ? Number(m[1]) : 0;
+}
+
+/** Memory and keyspace hit counters of the whole server (every master of a cluster). */
+export async function serverInfo(client: RedisClient): Promise<ServerInfo> {
+  let usedMemory = 0;
+  let keyspaceHits = 0;
+  let keyspaceMisses = 0;
+  for (const node of scanNodes(client)) {
+    const info = `${await node.info('memory')}\n${await node.info('stats')}`;
+    usedMemory += infoField(info, 'used_memory');
+    keyspaceHits += infoField(info, 'keyspace_hits');
+    keyspaceMisses += infoField(info, 'keyspace_misses');
+  }
+  return { usedMemory, keyspaceHits, keyspaceMisses };
+}
+
+export type FlushedCounters = Partial<Record<keyof CacheopsStats, number>>;
+
+const COUNTER_NAMES: readonly (keyof CacheopsStats)[] = ['hits', 'misses', 'stores', 'refusedStores', 'invalidations', 'modelInvalidations'];
+
+/** What applications flushed under this prefix; undefined when nothing was. */
+export async function flushedCounters(client: RedisClient, prefix: string): Promise<FlushedCounters | undefined> {
+  const raw = await client.hgetall(statsKey(prefix));
+  const out: FlushedCounters = {};
+  for (const name of COUNTER_NAMES) if (raw[name] !== undefined) out[name] = Number(raw[name]);
+  return Object.keys(out).length ? out : undefined;
+}
+
+/** The counters of each installation at its last successful flush. */
+const flushed = new WeakMap<CacheopsCore, CacheopsStats>();
+
+/** The prefix stats live under: the installation's string prefix ('' for a prefix function). */
+export function statsPrefix(core: CacheopsCore): string {
+  return typeof core.config.prefix === 'string' ? core.config.prefix : '';
+}
+
+/** Adds the counters since the last flush to the stats hash (one round trip). */
+export async function flushStats(core: CacheopsCore): Promise<void> {
+  if (!core.config.enabled || core.closed) return;
+  const before = flushed.get(core) ?? { hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0 };
+  const now = { ...core.counters };
+  const deltas = COUNTER_NAMES.map((name) => [name, now[name] - before[name]] as const).filter(([, d]) => d !== 0);
+  if (deltas.length === 0) return;
+  // Taken before the await so that two concurrent flushes never add the same reads twice;
+  // a failed flush gives its deltas back.
+  flushed.set(core, now);
+  const giveBack = (): void => {
+    const current = { ...(flushed.get(core) ?? now) };
+    for (const [name, delta] of deltas) current[name] -= delta;
+    flushed.set(core, current);
+  };
+  const key = statsKey(statsPrefix(core));
+  let ok = false;
+  try {
+    ok = await core.store.guard('a stats flush', async () => {
+      const multi = core.redis.multi();
+      for (const [name, delta] of deltas) multi.hincrby(key, name, delta);
+      await multi.exec();
+      return true;
+    }, false);
+  } finally {
+    if (!ok) giveBack();
+  }
+}
