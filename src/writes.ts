@@ -93,7 +93,8 @@ function appRow(model: ModelStatic<Model>, dialect: string, values: Row): Row {
 /** Deadlocks and serialization failures: the database rolled the transaction back. */
 function isRetryable(error: unknown): boolean {
   const parent = (error as { parent?: { code?: unknown; errno?: unknown } } | undefined)?.parent;
-  return parent?.code === '40P01' || parent?.code === '40001' || parent?.errno === 1213 || parent?.code === 'ER_LOCK_DEADLOCK';
+  return parent?.code === '40P01' || parent?.code === '40001' || parent?.errno === 1213 || parent?.code === 'ER_LOCK_DEADLOCK' ||
+    parent?.code === 'SQLITE_BUSY';
 }
 
 /** A WHERE selecting rows by primary key, or undefined when the model has none. */
@@ -228,6 +229,12 @@ export class WriteInterceptor {
     return this.core.sequelize;
   }
 
+  /** SQLite on a file (several processes may write), not in memory. */
+  private get sqliteFile(): boolean {
+    const storage = (this.sequelize as unknown as { options: { storage?: string } }).options.storage;
+    return this.core.dialect === 'sqlite' && typeof storage === 'string' && storage !== '' && storage !== ':memory:' && !storage.includes('mode=memory');
+  }
+
   private optedOut(options: Options | undefined): boolean {
     const c = options?.cacheops;
     return !this.core.invalidationEnabled || (typeof c === 'object' && c !== null && c.invalidate === false);
@@ -289,7 +296,9 @@ export class WriteInterceptor {
     if (userTx) {
       outcome = await exec(userTx);
     } else if (this.core.dialect === 'sqlite') {
-      outcome = await this.mutex.run(() => exec(undefined));
+      // In-process writers queue on the mutex; on a database file, other processes are
+      // kept out by an IMMEDIATE transaction (SQLite's write lock, taken before the pre-read).
+      outcome = await this.mutex.run(() => (this.sqliteFile && spec.before !== undefined ? this.inOwnTransaction(exec, 'IMMEDIATE') : exec(undefined)));
     } else if (spec.before === undefined) {
       outcome = await exec(undefined); // inserts: nothing to lock
     } else {
@@ -330,9 +339,9 @@ export class WriteInterceptor {
    * database then aborts one of them, and since nothing of it was committed
    * it is safely run again.
    */
-  private async inOwnTransaction<T>(exec: (tx: Transaction) => Promise<T>): Promise<T> {
+  private async inOwnTransaction<T>(exec: (tx: Transaction) => Promise<T>, type?: 'IMMEDIATE'): Promise<T> {
     for (let attempt = 1; ; attempt += 1) {
-      const tx = await this.sequelize.transaction();
+      const tx = await this.sequelize.transaction(type ? { type: type as never } : {});
       try {
         const out = await exec(tx);
         await tx.commit();
@@ -341,7 +350,7 @@ export class WriteInterceptor {
         if (!(tx as unknown as { finished?: string }).finished) {
           try { await tx.rollback(); } catch { /* the connection is gone; the original error matters */ }
         }
-        if (attempt >= 5 || !isRetryable(error)) throw error;
+        if (attempt >= 20 || !isRetryable(error)) throw error;
         await new Promise((resolve) => setTimeout(resolve, 5 * attempt * Math.random()));
       }
     }

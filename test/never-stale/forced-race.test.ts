@@ -1,0 +1,237 @@
+/**
+ * The read/write race, forced step by step instead of hoped for. A reader
+ * and a writer, two Sequelize instances (as two processes would be), share
+ * one database and one cache prefix:
+ *
+ *   1. the reader misses and queries the database (old rows), and is held
+ *      right after the database answered, before its store;
+ *   2. the writer writes, commits and invalidates;
+ *   3. the reader is let go and stores what it read.
+ *
+ * With race protection the store is refused (the invalidation moved an epoch
+ * the miss had seen), so the next read goes to the database. Without it, the
+ * old rows are cached after the invalidation that should have removed them:
+ * a stale read until the next write. Both outcomes are asserted, for every
+ * kind of write.
+ *
+ * Then a write's own window, with a second writer: see the phantom scenarios.
+ */
+import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Transaction, type Model, type Sequelize } from 'sequelize';
+import { installCacheops, type Cacheops } from '../../src/index';
+import { dialects, redisUrl, uniquePrefix, type Dialect } from '../helpers/env';
+import { defineBlog } from '../helpers/models';
+import { NOCACHE, checkReads, fixSequences, runRead, seed, type BlogModels, type ReadDescription } from './stress-catalog';
+import { openShared, type SharedDatabase } from './stress-shared';
+
+interface Side {
+  readonly sequelize: Sequelize;
+  readonly m: BlogModels;
+  readonly cacheops: Cacheops;
+  /** Holds the next SELECT of this side right after the database answered, until released. */
+  hold(): { reached: Promise<void>; release: () => void };
+}
+
+interface Pair {
+  readonly reader: Side;
+  readonly writer: Side;
+  /** A second writer (its own connection, as another process would have). */
+  readonly other: Side;
+  close(): Promise<void>;
+}
+
+/** A reader and two writers on one shared database and one prefix; the reader with the given protection. */
+async function openPair(dialect: Dialect, testFile: string, raceProtection: boolean): Promise<Pair> {
+  const dir = dialect === 'sqlite' ? mkdtempSync(join(tmpdir(), 'cacheops-race-')) : undefined;
+  const db: SharedDatabase = { dialect, testFile, ...(dir ? { storage: join(dir, 'shared.sqlite') } : {}) };
+  const prefix = uniquePrefix('race');
+  const open = async (protection: boolean, prepare: boolean): Promise<Side> => {
+    const sequelize = await openShared(db);
+    const m = defineBlog(sequelize);
+    if (prepare) {
+      if (dialect === 'sqlite') await sequelize.query('PRAGMA journal_mode=WAL');
+      await sequelize.sync({ force: true });
+      await seed(m);
+      await fixSequences(sequelize, m);
+    }
+    const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix, raceProtection: protection, profiles: { '*': { ops: 'all' } } });
+    let gate: { resolveReached: () => void; released: Promise<void> } | undefined;
+    sequelize.addHook('afterQuery', async (options: { type?: string }) => {
+      if (options.type !== 'SELECT' || !gate) return;
+      const current = gate;
+      gate = undefined;
+      current.resolveReached();
+      await current.released;
+    });
+    return {
+      sequelize, m, cacheops,
+      hold() {
+        let resolveReached: () => void = () => undefined;
+        let release: () => void = () => undefined;
+        const reached = new Promise<void>((resolve) => { resolveReached = resolve; });
+        const released = new Promise<void>((resolve) => { release = resolve; });
+        gate = { resolveReached, released };
+        return { reached, release };
+      },
+    };
+  };
+  const writer = await open(true, true);
+  const reader = await open(raceProtection, false);
+  const other = await open(true, false);
+  return {
+    reader, writer, other,
+    async close() {
+      await reader.cacheops.invalidateAll();
+      for (const side of [reader, writer, other]) {
+        await side.cacheops.close();
+        await side.sequelize.close();
+      }
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+interface Scenario {
+  readonly name: string;
+  readonly read: ReadDescription;
+  readonly write: (w: Side) => Promise<unknown>;
+}
+
+type WithTags = Model & { addTag(id: number): Promise<unknown> };
+
+/** Seed (stress-catalog): posts 2 and 4 are in category 1 with 0 views; 1 and 3 in category 2; post 1 has comment 1. */
+const scenarios: readonly Scenario[] = [
+  { name: 'instance update vs findByPk', read: { kind: 'postByPk', args: [1] },
+    write: async (w) => (await w.m.Post.findByPk(1, { ...NOCACHE }))!.update({ views: 7 }) },
+  { name: 'Model.update moving a row out of an equality read', read: { kind: 'postsByViews', args: [0] },
+    write: (w) => w.m.Post.update({ views: 9 }, { where: { id: 2 } }) },
+  { name: 'increment vs max()', read: { kind: 'maxViewsInCategory', args: [1] },
+    write: (w) => w.m.Post.increment('views', { by: 5, where: { id: 2 } }) },
+  { name: 'create vs count()', read: { kind: 'countInCategory', args: [2] },
+    write: (w) => w.m.Post.create({ title: 'new', categoryId: 2 }) },
+  { name: 'hard destroy vs findAll', read: { kind: 'commentsOfPost', args: [1] },
+    write: (w) => w.m.Comment.destroy({ where: { postId: 1 } }) },
+  { name: 'paranoid destroy vs IN read', read: { kind: 'postsIn', args: [3, 4] },
+    write: (w) => w.m.Post.destroy({ where: { id: 3 } }) },
+  { name: 'write to an included model', read: { kind: 'postsOfCategoryWithCategory', args: [1] },
+    write: (w) => w.m.Category.update({ name: 'renamed' }, { where: { id: 1 } }) },
+  { name: 'addTag vs association getter', read: { kind: 'postGetTags', args: [4] },
+    write: (w) => (w.m.Post.build({ id: 4 }, { isNewRecord: false }) as WithTags).addTag(3) },
+  { name: 'update in a transaction vs count()', read: { kind: 'countPublished', args: [1] },
+    write: (w) => w.sequelize.transaction((transaction) => w.m.Post.update({ published: false }, { where: { id: 4 }, transaction })) },
+];
+
+/** Runs one scenario in the forced order; returns whether the reader's store was refused and the check. */
+async function force(pair: Pair, s: Scenario): Promise<{ refused: boolean; hits: number; stale: number; details: string }> {
+  const { reader, writer } = pair;
+  await reader.cacheops.invalidateAll(); // a clean miss to start from
+  const refusedBefore = reader.cacheops.stats().refusedStores;
+  const held = reader.hold();
+  const reading = runRead(reader.m, s.read);
+  await held.reached; // 1. the reader has its (old) rows from the database
+  await s.write(writer); // 2. write, commit, invalidate
+  held.release(); // 3. the reader stores
+  await reading;
+  const refused = reader.cacheops.stats().refusedStores > refusedBefore;
+  const check = await checkReads(reader.m, reader.cacheops, [s.read]);
+  return { refused, hits: check.hits, stale: check.stale, details: check.details.join('\n') };
+}
+
+for (const dialect of dialects()) {
+  for (const protection of [true, false]) {
+    const title = protection
+      ? `${dialect}: race protection on: a store that raced a write is refused (${scenarios.length} kinds of write)`
+      : `${dialect}: race protection off: the same forced races leave stale values (${scenarios.length} kinds of write)`;
+    test.serial(title, async (t) => {
+      const pair = await openPair(dialect, __filename, protection);
+      try {
+        let stale = 0;
+        for (const s of scenarios) {
+          const r = await force(pair, s);
+          stale += r.stale;
+          if (protection) {
+            t.true(r.refused, `${s.name}: the store was refused`);
+            t.is(r.stale, 0, `${s.name}: ${r.details}`);
+          } else {
+            t.false(r.refused, `${s.name}: nothing refused without protection`);
+            t.is(r.hits, 1, `${s.name}: the raced value was cached`);
+            t.is(r.stale, 1, `${s.name}: and it is stale`);
+          }
+        }
+        t.log(`${dialect}, protection ${protection ? 'on' : 'off'}: ${stale} of ${scenarios.length} forced races left a stale value`);
+      } finally {
+        await pair.close();
+      }
+    });
+  }
+}
+
+/**
+ * A write's own window: between its pre-read (SELECT ... FOR UPDATE) and its
+ * UPDATE/DELETE, another writer commits a row into its WHERE. Under READ
+ * COMMITTED (PostgreSQL's default) the UPDATE/DELETE then changes that row
+ * too, though the pre-read never saw it; a reader caching that row in between
+ * must still not keep it once both writes are done.
+ */
+interface PhantomScenario {
+  readonly name: string;
+  /** The mass write, held after its pre-read. */
+  readonly mass: (w: Side, transaction: Transaction | undefined) => Promise<unknown>;
+  /** The other write, putting a row into the mass write's WHERE. */
+  readonly enter: (w: Side) => Promise<unknown>;
+  readonly reads: readonly ReadDescription[];
+}
+
+const phantoms: readonly PhantomScenario[] = [
+  { name: 'Model.update', // post 3 (category 2, unpublished) moves into category 1
+    mass: (w, transaction) => w.m.Post.update({ published: true }, { where: { categoryId: 1 }, transaction }),
+    enter: (w) => w.m.Post.update({ categoryId: 1 }, { where: { id: 3 } }),
+    reads: [{ kind: 'postByPk', args: [3] }, { kind: 'countPublished', args: [0] }, { kind: 'postsPublishedInCategory', args: [1, 0] }] },
+  { name: 'Model.destroy', // post 3 has no comment yet; one is created
+    mass: (w, transaction) => w.m.Comment.destroy({ where: { postId: 3 }, transaction }),
+    enter: (w) => w.m.Comment.create({ postId: 3, text: 'new', approved: true }),
+    reads: [{ kind: 'commentsOfPost', args: [3] }, { kind: 'postsWithApprovedComments', args: [3, 4] }] },
+];
+
+// Unref'd: a pending wait must not keep the test process alive.
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => { setTimeout(resolve, ms).unref(); });
+
+for (const dialect of dialects()) {
+  // SQLite has no row locks: writers of several processes must use IMMEDIATE transactions (see the stress test).
+  const modes = dialect === 'sqlite' ? ['IMMEDIATE transaction'] as const : ['own transaction', 'READ COMMITTED transaction'] as const;
+  for (const mode of modes) {
+    test.serial(`${dialect}: rows entering a mass write's WHERE after its pre-read are not left stale (${mode})`, async (t) => {
+      for (const s of phantoms) {
+        const pair = await openPair(dialect, __filename, true);
+        try {
+          const { reader, writer, other } = pair;
+          const held = writer.hold(); // the mass write's pre-read is its first SELECT
+          const mass = mode === 'own transaction' ? s.mass(writer, undefined)
+            : writer.sequelize.transaction({
+              ...(dialect === 'sqlite' ? { type: Transaction.TYPES.IMMEDIATE } : { isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED }),
+            }, (transaction) => s.mass(writer, transaction));
+          await held.reached;
+          // The other writer: PostgreSQL lets it commit; MariaDB's gap locks and SQLite's write lock make it wait.
+          // Where nothing blocks it (READ COMMITTED has no gap locks), the row is in before the mass write goes on.
+          const blockable = !(dialect === 'postgres' || mode === 'READ COMMITTED transaction');
+          const entering = s.enter(other);
+          const enteredFirst = await Promise.race([entering.then(() => true), sleep(blockable ? 300 : 10_000).then(() => false)]);
+          if (!blockable) t.true(enteredFirst, `${s.name}: the other write committed first`);
+          for (const read of s.reads) await runRead(reader.m, read);
+          held.release();
+          await mass;
+          await entering;
+          const check = await checkReads(reader.m, reader.cacheops, s.reads);
+          // Blocked, it commits after the mass write and invalidates the reads itself; else they must still be cached to prove anything.
+          if (enteredFirst) t.is(check.hits, s.reads.length, `${s.name}: the reads were cached before the mass write ran`);
+          t.is(check.stale, 0, `${s.name}: ${check.details.join('\n')}`);
+        } finally {
+          await pair.close();
+        }
+      }
+    });
+  }
+}
