@@ -178,32 +178,44 @@ export class CacheStore {
     return this.guard('an invalidation', async () => (await Promise.all(calls)).reduce((a, b) => a + b, 0), -1);
   }
 
-  /** Deletes every key of the installation with this prefix (SCAN, not KEYS), and bumps the '*' epoch first. */
-  async invalidateAll(prefix: string): Promise<number> {
-    return this.guard('invalidateAll', async () => {
-      const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
-      for (let shard = 0; shard < this.shards; shard += 1) {
-        await this.client.hincrby(epochsKey(namespace(prefix, shard)), '*', 1);
-      }
-      let deleted = 0;
+  /**
+   * Deletes every key of the installation with this prefix (every prefix when
+   * `undefined`: a prefix function), with SCAN, never KEYS. The epochs are
+   * bumped first, so a value read before this call can no longer be stored
+   * behind the scan's cursor. Each Redis call is bounded in time on its own.
+   */
+  async invalidateAll(prefix: string | undefined): Promise<number> {
+    const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
+    const pattern = prefix === undefined ? '*cacheops:{*' : allKeysPattern(prefix);
+    const scanAll = async (match: string, each: (node: (typeof nodes)[number], keys: string[]) => Promise<void>): Promise<void> => {
       for (const node of nodes) {
         let cursor = '0';
         do {
-          const [next, keys] = await node.scan(cursor, 'MATCH', allKeysPattern(prefix), 'COUNT', 1000);
-          cursor = next;
-          const victims = keys.filter((k) => !k.endsWith('}:epochs'));
-          // One round trip per SCAN batch; one UNLINK per key, since on a cluster a batch spans slots.
-          if (victims.length > 0) {
-            const replies = (await node.pipeline(victims.map((k) => ['unlink', k])).exec()) ?? [];
-            for (const [error, n] of replies) {
-              if (error) throw error;
-              deleted += Number(n);
-            }
-          }
+          const page = await this.guard('invalidateAll', () => node.scan(cursor, 'MATCH', match, 'COUNT', 1000), undefined);
+          if (!page) return;
+          cursor = page[0];
+          if (page[1].length > 0) await each(node, page[1]);
         } while (cursor !== '0');
       }
-      return deleted;
-    }, -1);
+    };
+    if (prefix !== undefined) {
+      for (let shard = 0; shard < this.shards; shard += 1) {
+        await this.guard('invalidateAll', () => this.client.hincrby(epochsKey(namespace(prefix, shard)), '*', 1), 0);
+      }
+    } else {
+      await scanAll(`${pattern}}:epochs`, async (node, keys) => {
+        await this.guard('invalidateAll', () => node.pipeline(keys.map((k) => ['hincrby', k, '*', 1])).exec(), null);
+      });
+    }
+    let deleted = 0;
+    await scanAll(pattern, async (node, keys) => {
+      const victims = keys.filter((k) => !k.endsWith('}:epochs'));
+      if (victims.length === 0) return;
+      // One round trip per SCAN page; one UNLINK per key, since on a cluster a page spans slots.
+      const replies = await this.guard('invalidateAll', () => node.pipeline(victims.map((k) => ['unlink', k])).exec(), null);
+      for (const [error, n] of replies ?? []) if (!error) deleted += Number(n);
+    });
+    return deleted;
   }
 
   async getSimple(prefix: string, key: string): Promise<Buffer | null | undefined> {

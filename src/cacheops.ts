@@ -82,8 +82,6 @@ export class CacheopsCore {
   private readonly invalidationOff = new AsyncLocalStorage<boolean>();
   private readonly ownsRedis: boolean;
   private readonly localGets = new Map<string, { expires: number; bytes: Buffer }>();
-  /** Prefixes a prefix function has returned in this process. */
-  private readonly seenPrefixes = new Set<string>();
   closed = false;
 
   constructor(readonly sequelize: Sequelize, config: CacheopsConfig) {
@@ -119,10 +117,7 @@ export class CacheopsCore {
     const p = this.config.prefix;
     if (typeof p === 'string') return p;
     const info: QueryInfo = { tables, db: this.db, dialect: this.dialect };
-    const prefix = p(info).replace(/[{}]/g, '_');
-    // invalidateAll must find every prefix the function chose (and no other installation's keys).
-    this.seenPrefixes.add(prefix);
-    return prefix;
+    return p(info).replace(/[{}]/g, '_');
   }
 
   profileOf(model: ModelStatic<Model>): Profile | null | undefined {
@@ -264,7 +259,8 @@ export class CacheopsCore {
     if (!this.config.enabled) return;
     const p = this.config.prefix;
     this.localGets.clear();
-    for (const prefix of typeof p === 'string' ? [p] : [...this.seenPrefixes]) await this.store.invalidateAll(prefix);
+    // With a prefix function the prefixes are not all known here: every cacheops key goes.
+    await this.store.invalidateAll(typeof p === 'string' ? p : undefined);
   }
 
   async close(): Promise<void> {

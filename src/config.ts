@@ -108,6 +108,8 @@ export interface NormalizedConfig {
   readonly logger: (message: string, error?: unknown) => void;
   readonly clusterShards: number;
   readonly raceProtection: boolean;
+  /** `defaults.timeout`, or 3600: for caches with no profile of their own (simple, cached, fragments). */
+  readonly defaultTimeout: number;
   /** Exact model names first. */
   readonly exactProfiles: ReadonlyMap<string, Profile | null>;
   /** Then glob patterns, in the order given. */
@@ -249,6 +251,7 @@ export function normalizeConfig(config: CacheopsConfig, modelNames: readonly str
     logger: logger as (message: string, error?: unknown) => void,
     clusterShards: positiveInt(config.clusterShards, 16, 'clusterShards'),
     raceProtection: config.raceProtection === undefined ? true : checkBool(config.raceProtection, 'raceProtection'),
+    defaultTimeout: defaults.timeout === undefined ? DEFAULT_TIMEOUT : checkTimeout(defaults.timeout, 'defaults.timeout'),
     exactProfiles: exact,
     globProfiles: globs,
     starProfile: star,

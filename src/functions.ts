@@ -10,7 +10,7 @@
  */
 import type { CacheopsCore } from './cacheops';
 import type { Dependency } from './cache-store';
-import { DEFAULT_TIMEOUT, profileFor } from './config';
+import { profileFor } from './config';
 import { CacheMiss, CacheopsConfigError } from './errors';
 import { callHash, checkFunction, checkFunctionOptions, declarationSite, functionIdentity } from './function-identity';
 import { stableStringify } from './query/key';
@@ -124,7 +124,7 @@ export function cachedAsFactory(core: CacheopsCore, samplesAndOptions: readonly 
   const timeouts = models.map((m) => profileFor(core.config, m.name)?.timeout).filter((t): t is number => t !== undefined);
   const spec: FunctionCacheSpec = {
     deps,
-    timeout: options.timeout ?? (timeouts.length ? Math.min(...timeouts) : DEFAULT_TIMEOUT),
+    timeout: options.timeout ?? (timeouts.length ? Math.min(...timeouts) : core.config.defaultTimeout),
     lock: options.lock ?? false,
     extra: options.extra,
     identity: options.key ?? declarationSite(),
@@ -137,7 +137,7 @@ export function cachedFactory(core: CacheopsCore, options: CachedOptions): <A ex
   checkOptions(options, 'cached');
   const spec: FunctionCacheSpec = {
     deps: [],
-    timeout: options.timeout ?? DEFAULT_TIMEOUT,
+    timeout: options.timeout ?? core.config.defaultTimeout,
     lock: options.lock ?? false,
     extra: options.extra,
     identity: options.key ?? declarationSite(),

@@ -18,7 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { CacheopsCore } from './cacheops';
-import { DEFAULT_TIMEOUT, checkTimeout, profileFor } from './config';
+import { checkTimeout, profileFor } from './config';
 import { CacheopsError } from './errors';
 import type { Cacheops } from './install';
 import { extrasOf, fragmentHash, invalidateFragmentOf, namedFragmentId, rememberPrefix, templateFragmentId } from './nunjucks-keys';
@@ -303,7 +303,7 @@ export class CacheopsExtension {
     if (kw['timeout'] !== undefined) timeout = checkTimeout(kw['timeout'], `${where}: timeout`);
     else {
       const timeouts = models.map((m) => profileFor(core.config, m.name)?.timeout).filter((x): x is number => x !== undefined);
-      timeout = timeouts.length ? Math.min(...timeouts) : DEFAULT_TIMEOUT;
+      timeout = timeouts.length ? Math.min(...timeouts) : core.config.defaultTimeout;
     }
     const id = typeof kw['name'] === 'string' ? namedFragmentId(kw['name']) : templateFragmentId(template, meta.pos);
     const prefix = core.prefixFor(deps.map((d) => d.table));

@@ -3,7 +3,7 @@
  * serializer as everything else.
  */
 import type { CacheopsCore } from './cacheops';
-import { DEFAULT_TIMEOUT, checkTimeout } from './config';
+import { checkTimeout } from './config';
 import { CacheMiss, CacheopsError } from './errors';
 import { decodeValue, encodeValue } from './serialize';
 
@@ -33,7 +33,7 @@ export class SimpleCache {
   /** Stores value for `timeout` seconds (default: the defaults' timeout). Unserializable values throw; nothing is stored. */
   async set(key: string, value: unknown, timeout?: number): Promise<void> {
     this.checkKey(key);
-    const ttl = timeout === undefined ? DEFAULT_TIMEOUT : checkTimeout(timeout, 'timeout');
+    const ttl = timeout === undefined ? this.core.config.defaultTimeout : checkTimeout(timeout, 'timeout');
     const bytes = encodeValue(value);
     if (!this.core.config.enabled) return;
     await this.core.store.setSimple(this.prefix(), key, bytes, ttl);

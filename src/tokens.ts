@@ -7,7 +7,8 @@
  * tells apart only costs an extra invalidation. So tokens fold values the way
  * the column type and dialect compare them, erring towards equality:
  *
- * - integers/decimals: one canonical decimal (`1`, `'01'`, `1n`, `'1.0'` -> `n1`);
+ * - integers/decimals: one canonical decimal (`1`, `'01'`, `1n`, `'1.0'` -> `n1`); a JS number
+ *   integer past 2^53 has none (it may be a rounded read of a BIGINT);
  * - booleans: `b1` / `b0`; NULL: `N` (never equal to the string 'null', `s…`);
  * - strings: `s` + text; on MySQL/MariaDB (case- and accent-insensitive, PAD SPACE
  *   collations) printable-ASCII text is lower-cased and right-trimmed, and other
@@ -97,6 +98,9 @@ export function tokenOf(kind: TokenKind, value: unknown): string | undefined {
   switch (kind) {
     case 'number': {
       if (typeof value === 'boolean') return value ? 'n1' : 'n0';
+      // A JS number past 2^53 may be a rounded read of the stored integer (SQLite's driver reads
+      // BIGINTs as doubles): its digits cannot be trusted, so it matches anything.
+      if (typeof value === 'number' && Number.isInteger(value) && !Number.isSafeInteger(value)) return undefined;
       const n = canonicalNumber(value);
       return n === undefined ? undefined : `n${n}`;
     }

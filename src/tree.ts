@@ -149,8 +149,10 @@ export function whereToDnf(where: unknown, ctx: TreeContext): Dnf {
     } else if (key === Op.or) {
       const parts = Array.isArray(value) ? value : isPlainObject(value) ? entries(value).map(([k, v]) => ({ [k]: v })) : [];
       d = parts.length === 0 ? TRUE : parts.reduce<Dnf>((acc, p) => or(acc, whereToDnf(p, ctx)), FALSE);
+    } else if (key === Op.not) {
+      d = negatedWhere(value, ctx);
     } else if (typeof key === 'symbol') {
-      d = TRUE; // Op.not and anything else: conservative
+      d = TRUE; // anything else: conservative
     } else if (key.startsWith('$') || key.includes('.') || key.includes('->')) {
       d = TRUE; // conditions on included models or JSON paths
     } else {
@@ -161,6 +163,51 @@ export function whereToDnf(where: unknown, ctx: TreeContext): Dnf {
     if (result.length === 0) return FALSE;
   }
   return result;
+}
+
+/**
+ * The DNF of NOT(where), pushing the negation down (De Morgan). A negated
+ * equality is an inequality (not granular: TRUE), but a negated inequality,
+ * NOT IN or IS NOT NULL is an equality, IN or IS NULL again.
+ */
+function negatedWhere(where: unknown, ctx: TreeContext): Dnf {
+  if (Array.isArray(where)) return where.reduce<Dnf>((acc, w) => or(acc, negatedWhere(w, ctx)), FALSE);
+  if (!isPlainObject(where)) return TRUE;
+  let result: Dnf = FALSE;
+  for (const [key, value] of entries(where)) {
+    let d: Dnf;
+    const parts = Array.isArray(value) ? value : isPlainObject(value) ? entries(value).map(([k, v]) => ({ [k]: v })) : [];
+    if (key === Op.not) d = whereToDnf(value, ctx);
+    else if (key === Op.and) d = parts.reduce<Dnf>((acc, p) => or(acc, negatedWhere(p, ctx)), FALSE);
+    else if (key === Op.or) d = parts.reduce<Dnf>((acc, p) => and(acc, negatedWhere(p, ctx)), TRUE);
+    else if (typeof key === 'symbol' || key.startsWith('$') || key.includes('.') || key.includes('->')) d = TRUE;
+    else {
+      const attr = resolveAttribute(ctx, key);
+      d = attr === undefined || attr.kind === 'none' ? TRUE : negatedCondition(ctx, attr.name, attr.kind, value);
+    }
+    result = or(result, d);
+    if (isTrue(result)) return TRUE;
+  }
+  return entries(where).length === 0 ? FALSE : result;
+}
+
+function negatedCondition(ctx: TreeContext, name: string, kind: TokenKind, value: unknown): Dnf {
+  if (!isPlainObject(value)) return TRUE; // NOT (a = v), NOT (a IN ...), NOT (a IS NULL)
+  let result: Dnf = FALSE;
+  for (const [op, operand] of entries(value)) {
+    let d: Dnf;
+    if (op === Op.ne) d = Array.isArray(operand) || isPlainObject(operand) ? TRUE : single(name, kind, operand);
+    else if (op === Op.notIn) d = inList(ctx, name, kind, operand);
+    else if (op === Op.not && operand === null) d = single(name, kind, null);
+    else if (op === Op.and || op === Op.or) {
+      const parts = Array.isArray(operand) ? operand : isPlainObject(operand) ? entries(operand).map(([k, v]) => ({ [k]: v })) : [];
+      d = op === Op.and
+        ? parts.reduce<Dnf>((acc, p) => or(acc, negatedCondition(ctx, name, kind, p)), FALSE)
+        : parts.reduce<Dnf>((acc, p) => and(acc, negatedCondition(ctx, name, kind, p)), TRUE);
+    } else d = TRUE;
+    result = or(result, d);
+  }
+  return entries(value).length === 0 ? FALSE : result;
 }
 
 /** Tokens of a row (attribute-keyed values) for every tokenizable attribute it has. */

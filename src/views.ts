@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { CacheopsCore } from './cacheops';
-import { DEFAULT_TIMEOUT, checkTimeout, profileFor } from './config';
+import { checkTimeout, profileFor } from './config';
 import { CacheopsConfigError, CacheopsError } from './errors';
 import { declarationSite, functionIdentity } from './function-identity';
 import { lockKey } from './keys';
@@ -208,7 +208,7 @@ export function cachedViewFactory(core: CacheopsCore, samplesAndOptions: readonl
   if (!withSamples && samples.length > 0) throw new CacheopsConfigError(what, 'takes only options; use cachedViewAs for samples');
   const { deps, models } = withSamples ? sampleDependencies(core, samples, what) : { deps: [], models: [] };
   const timeouts = models.map((m) => profileFor(core.config, m.name)?.timeout).filter((t): t is number => t !== undefined);
-  const timeout = options.timeout ?? (timeouts.length ? Math.min(...timeouts) : DEFAULT_TIMEOUT);
+  const timeout = options.timeout ?? (timeouts.length ? Math.min(...timeouts) : core.config.defaultTimeout);
   const lock = options.lock ?? false;
   const site = options.key ?? declarationSite();
   const tables = deps.map((d) => d.table);

@@ -70,7 +70,7 @@ export function rawRedis(): IORedis {
 /** Counts the SQL statements a function runs (through Sequelize's logging option). */
 export async function countSql<T>(sequelize: Sequelize, fn: () => Promise<T>): Promise<{ result: T; sql: string[] }> {
   const seen: string[] = [];
-  const opts = sequelize.options as { logging?: unknown };
+  const opts = (sequelize as unknown as { options: { logging?: unknown } }).options;
   const previous = opts.logging;
   opts.logging = (sql: string) => { seen.push(sql); };
   try {
