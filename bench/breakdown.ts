@@ -1,0 +1,124 @@
+/**
+ * Where a hit's time goes. The pieces of a hit, each timed on its own (and
+ * interleaved with the full hit, so they share its conditions):
+ *
+ *   sequelize   the same find call with QueryInterface.select answering at
+ *               once: Sequelize's own work before and after the select
+ *               (option cloning, include validation, hooks)
+ *   select      the library's patched QueryInterface.select alone, called with
+ *               the options Sequelize gives it: the whole cache-hit path
+ *   sql         generating the SELECT (the cache key is made from it)
+ *   fetch       the library's Redis read (EVALSHA of fetch.lua) — vs a plain GET
+ *   get         a plain GET of the same key
+ *   build       decoding the bytes and building the instances
+ *   rest        select − (sql + fetch + build): the library's own bookkeeping
+ *               (plan, dependencies, hash, read-through, counters, promise hops)
+ */
+import type IORedis from 'ioredis';
+import { QueryTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
+import type { Cacheops } from '../src/index';
+import { decodeRaw } from '../src/serialize';
+import { fromCacheable, type SelectOptions } from '../src/query/rehydrate';
+import { valueKeys } from './redis-probe';
+import { interleave, median } from './measure';
+
+export interface Breakdown {
+  readonly name: string;
+  readonly hit: number;
+  readonly sequelize: number;
+  readonly select: number;
+  readonly sql: number;
+  readonly fetch: number;
+  readonly get: number;
+  readonly build: number;
+  readonly rest: number;
+}
+
+interface SelectCall {
+  readonly model: ModelStatic<Model>;
+  readonly table: unknown;
+  readonly options: Record<string, unknown>;
+  readonly result: unknown;
+}
+
+interface QueryInterfaceLike {
+  select(model: ModelStatic<Model>, table: unknown, options: Record<string, unknown>): Promise<unknown>;
+  queryGenerator: { selectQuery(table: unknown, options: unknown, model: unknown): string };
+}
+
+/** Runs a (cached) query once and records what its select received and returned. */
+async function recordSelect(qi: QueryInterfaceLike, query: () => Promise<unknown>): Promise<SelectCall> {
+  const inner = qi.select;
+  let call: SelectCall | undefined;
+  qi.select = async function select(this: unknown, model, table, options) {
+    const copy = { ...options };
+    const result = await inner.call(this, model, table, options);
+    call = { model, table, options: copy, result };
+    return result;
+  };
+  try {
+    await query();
+  } finally {
+    qi.select = inner;
+  }
+  if (!call) throw new Error('the query ran no select');
+  return call;
+}
+
+/** `query` must be one not cached yet. */
+export async function breakdown(
+  ctx: { sequelize: Sequelize; cacheops: Cacheops; redis: IORedis; prefix: string },
+  name: string,
+  query: () => Promise<unknown>,
+  iterations: number,
+): Promise<Breakdown> {
+  const qi = ctx.sequelize.getQueryInterface() as unknown as QueryInterfaceLike;
+  const before = await valueKeys(ctx.redis, ctx.prefix);
+  const call = await recordSelect(qi, query);
+  // The query must not have been cached before: its first run stores exactly one new value.
+  const added = [...await valueKeys(ctx.redis, ctx.prefix)].filter((k) => !before.has(k));
+  if (added.length !== 1) throw new Error(`breakdown: expected one new cached value, found ${added.length}`);
+  const key = added[0]!;
+  const hash = key.slice(key.lastIndexOf(':q:') + 3);
+  const tables = [...new Set([call.model, ...includedModels(call.options)].map((m) => m.getTableName().toString()))];
+  const bytes = await ctx.redis.getBuffer(key);
+  if (!bytes) throw new Error(`breakdown: ${key} is not cached`);
+  const real = qi.select;
+  const answerAtOnce = async (): Promise<unknown> => call.result;
+  const store = ctx.cacheops.core.store;
+  const samples = await interleave({
+    hit: () => query(),
+    sequelize: async () => {
+      qi.select = answerAtOnce;
+      try {
+        await query();
+      } finally {
+        qi.select = real;
+      }
+    },
+    select: () => real.call(qi, call.model, call.table, { ...call.options }),
+    sql: async () => qi.queryGenerator.selectQuery(call.table, { ...call.options, type: QueryTypes.SELECT, model: call.model }, call.model),
+    fetch: async () => {
+      const r = await store.fetch(ctx.prefix, hash, tables, 0);
+      if (r.kind !== 'hit') throw new Error('breakdown: fetch missed');
+    },
+    get: () => ctx.redis.getBuffer(key),
+    build: async () => fromCacheable(decodeRaw(bytes)!.value, call.model, call.options as SelectOptions),
+  }, iterations, Math.max(20, iterations >> 3));
+  const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v as number[])])) as Record<keyof typeof samples, number>;
+  return { name, ...m, rest: m.select - m.sql - m.fetch - m.build };
+}
+
+function includedModels(options: Record<string, unknown>): ModelStatic<Model>[] {
+  const out: ModelStatic<Model>[] = [];
+  const walk = (list: unknown): void => {
+    if (!Array.isArray(list)) return;
+    for (const inc of list as { model?: ModelStatic<Model>; include?: unknown }[]) {
+      if (inc.model) out.push(inc.model);
+      walk(inc.include);
+    }
+  };
+  walk(options['include']);
+  return out;
+}
+
