@@ -107,6 +107,16 @@ export class CacheStore {
     }
   }
 
+  get insideout(): boolean {
+    return this.options.insideout;
+  }
+
+  /** The value by a plain GET (null: none; undefined: Redis unavailable while degrading). Not for insideout mode. */
+  async getValue(prefix: string, hash: string): Promise<Buffer | null | undefined> {
+    const ns = this.nsFor(prefix, hash);
+    return this.guard<Buffer | null | undefined>('a cache read', () => this.client.getBuffer(valueKey(ns, hash)), undefined);
+  }
+
   /** One round trip: the value, or on a miss the epochs (and the lock, when lockMs > 0). */
   async fetch(prefix: string, hash: string, tables: readonly string[], lockMs: number): Promise<FetchResult> {
     const ns = this.nsFor(prefix, hash);
@@ -208,13 +218,19 @@ export class CacheStore {
       });
     }
     let deleted = 0;
-    await scanAll(pattern, async (node, keys) => {
+    const unlink = async (node: (typeof nodes)[number], keys: string[]): Promise<void> => {
       const victims = keys.filter((k) => !k.endsWith('}:epochs'));
       if (victims.length === 0) return;
       // One round trip per SCAN page; one UNLINK per key, since on a cluster a page spans slots.
       const replies = await this.guard('invalidateAll', () => node.pipeline(victims.map((k) => ['unlink', k])).exec(), null);
       for (const [error, n] of replies ?? []) if (!error) deleted += Number(n);
-    });
+    };
+    await scanAll(pattern, unlink);
+    // A value stored while that scan ran (after the epoch bump) can keep its value key behind
+    // the cursor while its conj/index/scheme entries ahead of it are deleted: no write could
+    // invalidate it any more. A second pass over the value keys alone drops every value that
+    // existed before it began; values stored during it are registered after the first pass.
+    await scanAll(`${pattern}}:q:*`, unlink);
     return deleted;
   }
 

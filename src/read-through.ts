@@ -1,15 +1,21 @@
 /**
- * The read path shared by queries, functions, fragments and views: one
- * round trip on a hit; on a miss compute, then store with the epoch snapshot
- * (see cache-store.ts for why that makes stale stores impossible). With the
- * dog-pile lock, concurrent misses of one key wait for the one that computes.
+ * The read path shared by queries, functions, fragments and views.
+ *
+ * A hit is one plain GET (insideout mode: one script call that also checks
+ * the stamps), and nothing else: the dependencies are not even worked out.
+ * A miss then takes the epoch snapshot (and the dog-pile lock when asked) in
+ * one script call, before it computes, and stores with the snapshot (see
+ * cache-store.ts for why that makes stale stores impossible). So a miss costs
+ * three round trips: GET, snapshot, store. With the lock, concurrent misses
+ * of one key wait for the one that computes.
  */
 import type { CacheStore, Dependency } from './cache-store';
 
 export interface ReadRequest<T> {
   readonly prefix: string;
   readonly hash: string;
-  readonly deps: readonly Dependency[];
+  /** What the value depends on; a function when it is worth computing only on a miss (undefined: do not store). */
+  readonly deps: readonly Dependency[] | (() => readonly Dependency[] | undefined);
   /** The dependencies narrowed by the computed value (join keys); same tables as `deps`. */
   readonly refineDeps?: (value: T) => readonly Dependency[];
   readonly timeout: number;
@@ -37,7 +43,17 @@ const LOCK_POLL_MS = 15;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>): Promise<ReadOutcome<T>> {
-  const tables = [...new Set(req.deps.map((d) => d.table))];
+  if (!store.insideout) {
+    const bytes = await store.getValue(req.prefix, req.hash);
+    if (bytes === undefined) return { value: await req.compute(), hit: false, stored: false }; // Redis unavailable
+    if (bytes !== null) {
+      const decoded = req.decode(bytes);
+      if (decoded) return { value: decoded.value, hit: true, stored: false };
+    }
+  }
+  const deps = typeof req.deps === 'function' ? req.deps() : req.deps;
+  if (deps === undefined) return { value: await req.compute(), hit: false, stored: false };
+  const tables = [...new Set(deps.map((d) => d.table))];
   const lockMs = req.lock && req.canStore ? LOCK_TTL_MS : 0;
   let fetched = await store.fetch(req.prefix, req.hash, tables, lockMs);
   const deadline = Date.now() + LOCK_TTL_MS + 1000;
@@ -53,7 +69,6 @@ export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>): Pr
   if (fetched.kind !== 'miss' || fetched.lockHeld || !req.canStore) return { value, hit: false, stored: false };
   const bytes = req.encode(value);
   const snapshot = req.raceProtection === false ? { fields: [], values: [], lockToken: fetched.snapshot.lockToken } : fetched.snapshot;
-  const deps = req.refineDeps ? req.refineDeps(value) : req.deps;
-  const stored = await store.store(req.prefix, req.hash, bytes, req.timeout, deps, snapshot);
+  const stored = await store.store(req.prefix, req.hash, bytes, req.timeout, req.refineDeps ? req.refineDeps(value) : deps, snapshot);
   return { value, hit: false, stored };
 }

@@ -20,7 +20,7 @@ import { DataTypes, QueryTypes, Utils, type Model, type ModelStatic } from 'sequ
 import type { CacheopsCore, FindCacheopsOption } from '../cacheops';
 import type { CacheOp } from '../config';
 import { decodeRaw, encodeRaw } from '../serialize';
-import { selectDependencies } from './dependencies';
+import { selectDependencies, type FinalDependencies } from './dependencies';
 import { queryHash } from './key';
 import { fromCacheable, toCacheable, type SelectOptions } from './rehydrate';
 
@@ -55,13 +55,23 @@ async function cachedSelect(
   run: (sql: string) => Promise<unknown>,
 ): Promise<unknown> {
   const plan = core.planRead(model, op, options as never);
-  const pending = plan && selectDependencies({
-    sequelize: core.sequelize, dialect: core.dialect, maxInListLength: core.config.maxInListLength, mayCache: core.mayCache,
-  }, model, options);
+  if (!plan) return run(generate());
+  // The generator rewrites options.where into SQL text: keep what the dependencies need.
+  const saved = {
+    where: options.where, include: options.include, raw: options.raw,
+    having: options['having'], order: options['order'], limit: options['limit'], offset: options['offset'],
+  };
   const sql = generate();
-  const final = pending?.withTablesOf(sql);
-  if (!plan || !final) return run(sql);
-  const deps = final.deps;
+  // Worked out only on a miss (a hit needs none of it), or up front for a prefix function.
+  let final: FinalDependencies | undefined | null = null;
+  const finalDeps = (): FinalDependencies | undefined => {
+    if (final === null) {
+      final = selectDependencies({
+        sequelize: core.sequelize, dialect: core.dialect, maxInListLength: core.config.maxInListLength, mayCache: core.mayCache,
+      }, model, saved)?.withTablesOf(sql);
+    }
+    return final;
+  };
   const hash = queryHash({
     dialect: core.dialect,
     ...(plan.profile.dbAgnostic ? {} : { db: core.db }),
@@ -70,15 +80,16 @@ async function cachedSelect(
     replacements: options.replacements,
     shape,
   });
+  const prefix = typeof core.config.prefix === 'string' ? core.config.prefix : core.prefixFor((finalDeps()?.deps ?? []).map((d) => d.table));
   return core.read({
-    prefix: core.prefixFor(deps.map((d) => d.table)),
+    prefix,
     hash,
-    deps,
+    deps: () => finalDeps()?.deps,
     timeout: plan.timeout,
     lock: plan.lock,
     canStore: plan.canStore,
     compute: () => run(sql),
-    refineDeps: (value) => final.refine(value),
+    refineDeps: (value) => finalDeps()!.refine(value),
     encode: (value) => encodeRaw(toCacheable(value, options)),
     decode: (bytes) => {
       const raw = decodeRaw(bytes);
