@@ -10,6 +10,7 @@ import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
 import { CacheStore, type Dependency, type RowTokens, type TableInvalidation } from './cache-store';
 import { normalizeConfig, parseOps, profileFor, checkTimeout, type CacheOp, type CacheopsConfig, type NormalizedConfig, type Profile, type QueryInfo } from './config';
 import { connectRedis, type RedisClient } from './redis';
+import { prefixRegistryKey } from './keys';
 import { CacheopsConfigError, CacheopsError } from './errors';
 import { tableOf, treeContext } from './query/dependencies';
 import { rowTokens } from './tree';
@@ -82,6 +83,8 @@ export class CacheopsCore {
   private readonly invalidationOff = new AsyncLocalStorage<boolean>();
   private readonly ownsRedis: boolean;
   private readonly localGets = new Map<string, { expires: number; bytes: Buffer }>();
+  /** Prefixes a prefix function returned in this process (also kept in Redis, see prefixFor). */
+  private readonly registeredPrefixes = new Set<string>();
   closed = false;
 
   constructor(readonly sequelize: Sequelize, config: CacheopsConfig) {
@@ -117,7 +120,17 @@ export class CacheopsCore {
     const p = this.config.prefix;
     if (typeof p === 'string') return p;
     const info: QueryInfo = { tables, db: this.db, dialect: this.dialect };
-    return p(info).replace(/[{}]/g, '_');
+    const prefix = p(info).replace(/[{}]/g, '_');
+    if (!this.registeredPrefixes.has(prefix)) {
+      // invalidateAll must find every prefix the function chose, in any process. The SADD goes
+      // out on this connection before anything stored under the prefix, so it lands first.
+      this.registeredPrefixes.add(prefix);
+      this.redis.sadd(prefixRegistryKey, prefix).catch((error: unknown) => {
+        this.registeredPrefixes.delete(prefix);
+        this.config.logger('could not register a key prefix for invalidateAll', error);
+      });
+    }
+    return prefix;
   }
 
   profileOf(model: ModelStatic<Model>): Profile | null | undefined {
@@ -259,8 +272,13 @@ export class CacheopsCore {
     if (!this.config.enabled) return;
     const p = this.config.prefix;
     this.localGets.clear();
-    // With a prefix function the prefixes are not all known here: every cacheops key goes.
-    await this.store.invalidateAll(typeof p === 'string' ? p : undefined);
+    if (typeof p === 'string') {
+      await this.store.invalidateAll(p);
+      return;
+    }
+    // A prefix function: every prefix it returned, in any process, is registered in Redis.
+    const prefixes = await this.store.guard('invalidateAll', () => this.redis.smembers(prefixRegistryKey), [] as string[]);
+    for (const prefix of new Set([...prefixes, ...this.registeredPrefixes])) await this.store.invalidateAll(prefix);
   }
 
   async close(): Promise<void> {

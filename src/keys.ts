@@ -47,6 +47,9 @@ export function allKeysPattern(prefix: string): string {
   return `${prefix.replace(/[*?[\]\\]/g, '\\$&')}cacheops:{*`;
 }
 
+/** The prefixes a `prefix` function has returned, for invalidateAll (not under any prefix). */
+export const prefixRegistryKey = 'cacheops:prefixes';
+
 export const valueKey = (ns: string, hash: string): string => `${ns}q:${hash}`;
 export const lockKey = (ns: string, hash: string): string => `${ns}lock:${hash}`;
 export const epochsKey = (ns: string): string => `${ns}epochs`;

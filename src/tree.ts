@@ -171,13 +171,16 @@ export function whereToDnf(where: unknown, ctx: TreeContext): Dnf {
  * NOT IN or IS NOT NULL is an equality, IN or IS NULL again.
  */
 function negatedWhere(where: unknown, ctx: TreeContext): Dnf {
-  if (Array.isArray(where)) return where.reduce<Dnf>((acc, w) => or(acc, negatedWhere(w, ctx)), FALSE);
+  // Sequelize renders empty groups in ways logic does not predict (an empty AND inside an OR
+  // vanishes, so NOT (OR [AND []]) is NOT (0 = 1)): under a negation they may match anything.
+  if (Array.isArray(where)) return where.length === 0 ? TRUE : where.reduce<Dnf>((acc, w) => or(acc, negatedWhere(w, ctx)), FALSE);
   if (!isPlainObject(where)) return TRUE;
   let result: Dnf = FALSE;
   for (const [key, value] of entries(where)) {
     let d: Dnf;
     const parts = Array.isArray(value) ? value : isPlainObject(value) ? entries(value).map(([k, v]) => ({ [k]: v })) : [];
-    if (key === Op.not) d = whereToDnf(value, ctx);
+    if ((key === Op.and || key === Op.or) && parts.length === 0) d = TRUE;
+    else if (key === Op.not) d = whereToDnf(value, ctx);
     else if (key === Op.and) d = parts.reduce<Dnf>((acc, p) => or(acc, negatedWhere(p, ctx)), FALSE);
     else if (key === Op.or) d = parts.reduce<Dnf>((acc, p) => and(acc, negatedWhere(p, ctx)), TRUE);
     else if (typeof key === 'symbol' || key.startsWith('$') || key.includes('.') || key.includes('->')) d = TRUE;
@@ -188,20 +191,23 @@ function negatedWhere(where: unknown, ctx: TreeContext): Dnf {
     result = or(result, d);
     if (isTrue(result)) return TRUE;
   }
-  return entries(where).length === 0 ? FALSE : result;
+  // NOT ({}) alone is rendered 0 = 1, but `{}` inside an OR vanishes from it: may match anything.
+  return entries(where).length === 0 ? TRUE : result;
 }
 
 function negatedCondition(ctx: TreeContext, name: string, kind: TokenKind, value: unknown): Dnf {
   if (!isPlainObject(value)) return TRUE; // NOT (a = v), NOT (a IN ...), NOT (a IS NULL)
+  if (entries(value).length === 0) return TRUE; // `{ a: {} }` is rendered as an equality
   let result: Dnf = FALSE;
   for (const [op, operand] of entries(value)) {
     let d: Dnf;
     if (op === Op.ne) d = Array.isArray(operand) || isPlainObject(operand) ? TRUE : single(name, kind, operand);
-    else if (op === Op.notIn) d = inList(ctx, name, kind, operand);
+    // An empty NOT IN is dropped from the SQL (so it vanishes from an enclosing group): anything.
+    else if (op === Op.notIn) d = Array.isArray(operand) && operand.length === 0 ? TRUE : inList(ctx, name, kind, operand);
     else if (op === Op.not && operand === null) d = single(name, kind, null);
     else if (op === Op.and || op === Op.or) {
       const parts = Array.isArray(operand) ? operand : isPlainObject(operand) ? entries(operand).map(([k, v]) => ({ [k]: v })) : [];
-      d = op === Op.and
+      d = parts.length === 0 ? TRUE : op === Op.and
         ? parts.reduce<Dnf>((acc, p) => or(acc, negatedCondition(ctx, name, kind, p)), FALSE)
         : parts.reduce<Dnf>((acc, p) => and(acc, negatedCondition(ctx, name, kind, p)), TRUE);
     } else d = TRUE;

@@ -5,7 +5,7 @@
  * (subqueries and literals may read them). A write to any of those tables
  * invalidates the value when one of its rows' states matches a conjunction.
  */
-import type { Model, ModelStatic, Sequelize } from 'sequelize';
+import { Utils, type Model, type ModelStatic, type Sequelize } from 'sequelize';
 import type { Dependency } from '../cache-store';
 import { FALSE, TRUE, and, or, whereToDnf, type Dnf, type TreeContext } from '../tree';
 import { joinKeysOf, restrictToJoinedRows, type JoinKey } from './join-keys';
@@ -83,6 +83,40 @@ export interface FinalDependencies {
   refine(result: unknown): Dependency[];
 }
 
+function isPlainObject(v: unknown): v is Record<string | symbol, unknown> {
+  if (typeof v !== 'object' || v === null) return false;
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+/** A where that may test included tables: `'$Include.col$'` keys, or literal/col/fn/where parts. */
+function mayTestIncludes(where: unknown): boolean {
+  if (where instanceof Utils.SequelizeMethod) return true;
+  if (Array.isArray(where)) return where.some(mayTestIncludes);
+  if (!isPlainObject(where)) return false;
+  return Reflect.ownKeys(where).some((k) => (typeof k === 'string' && k.startsWith('$')) || mayTestIncludes(where[k]));
+}
+
+/** An order naming only the model's own columns (`'col'`, `['col', 'DESC']`). */
+function ordersByOwnColumns(order: unknown): boolean {
+  if (order === undefined || order === null) return true;
+  if (!Array.isArray(order)) return false;
+  const own = (x: unknown) => typeof x === 'string' && !x.includes('.') && !x.startsWith('$');
+  return order.every((item) => own(item) || (Array.isArray(item) && item.length <= 2 && own(item[0]) && (item.length === 1 || typeof item[1] === 'string')));
+}
+
+/**
+ * Join-key narrowing assumes included rows never decide which parents are
+ * returned. Besides required includes (join-keys.ts), they do when the
+ * parents' where or having tests them, or when a limited select is ordered
+ * by them.
+ */
+function parentsMayDependOnIncludes(options: { where?: unknown; having?: unknown; order?: unknown; limit?: unknown; offset?: unknown }): boolean {
+  if (options.having !== undefined || mayTestIncludes(options.where)) return true;
+  const paged = options.limit !== undefined && options.limit !== null || Boolean(options.offset);
+  return paged && !ordersByOwnColumns(options.order);
+}
+
 /**
  * The dependencies of a select, or undefined when it must not be cached.
  * Call it before generating the SQL: the generator replaces `options.where`
@@ -91,7 +125,7 @@ export interface FinalDependencies {
 export function selectDependencies(
   ctx: DependencyContext,
   model: ModelStatic<Model>,
-  options: { where?: unknown; include?: readonly IncludeLike[]; raw?: boolean },
+  options: { where?: unknown; include?: readonly IncludeLike[]; raw?: boolean; having?: unknown; order?: unknown; limit?: unknown; offset?: unknown },
 ): PendingDependencies | undefined {
   const fixed = new Map<string, Dnf>();
   const joined: IncludeDependency[] = [];
@@ -104,13 +138,14 @@ export function selectDependencies(
     fixed.set(tableOf(m), or(fixed.get(tableOf(m)) ?? FALSE, dnf));
   };
   addFixed(model, dnfOf(model, options.where));
+  const noNarrowing = options.raw === true || parentsMayDependOnIncludes(options);
   // Narrowing a child is sound whatever its parents' dependencies are: any change to
   // which parents are returned already invalidates through the parents' own tables.
   const walk = (includes: readonly IncludeLike[] | undefined, path: readonly string[]): void => {
     for (const inc of includes ?? []) {
       if (inc.separate || !inc.model) continue; // a separate include runs (and caches) its own query
       const dnf = dnfOf(inc.model, inc.where);
-      const keys = options.raw ? undefined : joinKeysOf(inc as Parameters<typeof joinKeysOf>[0], path);
+      const keys = noNarrowing ? undefined : joinKeysOf(inc as Parameters<typeof joinKeysOf>[0], path);
       if (keys?.target) joined.push({ model: inc.model, dnf, join: keys.target });
       else addFixed(inc.model, dnf);
       if (inc.through?.model) {
