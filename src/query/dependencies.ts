@@ -141,8 +141,11 @@ export function selectDependencies(
   const noNarrowing = options.raw === true || parentsMayDependOnIncludes(options);
   // Narrowing a child is sound whatever its parents' dependencies are: any change to
   // which parents are returned already invalidates through the parents' own tables.
-  const walk = (includes: readonly IncludeLike[] | undefined, path: readonly string[]): void => {
+  const walk = (includes: readonly IncludeLike[] | undefined, path: readonly string[], through?: ModelStatic<Model>): void => {
     for (const inc of includes ?? []) {
+      // Sequelize lists a belongsToMany's through model again among its include's children:
+      // it is already counted (and narrowed) as the parent's `through`.
+      if (through && inc.model === through) continue;
       if (inc.separate || !inc.model) continue; // a separate include runs (and caches) its own query
       const dnf = dnfOf(inc.model, inc.where);
       const keys = noNarrowing ? undefined : joinKeysOf(inc as Parameters<typeof joinKeysOf>[0], path);
@@ -154,8 +157,8 @@ export function selectDependencies(
         else addFixed(inc.through.model, throughDnf);
       }
       const as = (inc as { as?: string }).as;
-      if (as) walk(inc.include, [...path, as]);
-      else walk(inc.include, path); // unknown nesting: children get no narrowing below (joinKeysOf needs an association)
+      if (as) walk(inc.include, [...path, as], inc.through?.model);
+      else walk(inc.include, path, inc.through?.model); // unknown nesting: children get no narrowing below (joinKeysOf needs an association)
     }
   };
   walk(options.include, []);
