@@ -8,7 +8,7 @@
  *   select      the library's patched QueryInterface.select alone, called with
  *               the options Sequelize gives it: the whole cache-hit path
  *   sql         generating the SELECT (the cache key is made from it)
- *   fetch       the library's Redis read (EVALSHA of fetch.lua) — vs a plain GET
+ *   fetch       the library's Redis read on a hit (a plain GET through its guard; insideout: the fetch script)
  *   get         a plain GET of the same key
  *   build       decoding the bytes and building the instances
  *   rest        select − (sql + fetch + build): the library's own bookkeeping
@@ -99,8 +99,10 @@ export async function breakdown(
     select: () => real.call(qi, call.model, call.table, { ...call.options }),
     sql: async () => qi.queryGenerator.selectQuery(call.table, { ...call.options, type: QueryTypes.SELECT, model: call.model }, call.model),
     fetch: async () => {
-      const r = await store.fetch(ctx.prefix, hash, tables, 0);
-      if (r.kind !== 'hit') throw new Error('breakdown: fetch missed');
+      if (store.insideout) {
+        const r = await store.fetch(ctx.prefix, hash, tables, 0);
+        if (r.kind !== 'hit') throw new Error('breakdown: fetch missed');
+      } else if (!(await store.getValue(ctx.prefix, hash))) throw new Error('breakdown: fetch missed');
     },
     get: () => ctx.redis.getBuffer(key),
     build: async () => fromCacheable(decodeRaw(bytes)!.value, call.model, call.options as SelectOptions),
