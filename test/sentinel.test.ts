@@ -6,22 +6,12 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { Sequelize } from 'sequelize';
 import { installCacheops } from '../src/index';
 import { defineBlog } from './helpers/models';
 import { countSql, uniquePrefix } from './helpers/env';
-import { startPrivateRedis } from './helpers/private-redis';
+import { freePort, startPrivateRedis } from './helpers/private-redis';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 test.serial('sentinel: reads are cached and invalidated through a Sentinel-discovered master', async (t) => {
   const master = await startPrivateRedis();
