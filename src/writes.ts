@@ -22,12 +22,12 @@
  * is invalidated. Raw SQL writes invalidate every model whose table they name.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { Op, QueryTypes, Utils, type Model, type ModelStatic, type Transaction } from 'sequelize';
+import { Op, QueryTypes, type Model, type ModelStatic, type Transaction } from 'sequelize';
 import type { CacheopsCore, WriteCacheopsOption } from './cacheops';
 import { modelsNamedIn, tableIndex, tableOf } from './query/dependencies';
-import { tokenKind } from './tokens';
+import { appRow, byPrimaryKeys, byUniqueKeys, lockedOnly, primaryKeys, toAttributes, type Row } from './write-rows';
+import { referencing } from './foreign-keys';
 
-type Row = Record<string, unknown>;
 type Options = Record<string, unknown> & { transaction?: Transaction | null; cacheops?: WriteCacheopsOption | boolean };
 type AfterSpec = { where?: unknown; appRows?: Row[] } | 'all' | undefined;
 
@@ -58,166 +58,11 @@ const insideManagedWrite = new AsyncLocalStorage<boolean>();
 const WRITE_SQL = /^\s*(?:\/\*[\s\S]*?\*\/\s*|--[^\n]*\n\s*)*(?:with\b[\s\S]*?\)\s*)?(insert|update|delete|truncate|replace|merge|upsert|alter|drop|create|rename)\b/i;
 const WRITE_TYPES = new Set<string>([QueryTypes.INSERT, QueryTypes.UPDATE, QueryTypes.BULKUPDATE, QueryTypes.BULKDELETE, QueryTypes.DELETE, QueryTypes.UPSERT]);
 
-function primaryKeys(model: ModelStatic<Model>): string[] {
-  return Object.keys((model as unknown as { primaryKeys: Record<string, unknown> }).primaryKeys);
-}
-
-/** Field-keyed values -> attribute-keyed. */
-function toAttributes(model: ModelStatic<Model>, values: Row): Row {
-  const byField = (model as unknown as { fieldRawAttributesMap: Record<string, { fieldName: string }> }).fieldRawAttributesMap;
-  const out: Row = {};
-  for (const [k, v] of Object.entries(values)) out[byField[k]?.fieldName ?? k] = v;
-  return out;
-}
-
-/**
- * Row states known only from the application's values (inserts whose rows
- * cannot be read back): values the database may store differently (dates
- * rounded to the column's precision, decimals to its scale, SQL expressions)
- * are dropped, which makes them match every conjunction of that field.
- */
-function appRow(model: ModelStatic<Model>, dialect: string, values: Row): Row {
-  const attrs = model.getAttributes() as Record<string, { type: unknown }>;
-  const out: Row = {};
-  for (const [k, v] of Object.entries(toAttributes(model, values))) {
-    const attr = attrs[k];
-    if (!attr || v instanceof Utils.SequelizeMethod) continue;
-    const kind = tokenKind(attr, dialect);
-    if (kind === 'date') continue;
-    if (kind === 'number' && (typeof v !== 'number' || !Number.isInteger(v)) && typeof v !== 'bigint') continue;
-    out[k] = v;
-  }
-  return out;
-}
-
 /** Deadlocks and serialization failures: the database rolled the transaction back. */
 function isRetryable(error: unknown): boolean {
   const parent = (error as { parent?: { code?: unknown; errno?: unknown } } | undefined)?.parent;
   return parent?.code === '40P01' || parent?.code === '40001' || parent?.errno === 1213 || parent?.code === 'ER_LOCK_DEADLOCK' ||
     parent?.code === 'SQLITE_BUSY';
-}
-
-/** A WHERE selecting rows by primary key, or undefined when the model has none. */
-function byPrimaryKeys(model: ModelStatic<Model>, rows: Row[]): unknown {
-  const pks = primaryKeys(model);
-  if (pks.length === 0) return undefined;
-  const usable = rows.filter((r) => pks.every((k) => r[k] !== undefined && r[k] !== null));
-  if (usable.length !== rows.length) return undefined;
-  if (usable.length === 0) return null;
-  if (pks.length === 1) return { [pks[0]!]: { [Op.in]: usable.map((r) => r[pks[0]!]) } };
-  return { [Op.or]: usable.map((r) => Object.fromEntries(pks.map((k) => [k, r[k]]))) };
-}
-
-/**
- * A mass write's WHERE limited to the rows its pre-read locked. Under READ
- * COMMITTED (PostgreSQL's default) the UPDATE/DELETE takes a new snapshot, so
- * it would also change rows committed into its WHERE after the pre-read; their
- * old states were never read, so a value cached from them would outlive the
- * write. Limited to the locked rows, the write does what it would have done at
- * the moment of the pre-read. Undefined (no limit) for a model without a key.
- */
-function lockedOnly(model: ModelStatic<Model>, where: unknown, rows: Row[]): unknown {
-  const pks = primaryKeys(model);
-  const first = pks[0];
-  if (first === undefined) return undefined;
-  const attrs = model.getAttributes() as Record<string, { field?: string }>;
-  const field = (attribute: string): string => attrs[attribute]?.field ?? attribute;
-  // No row: `IN ()` becomes `IN (NULL)`, which matches nothing.
-  const keys = pks.length === 1 || rows.length === 0
-    ? { [field(first)]: { [Op.in]: rows.map((r) => r[first]) } }
-    : { [Op.or]: rows.map((r) => Object.fromEntries(pks.map((k) => [field(k), r[k]]))) };
-  return { [Op.and]: [where, keys] };
-}
-
-/** A WHERE selecting the rows that could conflict with these values on a primary or unique key. */
-function byUniqueKeys(model: ModelStatic<Model>, records: Row[]): { where: unknown; complete: boolean } {
-  const m = model as unknown as { primaryKeys: Record<string, unknown>; uniqueKeys: Record<string, { fields: string[] }>; _indexes: { unique?: boolean; fields: (string | { name?: string; attribute?: string })[] }[] };
-  const keySets: string[][] = [primaryKeys(model)];
-  for (const uk of Object.values(m.uniqueKeys ?? {})) if (uk.fields.length) keySets.push(uk.fields.map((f) => toAttributesName(model, f)));
-  for (const ix of m._indexes ?? []) {
-    if (ix.unique) keySets.push(ix.fields.map((f) => toAttributesName(model, typeof f === 'string' ? f : f.attribute ?? f.name ?? '')));
-  }
-  const clauses: Row[] = [];
-  let complete = true;
-  for (const raw of records) {
-    const rec = toAttributes(model, raw);
-    let found = false;
-    for (const keys of keySets) {
-      if (keys.length && keys.every((k) => rec[k] !== undefined && rec[k] !== null && !(rec[k] instanceof Utils.SequelizeMethod))) {
-        clauses.push(Object.fromEntries(keys.map((k) => [k, rec[k]])));
-        found = true;
-      }
-    }
-    if (!found) complete = false;
-  }
-  return { where: clauses.length ? { [Op.or]: clauses } : null, complete };
-}
-
-function toAttributesName(model: ModelStatic<Model>, field: string): string {
-  const byField = (model as unknown as { fieldRawAttributesMap: Record<string, { fieldName: string }> }).fieldRawAttributesMap;
-  return byField[field]?.fieldName ?? field;
-}
-
-interface Reference {
-  readonly child: ModelStatic<Model>;
-  /** The child's foreign key attribute. */
-  readonly fk: string;
-  /** The parent's referenced attribute. */
-  readonly key: string;
-  /** ON DELETE / ON UPDATE CASCADE: the child's own children are touched too. */
-  readonly cascades: boolean;
-}
-
-/** Foreign keys of every model that point at this model's table. */
-function referencesTo(model: ModelStatic<Model>): Reference[] {
-  const out: Reference[] = [];
-  const pk = primaryKeys(model)[0];
-  for (const child of Object.values(model.sequelize!.models) as ModelStatic<Model>[]) {
-    for (const [fk, attr] of Object.entries(child.getAttributes() as Record<string, { references?: { model?: unknown; key?: string }; onDelete?: string; onUpdate?: string }>)) {
-      const target = attr.references?.model;
-      const targetTable = typeof target === 'string' ? target
-        : typeof target === 'function' ? (target as ModelStatic<Model>).tableName
-          : (target as { tableName?: string } | undefined)?.tableName;
-      if (targetTable !== model.tableName) continue;
-      const byField = (model as unknown as { fieldRawAttributesMap: Record<string, { fieldName: string }> }).fieldRawAttributesMap;
-      const keyField = attr.references?.key;
-      const key = keyField ? byField[keyField]?.fieldName ?? keyField : pk;
-      if (!key) continue;
-      const cascades = [attr.onDelete, attr.onUpdate].some((a) => typeof a === 'string' && a.toUpperCase() === 'CASCADE');
-      out.push({ child, fk, key, cascades });
-    }
-  }
-  return out;
-}
-
-type Invalidation = { model: ModelStatic<Model>; table: string; rows: Row[] | 'all' };
-
-/**
- * What the database itself may write when rows of `model` are deleted or
- * their keys change: ON DELETE/UPDATE CASCADE, SET NULL and SET DEFAULT on
- * the tables referencing it. Children are invalidated by the foreign key
- * values that went away or appeared (and NULL); a cascade one level further
- * down invalidates those grandchildren's models whole.
- */
-function referencing(model: ModelStatic<Model>, change: 'all' | { before: Row[]; after: Row[] }, seen = new Set<ModelStatic<Model>>()): Invalidation[] {
-  seen.add(model);
-  const out: Invalidation[] = [];
-  for (const ref of referencesTo(model)) {
-    let rows: Row[] | 'all' = 'all';
-    if (change !== 'all') {
-      const keysOf = (rs: Row[]) => new Set(rs.map((r) => r[ref.key]).filter((v) => v !== undefined && v !== null).map((v) => String(v)));
-      const beforeKeys = keysOf(change.before);
-      const afterKeys = keysOf(change.after);
-      const gone = change.before.map((r) => r[ref.key]).filter((v) => v !== undefined && v !== null && !afterKeys.has(String(v)));
-      // Keys that appear are a key update only where rows existed before: an insert cascades nothing.
-      const added = change.before.length === 0 ? [] : change.after.map((r) => r[ref.key]).filter((v) => v !== undefined && v !== null && !beforeKeys.has(String(v)));
-      if (gone.length === 0 && added.length === 0) continue;
-      rows = [...gone, ...added, null].map((v) => ({ [ref.fk]: v }));
-    }
-    out.push({ model: ref.child, table: tableOf(ref.child), rows });
-    if (ref.cascades && !seen.has(ref.child)) out.push(...referencing(ref.child, 'all', seen));
-  }
-  return out;
 }
 
 export class WriteInterceptor {

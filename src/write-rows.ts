@@ -1,0 +1,101 @@
+/**
+ * Rows of a write: keys, attribute names, and the WHEREs that find the rows
+ * a write touches (see writes.ts).
+ */
+import { Op, Utils, type Model, type ModelStatic } from 'sequelize';
+import { tokenKind } from './tokens';
+
+export type Row = Record<string, unknown>;
+
+export function primaryKeys(model: ModelStatic<Model>): string[] {
+  return Object.keys((model as unknown as { primaryKeys: Record<string, unknown> }).primaryKeys);
+}
+
+/** Field-keyed values -> attribute-keyed. */
+export function toAttributes(model: ModelStatic<Model>, values: Row): Row {
+  const byField = (model as unknown as { fieldRawAttributesMap: Record<string, { fieldName: string }> }).fieldRawAttributesMap;
+  const out: Row = {};
+  for (const [k, v] of Object.entries(values)) out[byField[k]?.fieldName ?? k] = v;
+  return out;
+}
+
+/**
+ * Row states known only from the application's values (inserts whose rows
+ * cannot be read back): values the database may store differently (dates
+ * rounded to the column's precision, decimals to its scale, SQL expressions)
+ * are dropped, which makes them match every conjunction of that field.
+ */
+export function appRow(model: ModelStatic<Model>, dialect: string, values: Row): Row {
+  const attrs = model.getAttributes() as Record<string, { type: unknown }>;
+  const out: Row = {};
+  for (const [k, v] of Object.entries(toAttributes(model, values))) {
+    const attr = attrs[k];
+    if (!attr || v instanceof Utils.SequelizeMethod) continue;
+    const kind = tokenKind(attr, dialect);
+    if (kind === 'date') continue;
+    if (kind === 'number' && (typeof v !== 'number' || !Number.isInteger(v)) && typeof v !== 'bigint') continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+/** A WHERE selecting rows by primary key, or undefined when the model has none. */
+export function byPrimaryKeys(model: ModelStatic<Model>, rows: Row[]): unknown {
+  const pks = primaryKeys(model);
+  if (pks.length === 0) return undefined;
+  const usable = rows.filter((r) => pks.every((k) => r[k] !== undefined && r[k] !== null));
+  if (usable.length !== rows.length) return undefined;
+  if (usable.length === 0) return null;
+  if (pks.length === 1) return { [pks[0]!]: { [Op.in]: usable.map((r) => r[pks[0]!]) } };
+  return { [Op.or]: usable.map((r) => Object.fromEntries(pks.map((k) => [k, r[k]]))) };
+}
+
+/**
+ * A mass write's WHERE limited to the rows its pre-read locked. Under READ
+ * COMMITTED (PostgreSQL's default) the UPDATE/DELETE takes a new snapshot, so
+ * it would also change rows committed into its WHERE after the pre-read; their
+ * old states were never read, so a value cached from them would outlive the
+ * write. Limited to the locked rows, the write does what it would have done at
+ * the moment of the pre-read. Undefined (no limit) for a model without a key.
+ */
+export function lockedOnly(model: ModelStatic<Model>, where: unknown, rows: Row[]): unknown {
+  const pks = primaryKeys(model);
+  const first = pks[0];
+  if (first === undefined) return undefined;
+  const attrs = model.getAttributes() as Record<string, { field?: string }>;
+  const field = (attribute: string): string => attrs[attribute]?.field ?? attribute;
+  // No row: `IN ()` becomes `IN (NULL)`, which matches nothing.
+  const keys = pks.length === 1 || rows.length === 0
+    ? { [field(first)]: { [Op.in]: rows.map((r) => r[first]) } }
+    : { [Op.or]: rows.map((r) => Object.fromEntries(pks.map((k) => [field(k), r[k]]))) };
+  return { [Op.and]: [where, keys] };
+}
+
+/** A WHERE selecting the rows that could conflict with these values on a primary or unique key. */
+export function byUniqueKeys(model: ModelStatic<Model>, records: Row[]): { where: unknown; complete: boolean } {
+  const m = model as unknown as { primaryKeys: Record<string, unknown>; uniqueKeys: Record<string, { fields: string[] }>; _indexes: { unique?: boolean; fields: (string | { name?: string; attribute?: string })[] }[] };
+  const keySets: string[][] = [primaryKeys(model)];
+  for (const uk of Object.values(m.uniqueKeys ?? {})) if (uk.fields.length) keySets.push(uk.fields.map((f) => toAttributesName(model, f)));
+  for (const ix of m._indexes ?? []) {
+    if (ix.unique) keySets.push(ix.fields.map((f) => toAttributesName(model, typeof f === 'string' ? f : f.attribute ?? f.name ?? '')));
+  }
+  const clauses: Row[] = [];
+  let complete = true;
+  for (const raw of records) {
+    const rec = toAttributes(model, raw);
+    let found = false;
+    for (const keys of keySets) {
+      if (keys.length && keys.every((k) => rec[k] !== undefined && rec[k] !== null && !(rec[k] instanceof Utils.SequelizeMethod))) {
+        clauses.push(Object.fromEntries(keys.map((k) => [k, rec[k]])));
+        found = true;
+      }
+    }
+    if (!found) complete = false;
+  }
+  return { where: clauses.length ? { [Op.or]: clauses } : null, complete };
+}
+
+export function toAttributesName(model: ModelStatic<Model>, field: string): string {
+  const byField = (model as unknown as { fieldRawAttributesMap: Record<string, { fieldName: string }> }).fieldRawAttributesMap;
+  return byField[field]?.fieldName ?? field;
+}
