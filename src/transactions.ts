@@ -2,7 +2,8 @@
  * Transactions: which have written (their later reads bypass the cache), and
  * the invalidations they queue. Queued invalidations run after the outermost
  * commit; a rollback drops them; a savepoint rolled back drops its own (and
- * those of savepoints inside it) while its siblings' survive.
+ * those of savepoints inside it) while its siblings' survive, unless its name
+ * is shared (see the rollback wrapper).
  *
  * The transaction of a call is its `transaction` option, or the CLS one when
  * `Sequelize.useCLS` is on.
@@ -21,6 +22,17 @@ function parentOf(t: Transaction): Transaction | undefined {
   return (t as unknown as { parent?: Transaction }).parent;
 }
 
+interface Named { readonly name?: string; readonly savepoints?: readonly Named[] }
+
+/** Whether another savepoint of the same outermost transaction has this savepoint's name. */
+function nameShared(t: Transaction): boolean {
+  let root = t;
+  for (let p = parentOf(root); p; p = parentOf(root)) root = p;
+  const name = (t as unknown as Named).name;
+  const visit = (n: Named): boolean => (n !== (t as unknown as Named) && n.name === name) || (n.savepoints ?? []).some(visit);
+  return (root as unknown as Named).savepoints?.some(visit) ?? false;
+}
+
 export class TransactionTracker {
   private readonly roots = new WeakMap<Transaction, RootState>();
   private readonly rolledBack = new WeakSet<Transaction>();
@@ -31,7 +43,11 @@ export class TransactionTracker {
     const rolledBack = this.rolledBack;
     qi.rollbackTransaction = async function rollbackTransaction(this: unknown, transaction: Transaction, options: unknown) {
       const result = await original.call(this, transaction, options);
-      rolledBack.add(transaction);
+      // Sequelize names a savepoint `<root id>-sp-<index among its parent's savepoints>`, so a
+      // savepoint nested in another can share its name; `ROLLBACK TO SAVEPOINT` then reaches only
+      // the latest of them and the earlier one's writes stay. Such a rollback drops nothing
+      // (invalidating more than needed is harmless; less is a stale read).
+      if (!parentOf(transaction) || !nameShared(transaction)) rolledBack.add(transaction);
       return result;
     };
   }

@@ -24,8 +24,14 @@ export function uniquePrefix(label: string): string {
   return `t-${label.replace(/[^a-z0-9]/gi, '').slice(0, 20)}-${randomBytes(4).toString('hex')}:`;
 }
 
+/**
+ * The database of a test file. TEST_DB_RUN (set by .ci/run) adds a run id, so
+ * two runs on one machine (say a check and a development run) never share tables.
+ */
 function dbName(file: string): string {
-  return `co_${basename(file).replace(/\.test\.ts$/, '').replace(/[^a-z0-9]/gi, '_').toLowerCase()}`.slice(0, 60);
+  const run = (process.env['TEST_DB_RUN'] ?? '').replace(/[^a-z0-9]/gi, '').toLowerCase().slice(0, 12);
+  const base = basename(file).replace(/\.test\.ts$/, '').replace(/[^a-z0-9]/gi, '_').toLowerCase();
+  return `co_${run ? `${run}_` : ''}${base}`.slice(0, 60);
 }
 
 const created = new Set<string>();

@@ -1,0 +1,175 @@
+/**
+ * The small schema of the never-stale differential test, its seed rows and
+ * the value pools every generator draws from.
+ *
+ *   Owner 1—n Item (paranoid) 1—n Note
+ *   Item n—m Label through ItemLabel (extra column `w`)
+ *
+ * Associations have no database constraints: any write order is valid, so
+ * no generated step fails on a foreign key (a failed statement would abort
+ * a PostgreSQL transaction and end the run for the wrong reason).
+ */
+import type IORedis from 'ioredis';
+import { DataTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
+import { installCacheops, type Cacheops } from '../../src/index';
+import { makeSequelize, uniquePrefix, type Dialect } from '../helpers/env';
+import type { Columns } from './where';
+
+export interface Models {
+  readonly Owner: ModelStatic<Model>;
+  readonly Item: ModelStatic<Model>;
+  readonly Note: ModelStatic<Model>;
+  readonly Label: ModelStatic<Model>;
+  readonly ItemLabel: ModelStatic<Model>;
+}
+export type ModelName = keyof Models;
+
+/** Everything a step runs against. */
+export interface World {
+  readonly dialect: Dialect;
+  readonly sequelize: Sequelize;
+  readonly cacheops: Cacheops;
+  readonly m: Models;
+}
+
+/** IN lists longer than this are not granular: generated lists go past it. */
+export const MAX_IN_LIST = 3;
+
+const d = (iso: string): Date => new Date(iso);
+export const INTS: readonly (number | null)[] = [null, 0, 1, 2, -1, 10];
+export const STRINGS: readonly (string | null)[] = [null, '', 'null', 'a&b=c:d', 'A', 'a', 'a ', 'ü', 'u', '*'];
+export const BOOLS: readonly (boolean | null)[] = [null, true, false];
+export const DATES: readonly (Date | null)[] = [null, d('2020-01-01T00:00:00Z'), d('2021-06-15T12:30:00Z'), d('1999-12-31T23:59:59Z')];
+export const OWNER_IDS: readonly (number | null)[] = [null, 1, 2, 3, 4];
+/** Item ids steps aim at: seeded ones, ones later creates get, and the explicit-id range. */
+export const ITEM_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 100, 101, 102] as const;
+/** Ids an upsert or a duplicate-aware bulkCreate may name (never ones autoincrement hands out next). */
+export const EXPLICIT_ITEM_IDS = [1, 2, 3, 4, 5, 6, 100, 101, 102] as const;
+export const LABEL_IDS = [1, 2, 3, 4, 5] as const;
+export const EXPLICIT_LABEL_IDS = [1, 2, 3, 4, 100, 101] as const;
+export const NOTE_IDS = [1, 2, 3, 4, 5, 6] as const;
+
+/** The columns where trees of each model test, with their value pools. */
+export const COLUMNS: Readonly<Record<ModelName, Columns>> = {
+  Item: {
+    id: { values: ITEM_IDS, ordered: true },
+    n: { values: INTS, ordered: true },
+    s: { values: STRINGS, text: true },
+    flag: { values: BOOLS },
+    at: { values: DATES, ordered: true },
+    ownerId: { values: OWNER_IDS },
+  },
+  Owner: { id: { values: OWNER_IDS }, name: { values: STRINGS, text: true } },
+  Note: { itemId: { values: ITEM_IDS.slice(0, 7) }, body: { values: STRINGS, text: true }, n: { values: INTS, ordered: true } },
+  Label: { id: { values: LABEL_IDS }, name: { values: STRINGS, text: true } },
+  ItemLabel: { itemId: { values: ITEM_IDS.slice(0, 7) }, labelId: { values: LABEL_IDS }, w: { values: [1, 2, 3, null], ordered: true } },
+};
+
+export function defineModels(sequelize: Sequelize): Models {
+  const Owner = sequelize.define('Owner', { name: DataTypes.STRING }, { tableName: 'owners', timestamps: false });
+  const Item = sequelize.define('Item', {
+    n: DataTypes.INTEGER,
+    s: DataTypes.STRING,
+    flag: DataTypes.BOOLEAN,
+    at: DataTypes.DATE,
+    ownerId: DataTypes.INTEGER,
+  }, { tableName: 'items', paranoid: true });
+  const Note = sequelize.define('Note', { itemId: DataTypes.INTEGER, body: DataTypes.STRING, n: DataTypes.INTEGER }, { tableName: 'notes', timestamps: false });
+  const Label = sequelize.define('Label', { name: DataTypes.STRING }, { tableName: 'labels', timestamps: false });
+  const ItemLabel = sequelize.define('ItemLabel', { w: { type: DataTypes.INTEGER, defaultValue: 1 } }, { tableName: 'item_labels', timestamps: false });
+  const loose = { constraints: false } as const;
+  Item.belongsTo(Owner, { foreignKey: 'ownerId', ...loose });
+  Owner.hasMany(Item, { foreignKey: 'ownerId', ...loose });
+  Item.hasMany(Note, { foreignKey: 'itemId', ...loose });
+  Note.belongsTo(Item, { foreignKey: 'itemId', ...loose });
+  Item.belongsToMany(Label, { through: ItemLabel, foreignKey: 'itemId', otherKey: 'labelId', ...loose });
+  Label.belongsToMany(Item, { through: ItemLabel, foreignKey: 'labelId', otherKey: 'itemId', ...loose });
+  return { Owner, Item, Note, Label, ItemLabel };
+}
+
+const noCache = { cacheops: { invalidate: false } } as const;
+
+/** The rows every run starts from (the cache is emptied afterwards). */
+async function seed(m: Models): Promise<void> {
+  await m.Owner.bulkCreate([{ name: 'A' }, { name: 'a ' }, { name: 'ü' }], noCache as never);
+  await m.Label.bulkCreate([{ name: '' }, { name: 'null' }, { name: '*' }, { name: 'a&b=c:d' }], noCache as never);
+  await m.Item.bulkCreate([
+    { n: 1, s: 'a', flag: true, at: DATES[1], ownerId: 1 },
+    { n: 2, s: 'A', flag: false, at: DATES[2], ownerId: 1 },
+    { n: null, s: 'null', flag: null, at: null, ownerId: 2 },
+    { n: 0, s: '', flag: true, at: DATES[3], ownerId: null },
+    { n: 10, s: 'ü', flag: false, at: DATES[1], ownerId: 4 },
+    { n: 1, s: 'a ', flag: null, at: null, ownerId: 3 },
+  ], noCache as never);
+  await m.Item.destroy({ where: { id: 6 }, ...noCache } as never);
+  await m.Note.bulkCreate([
+    { itemId: 1, body: 'a', n: 1 }, { itemId: 1, body: '*', n: 2 }, { itemId: 2, body: null, n: 1 }, { itemId: 6, body: 'ü', n: null },
+  ], noCache as never);
+  await m.ItemLabel.bulkCreate([
+    { itemId: 1, labelId: 1, w: 1 }, { itemId: 1, labelId: 2, w: 2 }, { itemId: 2, labelId: 1, w: 1 }, { itemId: 3, labelId: 3, w: 2 }, { itemId: 6, labelId: 4, w: 1 },
+  ], noCache as never);
+}
+
+/**
+ * Hands out a freshly seeded world per run. SQLite: a new in-memory
+ * database each time. PostgreSQL/MariaDB: one database, tables truncated
+ * (identities restarted) and the installation's keys dropped.
+ */
+export class WorldFactory {
+  private shared: World | undefined;
+  /** One key prefix for all runs (each run starts with invalidateAll), so runs leave nothing behind. */
+  private readonly prefix: string;
+
+  constructor(private readonly dialect: Dialect, private readonly file: string, private readonly redis: IORedis) {
+    this.prefix = uniquePrefix(`ns-${dialect}`);
+  }
+
+  private async build(): Promise<World> {
+    const sequelize = await makeSequelize(this.dialect, this.file);
+    const m = defineModels(sequelize);
+    await sequelize.sync({ force: true });
+    const cacheops = installCacheops(sequelize, {
+      redis: this.redis,
+      prefix: this.prefix,
+      profiles: { '*': { ops: 'all' } },
+      maxInListLength: MAX_IN_LIST,
+      // Generous: a Redis timeout under a loaded machine is not what this test is about.
+      redisTimeout: 10_000,
+    });
+    return { dialect: this.dialect, sequelize, cacheops, m };
+  }
+
+  async fresh(): Promise<World> {
+    if (this.dialect === 'sqlite') {
+      const w = await this.build();
+      await seed(w.m); // the previous run's keys went in its release()
+      return w;
+    }
+    this.shared ??= await this.build();
+    const w = this.shared;
+    const tables = ['owners', 'items', 'notes', 'labels', 'item_labels'];
+    await w.cacheops.noInvalidation(async () => {
+      if (this.dialect === 'postgres') await w.sequelize.query(`TRUNCATE ${tables.join(', ')} RESTART IDENTITY`);
+      else for (const t of tables) await w.sequelize.query(`TRUNCATE TABLE ${t}`);
+    });
+    await seed(w.m);
+    await w.cacheops.invalidateAll();
+    return w;
+  }
+
+  /** Ends a run (SQLite: drops its database and its keys). */
+  async release(w: World): Promise<void> {
+    if (this.dialect !== 'sqlite') return;
+    await w.cacheops.invalidateAll();
+    await w.cacheops.close();
+    await w.sequelize.close();
+  }
+
+  async close(): Promise<void> {
+    if (!this.shared) return;
+    await this.shared.cacheops.invalidateAll();
+    await this.shared.cacheops.close();
+    await this.shared.sequelize.close();
+    this.shared = undefined;
+  }
+}
