@@ -38,6 +38,8 @@ interface WriteSpec<R> {
   readonly after?: (result: R, before: Row[]) => AfterSpec;
   /** Invalidate the whole model instead (truncate, unknowable rows). */
   readonly wholeModel?: boolean;
+  /** A TRUNCATE: DDL that MySQL/MariaDB commit at once, even inside a transaction. */
+  readonly implicitCommit?: boolean;
   /** The write takes its WHERE as an argument: limit it to the rows the pre-read locked (see lockedOnly). */
   readonly narrow?: boolean;
 }
@@ -56,6 +58,7 @@ class Mutex {
 const insideManagedWrite = new AsyncLocalStorage<boolean>();
 
 const WRITE_SQL = /^\s*(?:\/\*[\s\S]*?\*\/\s*|--[^\n]*\n\s*)*(?:with\b[\s\S]*?\)\s*)?(insert|update|delete|truncate|replace|merge|upsert|alter|drop|create|rename)\b/i;
+const DDL_SQL = /^\s*(?:\/\*[\s\S]*?\*\/\s*|--[^\n]*\n\s*)*(truncate|alter|drop|create|rename)\b/i;
 const WRITE_TYPES = new Set<string>([QueryTypes.INSERT, QueryTypes.UPDATE, QueryTypes.BULKUPDATE, QueryTypes.BULKDELETE, QueryTypes.DELETE, QueryTypes.UPSERT]);
 
 /** Deadlocks and serialization failures: the database rolled the transaction back. */
@@ -72,6 +75,10 @@ export class WriteInterceptor {
 
   private get sequelize() {
     return this.core.sequelize;
+  }
+
+  private get isMysql(): boolean {
+    return this.core.dialect === 'mysql' || this.core.dialect === 'mariadb';
   }
 
   /** SQLite on a file (several processes may write), not in memory. */
@@ -113,7 +120,11 @@ export class WriteInterceptor {
     const table = tableOf(model);
     if (spec.wholeModel) {
       const result = await managed(options);
-      await this.core.invalidate([{ model, table, rows: 'all' }, ...referencing(model, 'all')], userTx);
+      const items = [{ model, table, rows: 'all' as const }, ...referencing(model, 'all')];
+      // MySQL/MariaDB commit a transaction implicitly around TRUNCATE: it stays done even if
+      // the transaction later rolls back, so it is invalidated now (and again at the commit).
+      if (userTx && spec.implicitCommit && this.isMysql) await this.core.invalidate(items);
+      await this.core.invalidate(items, userTx);
       return result;
     }
     const exec = async (tx: Transaction | undefined): Promise<{ result: R; before: Row[]; after: Row[] } | { result: R; all: true }> => {
@@ -290,7 +301,7 @@ export class WriteInterceptor {
       const [tableName, where, options, model] = args as [unknown, unknown, Options, ModelStatic<Model> | undefined];
       const m = model ?? self.modelOfTable(tableName, options);
       const wholeModel = options?.['truncate'] === true || where === undefined;
-      return self.write(m, options ?? {}, wholeModel ? { wholeModel } : { before: where, narrow: true }, call(original, thisArg, args, 2, 1));
+      return self.write(m, options ?? {}, wholeModel ? { wholeModel, implicitCommit: options?.['truncate'] === true } : { before: where, narrow: true }, call(original, thisArg, args, 2, 1));
     });
 
     wrap('upsert', (original, thisArg, args) => {
@@ -343,7 +354,10 @@ export class WriteInterceptor {
       if (self.optedOut(options)) return originalQuery.call(this, sql, options);
       const result = await originalQuery.call(this, sql, options);
       const models = modelsNamedIn(self.sequelize, text);
-      await self.core.invalidate(models.map((m) => ({ model: m, table: tableOf(m), rows: 'all' as const })), tx);
+      const items = models.map((m) => ({ model: m, table: tableOf(m), rows: 'all' as const }));
+      // DDL (TRUNCATE, ALTER, ...) commits at once on MySQL/MariaDB, whatever the transaction does next.
+      if (tx && self.isMysql && DDL_SQL.test(text)) await self.core.invalidate(items);
+      await self.core.invalidate(items, tx);
       return result;
     };
   }

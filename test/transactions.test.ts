@@ -131,4 +131,20 @@ for (const dialect of dialects()) {
       await blog.close();
     }
   });
+
+  test.serial(`${dialect}: TRUNCATE inside a transaction that rolls back (MySQL/MariaDB commit it anyway)`, async (t) => {
+    const blog = await makeBlog(dialect, __filename, {}, 'txtrunc');
+    try {
+      const { Comment, sequelize } = blog;
+      await Comment.bulkCreate([{ text: 'a' }, { text: 'b' }]);
+      const count = () => Comment.count();
+      t.is(await count(), 2);
+      const tx = await sequelize.transaction();
+      await Comment.truncate({ transaction: tx });
+      await tx.rollback();
+      t.is(await count(), await Comment.count({ cacheops: false }), 'the cached count agrees with the database');
+    } finally {
+      await blog.close();
+    }
+  });
 }
