@@ -133,7 +133,9 @@ const itemFind = fc.record({
   const paged = s.limit !== undefined || s.offset !== undefined || s.op !== 'findAll';
   // Sequelize cannot order a limited subquery by a column it does not select: with attributes, order by id.
   const order = s.order && s.attributes ? ID_ORDER : s.order ?? (paged ? ID_ORDER : undefined);
-  const raw = s.raw && s.op !== 'findAndCountAll';
+  // A raw findOne with a joined include returns one joined row, and which one is up to the
+  // database (the order is by the parent only): not a well-defined read to compare.
+  const raw = s.raw && s.op !== 'findAndCountAll' && !(s.op === 'findOne' && s.include.length > 0);
   return query('Item', s.op, (r) => ({
     ...w(s.where),
     ...(s.include.length ? { include: s.include.map((i) => includeOptions(r, i, raw)) } : {}),
