@@ -70,7 +70,7 @@ function isSequelizeMethod(v: unknown): boolean {
   return v instanceof Utils.SequelizeMethod;
 }
 
-function isPlainObject(v: unknown): v is Record<string | symbol, unknown> {
+export function isPlainObject(v: unknown): v is Record<string | symbol, unknown> {
   if (typeof v !== 'object' || v === null) return false;
   const proto = Object.getPrototypeOf(v) as unknown;
   return proto === Object.prototype || proto === null;
@@ -80,6 +80,12 @@ function entries(obj: Record<string | symbol, unknown>): [string | symbol, unkno
   const out: [string | symbol, unknown][] = Object.entries(obj);
   for (const s of Object.getOwnPropertySymbols(obj)) out.push([s, obj[s]]);
   return out;
+}
+
+/** The members of an `Op.and` / `Op.or` group: an array as is, an object as one entry each. */
+function groupParts(group: unknown): unknown[] {
+  if (Array.isArray(group)) return group;
+  return isPlainObject(group) ? entries(group).map(([k, v]) => ({ [k]: v })) : [];
 }
 
 function resolveAttribute(ctx: TreeContext, key: string): { name: string; kind: TokenKind } | undefined {
@@ -123,10 +129,10 @@ function attributeCondition(ctx: TreeContext, name: string, kind: TokenKind, val
     else if (op === Op.in) d = inList(ctx, name, kind, operand);
     else if (op === Op.is) d = operand === null ? single(name, kind, null) : TRUE;
     else if (op === Op.and) {
-      const parts = Array.isArray(operand) ? operand : isPlainObject(operand) ? entries(operand).map(([k, v]) => ({ [k]: v })) : [];
+      const parts = groupParts(operand);
       d = parts.reduce<Dnf>((acc, p) => and(acc, attributeCondition(ctx, name, kind, p)), TRUE);
     } else if (op === Op.or) {
-      const parts = Array.isArray(operand) ? operand : isPlainObject(operand) ? entries(operand).map(([k, v]) => ({ [k]: v })) : [];
+      const parts = groupParts(operand);
       d = parts.length === 0 ? TRUE : parts.reduce<Dnf>((acc, p) => or(acc, attributeCondition(ctx, name, kind, p)), FALSE);
     } else d = TRUE; // ranges, like, ne, not, JSON paths, ...
     result = and(result, d);
@@ -147,7 +153,7 @@ export function whereToDnf(where: unknown, ctx: TreeContext): Dnf {
     if (key === Op.and) {
       d = Array.isArray(value) ? whereToDnf(value, ctx) : whereToDnf(value, ctx);
     } else if (key === Op.or) {
-      const parts = Array.isArray(value) ? value : isPlainObject(value) ? entries(value).map(([k, v]) => ({ [k]: v })) : [];
+      const parts = groupParts(value);
       d = parts.length === 0 ? TRUE : parts.reduce<Dnf>((acc, p) => or(acc, whereToDnf(p, ctx)), FALSE);
     } else if (key === Op.not) {
       d = negatedWhere(value, ctx);
@@ -178,7 +184,7 @@ function negatedWhere(where: unknown, ctx: TreeContext): Dnf {
   let result: Dnf = FALSE;
   for (const [key, value] of entries(where)) {
     let d: Dnf;
-    const parts = Array.isArray(value) ? value : isPlainObject(value) ? entries(value).map(([k, v]) => ({ [k]: v })) : [];
+    const parts = groupParts(value);
     if ((key === Op.and || key === Op.or) && parts.length === 0) d = TRUE;
     else if (key === Op.not) d = whereToDnf(value, ctx);
     else if (key === Op.and) d = parts.reduce<Dnf>((acc, p) => or(acc, negatedWhere(p, ctx)), FALSE);
@@ -206,7 +212,7 @@ function negatedCondition(ctx: TreeContext, name: string, kind: TokenKind, value
     else if (op === Op.notIn) d = Array.isArray(operand) && operand.length === 0 ? TRUE : inList(ctx, name, kind, operand);
     else if (op === Op.not && operand === null) d = single(name, kind, null);
     else if (op === Op.and || op === Op.or) {
-      const parts = Array.isArray(operand) ? operand : isPlainObject(operand) ? entries(operand).map(([k, v]) => ({ [k]: v })) : [];
+      const parts = groupParts(operand);
       d = parts.length === 0 ? TRUE : op === Op.and
         ? parts.reduce<Dnf>((acc, p) => or(acc, negatedCondition(ctx, name, kind, p)), FALSE)
         : parts.reduce<Dnf>((acc, p) => and(acc, negatedCondition(ctx, name, kind, p)), TRUE);

@@ -7,7 +7,7 @@
  */
 import { Utils, type Model, type ModelStatic, type Sequelize } from 'sequelize';
 import type { Dependency } from '../cache-store';
-import { FALSE, TRUE, and, or, whereToDnf, type Dnf, type TreeContext } from '../tree';
+import { FALSE, TRUE, and, isPlainObject, or, whereToDnf, type Dnf, type TreeContext } from '../tree';
 import { joinKeysOf, restrictToJoinedRows, type JoinKey } from './join-keys';
 
 export interface DependencyContext {
@@ -81,12 +81,6 @@ export interface FinalDependencies {
   readonly deps: Dependency[];
   /** The same, narrowed by the join keys found in a result (instances, not raw rows). */
   refine(result: unknown): Dependency[];
-}
-
-function isPlainObject(v: unknown): v is Record<string | symbol, unknown> {
-  if (typeof v !== 'object' || v === null) return false;
-  const proto = Object.getPrototypeOf(v) as unknown;
-  return proto === Object.prototype || proto === null;
 }
 
 /** A where that may test included tables: `'$Include.col$'` keys, or literal/col/fn/where parts. */
