@@ -2,20 +2,18 @@
  * Where a hit's time goes. The pieces of a hit, each timed on its own (and
  * interleaved with the full hit, so they share its conditions):
  *
- *   sequelize   the same find call with QueryInterface.select answering at
- *               once: Sequelize's own work before and after the select
- *               (option cloning, include validation, hooks)
- *   select      the library's patched QueryInterface.select alone, called with
- *               the options Sequelize gives it: the whole cache-hit path
- *   sql         generating the SELECT (the cache key is made from it)
+ *   hit         the find call, served by the fast path (src/query/fast-path.ts)
+ *   normal      the same call with the fast path off: Sequelize's find
+ *               machinery, then the patched QueryInterface.select (SQL
+ *               generation, key, Redis read, build)
  *   fetch       the library's Redis read on a hit (a plain GET through its guard; insideout: the fetch script)
  *   get         a plain GET of the same key
  *   build       decoding the bytes and building the instances
- *   rest        select − (sql + fetch + build): the library's own bookkeeping
- *               (plan, dependencies, hash, read-through, counters, promise hops)
+ *   rest        hit − (fetch + build): the library's own work on a hit
+ *               (fingerprint, plan, read-through, counters, promise hops)
  */
 import type IORedis from 'ioredis';
-import { QueryTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
+import { type Model, type ModelStatic, type Sequelize } from 'sequelize';
 import type { Cacheops } from '../src/index';
 import { decodeRaw } from '../src/serialize';
 import { fromCacheable, type SelectOptions } from '../src/query/rehydrate';
@@ -25,9 +23,7 @@ import { interleave, median } from './measure';
 export interface Breakdown {
   readonly name: string;
   readonly hit: number;
-  readonly sequelize: number;
-  readonly select: number;
-  readonly sql: number;
+  readonly normal: number;
   readonly fetch: number;
   readonly get: number;
   readonly build: number;
@@ -43,7 +39,6 @@ interface SelectCall {
 
 interface QueryInterfaceLike {
   select(model: ModelStatic<Model>, table: unknown, options: Record<string, unknown>): Promise<unknown>;
-  queryGenerator: { selectQuery(table: unknown, options: unknown, model: unknown): string };
 }
 
 /** Runs a (cached) query once and records what its select received and returned. */
@@ -83,21 +78,19 @@ export async function breakdown(
   const tables = [...new Set([call.model, ...includedModels(call.options)].map((m) => m.getTableName().toString()))];
   const bytes = await ctx.redis.getBuffer(key);
   if (!bytes) throw new Error(`breakdown: ${key} is not cached`);
-  const real = qi.select;
-  const answerAtOnce = async (): Promise<unknown> => call.result;
   const store = ctx.cacheops.core.store;
+  const fast = ctx.cacheops.core.fastPath;
+  if (!fast) throw new Error('breakdown: no fast path installed');
   const samples = await interleave({
     hit: () => query(),
-    sequelize: async () => {
-      qi.select = answerAtOnce;
+    normal: async () => {
+      fast.enabled = false;
       try {
         await query();
       } finally {
-        qi.select = real;
+        fast.enabled = true;
       }
     },
-    select: () => real.call(qi, call.model, call.table, { ...call.options }),
-    sql: async () => qi.queryGenerator.selectQuery(call.table, { ...call.options, type: QueryTypes.SELECT, model: call.model }, call.model),
     fetch: async () => {
       if (store.insideout) {
         const r = await store.fetch(ctx.prefix, hash, tables, 0);
@@ -108,7 +101,7 @@ export async function breakdown(
     build: async () => fromCacheable(decodeRaw(bytes)!.value, call.model, call.options as SelectOptions),
   }, iterations, Math.max(20, iterations >> 3));
   const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v as number[])])) as Record<keyof typeof samples, number>;
-  return { name, ...m, rest: m.select - m.sql - m.fetch - m.build };
+  return { name, ...m, rest: m.hit - m.fetch - m.build };
 }
 
 function includedModels(options: Record<string, unknown>): ModelStatic<Model>[] {

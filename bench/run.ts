@@ -136,8 +136,8 @@ function printHits(dialect: BenchDialect, hits: readonly HitResult[]): void {
 function printBreakdown(pieces: readonly Breakdown[]): void {
   console.log('  where a hit goes (medians, µs; see bench/breakdown.ts):');
   console.log(table(
-    ['hit of', 'hit', 'sequelize only', 'cacheops select', '= sql gen', '+ redis read', '+ decode+build', '+ rest', 'plain GET'],
-    pieces.map((b) => [b.name, us(b.hit), us(b.sequelize), us(b.select), us(b.sql), us(b.fetch), us(b.build), us(b.rest), us(b.get)]),
+    ['hit of', 'hit', '= redis read', '+ decode+build', '+ rest', 'plain GET', 'without fast path', 'fast path gain'],
+    pieces.map((b) => [b.name, us(b.hit), us(b.fetch), us(b.build), us(b.rest), us(b.get), us(b.normal), ratio(b.normal / b.hit)]),
   ));
 }
 

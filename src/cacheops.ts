@@ -86,6 +86,8 @@ export class CacheopsCore {
   /** Prefixes a prefix function returned in this process (also kept in Redis, see prefixFor). */
   private readonly registeredPrefixes = new Set<string>();
   closed = false;
+  /** Set by installFastPath (query/fast-path.ts). */
+  fastPath: { enabled: boolean } | undefined;
 
   constructor(readonly sequelize: Sequelize, config: CacheopsConfig) {
     this.config = normalizeConfig(config, Object.keys(sequelize.models));

@@ -6,6 +6,7 @@ import { CacheopsCore, type CacheopsStats, type InvalidatedEvent, type ReadEvent
 import type { CacheopsConfig } from './config';
 import { CacheopsError } from './errors';
 import { interceptReads } from './query/intercept';
+import { installFastPath } from './query/fast-path';
 import { tableOf } from './query/dependencies';
 import { WriteInterceptor } from './writes';
 import { SimpleCache } from './simple';
@@ -169,6 +170,7 @@ export function installCacheops(sequelize: Sequelize, config: CacheopsConfig = {
   }
   const cacheops = new Cacheops(sequelize, config);
   interceptReads(cacheops.core);
+  installFastPath(cacheops.core);
   new WriteInterceptor(cacheops.core).install();
   installations.set(sequelize, cacheops);
   all.add(cacheops);

@@ -17,12 +17,13 @@
  * database on a miss, so the key is exactly what the database would run.
  */
 import { DataTypes, QueryTypes, Utils, type Model, type ModelStatic } from 'sequelize';
-import type { CacheopsCore, FindCacheopsOption } from '../cacheops';
+import type { CacheopsCore, FindCacheopsOption, ReadPlan } from '../cacheops';
 import type { CacheOp } from '../config';
 import { decodeRaw, encodeRaw } from '../serialize';
 import { selectDependencies, type FinalDependencies } from './dependencies';
 import { queryHash } from './key';
 import { fromCacheable, toCacheable, type SelectOptions } from './rehydrate';
+import { captureOf, type SelectCapture } from './capture';
 
 interface QueryInterfaceLike {
   sequelize: { query(sql: string, options: unknown): Promise<unknown> };
@@ -31,7 +32,7 @@ interface QueryInterfaceLike {
   rawSelect(tableName: unknown, options: Record<string, unknown>, selector: string, model?: ModelStatic<Model>): Promise<unknown>;
 }
 
-type ReadOptions = Record<string, unknown> & SelectOptions & {
+export type ReadOptions = Record<string, unknown> & SelectOptions & {
   cacheops?: FindCacheopsOption;
   where?: unknown;
   include?: readonly never[];
@@ -40,11 +41,111 @@ type ReadOptions = Record<string, unknown> & SelectOptions & {
   nest?: boolean;
 };
 
+/** What the dependencies are worked out from: the options as they were before the SQL was generated. */
+type DependencyOptions = Parameters<typeof selectDependencies>[2];
+
 /**
- * Generates the SQL and runs it through the cache when the plan allows.
- * The dependencies are taken before the SQL is generated: the generator
- * rewrites `options.where` into SQL text.
+ * A select with its SQL generated: everything a read of it needs that does
+ * not change from one call to the next. The fast path (fast-path.ts) keeps
+ * these and reuses them for calls with the same options.
  */
+export class PreparedSelect {
+  private final: FinalDependencies | undefined | null = null;
+  private readonly hashes: { db?: string; agnostic?: string } = {};
+
+  private constructor(
+    readonly model: ModelStatic<Model>,
+    readonly op: CacheOp,
+    readonly shape: string,
+    readonly sql: string,
+    /** The options the SQL was generated with (after generating): the query runs with them, results are built with them. */
+    readonly options: ReadOptions,
+    private readonly before: DependencyOptions,
+  ) {}
+
+  /**
+   * Generates the SQL. The dependencies' inputs are kept first: the generator
+   * rewrites `options.where` into SQL text.
+   */
+  static generate(model: ModelStatic<Model>, op: CacheOp, shape: string, options: ReadOptions, generate: () => string): PreparedSelect {
+    const before: DependencyOptions = {
+      where: options.where, include: options.include, raw: options.raw,
+      having: options['having'], order: options['order'], limit: options['limit'], offset: options['offset'],
+    };
+    const sql = generate();
+    return new PreparedSelect(model, op, shape, sql, options, before);
+  }
+
+  /**
+   * The same select with its own copy of the options, for keeping: the
+   * select's options object had the capture deleted from it, which leaves
+   * V8 a slow (dictionary) object; a fresh copy is a fast one again.
+   */
+  detached(): PreparedSelect {
+    const options: ReadOptions = {};
+    for (const key of Object.keys(this.options)) options[key] = this.options[key];
+    const copy = new PreparedSelect(this.model, this.op, this.shape, this.sql, options, this.before);
+    copy.final = this.final;
+    return copy;
+  }
+
+  /** The dependencies, worked out once (a hit needs none of them). undefined: must not be cached. */
+  dependencies(core: CacheopsCore): FinalDependencies | undefined {
+    if (this.final === null) {
+      this.final = selectDependencies({
+        sequelize: core.sequelize, dialect: core.dialect, maxInListLength: core.config.maxInListLength, mayCache: core.mayCache,
+      }, this.model, this.before)?.withTablesOf(this.sql);
+    }
+    return this.final;
+  }
+
+  hash(core: CacheopsCore, dbAgnostic: boolean): string {
+    const slot = dbAgnostic ? 'agnostic' : 'db';
+    return this.hashes[slot] ??= queryHash({
+      dialect: core.dialect,
+      ...(dbAgnostic ? {} : { db: core.db }),
+      sql: this.sql,
+      bind: this.options.bind,
+      replacements: this.options.replacements,
+      shape: this.shape,
+    });
+  }
+}
+
+/**
+ * Reads a prepared select through the cache. `model` is the class of this
+ * call (a scoped model is a new class per `scope()` call); `options` those
+ * the query runs and the result is built with.
+ */
+export function readPrepared(
+  core: CacheopsCore,
+  prepared: PreparedSelect,
+  plan: ReadPlan,
+  model: ModelStatic<Model>,
+  options: ReadOptions,
+  run: (sql: string) => Promise<unknown>,
+): Promise<unknown> {
+  const { op, sql } = prepared;
+  const prefix = typeof core.config.prefix === 'string' ? core.config.prefix
+    : core.prefixFor((prepared.dependencies(core)?.deps ?? []).map((d) => d.table));
+  return core.read({
+    prefix,
+    hash: prepared.hash(core, plan.profile.dbAgnostic),
+    deps: () => prepared.dependencies(core)?.deps,
+    timeout: plan.timeout,
+    lock: plan.lock,
+    canStore: plan.canStore,
+    compute: () => run(sql),
+    refineDeps: (value) => prepared.dependencies(core)!.refine(value),
+    encode: (value) => encodeRaw(toCacheable(value, options)),
+    decode: (bytes) => {
+      const raw = decodeRaw(bytes);
+      return raw && { value: fromCacheable(raw.value, model, options) };
+    },
+  }, { model, op }, op === 'get' && plan.profile.localGet);
+}
+
+/** Generates the SQL and runs it through the cache when the plan allows. */
 async function cachedSelect(
   core: CacheopsCore,
   model: ModelStatic<Model>,
@@ -53,49 +154,14 @@ async function cachedSelect(
   generate: () => string,
   shape: string,
   run: (sql: string) => Promise<unknown>,
+  capture?: SelectCapture,
 ): Promise<unknown> {
   const plan = core.planRead(model, op, options as never);
-  if (!plan) return run(generate());
-  // The generator rewrites options.where into SQL text: keep what the dependencies need.
-  const saved = {
-    where: options.where, include: options.include, raw: options.raw,
-    having: options['having'], order: options['order'], limit: options['limit'], offset: options['offset'],
-  };
-  const sql = generate();
-  // Worked out only on a miss (a hit needs none of it), or up front for a prefix function.
-  let final: FinalDependencies | undefined | null = null;
-  const finalDeps = (): FinalDependencies | undefined => {
-    if (final === null) {
-      final = selectDependencies({
-        sequelize: core.sequelize, dialect: core.dialect, maxInListLength: core.config.maxInListLength, mayCache: core.mayCache,
-      }, model, saved)?.withTablesOf(sql);
-    }
-    return final;
-  };
-  const hash = queryHash({
-    dialect: core.dialect,
-    ...(plan.profile.dbAgnostic ? {} : { db: core.db }),
-    sql,
-    bind: options.bind,
-    replacements: options.replacements,
-    shape,
-  });
-  const prefix = typeof core.config.prefix === 'string' ? core.config.prefix : core.prefixFor((finalDeps()?.deps ?? []).map((d) => d.table));
-  return core.read({
-    prefix,
-    hash,
-    deps: () => finalDeps()?.deps,
-    timeout: plan.timeout,
-    lock: plan.lock,
-    canStore: plan.canStore,
-    compute: () => run(sql),
-    refineDeps: (value) => finalDeps()!.refine(value),
-    encode: (value) => encodeRaw(toCacheable(value, options)),
-    decode: (bytes) => {
-      const raw = decodeRaw(bytes);
-      return raw && { value: fromCacheable(raw.value, model, options) };
-    },
-  }, { model, op }, op === 'get' && plan.profile.localGet);
+  if (!plan && !capture) return run(generate());
+  const prepared = PreparedSelect.generate(model, op, shape, options, generate);
+  capture?.offer(model, prepared);
+  if (!plan) return run(prepared.sql);
+  return readPrepared(core, prepared, plan, model, options, run);
 }
 
 function parseAggregate(result: unknown, dataType: unknown): unknown {
@@ -118,7 +184,7 @@ export function interceptReads(core: CacheopsCore): void {
     const op: CacheOp = options.plain ? 'get' : 'fetch';
     const shape = `select:${options.raw ? 'r' : 'i'}${options.plain ? 'p' : ''}${options.nest ? 'n' : ''}`;
     return cachedSelect(core, model, op, options, () => this.queryGenerator.selectQuery(tableName, options, model), shape,
-      (sql) => this.sequelize.query(sql, options));
+      (sql) => this.sequelize.query(sql, options), captureOf(options as Record<PropertyKey, unknown>));
   };
 
   qi.rawSelect = async function rawSelect(this: QueryInterfaceLike, tableName, optionsArg, selector, model) {
