@@ -11,7 +11,7 @@ import { CacheopsConfigError } from './errors';
 
 export type RedisClient = Redis | Cluster;
 
-/** The scripts of lua/*.lua, by command name and key count. */
+/** The scripts of lua/*.lua, by command name and key count (lua/includes/ holds what they share). */
 const SCRIPTS = {
   cacheopsFetch: { file: 'fetch.lua', keys: 3 },
   cacheopsStore: { file: 'store.lua', keys: 3 },
@@ -38,10 +38,23 @@ export interface ScriptCommands {
 }
 
 const scriptSources = new Map<string, string>();
-function scriptSource(file: string): string {
+
+/**
+ * A script's source with its includes inlined: a line `--- @include "includes/name"`
+ * is replaced by lua/includes/name.lua (each file once per script). Shared helpers
+ * live there as local functions.
+ */
+export function scriptSource(file: string): string {
   let src = scriptSources.get(file);
   if (src === undefined) {
-    src = readFileSync(join(__dirname, 'lua', file), 'utf8');
+    const included = new Set<string>();
+    const expand = (name: string): string =>
+      readFileSync(join(__dirname, 'lua', name), 'utf8').replace(/^--- @include "([\w/]+)"$/gm, (_line, inc: string) => {
+        if (included.has(inc)) return '';
+        included.add(inc);
+        return expand(`${inc}.lua`);
+      });
+    src = expand(file);
     scriptSources.set(file, src);
   }
   return src;

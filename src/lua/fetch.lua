@@ -15,26 +15,10 @@
     [2] epoch of "*" (bumped by invalidateAll)
     [3..] epoch of each table, in ARGV order ("0" when never bumped)
 ]]
+--- @include "includes/miss_snapshot"
+
 local value = redis.call('GET', KEYS[1])
 if value then
   return value
 end
-
-local lock_state = 1
-local lock_ms = tonumber(ARGV[1])
-if lock_ms > 0 then
-  if not redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', lock_ms) then
-    lock_state = 0
-  end
-end
-
-local fields = {'*'}
-for i = 3, #ARGV do
-  fields[#fields + 1] = ARGV[i]
-end
-local epochs = redis.call('HMGET', KEYS[2], unpack(fields))
-local result = {lock_state}
-for i = 1, #epochs do
-  result[#result + 1] = epochs[i] or '0'
-end
-return result
+return miss_snapshot(KEYS[2], KEYS[3])

@@ -14,6 +14,8 @@
   The stamps field is a sequence of "<key>\n<stamp>\n" pairs.
   Returns the value on a hit, else the array described in fetch.lua.
 ]]
+--- @include "includes/miss_snapshot"
+
 local data = redis.call('HMGET', KEYS[1], 'v', 's')
 if data[1] then
   local keys, expected = {}, {}
@@ -37,19 +39,4 @@ if data[1] then
   redis.call('DEL', KEYS[1])
 end
 
-local lock_state = 1
-if tonumber(ARGV[1]) > 0 then
-  if not redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', tonumber(ARGV[1])) then
-    lock_state = 0
-  end
-end
-local fields = {'*'}
-for i = 3, #ARGV do
-  fields[#fields + 1] = ARGV[i]
-end
-local epochs = redis.call('HMGET', KEYS[2], unpack(fields))
-local result = {lock_state}
-for i = 1, #epochs do
-  result[#result + 1] = epochs[i] or '0'
-end
-return result
+return miss_snapshot(KEYS[2], KEYS[3])

@@ -15,19 +15,10 @@
 
   Returns the number of cached values deleted.
 ]]
+--- @include "includes/invalidation_rows"
+
 local ns = ARGV[1]
 local deleted = 0
-
-local function split(text)
-  local parts = {}
-  if text == '' then
-    return parts
-  end
-  for part in string.gmatch(text, '[^,]+') do
-    parts[#parts + 1] = part
-  end
-  return parts
-end
 
 local function drop(conj_keys)
   local batch = 500
@@ -42,48 +33,24 @@ local function drop(conj_keys)
   end
 end
 
-local i = 2
-local n_tables = tonumber(ARGV[i])
-for _ = 1, n_tables do
-  local tbl = ARGV[i + 1]
-  local n_rows = tonumber(ARGV[i + 2])
-  i = i + 2
+for _, t in ipairs(invalidated_tables()) do
+  local tbl = t.name
   redis.call('HINCRBY', KEYS[1], tbl, 1)
-
-  local rows = {}
-  for r = 1, math.max(n_rows, 0) do
-    local n_fields = tonumber(ARGV[i + 1])
-    local row = {}
-    for f = 1, n_fields do
-      row[ARGV[i + 2 * f]] = ARGV[i + 2 * f + 1]
-    end
-    rows[r] = row
-    i = i + 1 + 2 * n_fields
-  end
-
-  local schemes = redis.call('SMEMBERS', ns .. 'schemes:' .. tbl)
   local conj_keys = {}
   local seen = {}
-  for _, scheme in ipairs(schemes) do
+  for _, scheme in ipairs(redis.call('SMEMBERS', ns .. 'schemes:' .. tbl)) do
     local index_key = ns .. 'idx:' .. tbl .. ':' .. scheme
-    local fields = split(scheme)
-    local whole_scheme = n_rows < 0
+    local fields = scheme_fields(scheme)
+    local whole_scheme = t.whole
     local keys_of_scheme = {}
     if not whole_scheme then
-      for _, row in ipairs(rows) do
-        local parts = {}
-        for _, field in ipairs(fields) do
-          local token = row[field]
-          if token == nil then
-            whole_scheme = true
-            break
-          end
-          parts[#parts + 1] = field .. '=' .. token
-        end
-        if whole_scheme then
+      for _, row in ipairs(t.rows) do
+        local key = conj_key_of(ns, tbl, fields, row)
+        if key == nil then
+          whole_scheme = true
           break
         end
-        keys_of_scheme[#keys_of_scheme + 1] = ns .. 'conj:' .. tbl .. ':' .. table.concat(parts, '&')
+        keys_of_scheme[#keys_of_scheme + 1] = key
       end
     end
     if whole_scheme then

@@ -9,53 +9,26 @@
 
   Returns the number of stamps deleted plus generations moved.
 ]]
+--- @include "includes/invalidation_rows"
+
 local ns = ARGV[1]
 local changed = 0
 
-local function split(text)
-  local parts = {}
-  for part in string.gmatch(text, '[^,]+') do
-    parts[#parts + 1] = part
-  end
-  return parts
-end
-
-local i = 2
-for _ = 1, tonumber(ARGV[i]) do
-  local tbl = ARGV[i + 1]
-  local n_rows = tonumber(ARGV[i + 2])
-  i = i + 2
+for _, t in ipairs(invalidated_tables()) do
+  local tbl = t.name
   redis.call('HINCRBY', KEYS[1], tbl, 1)
-  local rows = {}
-  for r = 1, math.max(n_rows, 0) do
-    local n_fields = tonumber(ARGV[i + 1])
-    local row = {}
-    for f = 1, n_fields do
-      row[ARGV[i + 2 * f]] = ARGV[i + 2 * f + 1]
-    end
-    rows[r] = row
-    i = i + 1 + 2 * n_fields
-  end
-
-  local whole_table = n_rows < 0
+  local whole_table = t.whole
   local conj_keys = {}
   if not whole_table then
     for _, scheme in ipairs(redis.call('SMEMBERS', ns .. 'schemes:' .. tbl)) do
-      local fields = split(scheme)
-      for _, row in ipairs(rows) do
-        local parts = {}
-        for _, field in ipairs(fields) do
-          local token = row[field]
-          if token == nil then
-            whole_table = true
-            break
-          end
-          parts[#parts + 1] = field .. '=' .. token
-        end
-        if whole_table then
+      local fields = scheme_fields(scheme)
+      for _, row in ipairs(t.rows) do
+        local key = conj_key_of(ns, tbl, fields, row)
+        if key == nil then
+          whole_table = true
           break
         end
-        conj_keys[#conj_keys + 1] = ns .. 'conj:' .. tbl .. ':' .. table.concat(parts, '&')
+        conj_keys[#conj_keys + 1] = key
       end
       if whole_table then
         break

@@ -11,19 +11,18 @@
  */
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { join } from 'node:path';
 import IORedis, { type Cluster } from 'ioredis';
 import { Sequelize, type Model } from 'sequelize';
 import { installCacheops } from '../../src/index';
+import { scriptSource } from '../../src/redis';
 import { dialects, rawRedis, redisUrl } from '../helpers/env';
 import { defineBlog, makeBlog } from '../helpers/models';
 import { startPrivateCluster } from '../helpers/private-cluster';
 
 const SCRIPTS = ['fetch', 'store', 'invalidate'] as const;
 const bySha = new Map(SCRIPTS.map((name) => {
-  const source = readFileSync(join(__dirname, '..', '..', 'src', 'lua', `${name}.lua`), 'utf8');
+  const source = scriptSource(`${name}.lua`); // with its includes, as sent to Redis
   return [createHash('sha1').update(source).digest('hex'), name] as const;
 }));
 
