@@ -87,7 +87,7 @@ export class CacheopsCore {
   private readonly registeredPrefixes = new Set<string>();
   closed = false;
   /** Set by installFastPath (query/fast-path.ts). */
-  fastPath: { enabled: boolean } | undefined;
+  fastPath: { enabled: boolean; readonly served: number } | undefined;
 
   constructor(readonly sequelize: Sequelize, config: CacheopsConfig) {
     this.config = normalizeConfig(config, Object.keys(sequelize.models));

@@ -4,7 +4,7 @@
  */
 import type { Model, ModelStatic } from 'sequelize';
 import { tableOf } from './query/dependencies';
-import { primaryKeys, type Row } from './write-rows';
+import { primaryKeys, toAttributesName, type Row } from './write-rows';
 
 export interface Reference {
   readonly child: ModelStatic<Model>;
@@ -27,9 +27,8 @@ export function referencesTo(model: ModelStatic<Model>): Reference[] {
         : typeof target === 'function' ? (target as ModelStatic<Model>).tableName
           : (target as { tableName?: string } | undefined)?.tableName;
       if (targetTable !== model.tableName) continue;
-      const byField = (model as unknown as { fieldRawAttributesMap: Record<string, { fieldName: string }> }).fieldRawAttributesMap;
       const keyField = attr.references?.key;
-      const key = keyField ? byField[keyField]?.fieldName ?? keyField : pk;
+      const key = keyField ? toAttributesName(model, keyField) : pk;
       if (!key) continue;
       const cascades = [attr.onDelete, attr.onUpdate].some((a) => typeof a === 'string' && a.toUpperCase() === 'CASCADE');
       out.push({ child, fk, key, cascades });

@@ -13,9 +13,8 @@ export function primaryKeys(model: ModelStatic<Model>): string[] {
 
 /** Field-keyed values -> attribute-keyed. */
 export function toAttributes(model: ModelStatic<Model>, values: Row): Row {
-  const byField = (model as unknown as { fieldRawAttributesMap: Record<string, { fieldName: string }> }).fieldRawAttributesMap;
   const out: Row = {};
-  for (const [k, v] of Object.entries(values)) out[byField[k]?.fieldName ?? k] = v;
+  for (const [k, v] of Object.entries(values)) out[toAttributesName(model, k)] = v;
   return out;
 }
 
@@ -95,7 +94,8 @@ export function byUniqueKeys(model: ModelStatic<Model>, records: Row[]): { where
   return { where: clauses.length ? { [Op.or]: clauses } : null, complete };
 }
 
+/** The attribute name of a column (field) name; the name itself when no attribute maps to it. */
 export function toAttributesName(model: ModelStatic<Model>, field: string): string {
-  const byField = (model as unknown as { fieldRawAttributesMap: Record<string, { fieldName: string }> }).fieldRawAttributesMap;
+  const byField = (model as unknown as { fieldRawAttributesMap: Record<string, { fieldName: string } | undefined> }).fieldRawAttributesMap;
   return byField[field]?.fieldName ?? field;
 }

@@ -37,19 +37,26 @@ interface IncludeLike {
 }
 
 
-interface TableIndex { size: number; byTable: Map<string, ModelStatic<Model>>; pattern: RegExp | undefined }
+interface TableIndex {
+  /** How many models there were when it was built: defining one more rebuilds it. */
+  readonly size: number;
+  readonly byTable: Map<string, ModelStatic<Model>>;
+  readonly pattern: RegExp | undefined;
+}
+
+const tableIndexes = new WeakMap<Sequelize, TableIndex>();
 
 /** Every table of the app's models, and a regexp finding their names in SQL. */
-export function tableIndex(sequelize: Sequelize): { byTable: Map<string, ModelStatic<Model>>; pattern: RegExp | undefined } {
+export function tableIndex(sequelize: Sequelize): TableIndex {
   const models = Object.values(sequelize.models) as ModelStatic<Model>[];
-  const cached = (sequelize as unknown as { __cacheopsTables?: TableIndex | undefined }).__cacheopsTables;
+  const cached = tableIndexes.get(sequelize);
   if (cached && cached.size === models.length) return cached;
   const byTable = new Map<string, ModelStatic<Model>>();
   for (const m of models) byTable.set(tableOf(m), m);
   const names = [...new Set(models.map((m) => m.tableName))].sort((a, b) => b.length - a.length)
     .map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
   const index = { size: models.length, byTable, pattern: names.length ? new RegExp(`(?<![\\w$])(${names.join('|')})(?![\\w$])`, 'g') : undefined };
-  (sequelize as unknown as { __cacheopsTables?: TableIndex | undefined }).__cacheopsTables = index;
+  tableIndexes.set(sequelize, index);
   return index;
 }
 

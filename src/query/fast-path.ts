@@ -84,6 +84,8 @@ export class FastPath {
   private readonly memo = new Map<string, Entry>();
   /** Off: every call takes the normal path (the benchmark compares the two). */
   enabled = true;
+  /** Calls served from a remembered select (hits and misses), for tests and the benchmark. */
+  served = 0;
 
   constructor(private readonly core: CacheopsCore) {}
 
@@ -130,6 +132,7 @@ export class FastPath {
   private async read(model: AnyModel, options: FindOptions | undefined, prepared: PreparedSelect, call: (options: unknown) => Promise<unknown>): Promise<unknown> {
     const plan = this.core.planRead(model, prepared.op, { cacheops: options?.cacheops as never });
     if (!plan) return call(options);
+    this.served += 1;
     // The remembered options build the result; a miss runs with this call's model and logging.
     const run = (sql: string): Promise<unknown> => model.sequelize.query(sql, { ...prepared.options, model, logging: options?.logging, benchmark: options?.benchmark } as never);
     const result = await readPrepared(this.core, prepared, plan, model, prepared.options, run);

@@ -26,7 +26,7 @@ for (const dialect of dialects()) {
     const path = process.env['FC_PATH'];
     const redis = rawRedis();
     const factory = new WorldFactory(dialect, __filename, redis);
-    const totals = { runs: 0, steps: 0, reads: 0, hits: 0, stores: 0 };
+    const totals = { runs: 0, steps: 0, reads: 0, hits: 0, stores: 0, fast: 0 };
     const started = Date.now();
     try {
       const property = fc.asyncProperty(
@@ -35,6 +35,7 @@ for (const dialect of dialects()) {
           const world = await factory.fresh();
           const runner = new Runner(world);
           const before = world.cacheops.stats();
+          const fastBefore = world.cacheops.core.fastPath?.served ?? 0;
           try {
             for (const step of steps) await runner.run(step);
           } finally {
@@ -44,6 +45,7 @@ for (const dialect of dialects()) {
             const after = world.cacheops.stats();
             totals.hits += after.hits - before.hits;
             totals.stores += after.stores - before.stores;
+            totals.fast += (world.cacheops.core.fastPath?.served ?? 0) - fastBefore;
             await factory.release(world);
           }
         },
@@ -63,12 +65,14 @@ for (const dialect of dialects()) {
       }
     } finally {
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
-      t.log(`${dialect}: ${totals.runs} runs, ${totals.steps} steps, ${totals.reads} checked reads (${totals.hits} cache hits, ${totals.stores} stores), ${seconds} s`);
+      t.log(`${dialect}: ${totals.runs} runs, ${totals.steps} steps, ${totals.reads} checked reads (${totals.hits} cache hits, ${totals.stores} stores, ${totals.fast} through the fast path), ${seconds} s`);
       await factory.close();
       redis.disconnect();
     }
     t.true(path !== undefined || totals.steps >= TARGET, `ran ${totals.steps} of ${TARGET} steps`);
     // Not vacuous: a good share of the cached reads came from the cache.
     t.true(totals.hits * 10 > totals.reads, `only ${totals.hits} cache hits in ${totals.reads} reads`);
+    // The fast path (query/fast-path.ts) is among what is checked.
+    t.true(totals.fast * 20 > totals.reads, `only ${totals.fast} reads through the fast path in ${totals.reads}`);
   });
 }
