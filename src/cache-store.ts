@@ -71,10 +71,21 @@ export function conjKeyNames(ns: string, dep: Dependency): string[] {
 
 export class CacheStore {
   private lastWarning = 0;
+  /**
+   * Whether the client bounds every command itself (a standalone or Sentinel
+   * client with a commandTimeout no longer than ours, as the one cacheops
+   * opens): then a call needs no timer of ours. A cluster client queues
+   * commands without a timeout while it is not ready, so it always gets one.
+   */
+  private readonly clientTimesOut: boolean;
+
   constructor(
     readonly client: RedisClient & ScriptCommands,
     private readonly options: StoreOptions,
-  ) {}
+  ) {
+    const own = isCluster(client) ? undefined : (client as { options?: { commandTimeout?: unknown } }).options?.commandTimeout;
+    this.clientTimesOut = typeof own === 'number' && own > 0 && own <= options.timeoutMs;
+  }
 
   get shards(): number {
     return isCluster(this.client) ? this.options.shards : 1;
@@ -88,6 +99,7 @@ export class CacheStore {
   async guard<T>(what: string, call: () => Promise<T>, fallback: T): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     try {
+      if (this.clientTimesOut) return await call();
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
       });

@@ -7,6 +7,7 @@ import test from 'ava';
 import { makeBlog } from './helpers/models';
 import { countSql } from './helpers/env';
 import { startPrivateRedis } from './helpers/private-redis';
+import IORedis from 'ioredis';
 import { CacheopsRedisError } from '../src/index';
 
 const unhandled: unknown[] = [];
@@ -95,3 +96,37 @@ test.serial('without degradeOnFailure a Redis failure is a CacheopsRedisError, b
     await blog.sequelize.close();
   }
 });
+
+/**
+ * A Redis that hangs (no error, no answer) is bounded by redisTimeout too: by
+ * ioredis's commandTimeout on the client cacheops opens, by cacheops's own
+ * timer on a client the application gives it (which may have none).
+ */
+for (const kind of ['opened by cacheops', 'given by the application, without commandTimeout'] as const) {
+  test.serial(`a hung Redis, client ${kind}: reads fall through within redisTimeout`, async (t) => {
+    const redis = await startPrivateRedis();
+    const given = kind === 'opened by cacheops' ? undefined : new IORedis(redis.url, { maxRetriesPerRequest: 1 });
+    const blog = await makeBlog('sqlite', __filename, {
+      redis: given ?? redis.url, degradeOnFailure: true, redisTimeout: 300, logger: () => undefined,
+    }, 'hung');
+    try {
+      const { Post, sequelize } = blog;
+      await Post.create({ title: 'a', views: 1 });
+      const read = () => Post.findAll({ where: { views: 1 } });
+      await read();
+      t.is((await countSql(sequelize, read)).sql.length, 0, 'cached while Redis answers');
+      redis.pause();
+      const started = Date.now();
+      const hung = await countSql(sequelize, read);
+      const ms = Date.now() - started;
+      t.is(hung.sql.length, 1, 'the database answers');
+      t.true(ms >= 250 && ms < 2000, `within about redisTimeout (${ms} ms)`);
+    } finally {
+      redis.resume();
+      await blog.cacheops.close().catch(() => undefined);
+      await blog.sequelize.close();
+      given?.disconnect();
+      await redis.stop();
+    }
+  });
+}

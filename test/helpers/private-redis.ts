@@ -16,6 +16,10 @@ export interface PrivateRedis {
   stop(): Promise<void>;
   /** Starts it again on the same port. */
   start(): Promise<void>;
+  /** Freezes the server (SIGSTOP): connections stay open, nothing answers. */
+  pause(): void;
+  /** Lets a paused server go on (SIGCONT). */
+  resume(): void;
 }
 
 /** A TCP port nothing listens on right now. */
@@ -64,8 +68,15 @@ export async function startPrivateRedis(extraArgs: readonly string[] = []): Prom
     url: `redis://127.0.0.1:${port}`,
     start,
     async stop() {
+      child?.kill('SIGCONT');
       child?.kill('SIGKILL');
       await waitFor(port, false);
+    },
+    pause() {
+      child?.kill('SIGSTOP');
+    },
+    resume() {
+      child?.kill('SIGCONT');
     },
   };
 }
