@@ -96,27 +96,34 @@ export class CacheStore {
   }
 
   /** Runs a Redis call bounded in time; on failure, degrades or throws CacheopsRedisError. */
-  async guard<T>(what: string, call: () => Promise<T>, fallback: T): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
+  guard<T>(what: string, call: () => Promise<T>, fallback: T): Promise<T> {
+    let pending: Promise<T>;
     try {
-      if (this.clientTimesOut) return await call();
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
-      });
-      return await Promise.race([call(), timeout]);
+      pending = call();
     } catch (error) {
-      if (!this.options.degradeOnFailure) {
-        throw new CacheopsRedisError(`Redis failed during ${what}: ${(error as Error).message}`, { cause: error });
-      }
-      const now = Date.now();
-      if (now - this.lastWarning > 5000) {
-        this.lastWarning = now;
-        this.options.logger(`Redis failed during ${what}; the database answers instead`, error);
-      }
-      return fallback;
-    } finally {
-      if (timer) clearTimeout(timer);
+      pending = Promise.reject(error);
     }
+    if (this.clientTimesOut) return pending.catch((error: unknown) => this.failed(what, error, fallback));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
+    });
+    return Promise.race([pending, timeout])
+      .catch((error: unknown) => this.failed(what, error, fallback))
+      .finally(() => clearTimeout(timer));
+  }
+
+  /** A failed Redis call: the fallback when degrading, else a CacheopsRedisError. */
+  private failed<T>(what: string, error: unknown, fallback: T): T {
+    if (!this.options.degradeOnFailure) {
+      throw new CacheopsRedisError(`Redis failed during ${what}: ${(error as Error).message}`, { cause: error });
+    }
+    const now = Date.now();
+    if (now - this.lastWarning > 5000) {
+      this.lastWarning = now;
+      this.options.logger(`Redis failed during ${what}; the database answers instead`, error);
+    }
+    return fallback;
   }
 
   get insideout(): boolean {
@@ -124,7 +131,7 @@ export class CacheStore {
   }
 
   /** The value by a plain GET (null: none; undefined: Redis unavailable while degrading). Not for insideout mode. */
-  async getValue(prefix: string, hash: string): Promise<Buffer | null | undefined> {
+  getValue(prefix: string, hash: string): Promise<Buffer | null | undefined> {
     const ns = this.nsFor(prefix, hash);
     return this.guard<Buffer | null | undefined>('a cache read', () => this.client.getBuffer(valueKey(ns, hash)), undefined);
   }
