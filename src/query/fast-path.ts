@@ -154,11 +154,6 @@ export class FastPath {
     }
     this.memo.set(fingerprint, { generation: at, prepared: usable ? prepared.detached() : undefined });
   }
-
-  /** How many call shapes are remembered (for tests). */
-  get size(): number {
-    return this.memo.size;
-  }
 }
 
 const fastPaths = new WeakMap<Sequelize, FastPath>();
