@@ -19,6 +19,7 @@ import { decodeRaw } from '../src/serialize';
 import { fromCacheable, type SelectOptions } from '../src/query/rehydrate';
 import { valueKeys } from './redis-probe';
 import { interleave, median } from './measure';
+import { recordSelect } from './select-probe';
 
 export interface Breakdown {
   readonly name: string;
@@ -30,36 +31,6 @@ export interface Breakdown {
   readonly rest: number;
 }
 
-interface SelectCall {
-  readonly model: ModelStatic<Model>;
-  readonly table: unknown;
-  readonly options: Record<string, unknown>;
-  readonly result: unknown;
-}
-
-interface QueryInterfaceLike {
-  select(model: ModelStatic<Model>, table: unknown, options: Record<string, unknown>): Promise<unknown>;
-}
-
-/** Runs a (cached) query once and records what its select received and returned. */
-async function recordSelect(qi: QueryInterfaceLike, query: () => Promise<unknown>): Promise<SelectCall> {
-  const inner = qi.select;
-  let call: SelectCall | undefined;
-  qi.select = async function select(this: unknown, model, table, options) {
-    const copy = { ...options };
-    const result = await inner.call(this, model, table, options);
-    call = { model, table, options: copy, result };
-    return result;
-  };
-  try {
-    await query();
-  } finally {
-    qi.select = inner;
-  }
-  if (!call) throw new Error('the query ran no select');
-  return call;
-}
-
 /** `query` must be one not cached yet. */
 export async function breakdown(
   ctx: { sequelize: Sequelize; cacheops: Cacheops; redis: IORedis; prefix: string },
@@ -67,9 +38,8 @@ export async function breakdown(
   query: () => Promise<unknown>,
   iterations: number,
 ): Promise<Breakdown> {
-  const qi = ctx.sequelize.getQueryInterface() as unknown as QueryInterfaceLike;
   const before = await valueKeys(ctx.redis, ctx.prefix);
-  const call = await recordSelect(qi, query);
+  const call = await recordSelect(ctx.sequelize, query);
   // The query must not have been cached before: its first run stores exactly one new value.
   const added = [...await valueKeys(ctx.redis, ctx.prefix)].filter((k) => !before.has(k));
   if (added.length !== 1) throw new Error(`breakdown: expected one new cached value, found ${added.length}`);

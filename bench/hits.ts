@@ -11,6 +11,7 @@ import { fromCacheable, type SelectOptions } from '../src/query/rehydrate';
 import type { BenchModels } from './models';
 import { keyStoredBy } from './redis-probe';
 import { interleave, median, type Task } from './measure';
+import { recordSelect } from './select-probe';
 
 export interface HitResult {
   readonly name: string;
@@ -26,26 +27,6 @@ interface Variant {
   readonly floor: () => Promise<unknown>;
 }
 
-type SelectFn = (model: ModelStatic<Model>, table: unknown, options: Record<string, unknown>) => Promise<unknown>;
-
-/** Runs fn once with QueryInterface.select wrapped, and returns the options of its (last) select. */
-async function captureSelectOptions(sequelize: Sequelize, fn: () => Promise<unknown>): Promise<SelectOptions> {
-  const qi = sequelize.getQueryInterface() as unknown as { select: SelectFn };
-  const inner = qi.select;
-  let seen: SelectOptions | undefined;
-  qi.select = function select(this: unknown, model, table, options) {
-    seen = { ...options };
-    return inner.call(this, model, table, options);
-  };
-  try {
-    await fn();
-  } finally {
-    qi.select = inner;
-  }
-  if (!seen) throw new Error('the query ran no select');
-  return seen;
-}
-
 const json = (v: unknown): string => JSON.stringify(Array.isArray(v) ? v.map(plain) : plain(v));
 function plain(v: unknown): unknown {
   return v && typeof v === 'object' && 'toJSON' in v ? (v as { toJSON(): unknown }).toJSON() : v;
@@ -59,7 +40,7 @@ async function instanceVariant(
 ): Promise<Variant> {
   let options: SelectOptions | undefined;
   const key = await keyStoredBy(ctx.redis, ctx.prefix, async () => {
-    options = await captureSelectOptions(ctx.sequelize, () => run());
+    options = (await recordSelect(ctx.sequelize, () => run())).options as SelectOptions;
   });
   const opts = options!;
   const floor = async (): Promise<unknown> => {

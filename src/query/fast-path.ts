@@ -22,6 +22,7 @@
 import { EmptyResultError, Model, type ModelStatic, type Sequelize } from 'sequelize';
 import type { CacheopsCore } from '../cacheops';
 import { CAPTURE, SelectCapture } from './capture';
+import { isPlainObject } from '../tree';
 import { findFingerprint } from './fingerprint';
 import { readPrepared, type PreparedSelect } from './intercept';
 
@@ -60,12 +61,6 @@ function hasSeparate(includes: readonly Include[] | undefined): boolean {
   return (includes ?? []).some((inc) => inc.separate === true || hasSeparate(inc.include));
 }
 
-function isPlainOptions(options: unknown): options is FindOptions {
-  if (typeof options !== 'object' || options === null) return false;
-  const proto: unknown = Object.getPrototypeOf(options);
-  return proto === Object.prototype || proto === null;
-}
-
 function hasFindHooks(model: AnyModel): boolean {
   const own = model.options.hooks;
   const global = model.sequelize.options.hooks;
@@ -93,10 +88,8 @@ export class FastPath {
   private eligible(model: AnyModel, options: FindOptions | undefined): boolean {
     const core = this.core;
     if (!this.enabled || !core.config.enabled || core.closed) return false;
-    if (options) {
-      if (options.transaction || options.lock || options.cacheops === false) return false;
-      if (options.hooks !== false && hasFindHooks(model)) return false;
-    } else if (hasFindHooks(model)) return false;
+    if (options?.transaction || options?.lock || options?.cacheops === false) return false;
+    if (options?.hooks !== false && hasFindHooks(model)) return false;
     if (options?.transaction === undefined) {
       const cls = (model.sequelize.constructor as { _cls?: { get(key: string): unknown } })._cls;
       if (cls?.get('transaction')) return false;
@@ -115,7 +108,7 @@ export class FastPath {
     param: unknown,
     call: (options: unknown) => Promise<unknown>,
   ): Promise<unknown> {
-    if (options !== undefined && !isPlainOptions(options)) return call(options);
+    if (options !== undefined && !isPlainObject(options)) return call(options);
     if (!this.eligible(model, options)) return call(options);
     const fingerprint = findFingerprint(kind, model, options, param);
     if (fingerprint === undefined) return call(options);
@@ -135,7 +128,7 @@ export class FastPath {
     this.served += 1;
     // The remembered options build the result; a miss runs with this call's model and logging.
     const run = (sql: string): Promise<unknown> => model.sequelize.query(sql, { ...prepared.options, model, logging: options?.logging, benchmark: options?.benchmark } as never);
-    const result = await readPrepared(this.core, prepared, plan, model, prepared.options, run);
+    const result = await readPrepared(this.core, prepared, plan, model, run);
     const rejectOnEmpty = options && Object.prototype.hasOwnProperty.call(options, 'rejectOnEmpty') ? options.rejectOnEmpty : model.options.rejectOnEmpty;
     if (rejectOnEmpty && isEmptyResult(result)) {
       if (typeof rejectOnEmpty === 'function') throw new (rejectOnEmpty as new () => Error)();
@@ -152,7 +145,7 @@ export class FastPath {
       const oldest = this.memo.keys().next();
       if (!oldest.done) this.memo.delete(oldest.value);
     }
-    this.memo.set(fingerprint, { generation: at, prepared: usable ? prepared.detached() : undefined });
+    this.memo.set(fingerprint, { generation: at, prepared: usable ? prepared : undefined });
   }
 }
 

@@ -18,6 +18,7 @@
  * fast-path.ts watches.
  */
 import { Association, Model, Op, Utils } from 'sequelize';
+import { isPlainObject } from '../tree';
 
 const opNames = new Map<symbol, string>(Object.entries(Op as unknown as Record<string, symbol>).map(([name, sym]) => [sym, name]));
 
@@ -69,8 +70,7 @@ class Encoder {
       this.out += ']';
       return true;
     }
-    const proto: unknown = Object.getPrototypeOf(v);
-    if (proto === Object.prototype || proto === null) return this.properties(v, depth, undefined);
+    if (isPlainObject(v)) return this.properties(v, depth, undefined);
     if (v instanceof Date) { this.out += `D${v.getTime()}`; return true; }
     if (Buffer.isBuffer(v)) { this.out += `X${v.toString('hex')}`; return true; }
     if (v instanceof Association) { this.out += `A${idOf(v)}`; return true; }
@@ -139,9 +139,7 @@ export function findFingerprint(kind: string, model: unknown, options: unknown, 
   if (!e.model(model, 0)) return undefined;
   if (param !== undefined && !e.value(param, 0)) return undefined;
   if (options !== undefined && options !== null) {
-    const proto: unknown = Object.getPrototypeOf(options);
-    if (proto !== Object.prototype && proto !== null) return undefined;
-    if (!e.properties(options, 0, KNOWN)) return undefined;
+    if (!isPlainObject(options) || !e.properties(options, 0, KNOWN)) return undefined;
   }
   return e.out.length > MAX_LENGTH ? undefined : e.out;
 }

@@ -76,19 +76,6 @@ export class PreparedSelect {
     return new PreparedSelect(model, op, shape, sql, options, before);
   }
 
-  /**
-   * The same select with its own copy of the options, for keeping: the
-   * select's options object had the capture deleted from it, which leaves
-   * V8 a slow (dictionary) object; a fresh copy is a fast one again.
-   */
-  detached(): PreparedSelect {
-    const options: ReadOptions = {};
-    for (const key of Object.keys(this.options)) options[key] = this.options[key];
-    const copy = new PreparedSelect(this.model, this.op, this.shape, this.sql, options, this.before);
-    copy.final = this.final;
-    return copy;
-  }
-
   /** The dependencies, worked out once (a hit needs none of them). undefined: must not be cached. */
   dependencies(core: CacheopsCore): FinalDependencies | undefined {
     if (this.final === null) {
@@ -113,19 +100,18 @@ export class PreparedSelect {
 }
 
 /**
- * Reads a prepared select through the cache. `model` is the class of this
- * call (a scoped model is a new class per `scope()` call); `options` those
- * the query runs and the result is built with.
+ * Reads a prepared select through the cache; the result is built with the
+ * prepared options. `model` is the class of this call (a scoped model is a
+ * new class per `scope()` call).
  */
 export function readPrepared(
   core: CacheopsCore,
   prepared: PreparedSelect,
   plan: ReadPlan,
   model: ModelStatic<Model>,
-  options: ReadOptions,
   run: (sql: string) => Promise<unknown>,
 ): Promise<unknown> {
-  const { op, sql } = prepared;
+  const { op, sql, options } = prepared;
   const prefix = typeof core.config.prefix === 'string' ? core.config.prefix
     : core.prefixFor((prepared.dependencies(core)?.deps ?? []).map((d) => d.table));
   return core.read({
@@ -161,7 +147,7 @@ async function cachedSelect(
   const prepared = PreparedSelect.generate(model, op, shape, options, generate);
   capture?.offer(model, prepared);
   if (!plan) return run(prepared.sql);
-  return readPrepared(core, prepared, plan, model, options, run);
+  return readPrepared(core, prepared, plan, model, run);
 }
 
 function parseAggregate(result: unknown, dataType: unknown): unknown {
