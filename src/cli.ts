@@ -11,14 +11,16 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Model, ModelStatic } from 'sequelize';
 import { loadApp, UsageError } from './cli-app';
+import { progress, type ProgressState } from './cli-progress';
+import { ensureReachable, isRedisClientError } from './cli-redis';
+import { collectStats, renderStats } from './cli-stats';
 import { CacheopsError } from './errors';
 import { defaultFileCacheDir, FileCache } from './file-cache';
 import type { Cacheops } from './install';
-import { allKeysPattern } from './keys';
+import { allKeysPattern, prefixRegistryKey } from './keys';
 import { tableOf } from './query/dependencies';
 import { reapConjs, type ReapProgress } from './reap';
 import { connectRedis, type RedisClient, type ScriptCommands } from './redis';
-import { countKeys, flushedCounters, serverInfo, statsPrefix } from './stats';
 
 export interface CliIo {
   readonly stdout: { write(text: string): unknown };
@@ -35,19 +37,23 @@ Commands:
   reap-conjs                           remove dead entries from conj and index sets (needs --app or --redis)
   clean-file-cache [dir]               remove expired FileCache entries
                                        (default dir: $CACHEOPS_FILE_CACHE_DIR, else ./.cache/cacheops)
-  stats                                keys by kind, Redis memory and hit counts (needs --app or --redis)
+  stats                                keys by kind and by prefix, Redis memory and hit counts
+                                       (needs --app or --redis)
 
 Options:
   --app <module>             the application: its default or \`sequelize\` export is a Sequelize
                              with cacheops installed
   --redis <url>              reap-conjs, stats: use this Redis instead of loading an app
-  --prefix <prefix>          with --redis: the installation's key prefix (default: none)
+  --prefix <prefix>          with --redis: only this key prefix (default: every prefix;
+                             stats lists the prefixes it finds and their counts)
   --chunk-size <n>           reap-conjs: keys per SCAN step and members per check (default 1000)
   --min-conj-set-size <n>    reap-conjs: skip conj sets with fewer members (default 1000)
   --json                     stats: print JSON
   -h, --help                 show this help
 
-Exit codes: 0 done, 1 failed, 2 bad arguments.
+Progress goes to stderr: a bar on a terminal, else a line a second.
+Exit codes: 0 done, 1 failed (Redis unreachable, ...), 2 bad arguments.
+Set CACHEOPS_DEBUG=1 to print the stack of an unexpected error.
 `;
 
 const OPTIONS = {
@@ -81,9 +87,12 @@ function integer(values: Values, name: 'chunk-size' | 'min-conj-set-size', fallb
 /** The Redis connection and key prefix a command works on: the app's, or --redis/--prefix. */
 interface Target {
   readonly client: RedisClient & ScriptCommands;
-  /** undefined: the app's prefix is a function, so every prefix is covered. */
+  /** undefined: every prefix (--redis without --prefix, or an app whose prefix is a function). */
   readonly prefix: string | undefined;
-  readonly statsPrefix: string;
+  /** stats: the prefixes to report; undefined: every one found. */
+  readonly selected: readonly string[] | undefined;
+  /** stats: where the flushed counters are, when not under the selected prefixes. */
+  readonly flushedFrom: string | undefined;
   readonly insideout: boolean;
 }
 
@@ -103,13 +112,19 @@ async function target(values: Values, io: CliIo, session: Session, command: stri
     } catch (error) {
       throw new UsageError(`--redis: ${(error as Error).message}`);
     }
-    client.on('error', () => undefined); // a failing command reports it
+    client.on('error', () => undefined); // ensureReachable and failing commands report it
     session.ownClient = client;
-    return { client, prefix: values.prefix ?? '', statsPrefix: values.prefix ?? '', insideout: false };
+    await ensureReachable(client);
+    const prefix = values.prefix;
+    return { client, prefix, selected: prefix === undefined ? undefined : [prefix], flushedFrom: undefined, insideout: false };
   }
   const app = await requireApp(values, io, session, command);
+  const client = app.core.redis as RedisClient & ScriptCommands;
   const p = app.core.config.prefix;
-  return { client: app.core.redis as RedisClient & ScriptCommands, prefix: typeof p === 'string' ? p : undefined, statsPrefix: statsPrefix(app.core), insideout: app.core.config.insideout };
+  if (typeof p === 'string') return { client, prefix: p, selected: [p], flushedFrom: undefined, insideout: app.core.config.insideout };
+  // A prefix function registers every prefix it returns; its flushed counters are under ''.
+  const registered = (await client.smembers(prefixRegistryKey)).sort();
+  return { client, prefix: undefined, selected: registered, flushedFrom: '', insideout: app.core.config.insideout };
 }
 
 async function requireApp(values: Values, io: CliIo, session: Session, command: string): Promise<Cacheops> {
@@ -117,6 +132,7 @@ async function requireApp(values: Values, io: CliIo, session: Session, command: 
     throw new UsageError(`${command} needs the application: --app path/to/module${command === 'invalidate' ? '' : ' (or --redis <url>)'}`);
   }
   session.app = await loadApp(values.app, io.cwd);
+  await ensureReachable(session.app.core.redis);
   return session.app;
 }
 
@@ -166,82 +182,33 @@ async function invalidate(target: ReturnType<typeof parseTarget>, cacheops: Cach
   }
 }
 
-function progressBar(io: CliIo): { update(p: ReapProgress): void; done(p: ReapProgress | undefined): void } {
-  let last = 0;
-  const draw = (p: ReapProgress): void => {
-    const ratio = p.totalKeys > 0 ? Math.min(1, p.visitedKeys / p.totalKeys) : 1;
-    const filled = Math.round(ratio * 30);
-    io.stderr.write(`\r[${'#'.repeat(filled)}${'-'.repeat(30 - filled)}] ~${Math.floor(ratio * 100)}% of ${p.totalKeys} keys scanned, ${p.deadMembers} dead members removed`);
-  };
-  if (!io.stderr.isTTY) return { update: () => undefined, done: () => undefined };
-  return {
-    update(p) {
-      const now = Date.now();
-      if (now - last >= 100) {
-        last = now;
-        draw(p);
-      }
-    },
-    done(p) {
-      if (p) draw(p);
-      io.stderr.write('\n');
-    },
-  };
-}
-
 async function reap(chunkSize: number, minConjSetSize: number, t: Target, io: CliIo): Promise<void> {
   if (t.insideout) {
     io.stdout.write('reap-conjs: nothing to reap in insideout mode (conj keys are stamps that expire on their own)\n');
     return;
   }
-  const bar = progressBar(io);
-  let lastProgress: ReapProgress | undefined;
+  const bar = progress(io.stderr, { label: 'reap-conjs', unit: 'keys' });
+  const state = (p: ReapProgress): ProgressState => ({ done: p.visitedKeys, total: p.totalKeys, detail: `${p.deadMembers} dead members removed` });
+  let last: ProgressState = { done: 0, total: 0 };
   const r = await reapConjs(t.client, patternOf(t.prefix), {
-    chunkSize, minConjSetSize, onProgress: (p) => { lastProgress = p; bar.update(p); },
+    chunkSize, minConjSetSize, onProgress: (p) => { last = state(p); bar.update(last); },
   });
-  bar.done(lastProgress);
+  bar.finish(last);
   io.stdout.write(`reap-conjs (${describePrefix(t.prefix)}): checked ${r.checkedConjSets} of ${r.conjSets} conj sets `
     + `(skipped those under ${minConjSetSize} members), removed ${r.deadMembers} dead members, `
     + `${r.emptiedConjSets} emptied conj sets; checked ${r.indexSets} index sets, removed ${r.staleIndexEntries} stale index entries\n`);
 }
 
-const ratio = (hits: number, misses: number): string => (hits + misses > 0 ? `${((100 * hits) / (hits + misses)).toFixed(1)}% hits` : 'no reads');
-
-function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u += 1;
-  }
-  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
-}
-
 async function stats(values: Values, t: Target, io: CliIo): Promise<void> {
-  const keys = await countKeys(t.client, patternOf(t.prefix), 1000);
-  const server = await serverInfo(t.client);
-  const flushed = await flushedCounters(t.client, t.statsPrefix);
+  const report = await collectStats({ client: t.client, selected: t.selected, ...(t.flushedFrom !== undefined ? { flushedFrom: t.flushedFrom } : {}) }, io.stderr);
   if (values.json) {
-    io.stdout.write(`${JSON.stringify({ prefix: t.prefix ?? null, keys, redis: server, flushed: flushed ?? null }, null, 2)}\n`);
+    io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return;
   }
-  const rows: [string, number][] = [
-    ['values (q:)', keys.values], ['conj sets (conj:)', keys.conj], ['index sets (idx:)', keys.idx],
-    ['schemes (schemes:)', keys.schemes], ['locks (lock:)', keys.locks], ['simple cache (simple:)', keys.simple],
-    ['epochs', keys.epochs], ['other', keys.other], ['total', keys.total],
-  ];
-  const out = [`cacheops keys (${describePrefix(t.prefix)}):`, ...rows.map(([label, n]) => `  ${label.padEnd(24)}${String(n).padStart(10)}`)];
-  out.push(`Redis used memory (whole server): ${humanBytes(server.usedMemory)} (${server.usedMemory} bytes)`);
-  out.push(`Redis keyspace hits/misses (whole server, every client and key): ${server.keyspaceHits} / ${server.keyspaceMisses} (${ratio(server.keyspaceHits, server.keyspaceMisses)})`);
-  if (flushed) {
-    const f = (k: keyof typeof flushed): number => flushed[k] ?? 0;
-    out.push(`cacheops reads flushed by applications (cacheops.flushStats()): ${f('hits')} hits / ${f('misses')} misses (${ratio(f('hits'), f('misses'))}), `
-      + `${f('stores')} stores, ${f('refusedStores')} refused stores, ${f('invalidations')} invalidations`);
-  } else {
-    out.push('cacheops reads flushed by applications: none yet (applications call cacheops.flushStats())');
-  }
-  io.stdout.write(`${out.join('\n')}\n`);
+  const describe = t.selected === undefined ? 'every prefix found'
+    : t.selected.length === 1 ? `prefix ${JSON.stringify(t.selected[0])}`
+      : `the ${t.selected.length} prefixes the application's prefix function registered`;
+  io.stdout.write(renderStats(report, describe));
 }
 
 async function run(argv: readonly string[], io: CliIo, session: Session): Promise<number> {
@@ -305,7 +272,12 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       io.stderr.write(`cacheops: ${error.message}\nRun "cacheops --help" for usage.\n`);
       code = 2;
     } else {
-      io.stderr.write(`cacheops: ${error instanceof CacheopsError ? error.message : (error as Error)?.stack ?? String(error)}\n`);
+      // One line for what we and the Redis client raise; other errors (the app's, the database's,
+      // a bug) print their message, and their stack with CACHEOPS_DEBUG.
+      const ours = error instanceof CacheopsError || isRedisClientError(error);
+      const message = (error as Error | undefined)?.message ?? String(error);
+      const debug = !ours && io.env['CACHEOPS_DEBUG'] !== undefined;
+      io.stderr.write(`cacheops: ${debug ? (error as Error).stack ?? message : ours ? message.split('\n')[0] : message}\n`);
       code = 1;
     }
   }

@@ -41,7 +41,7 @@ export function scanNodes(client: RedisClient): RedisClient[] {
 
 /** Counts the keys matching `pattern` by kind (SCAN, never KEYS). */
 export async function countKeys(client: RedisClient, pattern: string, chunkSize: number): Promise<KeyCounts> {
-  const counts: KeyCounts = { values: 0, conj: 0, idx: 0, schemes: 0, locks: 0, simple: 0, epochs: 0, other: 0, total: 0 };
+  const counts = emptyCounts();
   for (const node of scanNodes(client)) {
     let cursor = '0';
     do {
@@ -55,6 +55,64 @@ export async function countKeys(client: RedisClient, pattern: string, chunkSize:
     } while (cursor !== '0');
   }
   return counts;
+}
+
+const emptyCounts = (): KeyCounts => ({ values: 0, conj: 0, idx: 0, schemes: 0, locks: 0, simple: 0, epochs: 0, other: 0, total: 0 });
+
+/** The keys of every installation found in a Redis, by key prefix. */
+export interface KeysByPrefix {
+  /** Key counts by prefix ('' for keys without one). */
+  readonly prefixes: Map<string, KeyCounts>;
+  /** Prefixes with a stats hash (`<prefix>cacheops:stats`), whether or not they have keys. */
+  readonly withStats: Set<string>;
+}
+
+/** The prefix of a namespaced key: what stands before its `cacheops:{`. */
+function prefixOfNamespace(ns: string): string {
+  return ns.slice(0, ns.lastIndexOf('cacheops:{'));
+}
+
+/**
+ * Counts every cacheops key of the server by prefix and kind: one SCAN pass
+ * (MATCH `*cacheops:*`, never KEYS). `onPage(visited, total)` follows the pass
+ * (visited is approximate: pages x COUNT).
+ */
+export async function countKeysByPrefix(client: RedisClient, chunkSize: number, onPage?: (visited: number, total: number) => void): Promise<KeysByPrefix> {
+  const prefixes = new Map<string, KeyCounts>();
+  const withStats = new Set<string>();
+  const nodes = scanNodes(client);
+  let total = 0;
+  if (onPage) for (const node of nodes) total += await node.dbsize();
+  let visited = 0;
+  for (const node of nodes) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', '*cacheops:*', 'COUNT', chunkSize);
+      cursor = next;
+      for (const key of keys) {
+        const parsed = parseKey(key);
+        if (!parsed) {
+          if (key.endsWith('cacheops:stats')) withStats.add(key.slice(0, -'cacheops:stats'.length));
+          continue;
+        }
+        const prefix = prefixOfNamespace(parsed.ns);
+        let counts = prefixes.get(prefix);
+        if (!counts) prefixes.set(prefix, (counts = emptyCounts()));
+        counts[KIND_FIELD[parsed.kind] ?? 'other'] += 1;
+        counts.total += 1;
+      }
+      visited = Math.min(total, visited + chunkSize);
+      onPage?.(visited, total);
+    } while (cursor !== '0');
+  }
+  return { prefixes, withStats };
+}
+
+/** Sums key counts. */
+export function addCounts(counts: Iterable<KeyCounts>): KeyCounts {
+  const sum = emptyCounts();
+  for (const c of counts) for (const k of Object.keys(sum) as (keyof KeyCounts)[]) sum[k] += c[k];
+  return sum;
 }
 
 export interface ServerInfo {

@@ -8,6 +8,7 @@
  *   to a post, comment, category or author invalidates it;
  * - a form editing a post (POST, then redirect): the edit shows at once.
  */
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import nunjucks from 'nunjucks';
@@ -20,10 +21,22 @@ import { countReads, countSql, panel } from './panel';
 export interface ExampleOptions {
   /** Redis URL (default: REDIS_URL, else redis://127.0.0.1:6379). */
   readonly redisUrl?: string;
-  /** Key prefix, so that several runs or tests do not share cache entries. */
+  /** Key prefix, so that several runs or tests do not share cache entries (default: EXAMPLE_PREFIX, else cacheops-example:). */
   readonly prefix?: string;
   /** SQLite file (default: in memory). */
   readonly storage?: string;
+}
+
+/** The SQLite file `npm start` uses, so that the `cacheops` command can open the same data: EXAMPLE_DB, else one in the temp dir. */
+export function exampleDatabase(): string {
+  return process.env['EXAMPLE_DB'] ?? join(tmpdir(), 'cacheops-example.sqlite');
+}
+
+/** The models and the cacheops installation, nothing more: no tables created, no rows, no invalidation. */
+export interface ExampleInstallation {
+  readonly sequelize: Sequelize;
+  readonly cacheops: Cacheops;
+  readonly models: BlogModels;
 }
 
 export interface Example {
@@ -51,13 +64,16 @@ function nunjucksEnv(app: express.Express, cacheops: Cacheops, m: BlogModels): n
 
 const idOf = (req: Request): number => Number.parseInt(String(req.params['id']), 10);
 
-export async function createExample(options: ExampleOptions = {}): Promise<Example> {
+/**
+ * Opens the example's database and installs cacheops on it. The server calls
+ * it and then seeds; `cli-app.ts` (the module for `cacheops --app`) calls it alone.
+ */
+export function openExample(options: ExampleOptions = {}): ExampleInstallation {
   const sequelize = new Sequelize({ dialect: 'sqlite', storage: options.storage ?? ':memory:', logging: countSql });
   const models = defineModels(sequelize);
-  const { Category, Author, Post, Comment } = models;
   const cacheops = installCacheops(sequelize, {
     redis: options.redisUrl ?? process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379',
-    prefix: options.prefix ?? 'cacheops-example:',
+    prefix: options.prefix ?? process.env['EXAMPLE_PREFIX'] ?? 'cacheops-example:',
     profiles: {
       Post: { ops: ['get', 'fetch', 'count'], timeout: 600 },
       Category: { ops: 'all', timeout: 900 },
@@ -65,10 +81,19 @@ export async function createExample(options: ExampleOptions = {}): Promise<Examp
       Author: { ops: 'just_enable', timeout: 300 }, // manual caching only: see /authors
     },
   });
+  return { sequelize, cacheops, models };
+}
+
+export async function createExample(options: ExampleOptions = {}): Promise<Example> {
+  const { sequelize, cacheops, models } = openExample(options);
+  const { Category, Author, Post, Comment } = models;
   await seed(sequelize, models);
   // The database is new on every start: whatever an earlier run cached is stale.
   await cacheops.invalidateAll();
   countReads(cacheops);
+  // `cacheops stats` reports the hit counts applications flush: the example flushes every few seconds.
+  const flusher = setInterval(() => { void cacheops.flushStats(); }, 3000);
+  flusher.unref();
 
   const app = express();
   app.set('etag', false); // the panel makes every response body different
@@ -136,6 +161,8 @@ export async function createExample(options: ExampleOptions = {}): Promise<Examp
   return {
     app, sequelize, cacheops, models,
     async close() {
+      clearInterval(flusher);
+      await cacheops.flushStats();
       await cacheops.close();
       await sequelize.close();
     },

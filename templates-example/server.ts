@@ -1,10 +1,12 @@
 /**
  * Starts the example blog: `npm start` (PORT, default 3000; REDIS_URL).
- * HOST (default 127.0.0.1). Open a page twice and watch the panel: the second time, 0 SQL queries.
+ * HOST (default 127.0.0.1), EXAMPLE_DB (the SQLite file, default in the temp dir; the
+ * `cacheops` command opens the same one through cli-app.ts). Open a page twice and
+ * watch the panel: the second time, 0 SQL queries.
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createExample, type Example, type ExampleOptions } from './app';
+import { createExample, exampleDatabase, type Example, type ExampleOptions } from './app';
 
 export interface RunningExample {
   readonly url: string;
@@ -36,8 +38,9 @@ export async function startExample(port = 0, options: ExampleOptions = {}, host 
 
 if (require.main === module) {
   const port = Number.parseInt(process.env['PORT'] ?? '3000', 10);
-  startExample(port, {}, process.env['HOST'] ?? '127.0.0.1').then((running) => {
-    console.log(`example blog on ${running.url}`);
+  const storage = exampleDatabase();
+  startExample(port, { storage }, process.env['HOST'] ?? '127.0.0.1').then((running) => {
+    console.log(`example blog on ${running.url} (SQLite ${storage}, Redis ${process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379'})`);
     const stop = (): void => { void running.close().then(() => process.exit(0)); };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

@@ -10,6 +10,9 @@ import { main, type CliIo } from '../src/cli';
 import { indexKeyOfConj, statsKey } from '../src/keys';
 import { defineBlog } from './helpers/models';
 import { countSql, rawRedis, redisUrl, uniquePrefix } from './helpers/env';
+import { freePort } from './helpers/private-redis';
+import { progress } from '../src/cli-progress';
+import { startExample } from '../templates-example/server';
 
 const ROOT = join(__dirname, '..');
 const CLI = join(ROOT, 'src', 'cli.ts');
@@ -160,7 +163,7 @@ test('reap-conjs removes dead members, empty conj sets and stale index entries',
   r = await cli(['reap-conjs', '--app', APP, '--min-conj-set-size', '1', '--chunk-size', '1'], { env: tw.env });
   t.is(r.code, 0, r.stderr);
   t.regex(r.stdout, new RegExp(`checked ${before.size} of ${before.size} conj sets.*removed ${expectRemoved} dead members, ${expectEmptied} emptied conj sets`));
-  t.is(r.stderr, '', 'no progress bar when stderr is not a terminal');
+  t.regex(r.stderr, /^reap-conjs: done, (\d+) of \1 keys \(100%\) in [\d.]+ s, [\d.]+ keys\/s, \d+ dead members removed\n$/, 'plain progress lines when stderr is not a terminal');
   const after = await conjsOf();
   for (const [key, members] of before) {
     const live = [...members].filter((k) => !dead.has(k));
@@ -322,14 +325,166 @@ test('--help, and the binary starts with a node shebang', async (t) => {
   t.is((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin['cacheops'], 'dist/cli.js');
 });
 
-test('main(): reap-conjs draws a progress bar only on a terminal; the summary line always', async (t) => {
+test('main(): reap-conjs draws a bar on a terminal, plain lines elsewhere; the summary line always', async (t) => {
   const prefix = uniquePrefix('clibar');
   const tty = await inProcess(['reap-conjs', '--redis', redisUrl, '--prefix', prefix], true);
   t.is(tty.code, 0);
-  t.regex(tty.stderr, /\r\[#+\] ~100% of \d+ keys scanned, 0 dead members removed\n$/);
+  t.regex(tty.stderr, /\r\x1b\[K\[#{30}\] (\d+) of \1 keys \(100%\) in [\d.]+ s, [\d.]+ keys\/s, 0 dead members removed\n$/);
   t.regex(tty.stdout, /^reap-conjs \(prefix "t-clibar-[0-9a-f]+:"\): checked 0 of 0 conj sets/);
   const pipe = await inProcess(['reap-conjs', '--redis', redisUrl, '--prefix', prefix], false);
   t.is(pipe.code, 0);
-  t.is(pipe.stderr, '');
+  t.regex(pipe.stderr, /^reap-conjs: done, (\d+) of \1 keys \(100%\) in [\d.]+ s, [\d.]+ keys\/s, 0 dead members removed\n$/);
+  t.false(pipe.stderr.includes('\r'));
   t.regex(pipe.stdout, /checked 0 of 0 conj sets/);
+});
+
+test('progress: plain lines at most once a second with counts and rate, then a final line', (t) => {
+  let clock = 0;
+  const lines: string[] = [];
+  const p = progress({ write: (s: string) => lines.push(s) }, { label: 'reap-conjs', unit: 'keys', now: () => clock });
+  for (let done = 0; done <= 5000; done += 250) {
+    clock += 100; // 250 keys per 100 ms: 2500 keys/s
+    p.update({ done, total: 5000, detail: `${done / 250} dead members removed` });
+  }
+  p.finish({ done: 5000, total: 5000, detail: '20 dead members removed' });
+  t.deepEqual(lines, [
+    'reap-conjs: 2250 of 5000 keys (45%) in 1.0 s, 2250 keys/s, 9 dead members removed\n',
+    'reap-conjs: 4750 of 5000 keys (95%) in 2.0 s, 2375 keys/s, 19 dead members removed\n',
+    'reap-conjs: done, 5000 of 5000 keys (100%) in 2.1 s, 2381 keys/s, 20 dead members removed\n',
+  ]);
+  // A quiet command (stats) prints nothing when it is done within the interval.
+  const quiet: string[] = [];
+  const q = progress({ write: (s: string) => quiet.push(s) }, { label: 'stats', unit: 'keys', alwaysFinish: false, now: () => 0 });
+  q.update({ done: 10, total: 10 });
+  q.finish({ done: 10, total: 10 });
+  t.deepEqual(quiet, []);
+});
+
+test('a Redis that does not answer: one line, exit code 1 (--redis and --app, every Redis command)', async (t) => {
+  const port = await freePort();
+  const url = `redis://127.0.0.1:${port}`;
+  const line = `cacheops: cannot reach Redis at 127.0.0.1:${port} (ECONNREFUSED)\n`;
+  const runs = await Promise.all([
+    cli(['stats', '--redis', url]),
+    cli(['reap-conjs', '--redis', url, '--prefix', 'p:']),
+    cli(['stats', '--app', APP], { env: { ...process.env, REDIS_URL: url } }),
+    cli(['invalidate', 'all', '--app', APP], { env: { ...process.env, REDIS_URL: url } }),
+    inProcess(['stats', '--redis', url, '--json']),
+  ]);
+  for (const r of runs) {
+    t.is(r.code, 1);
+    t.is(r.stderr, line);
+    t.is(r.stdout, '');
+  }
+});
+
+test('stats lists every prefix it finds (keys and cacheops:prefixes) with counts by kind', async (t) => {
+  const tw = await twin(t);
+  const { Post, Tag } = tw;
+  await Post.create({ title: 'a' });
+  await Post.findAll({ where: { title: 'a' } });
+  await Post.count();
+  // A second installation under another prefix, and one with a prefix function (registered in cacheops:prefixes).
+  const other = uniquePrefix('cliother');
+  const byTable = uniquePrefix('clifn');
+  const open = (prefix: string | (() => string)): Cacheops => {
+    const sequelize = new Sequelize({ dialect: 'sqlite', storage: join(tw.dir, 'app.sqlite'), logging: false });
+    defineBlog(sequelize);
+    return installCacheops(sequelize, { redis: redisUrl, prefix, profiles: { '*': { ops: 'all' } } });
+  };
+  const second = open(other);
+  const third = open(() => byTable);
+  t.teardown(async () => {
+    for (const c of [second, third]) {
+      await c.invalidateAll();
+      await c.close();
+      await c.sequelize.close();
+    }
+    await tw.redis.srem('cacheops:prefixes', byTable);
+  });
+  await (second.sequelize.models['Tag'] as typeof Tag).findAll();
+  await (third.sequelize.models['Tag'] as typeof Tag).findAll();
+  await tw.cacheops.flushStats();
+
+  type Json = { prefix: string | null; keys: Record<string, number>; flushed: Record<string, number> | null; prefixes: { prefix: string; registered: boolean; selected: boolean; keys: Record<string, number>; flushed: Record<string, number> | null }[] };
+  const count = async (prefix: string, kind: string): Promise<number> => {
+    let n = 0;
+    for await (const page of tw.redis.scanStream({ match: `${prefix}cacheops:{*}:${kind}*`, count: 1000 })) n += (page as string[]).length;
+    return n;
+  };
+  const all = await cli(['stats', '--redis', redisUrl, '--json']);
+  t.is(all.code, 0, all.stderr);
+  const json = JSON.parse(all.stdout) as Json;
+  t.is(json.prefix, null, 'no --prefix: every prefix');
+  const entry = (j: Json, prefix: string) => j.prefixes.find((p) => p.prefix === prefix);
+  for (const prefix of [tw.prefix, other, byTable]) {
+    const e = entry(json, prefix);
+    t.truthy(e, `${prefix} is listed`);
+    t.is(e?.keys['values'], await count(prefix, 'q:'), prefix);
+    t.is(e?.keys['conj'], await count(prefix, 'conj:'), prefix);
+    t.is(e?.keys['total'], await count(prefix, ''), prefix);
+    t.true(e?.selected);
+  }
+  t.is(entry(json, tw.prefix)?.keys['values'], 2);
+  t.is(entry(json, other)?.keys['values'], 1);
+  t.deepEqual([tw.prefix, other, byTable].map((p) => entry(json, p)?.registered), [false, false, true], 'only the prefix function registers');
+  t.is(entry(json, tw.prefix)?.flushed?.['misses'], tw.cacheops.stats().misses, 'flushed counters by prefix');
+  t.is(entry(json, other)?.flushed, null);
+
+  const one = await cli(['stats', '--redis', redisUrl, '--prefix', other, '--json']);
+  const oneJson = JSON.parse(one.stdout) as Json;
+  t.is(oneJson.prefix, other);
+  t.is(oneJson.keys['values'], 1);
+  t.deepEqual(oneJson.prefixes.filter((p) => p.selected).map((p) => p.prefix), [other]);
+  t.truthy(entry(oneJson, tw.prefix), 'the other prefixes are still listed');
+
+  const text = await cli(['stats', '--redis', redisUrl, '--prefix', other]);
+  t.is(text.code, 0, text.stderr);
+  t.regex(text.stdout, new RegExp(`cacheops keys \\(prefix "${other}"\\):\n  values \\(q:\\)\\s+1\n`));
+  t.regex(text.stdout, /Prefixes found in this Redis \(\d+; \* counted above, r registered in cacheops:prefixes\):/);
+  const row = (prefix: string): string | undefined => text.stdout.split('\n').find((l) => /^  [* ][r ] "/.test(l) && l.includes(`"${prefix}"`));
+  t.regex(row(other) ?? '', new RegExp(`^  \\*  "${other}"\\s+1\\s`));
+  t.regex(row(byTable) ?? '', new RegExp(`^   r "${byTable}"\\s+1\\s`));
+  t.regex(row(tw.prefix) ?? '', new RegExp(`^     "${tw.prefix}"\\s+2\\s`));
+});
+
+test('the README\'s commands against the running example work as written', async (t) => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const commands = readme.split('\n').filter((l) => l.startsWith('npx tsx src/cli.ts ')).map((l) => l.slice('npx tsx src/cli.ts '.length).split(/\s+/));
+  t.true(commands.some((c) => c[0] === 'stats'), 'the README shows stats');
+  t.true(commands.some((c) => c[0] === 'invalidate'), 'the README shows invalidate');
+  const dir = mkdtempSync(join(tmpdir(), 'cacheops-example-cli-'));
+  const storage = join(dir, 'blog.sqlite');
+  const prefix = uniquePrefix('exCli');
+  const running = await startExample(0, { storage, prefix, redisUrl });
+  const redis = rawRedis();
+  t.teardown(async () => {
+    await running.example.cacheops.invalidateAll();
+    await redis.del(statsKey(prefix));
+    await running.close();
+    redis.disconnect();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const env = { ...process.env, EXAMPLE_DB: storage, EXAMPLE_PREFIX: prefix, REDIS_URL: redisUrl };
+  const values = async (): Promise<number> => {
+    let n = 0;
+    for await (const page of redis.scanStream({ match: `${prefix}cacheops:{*}:q:*`, count: 1000 })) n += (page as string[]).length;
+    return n;
+  };
+  for (const args of commands) {
+    for (const path of ['/', '/posts/1', '/posts/2', '/authors']) t.is((await fetch(`${running.url}${path}`)).status, 200);
+    const before = await values();
+    t.true(before > 0);
+    const r = await cli(args, { env });
+    t.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    if (args[0] === 'stats') {
+      t.regex(r.stdout, new RegExp(`cacheops keys \\(prefix "${prefix}"\\):\\n  values \\(q:\\)\\s+${before}\\n`), 'stats sees the running example\'s keys');
+    } else {
+      t.true(await values() < before, `${args.join(' ')} dropped cached values`);
+      t.regex(r.stdout, /^invalidated /);
+    }
+  }
+  // Loading the module changed nothing in the running example: its data is still there.
+  const res = await fetch(`${running.url}/posts/1`);
+  t.regex(await res.text(), /Caching without stale reads/);
 });

@@ -1,0 +1,134 @@
+/**
+ * `cacheops stats`: the keys of the chosen installation by kind, the other
+ * prefixes found in the same Redis with their counts, Redis memory and hit
+ * counters.
+ *
+ * Prefixes come from two places: a SCAN of every `*cacheops:*` key (what is
+ * really stored, under string prefixes and function prefixes alike) and the
+ * `cacheops:prefixes` set, where installations with a prefix function
+ * register each prefix it returns (a registered prefix may have no key left).
+ */
+import { progress, type ProgressSink } from './cli-progress';
+import { prefixRegistryKey } from './keys';
+import type { RedisClient } from './redis';
+import { addCounts, countKeysByPrefix, flushedCounters, serverInfo, type FlushedCounters, type KeyCounts } from './stats';
+
+export interface StatsTarget {
+  readonly client: RedisClient;
+  /** The prefixes to report in detail; undefined: every prefix found. */
+  readonly selected: readonly string[] | undefined;
+  /** Read the flushed counters from this prefix's stats hash instead of the selected ones' (an app with a prefix function flushes under ''). */
+  readonly flushedFrom?: string;
+}
+
+export interface PrefixReport {
+  readonly prefix: string;
+  /** Listed in `cacheops:prefixes` (registered by a prefix function). */
+  readonly registered: boolean;
+  readonly selected: boolean;
+  readonly keys: KeyCounts;
+  readonly flushed: FlushedCounters | null;
+}
+
+export interface StatsReport {
+  /** The single selected prefix, or null when several (or every one) are. */
+  readonly prefix: string | null;
+  /** The selected prefixes' keys, summed. */
+  readonly keys: KeyCounts;
+  readonly redis: Awaited<ReturnType<typeof serverInfo>>;
+  /** The selected prefixes' flushed counters, summed; null when none was flushed. */
+  readonly flushed: FlushedCounters | null;
+  /** Every prefix found, sorted. */
+  readonly prefixes: readonly PrefixReport[];
+}
+
+function addFlushed(all: readonly (FlushedCounters | null)[]): FlushedCounters | null {
+  const present = all.filter((f): f is FlushedCounters => f !== null);
+  if (present.length === 0) return null;
+  const sum: FlushedCounters = {};
+  for (const f of present) for (const [k, v] of Object.entries(f) as [keyof FlushedCounters, number][]) sum[k] = (sum[k] ?? 0) + v;
+  return sum;
+}
+
+export async function collectStats(t: StatsTarget, stderr: ProgressSink): Promise<StatsReport> {
+  const bar = progress(stderr, { label: 'stats', unit: 'keys', alwaysFinish: false });
+  let last = { done: 0, total: 0 };
+  const found = await countKeysByPrefix(t.client, 1000, (done, total) => {
+    last = { done, total };
+    bar.update(last);
+  });
+  bar.finish(last);
+  const registered = new Set(await t.client.smembers(prefixRegistryKey));
+  const names = new Set([...found.prefixes.keys(), ...registered, ...found.withStats]);
+  const selected = new Set(t.selected ?? names);
+  const flushedOf = async (prefix: string): Promise<FlushedCounters | null> =>
+    (found.withStats.has(prefix) ? (await flushedCounters(t.client, prefix)) ?? null : null);
+  const prefixes: PrefixReport[] = [];
+  for (const prefix of [...names].sort()) {
+    const keys = found.prefixes.get(prefix) ?? addCounts([]);
+    prefixes.push({ prefix, registered: registered.has(prefix), selected: selected.has(prefix), keys, flushed: await flushedOf(prefix) });
+  }
+  const chosen = [...selected];
+  const flushed = t.flushedFrom !== undefined ? (await flushedCounters(t.client, t.flushedFrom)) ?? null
+    : addFlushed(await Promise.all(chosen.map(flushedOf)));
+  return {
+    prefix: t.selected?.length === 1 ? t.selected[0]! : null,
+    keys: addCounts(chosen.map((p) => found.prefixes.get(p) ?? addCounts([]))),
+    redis: await serverInfo(t.client),
+    flushed,
+    prefixes,
+  };
+}
+
+const ratio = (hits: number, misses: number): string => (hits + misses > 0 ? `${((100 * hits) / (hits + misses)).toFixed(1)}% hits` : 'no reads');
+
+function humanBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u += 1;
+  }
+  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
+}
+
+const COLUMNS: readonly [keyof KeyCounts, string][] = [
+  ['values', 'values'], ['conj', 'conj'], ['idx', 'idx'], ['schemes', 'schemes'], ['locks', 'locks'],
+  ['simple', 'simple'], ['epochs', 'epochs'], ['other', 'other'], ['total', 'total'],
+];
+
+/** The text form of the report. */
+export function renderStats(r: StatsReport, describe: string): string {
+  const k = r.keys;
+  const rows: [string, number][] = [
+    ['values (q:)', k.values], ['conj sets (conj:)', k.conj], ['index sets (idx:)', k.idx],
+    ['schemes (schemes:)', k.schemes], ['locks (lock:)', k.locks], ['simple cache (simple:)', k.simple],
+    ['epochs', k.epochs], ['other', k.other], ['total', k.total],
+  ];
+  const out = [`cacheops keys (${describe}):`, ...rows.map(([label, n]) => `  ${label.padEnd(24)}${String(n).padStart(10)}`)];
+
+  if (r.prefixes.length === 0) {
+    out.push('Prefixes found in this Redis: none (no cacheops key, and nothing in cacheops:prefixes)');
+  } else {
+    out.push(`Prefixes found in this Redis (${r.prefixes.length}; * counted above, r registered in cacheops:prefixes):`);
+    const names = r.prefixes.map((p) => JSON.stringify(p.prefix));
+    const width = Math.max(8, ...names.map((n) => n.length));
+    out.push(`     ${'prefix'.padEnd(width)}${COLUMNS.map(([, h]) => h.padStart(9)).join('')}`);
+    r.prefixes.forEach((p, i) => {
+      const marks = `${p.selected ? '*' : ' '}${p.registered ? 'r' : ' '}`;
+      out.push(`  ${marks} ${names[i]!.padEnd(width)}${COLUMNS.map(([c]) => String(p.keys[c]).padStart(9)).join('')}`);
+    });
+  }
+
+  out.push(`Redis used memory (whole server): ${humanBytes(r.redis.usedMemory)} (${r.redis.usedMemory} bytes)`);
+  out.push(`Redis keyspace hits/misses (whole server, every client and key): ${r.redis.keyspaceHits} / ${r.redis.keyspaceMisses} (${ratio(r.redis.keyspaceHits, r.redis.keyspaceMisses)})`);
+  if (r.flushed) {
+    const f = (name: keyof FlushedCounters): number => r.flushed?.[name] ?? 0;
+    out.push(`cacheops reads flushed by applications (cacheops.flushStats()): ${f('hits')} hits / ${f('misses')} misses (${ratio(f('hits'), f('misses'))}), `
+      + `${f('stores')} stores, ${f('refusedStores')} refused stores, ${f('invalidations')} invalidations`);
+  } else {
+    out.push('cacheops reads flushed by applications: none yet (applications call cacheops.flushStats())');
+  }
+  return `${out.join('\n')}\n`;
+}
