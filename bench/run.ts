@@ -6,6 +6,8 @@
  *   BENCH_ITERATIONS=1500            measured iterations of each hit comparison, after
  *                                    as many warm-up ones (saves use a third of it)
  *   BENCH_UNRELATED=100000           unrelated cached queries for the save test
+ *   BENCH_CLS=3                      rounds of the CLS namespace comparison (0: skip;
+ *                                    BENCH_DIALECTS= with nothing runs it alone)
  *
  * Prints medians in µs and the ratios, with PASS/FAIL against the targets; a
  * missed target never fails the process (errors do).
@@ -20,6 +22,7 @@ import { measureSaves, type SaveResult } from './saves';
 import { breakdown, type Breakdown } from './breakdown';
 import { ratio, table, us, verdict } from './measure';
 import { countCommands, valueKeys } from './redis-probe';
+import { measureCls, printCls } from './cls';
 
 const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const positive = (name: string, fallback: number): number => {
@@ -189,6 +192,11 @@ async function main(): Promise<void> {
     results.push(await runDialect(dialect));
   }
   if (results.length) printSummary(results);
+  const clsRounds = Number(process.env['BENCH_CLS'] ?? 3);
+  if (clsRounds > 0) {
+    console.log(`\n== Sequelize.useCLS namespaces (SQLite, ${ITERATIONS} iterations, median of ${clsRounds} rounds, one process per variant and round) ==`);
+    printCls(await measureCls(ITERATIONS, clsRounds));
+  }
   console.log(`\ndone in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 

@@ -7,6 +7,8 @@ export { invalidateObj, invalidateDict, invalidateModel, invalidateAll, noInvali
 export { CacheopsExtension, renderAsync } from './nunjucks';
 export type { AsyncRenderable } from './nunjucks';
 export { FileCache } from './file-cache';
+export { createAsyncLocalNamespace } from './async-namespace';
+export type { AsyncLocalNamespace, ClsContext } from './async-namespace';
 export type { FileCacheOptions, FileCachedOptions } from './file-cache';
 export { CacheopsError, CacheopsConfigError, CacheMiss, CacheopsSerializationError, CacheopsRedisError } from './errors';
 export type { CacheopsConfig, ProfileOptions, ProfileSpec, CacheOp, OpsSpec, QueryInfo, RedisConfig } from './config';

@@ -5,12 +5,13 @@
  * `transaction` option.
  */
 import test from 'ava';
-import { createNamespace } from 'cls-hooked';
 import { Sequelize, type Transaction } from 'sequelize';
+import { createAsyncLocalNamespace } from '../src/index';
 import { makeBlog } from './helpers/models';
 import { countSql, dialects } from './helpers/env';
 
-Sequelize.useCLS(createNamespace('cacheops-test'));
+// The package's AsyncLocalStorage namespace (test/async-namespace.test.ts compares it with cls-hooked).
+Sequelize.useCLS(createAsyncLocalNamespace());
 
 const titleOf = (rows: unknown[]): string[] => rows.map((r) => (r as { title: string }).title).sort();
 
