@@ -10,7 +10,8 @@ import { join } from 'node:path';
 
 const root = join(__dirname, '..');
 const EXPECTED = ['installCacheops', 'Cacheops', 'invalidateObj', 'invalidateDict', 'invalidateModel', 'invalidateAll',
-  'noInvalidation', 'invalidateFragment', 'CacheopsExtension', 'FileCache', 'CacheopsError', 'CacheopsConfigError', 'CacheMiss'];
+  'noInvalidation', 'invalidateFragment', 'CacheopsExtension', 'FileCache', 'CacheopsError', 'CacheopsConfigError', 'CacheMiss',
+  'createAsyncLocalNamespace'];
 
 function node(args: string[]): string {
   return execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8' });
