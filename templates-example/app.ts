@@ -6,7 +6,8 @@
  * - a `cached_as` fragment: the category sidebar of the home page;
  * - a cached view: the post page (`cachedViewAs`), replayed until a write
  *   to a post, comment, category or author invalidates it;
- * - a form editing a post (POST, then redirect): the edit shows at once.
+ * - a form editing a post (POST, then redirect): the edit shows at once;
+ * - /invalidations: what each write invalidated, live (server-sent events).
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +17,7 @@ import { Sequelize, type Model, type ModelStatic } from 'sequelize';
 // In an application: import { installCacheops, type Cacheops } from 'sequelize-cacheops';
 import { installCacheops, type Cacheops } from '../src/index';
 import { defineModels, seed, type BlogModels } from './models';
-import { countReads, countSql, panel } from './panel';
+import { countSql, invalidationHtml, InvalidationLog, panel, viewRendered, watch } from './panel';
 
 export interface ExampleOptions {
   /** Redis URL (default: REDIS_URL, else redis://127.0.0.1:6379). */
@@ -44,6 +45,8 @@ export interface Example {
   readonly sequelize: Sequelize;
   readonly cacheops: Cacheops;
   readonly models: BlogModels;
+  /** The latest invalidations (the /invalidations page). */
+  readonly log: InvalidationLog;
   close(): Promise<void>;
 }
 
@@ -90,7 +93,8 @@ export async function createExample(options: ExampleOptions = {}): Promise<Examp
   await seed(sequelize, models);
   // The database is new on every start: whatever an earlier run cached is stale.
   await cacheops.invalidateAll();
-  countReads(cacheops);
+  const log = new InvalidationLog();
+  watch(cacheops, log);
   // `cacheops stats` reports the hit counts applications flush: the example flushes every few seconds.
   const flusher = setInterval(() => { void cacheops.flushStats(); }, 3000);
   flusher.unref();
@@ -113,6 +117,7 @@ export async function createExample(options: ExampleOptions = {}): Promise<Examp
 
   // A cached view: the page is replayed (no handler, no SQL) until a write to a sample.
   app.get('/posts/:id', cacheops.cachedViewAs(Post, Comment, Category, Author, { timeout: 300 })(async (req: Request, res: Response) => {
+    viewRendered(); // the handler runs only on a miss: the panel lists it
     const post = await Post.findByPk(idOf(req), { include: [Category, Author, Comment] });
     if (!post) {
       res.status(404).render('missing.njk');
@@ -154,12 +159,25 @@ export async function createExample(options: ExampleOptions = {}): Promise<Examp
     res.render('authors.njk', { authors: authors.map((a) => a.get({ plain: true })), comments: comments.count });
   });
 
+  // What writes invalidated: the latest entries, then new ones as they happen (server-sent events).
+  app.get('/invalidations', (_req: Request, res: Response) => {
+    res.render('invalidations.njk', { entries: log.entries.map((e) => ({ ...e, html: invalidationHtml(e) })) });
+  });
+  app.get('/invalidations/events', (req: Request, res: Response) => {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store' });
+    res.write(': live\n\n');
+    const off = log.subscribe((e) => {
+      res.write(`data: ${JSON.stringify({ at: e.at, request: e.request, model: e.model, html: invalidationHtml(e) })}\n\n`);
+    });
+    req.on('close', off);
+  });
+
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     res.status(500).type('text/plain').send(`error: ${err instanceof Error ? err.message : String(err)}`);
   });
 
   return {
-    app, sequelize, cacheops, models,
+    app, sequelize, cacheops, models, log,
     async close() {
       clearInterval(flusher);
       await cacheops.flushStats();

@@ -12,13 +12,15 @@ import { redisUrl, uniquePrefix } from './helpers/env';
 const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 const hasChromium = existsSync(CHROMIUM);
 
-async function stat(page: Page, name: 'hits' | 'misses' | 'sql'): Promise<number> {
+async function stat(page: Page, name: 'hits' | 'misses' | 'sql' | 'invalidations'): Promise<number> {
   const text = await page.locator(`#cacheops-panel [data-stat="${name}"]`).textContent();
   if (text === null) throw new Error(`the panel has no ${name} figure`);
   return Number.parseInt(text, 10);
 }
 
-async function withBrowser(run: (page: Page, app: RunningExample) => Promise<void>): Promise<void> {
+const reads = (page: Page): Promise<string[]> => page.locator('#cacheops-reads li').allTextContents();
+
+async function withBrowser(run: (page: Page, app: RunningExample, browser: Browser) => Promise<void>): Promise<void> {
   const app = await startExample(0, { redisUrl, prefix: uniquePrefix('e2e') });
   let browser: Browser | undefined;
   try {
@@ -27,7 +29,7 @@ async function withBrowser(run: (page: Page, app: RunningExample) => Promise<voi
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     const page = await browser.newPage();
-    await run(page, app);
+    await run(page, app, browser);
   } finally {
     await browser?.close();
     await app.example.cacheops.invalidateAll();
@@ -39,7 +41,7 @@ if (!hasChromium) {
   test.skip(`example e2e: SKIPPED, no Chromium at ${CHROMIUM} (install chromium or set CHROMIUM_PATH)`, () => {});
 } else {
   test.serial('example: a second load runs no SQL; an edit through the form shows at once', async (t) => {
-    await withBrowser(async (page, app) => {
+    await withBrowser(async (page, app, browser) => {
       // The home page: automatic query caching plus a cached_as fragment.
       await page.goto(`${app.url}/`);
       t.true(await stat(page, 'sql') > 0, 'the first load queries the database');
@@ -53,9 +55,19 @@ if (!hasChromium) {
       const before = await page.locator('#post-title').textContent();
       t.is(before, 'Caching without stale reads');
       t.true(await stat(page, 'sql') > 0);
+      t.true((await reads(page)).includes('page /posts/1 (cached view): miss, rendered'), 'the view miss is listed');
+      t.true(await stat(page, 'misses') >= 1);
+      t.is(await stat(page, 'invalidations'), 0, 'a read invalidates nothing');
       await page.reload();
       t.is(await stat(page, 'sql'), 0, 'the second load of /posts/1 runs no SQL');
       t.is(await stat(page, 'hits'), 1, 'the view itself was the one hit');
+      t.deepEqual(await reads(page), ['page /posts/1 (cached view): hit']);
+
+      // The live page, open in another tab before the write.
+      const live = await browser.newPage();
+      await live.goto(`${app.url}/invalidations`);
+      await live.locator('#live-status', { hasText: 'live' }).waitFor();
+      t.is(await live.locator('#live-invalidations li.entry').count(), 0, 'nothing invalidated yet');
 
       // Edit through the form: POST, then the redirect shows the new title.
       const title = `Edited ${Date.now()}`;
@@ -65,9 +77,27 @@ if (!hasChromium) {
       await Promise.all([page.waitForURL(`${app.url}/posts/1`), page.click('button[type="submit"]')]);
       t.is(await page.locator('#post-title').textContent(), title, 'the cached page shows the edit at once');
       t.true(await stat(page, 'sql') > 0, 'it was rendered again');
+      // The write's invalidations, carried over the redirect: the old and the new state of post 1.
+      t.regex(await page.locator('#cacheops-previous summary').textContent() ?? '', /previous request, POST \/posts\/1\/edit/);
+      const written = await page.locator('#cacheops-previous li[data-model="Post"]').allTextContents();
+      t.is(written.length, 2, 'old and new row state');
+      t.true(written.some((w) => w.includes('id=1 & title="Caching without stale reads"')), written.join(' | '));
+      t.true(written.some((w) => w.includes(`id=1 & title="${title}"`)), written.join(' | '));
+      t.is(await stat(page, 'invalidations'), 0, 'the page itself invalidated nothing');
+
+      // The live page got it without a reload.
+      const entry = live.locator('#live-invalidations li.entry').first();
+      await entry.locator('.request', { hasText: 'POST /posts/1/edit' }).waitFor({ timeout: 5000 });
+      const liveRows = await entry.locator('li[data-model="Post"]').allTextContents();
+      t.true(liveRows.some((w) => w.includes(`title="${title}"`)), liveRows.join(' | '));
+      t.true(liveRows.every((w) => w.startsWith('Post id=1 & ')), liveRows.join(' | '));
+      await live.reload();
+      t.true(await live.locator('#live-invalidations li.entry .request', { hasText: 'POST /posts/1/edit' }).count() >= 1, 'and it stays listed');
+      await live.close();
       await page.reload();
       t.is(await page.locator('#post-title').textContent(), title);
       t.is(await stat(page, 'sql'), 0, 'and cached again');
+      t.is(await page.locator('#cacheops-previous').count(), 0, 'the previous request\'s invalidations are shown once');
 
       // The list was invalidated by the same write.
       await page.goto(`${app.url}/`);
