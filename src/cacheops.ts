@@ -8,13 +8,14 @@ import { EventEmitter } from 'node:events';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
 import { CacheStore, type Dependency, type RowTokens, type TableInvalidation } from './cache-store';
-import { normalizeConfig, parseOps, profileFor, checkTimeout, type CacheOp, type CacheopsConfig, type NormalizedConfig, type Profile, type QueryInfo } from './config';
+import { normalizeConfig, profileFor, type CacheOp, type CacheopsConfig, type NormalizedConfig, type Profile, type QueryInfo } from './config';
 import { connectRedis, type RedisClient } from './redis';
 import { prefixRegistryKey } from './keys';
-import { CacheopsConfigError, CacheopsError } from './errors';
+import { CacheopsError } from './errors';
 import { tableOf, treeContext } from './query/dependencies';
 import { rowTokens } from './tree';
 import { TransactionTracker } from './transactions';
+import { parseFindOption, type ParsedFindOption } from './find-option';
 import { readThrough, type ReadOutcome, type ReadRequest } from './read-through';
 
 /** The `cacheops` option of a find call. */
@@ -76,7 +77,9 @@ export class CacheopsCore {
   readonly redis: RedisClient;
   readonly transactions: TransactionTracker;
   readonly dialect: string;
-  readonly events = new EventEmitter();
+  // Annotated so the declaration says `EventEmitter` with no type arguments: the
+  // inferred `EventEmitter<[never]>` of @types/node 20 is rejected by @types/node 26.
+  readonly events: EventEmitter = new EventEmitter();
   readonly counters: CacheopsStats = { hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0 };
   /** Tables whose invalidation failed while degrading: the cache is bypassed for them until it succeeds. */
   readonly dirtyTables = new Map<string, Set<string>>();
@@ -145,21 +148,25 @@ export class CacheopsCore {
   /**
    * Should this read use the cache, and how. `undefined`: run it uncached.
    * Automatic by profile ops; the `cacheops` find option overrides per query.
+   * A bad option throws (CacheopsConfigError) whatever the profile says.
    */
   planRead(model: ModelStatic<Model>, op: CacheOp, options: { cacheops?: FindCacheopsOption; transaction?: Transaction | null; lock?: unknown }): ReadPlan | undefined {
+    return this.planParsed(model, op, parseFindOption(options.cacheops), options);
+  }
+
+  /** planRead with the `cacheops` option already parsed (the fast path keeps it per fingerprint). */
+  planParsed(model: ModelStatic<Model>, op: CacheOp, opt: ParsedFindOption, options: { transaction?: Transaction | null; lock?: unknown }): ReadPlan | undefined {
     if (!this.config.enabled || this.closed) return undefined;
-    const opt = options.cacheops;
-    if (opt === false || options.lock) return undefined;
+    if (opt === 'off' || options.lock) return undefined;
     const profile = this.profileOf(model);
     if (!profile) return undefined;
     let timeout = profile.timeout;
     let lock = profile.lock;
-    if (opt === undefined) {
+    if (opt === 'auto') {
       if (!profile.ops.has(op)) return undefined;
-    } else if (opt !== true) {
-      if (typeof opt !== 'object' || opt === null) throw new CacheopsConfigError('cacheops', 'the find option is true, false or { ops, timeout, lock }');
-      if (opt.ops !== undefined && !parseOps(opt.ops, 'cacheops.ops').has(op)) return undefined;
-      if (opt.timeout !== undefined) timeout = checkTimeout(opt.timeout, 'cacheops.timeout');
+    } else {
+      if (opt.ops !== undefined && !opt.ops.has(op)) return undefined;
+      if (opt.timeout !== undefined) timeout = opt.timeout;
       if (opt.lock !== undefined) lock = opt.lock;
     }
     const t = this.transactions.current(options);

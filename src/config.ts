@@ -130,13 +130,34 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/**
+ * A value as an error message shows it. Strings are quoted and called strings,
+ * because `redisTimeout: '1000'` printed as `got 1000` reads as if 1000 were wrong.
+ */
+export function describeValue(value: unknown): string {
+  switch (typeof value) {
+    case 'string': return `${JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}...` : value)} (a string)`;
+    case 'bigint': return `${value}n (a bigint)`;
+    case 'function': return 'a function';
+    case 'symbol': return `${String(value)} (a symbol)`;
+    case 'object': {
+      if (value === null) return 'null';
+      if (Array.isArray(value)) return `an array of ${value.length}`;
+      const name = (Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null)?.constructor?.name;
+      return name && name !== 'Object' ? `a ${name}` : 'an object';
+    }
+    default: return String(value); // number, boolean, undefined
+  }
+}
+
 /** Parses an ops spec into a set, or throws naming `key`. */
 export function parseOps(spec: unknown, key: string): Set<CacheOp> {
   const list: unknown[] = spec === undefined ? [] : Array.isArray(spec) ? spec : [spec];
   const ops = new Set<CacheOp>();
   for (const op of list) {
     if (typeof op !== 'string' || !OP_WORDS.includes(op)) {
-      throw new CacheopsConfigError(key, `unknown op ${JSON.stringify(op)} (expected one of ${OP_WORDS.join(', ')})`);
+      const shown = typeof op === 'string' ? JSON.stringify(op) : describeValue(op);
+      throw new CacheopsConfigError(key, `unknown op ${shown} (expected one of ${OP_WORDS.join(', ')})`);
     }
     if (op === 'all') for (const o of ALL_OPS) ops.add(o);
     else if (op !== 'just_enable') ops.add(op as CacheOp);
@@ -147,13 +168,13 @@ export function parseOps(spec: unknown, key: string): Set<CacheOp> {
 /** Validates a positive timeout in seconds. */
 export function checkTimeout(value: unknown, key: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new CacheopsConfigError(key, `timeout must be a positive number of seconds, got ${String(value)}`);
+    throw new CacheopsConfigError(key, `timeout must be a positive number of seconds, got ${describeValue(value)}`);
   }
   return value;
 }
 
 function checkBool(value: unknown, key: string): boolean {
-  if (typeof value !== 'boolean') throw new CacheopsConfigError(key, `expected true or false, got ${JSON.stringify(value)}`);
+  if (typeof value !== 'boolean') throw new CacheopsConfigError(key, `expected true or false, got ${describeValue(value)}`);
   return value;
 }
 
@@ -195,7 +216,7 @@ function globToRegExp(glob: string): RegExp {
 function positiveInt(value: unknown, fallback: number, key: string): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new CacheopsConfigError(key, `expected a positive integer, got ${String(value)}`);
+    throw new CacheopsConfigError(key, `expected a positive integer, got ${describeValue(value)}`);
   }
   return value;
 }

@@ -277,6 +277,22 @@ test.serial('bad configuration throws CacheopsConfigError naming the key', async
     ['profiles.Post', { profiles: { Post: 'get' } }],
     ['enabled', { enabled: 'no' }],
   ];
+  // Messages show what was given, strings quoted: '1000' is not the number 1000.
+  const messages: [unknown, string][] = [
+    [{ redisTimeout: '1000' }, 'redisTimeout: expected a positive integer, got "1000" (a string)'],
+    [{ redisTimeout: 1.5 }, 'redisTimeout: expected a positive integer, got 1.5'],
+    [{ maxInListLength: null }, 'maxInListLength: expected a positive integer, got null'],
+    [{ clusterShards: 16n }, 'clusterShards: expected a positive integer, got 16n (a bigint)'],
+    [{ profiles: { Post: { timeout: '60' } } }, 'profiles.Post.timeout: timeout must be a positive number of seconds, got "60" (a string)'],
+    [{ profiles: { Post: { lock: 'yes' } } }, 'profiles.Post.lock: expected true or false, got "yes" (a string)'],
+    [{ enabled: 1 }, 'enabled: expected true or false, got 1'],
+    [{ degradeOnFailure: {} }, 'degradeOnFailure: expected true or false, got an object'],
+    [{ profiles: { Post: { ops: 'gett' } } }, 'profiles.Post.ops: unknown op "gett" (expected one of get, fetch, count, aggregate, exists, all, just_enable)'],
+    [{ profiles: { Post: { ops: [1] } } }, 'profiles.Post.ops: unknown op 1 (expected one of get, fetch, count, aggregate, exists, all, just_enable)'],
+  ];
+  for (const [config, message] of messages) {
+    t.throws(() => installCacheops(sequelize, config as CacheopsConfig), { instanceOf: CacheopsConfigError, message });
+  }
   for (const [key, config] of cases) {
     const error = t.throws(() => installCacheops(sequelize, config as CacheopsConfig), undefined, key);
     t.true(error instanceof CacheopsConfigError, `${key}: ${String(error)}`);
@@ -298,13 +314,56 @@ test.serial('bad configuration throws CacheopsConfigError naming the key', async
 for (const dialect of dialects()) {
   test.serial(`${dialect}: a bad cacheops find option throws CacheopsConfigError`, async (t) => {
     const { sequelize, m } = await setup(dialect);
-    const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: uniquePrefix('findopt'), profiles: { '*': {} } });
+    const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: uniquePrefix('findopt'), profiles: { '*': {}, Audit: null } });
     try {
       const timeout = await t.throwsAsync(m.Post.findAll({ cacheops: { timeout: -1 } }));
       t.is((timeout as CacheopsConfigError).key, 'cacheops.timeout');
       const ops = await t.throwsAsync(m.Post.findAll({ cacheops: { ops: ['fetchh'] } } as never)); // untyped callers can pass anything
       t.is((ops as CacheopsConfigError).key, 'cacheops.ops');
       t.true(await isCached(sequelize, () => m.Post.findAll({ cacheops: { timeout: 100000 } })), 'a long timeout is fine');
+
+      // What plain JavaScript can pass: unknown keys and wrong types reject naming the key, on
+      // every read entry point, also for a model whose profile forbids caching, and every time
+      // (a rejected call leaves nothing for the fast path to reuse).
+      const untyped = (option: unknown): { cacheops: never } => ({ cacheops: option as never });
+      const reads: [string, (o: { cacheops: never }) => Promise<unknown>][] = [
+        ['findAll', (o) => m.Post.findAll(o)],
+        ['findOne', (o) => m.Post.findOne(o)],
+        ['findByPk', (o) => m.Post.findByPk(1, o)],
+        ['count', (o) => m.Post.count(o)],
+        ['findAndCountAll', (o) => m.Post.findAndCountAll(o)],
+        ['max', (o) => m.Post.max('n', o)],
+        ['forbidden model', (o) => m.Audit.findAll(o)],
+      ];
+      const bad: [unknown, string, RegExp][] = [
+        [{ opz: 1 }, 'cacheops.opz', /unknown key of the cacheops find option \(known: ops, timeout, lock, invalidate\)/],
+        [{ timeout: 60, tiemout: 60 }, 'cacheops.tiemout', /unknown key/],
+        [{ lock: 'yes' }, 'cacheops.lock', /expected true or false, got "yes" \(a string\)/],
+        [{ timeout: '60' }, 'cacheops.timeout', /got "60" \(a string\)/],
+        [{ invalidate: 0 }, 'cacheops.invalidate', /got 0$/],
+        ['yes', 'cacheops', /true, false or \{ ops, timeout, lock \}, got "yes" \(a string\)/],
+        [[], 'cacheops', /got an array of 0/],
+      ];
+      for (const [name, read] of reads) {
+        for (const [option, key, message] of bad) {
+          for (let i = 0; i < 3; i++) {
+            const error = await t.throwsAsync(read(untyped(option)), { instanceOf: CacheopsConfigError }, `${name} ${JSON.stringify(option)}`);
+            t.is((error as CacheopsConfigError).key, key, `${name} ${JSON.stringify(option)}`);
+            t.regex(error!.message, message);
+          }
+        }
+      }
+      // A read/write call shares its options (findOrCreate): `invalidate` is accepted on reads.
+      await m.Post.findAll({ cacheops: { invalidate: false } });
+      // The fast path parses the option once per call shape and applies it on every later call.
+      const fast = cacheops.core.fastPath!;
+      const where = { n: 2 };
+      const served = fast.served;
+      t.true(await isCached(sequelize, () => m.Post.findAll({ where, cacheops: { timeout: 77 } })));
+      t.true(fast.served > served, 'the repeated call is served by the fast path');
+      await cacheops.invalidateAll();
+      const ttl = await ttlOfStored(cacheops.core.config.prefix as string, () => m.Post.findAll({ where, cacheops: { timeout: 77 } }));
+      t.true(ttl > 70 && ttl <= 77, `the fast path's miss stores with the call's timeout (ttl ${ttl})`);
     } finally {
       await cacheops.invalidateAll();
       await cacheops.close();

@@ -1,12 +1,16 @@
 /**
  * The built package: importable by name with require and import (the
- * exports map), with types, and every export of SPEC section 0 present.
- * Needs `npm run build` first (`npm test` does it).
+ * exports map), with types, and every export of SPEC section 0 present;
+ * a fresh checkout builds itself when packed (`prepare`), and the lockfile
+ * matches package.json. Needs `npm run build` first (`npm test` does it).
+ * test/consumer.test.ts installs the packed tarball in fresh projects.
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { command } from './helpers/consumer';
 
 const root = join(__dirname, '..');
 const EXPECTED = ['installCacheops', 'Cacheops', 'invalidateObj', 'invalidateDict', 'invalidateModel', 'invalidateAll',
@@ -42,4 +46,55 @@ test('types: the exports map points at declarations that declare the public API'
   const text = readFileSync(types, 'utf8');
   for (const name of EXPECTED) t.regex(text, new RegExp(`\\b${name}\\b`), `index.d.ts mentions ${name}`);
   t.true(existsSync(join(root, pkg.bin['cacheops']!)), 'the cacheops binary is built');
+});
+
+/** A copy of the repository's files as a fresh clone has them (no dist/), sharing node_modules. */
+function freshCheckout(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cacheops-checkout-'));
+  const files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: root, encoding: 'utf8' })
+    .split('\0').filter((f) => f !== '' && existsSync(join(root, f)));
+  for (const file of files) {
+    mkdirSync(dirname(join(dir, file)), { recursive: true });
+    copyFileSync(join(root, file), join(dir, file));
+  }
+  symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'), 'dir');
+  return dir;
+}
+
+test('a fresh checkout packs with code: `npm pack` runs `prepare`, which builds dist/; source maps carry their sources', async (t) => {
+  t.timeout(300_000);
+  const dir = freshCheckout();
+  try {
+    t.false(existsSync(join(dir, 'dist')), 'no dist/ before');
+    const out = await command('npm', ['pack', '--dry-run', '--json'], dir);
+    t.is(out.code, 0, out.stderr);
+    const [info] = JSON.parse(out.stdout.slice(out.stdout.indexOf('['))) as { files: { path: string }[] }[];
+    const paths = info!.files.map((f) => f.path);
+    for (const file of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/cli.js', 'dist/lua/fetch.lua', 'README.md', 'LICENSE', 'package.json']) {
+      t.true(paths.includes(file), `the package has ${file}`);
+    }
+    t.false(paths.some((p) => p.startsWith('src/') || p.startsWith('test/')), 'no sources or tests shipped as files');
+    const maps = paths.filter((p) => p.endsWith('.map'));
+    t.true(maps.length > 0);
+    for (const map of maps) {
+      const { sources, sourcesContent } = JSON.parse(readFileSync(join(dir, map), 'utf8')) as { sources: string[]; sourcesContent?: (string | null)[] };
+      t.is(sourcesContent?.length, sources.length, `${map} carries its sources`);
+      t.true((sourcesContent ?? []).every((s) => typeof s === 'string' && s.length > 0), `${map}: every source is inlined`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('package-lock.json is in sync with package.json (npm install changes nothing)', async (t) => {
+  t.timeout(300_000);
+  const dir = mkdtempSync(join(tmpdir(), 'cacheops-lock-'));
+  try {
+    for (const file of ['package.json', 'package-lock.json']) copyFileSync(join(root, file), join(dir, file));
+    const out = await command('npm', ['install', '--package-lock-only', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'], dir);
+    t.is(out.code, 0, out.stderr);
+    t.deepEqual(JSON.parse(readFileSync(join(dir, 'package-lock.json'), 'utf8')), JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -24,6 +24,7 @@ import type { CacheopsCore } from '../cacheops';
 import { CAPTURE, SelectCapture } from './capture';
 import { isPlainObject } from '../tree';
 import { findFingerprint } from './fingerprint';
+import { parseFindOption, type ParsedFindOption } from '../find-option';
 import { readPrepared, type PreparedSelect } from './intercept';
 
 const FIND_HOOKS = ['beforeFind', 'beforeFindAfterExpandIncludeAll', 'beforeFindAfterOptions', 'afterFind'] as const;
@@ -38,6 +39,11 @@ interface Entry {
   readonly generation: number;
   /** undefined: this call shape always takes the normal path. */
   readonly prepared: PreparedSelect | undefined;
+  /**
+   * The call's `cacheops` option, parsed once: the fingerprint encodes it exactly,
+   * and a call whose option is bad throws before its select is remembered.
+   */
+  readonly option: ParsedFindOption;
 }
 
 type FindOptions = Record<PropertyKey, unknown> & {
@@ -115,15 +121,16 @@ export class FastPath {
     const entry = this.memo.get(fingerprint);
     if (!entry || entry.generation !== generation) {
       const at = generation;
-      const capture = new SelectCapture(model, (prepared) => this.remember(fingerprint, at, prepared));
+      const capture = new SelectCapture(model, (prepared) => this.remember(fingerprint, at, prepared, options?.cacheops));
       return call({ ...options, [CAPTURE]: capture });
     }
     if (!entry.prepared) return call(options);
-    return this.read(model, options, entry.prepared, call);
+    return this.read(model, options, entry.prepared, entry.option, call);
   }
 
-  private async read(model: AnyModel, options: FindOptions | undefined, prepared: PreparedSelect, call: (options: unknown) => Promise<unknown>): Promise<unknown> {
-    const plan = this.core.planRead(model, prepared.op, { cacheops: options?.cacheops as never });
+  private async read(model: AnyModel, options: FindOptions | undefined, prepared: PreparedSelect, option: ParsedFindOption, call: (options: unknown) => Promise<unknown>): Promise<unknown> {
+    // No transaction and no lock here (eligible() sent those calls the normal way).
+    const plan = this.core.planParsed(model, prepared.op, option, {});
     if (!plan) return call(options);
     this.served += 1;
     // The remembered options build the result; a miss runs with this call's model and logging.
@@ -138,14 +145,16 @@ export class FastPath {
     return result;
   }
 
-  private remember(fingerprint: string, at: number, prepared: PreparedSelect): void {
+  private remember(fingerprint: string, at: number, prepared: PreparedSelect, cacheops: unknown): void {
     if (at !== generation) return;
+    // The select is offered after planRead accepted this very option, so parsing cannot fail here.
+    const option = parseFindOption(cacheops);
     const usable = !hasSeparate(prepared.options.include as readonly Include[] | undefined);
     if (this.memo.size >= CAPACITY && !this.memo.has(fingerprint)) {
       const oldest = this.memo.keys().next();
       if (!oldest.done) this.memo.delete(oldest.value);
     }
-    this.memo.set(fingerprint, { generation: at, prepared: usable ? prepared : undefined });
+    this.memo.set(fingerprint, { generation: at, prepared: usable ? prepared : undefined, option });
   }
 }
 

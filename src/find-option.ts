@@ -1,0 +1,55 @@
+/**
+ * The `cacheops` option of a read, checked. TypeScript users get its type from
+ * augment.ts; plain JavaScript gets this: a misspelt key (`{ opz: 1 }`) or a
+ * value of the wrong type rejects the call with a `CacheopsConfigError` instead
+ * of being ignored. The fast path parses the option once per fingerprint (the
+ * fingerprint encodes it exactly), so a hit pays nothing for the check.
+ */
+import { checkTimeout, describeValue, parseOps, type CacheOp } from './config';
+import { CacheopsConfigError } from './errors';
+
+/**
+ * The option of one read: `'auto'` (absent: the profile's ops decide), `'off'`
+ * (`false`), or manual caching with the overrides given.
+ */
+export type ParsedFindOption =
+  | 'auto'
+  | 'off'
+  | { readonly ops: ReadonlySet<CacheOp> | undefined; readonly timeout: number | undefined; readonly lock: boolean | undefined };
+
+/**
+ * `invalidate` is a write's key; it is accepted here because calls that read and
+ * write (findOrCreate) hand one options object to both.
+ */
+const KNOWN = ['ops', 'timeout', 'lock', 'invalidate'];
+
+const MANUAL: ParsedFindOption = { ops: undefined, timeout: undefined, lock: undefined };
+
+function checkBoolean(value: unknown, key: string): boolean | undefined {
+  if (value !== undefined && typeof value !== 'boolean') {
+    throw new CacheopsConfigError(key, `expected true or false, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+/** Parses the `cacheops` option of a read; throws `CacheopsConfigError` naming a bad key. */
+export function parseFindOption(option: unknown): ParsedFindOption {
+  if (option === undefined) return 'auto';
+  if (option === false) return 'off';
+  if (option === true) return MANUAL;
+  if (typeof option !== 'object' || option === null || Array.isArray(option)) {
+    throw new CacheopsConfigError('cacheops', `the find option is true, false or { ops, timeout, lock }, got ${describeValue(option)}`);
+  }
+  const record = option as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    if (!KNOWN.includes(key)) {
+      throw new CacheopsConfigError(`cacheops.${key}`, `unknown key of the cacheops find option (known: ${KNOWN.join(', ')})`);
+    }
+  }
+  checkBoolean(record['invalidate'], 'cacheops.invalidate');
+  return {
+    ops: record['ops'] === undefined ? undefined : parseOps(record['ops'], 'cacheops.ops'),
+    timeout: record['timeout'] === undefined ? undefined : checkTimeout(record['timeout'], 'cacheops.timeout'),
+    lock: checkBoolean(record['lock'], 'cacheops.lock'),
+  };
+}
