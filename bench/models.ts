@@ -4,7 +4,10 @@
  */
 import { DataTypes, Sequelize, type Model, type ModelStatic } from 'sequelize';
 
-export type BenchDialect = 'sqlite' | 'postgres';
+export type BenchDialect = 'sqlite' | 'postgres' | 'mariadb';
+
+/** The MariaDB database of the bench (created when missing). */
+const MARIADB_DATABASE = 'cacheops_bench';
 
 export interface BenchModels {
   readonly Category: ModelStatic<Model>;
@@ -14,9 +17,20 @@ export interface BenchModels {
 
 export const SIZES = { posts: 1000, categories: 50, authors: 20 } as const;
 
-/** A Sequelize on the dialect: SQLite in memory, or database `test` on the local PostgreSQL. */
-export function openSequelize(dialect: BenchDialect): Sequelize {
-  if (dialect === 'sqlite') return new Sequelize({ dialect: 'sqlite', storage: ':memory:', logging: false });
+/**
+ * A Sequelize on the dialect: SQLite in memory (or on `storage`, a file), database
+ * `test` on the local PostgreSQL, or `cacheops_bench` on the local MariaDB.
+ */
+export function openSequelize(dialect: BenchDialect, storage = ':memory:'): Sequelize {
+  if (dialect === 'sqlite') return new Sequelize({ dialect: 'sqlite', storage, logging: false });
+  if (dialect === 'mariadb') {
+    return new Sequelize(MARIADB_DATABASE, process.env['MYSQL_USER'] ?? 'root', process.env['MYSQL_PASSWORD'] ?? '', {
+      host: process.env['MYSQL_HOST'] ?? '127.0.0.1',
+      port: Number(process.env['MYSQL_PORT'] ?? 3306),
+      dialect: 'mysql',
+      logging: false,
+    });
+  }
   return new Sequelize('test', 'postgres', '', {
     host: process.env['PGHOST'] ?? '127.0.0.1',
     port: Number(process.env['PGPORT'] ?? 5432),
@@ -25,9 +39,22 @@ export function openSequelize(dialect: BenchDialect): Sequelize {
   });
 }
 
-/** Whether PostgreSQL answers (the bench skips it with a note when it does not). */
-export async function postgresReachable(): Promise<string | undefined> {
-  const s = openSequelize('postgres');
+/** Whether the server of a dialect answers (the bench skips it with a note when it does not); creates the MariaDB database. */
+export async function serverReachable(dialect: BenchDialect): Promise<string | undefined> {
+  if (dialect === 'sqlite') return undefined;
+  if (dialect === 'mariadb') {
+    const admin = new Sequelize('', process.env['MYSQL_USER'] ?? 'root', process.env['MYSQL_PASSWORD'] ?? '', {
+      host: process.env['MYSQL_HOST'] ?? '127.0.0.1', port: Number(process.env['MYSQL_PORT'] ?? 3306), dialect: 'mysql', logging: false,
+    });
+    try {
+      await admin.query(`CREATE DATABASE IF NOT EXISTS \`${MARIADB_DATABASE}\``);
+    } catch (error) {
+      return (error as Error).message;
+    } finally {
+      await admin.close().catch(() => undefined);
+    }
+  }
+  const s = openSequelize(dialect);
   try {
     await s.authenticate();
     return undefined;
@@ -38,16 +65,17 @@ export async function postgresReachable(): Promise<string | undefined> {
   }
 }
 
-export function defineModels(sequelize: Sequelize): BenchModels {
+/** The models; `tables` prefixes the table names (the write section uses tables of its own). */
+export function defineModels(sequelize: Sequelize, tables = 'bench_'): BenchModels {
   const Category = sequelize.define('Category', {
     name: { type: DataTypes.STRING, allowNull: false },
     slug: DataTypes.STRING,
-  }, { tableName: 'bench_categories' });
+  }, { tableName: `${tables}categories` });
   const Author = sequelize.define('Author', {
     name: DataTypes.STRING,
     email: DataTypes.STRING,
     active: { type: DataTypes.BOOLEAN, defaultValue: true },
-  }, { tableName: 'bench_authors' });
+  }, { tableName: `${tables}authors` });
   const Post = sequelize.define('Post', {
     title: DataTypes.STRING,
     body: DataTypes.TEXT,
@@ -55,7 +83,7 @@ export function defineModels(sequelize: Sequelize): BenchModels {
     published: { type: DataTypes.BOOLEAN, defaultValue: false },
     publishedAt: DataTypes.DATE,
   }, {
-    tableName: 'bench_posts',
+    tableName: `${tables}posts`,
     // Filling the cache with 100k "views = N" queries stays quick with an index.
     indexes: [{ fields: ['views'] }, { fields: ['categoryId'] }],
   });
@@ -88,7 +116,7 @@ export async function seed(models: BenchModels): Promise<void> {
   await Post.bulkCreate(posts);
 }
 
-/** Drops the bench tables (PostgreSQL: leave the shared database as it was). */
+/** Drops the bench tables (PostgreSQL, MariaDB: leave the shared database as it was). */
 export async function dropTables(models: BenchModels): Promise<void> {
   await models.Post.drop();
   await models.Author.drop();

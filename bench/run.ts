@@ -1,28 +1,35 @@
 /**
  * The benchmark: `npm run bench` (or `node scripts/with-redis.mjs npx tsx bench/run.ts`).
  *
- *   BENCH_DIALECTS=sqlite,postgres   which databases (default both; PostgreSQL is
- *                                    skipped with a note when it does not answer)
+ *   BENCH_DIALECTS=sqlite,postgres,mariadb   which databases (default all three;
+ *                                    PostgreSQL and MariaDB are skipped with a note
+ *                                    when they do not answer)
+ *   BENCH_SECTIONS=hits,saves,writes which sections (default all)
  *   BENCH_ITERATIONS=1500            measured iterations of each hit comparison, after
  *                                    as many warm-up ones (saves use a third of it)
  *   BENCH_UNRELATED=100000           unrelated cached queries for the save test
  *   BENCH_CLS=3                      rounds of the CLS namespace comparison (0: skip;
  *                                    BENCH_DIALECTS= with nothing runs it alone)
+ *   BENCH_WRITE_ITERATIONS=400       measured calls of each write kind and side
  *
  * Prints medians in µs and the ratios, with PASS/FAIL against the targets; a
  * missed target never fails the process (errors do).
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import IORedis from 'ioredis';
 import type { Sequelize } from 'sequelize';
 import { installCacheops, type Cacheops } from '../src/index';
-import { defineModels, dropTables, openSequelize, postgresReachable, seed, SIZES, type BenchDialect, type BenchModels } from './models';
+import { defineModels, dropTables, openSequelize, serverReachable, seed, SIZES, type BenchDialect, type BenchModels } from './models';
 import { measureHits, type HitResult } from './hits';
 import { measureSaves, type SaveResult } from './saves';
 import { breakdown, type Breakdown } from './breakdown';
 import { ratio, table, us, verdict } from './measure';
 import { countCommands, valueKeys } from './redis-probe';
 import { measureCls, printCls } from './cls';
+import { measureWrites, statementShape, UNRELATED_WRITES, WRITE_TARGET, type WriteResult } from './writes';
 
 const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const positive = (name: string, fallback: number): number => {
@@ -35,12 +42,15 @@ const ITERATIONS = positive('BENCH_ITERATIONS', 1500);
 const SAVE_ITERATIONS = Math.max(50, Math.round(ITERATIONS / 3));
 const UNRELATED = positive('BENCH_UNRELATED', 100_000);
 const SMALL = Math.min(100, UNRELATED);
+const WRITE_ITERATIONS = positive('BENCH_WRITE_ITERATIONS', 400);
 
-function requestedDialects(): BenchDialect[] {
-  const raw = (process.env['BENCH_DIALECTS'] ?? 'sqlite,postgres').split(',').map((d) => d.trim().toLowerCase()).filter(Boolean);
-  for (const d of raw) if (d !== 'sqlite' && d !== 'postgres') throw new Error(`BENCH_DIALECTS: unknown dialect ${d} (sqlite, postgres)`);
-  return raw as BenchDialect[];
-}
+const list = (name: string, fallback: string, known: readonly string[]): string[] => {
+  const raw = (process.env[name] ?? fallback).split(',').map((d) => d.trim().toLowerCase()).filter(Boolean);
+  for (const d of raw) if (!known.includes(d)) throw new Error(`${name}: unknown value ${d} (${known.join(', ')})`);
+  return raw;
+};
+const DIALECTS = list('BENCH_DIALECTS', 'sqlite,postgres,mariadb', ['sqlite', 'postgres', 'mariadb']) as BenchDialect[];
+const SECTIONS = new Set(list('BENCH_SECTIONS', 'hits,saves,writes', ['hits', 'saves', 'writes']));
 
 interface Setup {
   readonly sequelize: Sequelize;
@@ -78,10 +88,17 @@ async function teardown(s: Setup | undefined, dropDb: boolean, raw: IORedis): Pr
 interface DialectResult {
   readonly dialect: BenchDialect;
   readonly hits: HitResult[];
-  readonly saves: SaveResult;
+  readonly saves: SaveResult | undefined;
+  readonly writes: WriteResult[];
 }
 
 async function runDialect(dialect: BenchDialect): Promise<DialectResult> {
+  const { hits, saves } = SECTIONS.has('hits') || SECTIONS.has('saves') ? await runReads(dialect) : { hits: [], saves: undefined };
+  const writes = SECTIONS.has('writes') ? await runWrites(dialect) : [];
+  return { dialect, hits, saves, writes };
+}
+
+async function runReads(dialect: BenchDialect): Promise<{ hits: HitResult[]; saves: SaveResult | undefined }> {
   let main: Setup | undefined;
   let large: Setup | undefined;
   const raw = new IORedis(redisUrl);
@@ -89,6 +106,7 @@ async function runDialect(dialect: BenchDialect): Promise<DialectResult> {
     const t0 = Date.now();
     main = await setup(dialect, 'main', false);
     console.log(`  seeded ${SIZES.posts} posts, ${SIZES.categories} categories, ${SIZES.authors} authors (${Date.now() - t0} ms)`);
+    if (!SECTIONS.has('hits')) return { hits: [], saves: await runSaves(dialect, main, (l) => { large = l; }) };
     const t1 = Date.now();
     const hits = await measureHits({ ...main, redis: raw }, ITERATIONS);
     console.log(`  hits measured, ${ITERATIONS} iterations each (${((Date.now() - t1) / 1000).toFixed(1)} s)`);
@@ -104,20 +122,71 @@ async function runDialect(dialect: BenchDialect): Promise<DialectResult> {
     ];
     printBreakdown(pieces);
     await main.cacheops.invalidateAll();
-    // PostgreSQL: the second installation reads the same tables; SQLite in memory needs its own copy.
-    large = await setup(dialect, 'large', dialect === 'postgres');
-    const t2 = Date.now();
-    const saves = await measureSaves(main, large, {
-      iterations: SAVE_ITERATIONS, smallCount: SMALL, largeCount: UNRELATED, postId: 500,
-    });
-    console.log(`  ${UNRELATED} unrelated queries cached in ${saves.fillSeconds.toFixed(1)} s; saves measured (${((Date.now() - t2) / 1000).toFixed(1)} s in all)`);
-    printSaves(saves);
-    return { dialect, hits, saves };
+    return { hits, saves: SECTIONS.has('saves') ? await runSaves(dialect, main, (l) => { large = l; }) : undefined };
   } finally {
     await teardown(large, false, raw);
-    await teardown(main, dialect === 'postgres', raw);
+    await teardown(main, dialect !== 'sqlite', raw);
     raw.disconnect();
   }
+}
+
+async function runSaves(dialect: BenchDialect, main: Setup, opened: (large: Setup) => void): Promise<SaveResult> {
+  // PostgreSQL, MariaDB: the second installation reads the same tables; SQLite in memory needs its own copy.
+  const large = await setup(dialect, 'large', dialect !== 'sqlite');
+  opened(large);
+  const t2 = Date.now();
+  const saves = await measureSaves(main, large, {
+    iterations: SAVE_ITERATIONS, smallCount: SMALL, largeCount: UNRELATED, postId: 500,
+  });
+  console.log(`  ${UNRELATED} unrelated queries cached in ${saves.fillSeconds.toFixed(1)} s; saves measured (${((Date.now() - t2) / 1000).toFixed(1)} s in all)`);
+  printSaves(saves);
+  return saves;
+}
+
+/** Section 3 (bench/writes.ts): two Sequelize instances on one database, one with cacheops. */
+async function runWrites(dialect: BenchDialect): Promise<WriteResult[]> {
+  const dir = dialect === 'sqlite' ? mkdtempSync(join(tmpdir(), 'cacheops-bench-')) : undefined;
+  const storage = dir ? join(dir, 'writes.sqlite') : undefined;
+  const plainSequelize = openSequelize(dialect, storage);
+  const cachedSequelize = openSequelize(dialect, storage);
+  const raw = new IORedis(redisUrl);
+  const plain = { sequelize: plainSequelize, models: defineModels(plainSequelize, 'bench_w_') };
+  const models = defineModels(cachedSequelize, 'bench_w_');
+  const prefix = `bench-${randomBytes(4).toString('hex')}-writes:`;
+  let cacheops: Cacheops | undefined;
+  try {
+    if (dialect === 'sqlite') await plainSequelize.query('PRAGMA journal_mode=WAL');
+    await seed(plain.models);
+    cacheops = installCacheops(cachedSequelize, { redis: redisUrl, prefix, profiles: { Post: { ops: 'all' }, Category: { ops: 'all' }, Author: { ops: 'all' } } });
+    const t0 = Date.now();
+    const writes = await measureWrites(plain, { sequelize: cachedSequelize, models, cacheops }, WRITE_ITERATIONS);
+    console.log(`  writes measured, ${WRITE_ITERATIONS} calls of each kind and side, ${UNRELATED_WRITES} unrelated cached queries (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    printWrites(dialect, writes);
+    return writes;
+  } finally {
+    if (dialect !== 'sqlite') await dropTables(plain.models).catch((e: unknown) => console.error('dropping the bench tables failed:', e));
+    if (cacheops) {
+      await cacheops.invalidateAll().catch((e: unknown) => console.error('cleanup failed:', e));
+      await raw.del(`${prefix}cacheops:{0}:epochs`);
+      await cacheops.close();
+    }
+    raw.disconnect();
+    await cachedSequelize.close();
+    await plainSequelize.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const shapes = (sql: readonly string[]): string => sql.map(statementShape).join('; ');
+
+function printWrites(dialect: BenchDialect, writes: readonly WriteResult[]): void {
+  const target = WRITE_TARGET[dialect];
+  console.log(table(
+    ['write', 'plain µs', 'cacheops µs', 'ratio', 'target', 'statements plain', 'statements cacheops'],
+    writes.map((w) => [w.kind, us(w.plain), us(w.cached), ratio(w.cached / w.plain), `≤${target}x ${verdict(w.cached / w.plain <= target)}`,
+      String(w.plainSql.length), String(w.cachedSql.length)]),
+  ));
+  for (const w of writes) console.log(`  ${w.kind}: plain [${shapes(w.plainSql)}], cacheops [${shapes(w.cachedSql)}]`);
 }
 
 const TARGET_FLOOR = 1.5;
@@ -167,27 +236,31 @@ function printSummary(results: readonly DialectResult[]): void {
       ];
       rows.push([`${r.dialect} ${h.name}`, us(h.hit), us(h.uncached), us(h.floor), ratio(h.hit / h.floor), ratio(h.uncached / h.hit), checks.join('/') || '-']);
     }
+    for (const w of r.writes) {
+      const target = WRITE_TARGET[r.dialect];
+      rows.push([`${r.dialect} ${w.kind}`, us(w.cached), us(w.plain), '', ratio(w.cached / w.plain), `${w.cachedSql.length} vs ${w.plainSql.length} stmt`,
+        `≤${target}x ${verdict(w.cached / w.plain <= target)}`]);
+    }
     const s = r.saves;
+    if (!s) continue;
     const trips = Math.max(s.commandsSmall.count, s.commandsLarge.count);
     rows.push([`${r.dialect} save ${SMALL} vs ${UNRELATED}`, us(s.small), us(s.large), '', ratio(s.large / s.small), `${trips} trip(s)`,
       `${verdict(s.large / s.small <= 1.2)}/${verdict(trips <= 1)}`]);
   }
   console.log('\n== summary (medians, µs) ==');
-  console.log(table(['measure', 'hit | save', 'uncached | save many', 'floor', 'hit/floor | ratio', 'uncached/hit', 'targets'], rows));
+  console.log(table(['measure', 'hit | save | write', 'uncached | save many | plain', 'floor', 'hit/floor | ratio', 'uncached/hit', 'targets'], rows));
 }
 
 async function main(): Promise<void> {
   const started = Date.now();
-  console.log(`cacheops bench: ${ITERATIONS} iterations per hit comparison, ${SAVE_ITERATIONS} per save comparison, Node ${process.version}`);
+  console.log(`cacheops bench: ${ITERATIONS} iterations per hit comparison, ${SAVE_ITERATIONS} per save comparison, ${WRITE_ITERATIONS} per write comparison, Node ${process.version}`);
   const results: DialectResult[] = [];
-  for (const dialect of requestedDialects()) {
+  for (const dialect of DIALECTS) {
     console.log(`\n== ${dialect} ==`);
-    if (dialect === 'postgres') {
-      const problem = await postgresReachable();
-      if (problem) {
-        console.log(`  PostgreSQL skipped: not reachable (${problem})`);
-        continue;
-      }
+    const problem = await serverReachable(dialect);
+    if (problem) {
+      console.log(`  ${dialect} skipped: not reachable (${problem})`);
+      continue;
     }
     results.push(await runDialect(dialect));
   }

@@ -1,0 +1,137 @@
+/**
+ * Section 3: what a write costs with cacheops against the same call on a
+ * plain Sequelize, in one process, interleaved (see measure.ts).
+ *
+ * Two Sequelize instances share one database and one set of tables (SQLite:
+ * a file, since a database in memory cannot be shared): `plain` has no
+ * cacheops, `cached` has it, with `UNRELATED_WRITES` unrelated cached
+ * queries in Redis. Each side writes its own rows (posts, categories), so
+ * neither waits for the other's locks. The write kinds: `instance.save()`,
+ * `Model.update` by primary key, a mass `Model.update` of 20 rows (one
+ * category's posts), `instance.destroy()` and `Model.create` (the destroys
+ * remove the rows the creates made).
+ */
+import type { Model, Sequelize } from 'sequelize';
+import type { Cacheops } from '../src/index';
+import type { BenchDialect, BenchModels } from './models';
+import { SIZES } from './models';
+import { fillUnrelated } from './saves';
+import { interleave, median } from './measure';
+
+export const UNRELATED_WRITES = 500;
+
+/** The ratio each dialect must stay under. */
+export const WRITE_TARGET: Record<BenchDialect, number> = { sqlite: 1.3, postgres: 1.3, mariadb: 1.5 };
+
+export const WRITE_KINDS = ['save', 'update by pk', 'mass update (20 rows)', 'destroy', 'create'] as const;
+export type WriteKind = (typeof WRITE_KINDS)[number];
+
+export interface WriteResult {
+  readonly kind: WriteKind;
+  readonly plain: number;
+  readonly cached: number;
+  /** The SQL statements one call sends, on each side. */
+  readonly plainSql: readonly string[];
+  readonly cachedSql: readonly string[];
+  readonly samples: number;
+}
+
+export interface WriteSide {
+  readonly sequelize: Sequelize;
+  readonly models: BenchModels;
+}
+
+/** The statements fn sends through Sequelize's logging, shortened to their first words. */
+async function statements(sequelize: Sequelize, fn: () => Promise<unknown>): Promise<string[]> {
+  const seen: string[] = [];
+  const opts = (sequelize as unknown as { options: { logging?: unknown } }).options;
+  const previous = opts.logging;
+  opts.logging = (sql: string) => { seen.push(sql.replace(/^Executing \([^)]*\): /, '')); };
+  try {
+    await fn();
+  } finally {
+    opts.logging = previous;
+  }
+  return seen;
+}
+
+/** A statement reduced to what tells it apart (`SELECT ... FOR UPDATE`, `UPDATE`, `BEGIN`). */
+export function statementShape(sql: string): string {
+  const head = /^\s*(?:WITH\b.*?\)\s*)?(\w+(?:\s+(?:DEFERRED|IMMEDIATE|TRANSACTION))?)/is.exec(sql)?.[1]?.toUpperCase() ?? sql.slice(0, 12);
+  const extras = [
+    /\bFOR UPDATE\b/i.test(sql) ? 'FOR UPDATE' : '',
+    /\bRETURNING\b/i.test(sql) ? 'RETURNING' : '',
+    /^\s*WITH\b/i.test(sql) ? 'WITH' : '',
+  ].filter(Boolean);
+  return extras.length ? `${head} (${extras.join(', ')})` : head;
+}
+
+interface Kind {
+  /** Runs before the measured calls of this kind (unmeasured), per side. */
+  readonly prepare?: (side: WriteSide, count: number) => Promise<void>;
+  readonly run: (side: WriteSide, n: number) => Promise<unknown>;
+}
+
+export async function measureWrites(
+  plain: WriteSide,
+  cached: WriteSide & { readonly cacheops: Cacheops },
+  iterations: number,
+): Promise<WriteResult[]> {
+  await fillUnrelated({ cacheops: cached.cacheops, models: cached.models }, UNRELATED_WRITES);
+  const warmup = Math.max(10, Math.floor(iterations / 10));
+  const half = SIZES.categories / 2;
+  // Each side has its own post, categories and created rows.
+  const sideIndex = (side: WriteSide): number => (side === plain ? 0 : 1);
+  const saved = new Map<WriteSide, Model>();
+  const created = new Map<WriteSide, Model[]>([[plain, []], [cached, []]]);
+  const destroyed = new Map<WriteSide, number>([[plain, 0], [cached, 0]]);
+  const kinds: Record<WriteKind, Kind> = {
+    'save': {
+      prepare: async (side) => {
+        const post = await side.models.Post.findByPk(1 + sideIndex(side), { cacheops: false } as never);
+        if (!post) throw new Error('the post to save is missing');
+        saved.set(side, post);
+      },
+      run: (side, n) => {
+        const post = saved.get(side)!;
+        post.set('title', `Saved ${n}`);
+        return post.save();
+      },
+    },
+    'update by pk': { run: (side, n) => side.models.Post.update({ title: `Updated ${n}` }, { where: { id: 3 + sideIndex(side) } }) },
+    'mass update (20 rows)': {
+      run: (side, n) => side.models.Post.update({ views: 2000 + n }, { where: { categoryId: 1 + (n % half) + sideIndex(side) * half } }),
+    },
+    'create': {
+      run: async (side, n) => {
+        created.get(side)!.push(await side.models.Post.create({ title: `Created ${n}`, views: 3000 + n, categoryId: 1, authorId: 1 }));
+      },
+    },
+    'destroy': {
+      run: async (side) => {
+        const i = destroyed.get(side)!;
+        destroyed.set(side, i + 1);
+        const row = created.get(side)![i];
+        if (!row) throw new Error('no created row left to destroy');
+        await row.destroy();
+      },
+    },
+  };
+  // Destroys remove the rows the creates made: create runs first, and once more for the statement count.
+  const order: WriteKind[] = ['save', 'update by pk', 'mass update (20 rows)', 'create', 'destroy'];
+  const results = new Map<WriteKind, WriteResult>();
+  let counter = 0;
+  for (const kind of order) {
+    const k = kinds[kind];
+    const runs = warmup + iterations + 1;
+    if (k.prepare) for (const side of [plain, cached]) await k.prepare(side, runs);
+    const samples = await interleave({
+      plain: () => k.run(plain, (counter += 1)),
+      cached: () => k.run(cached, (counter += 1)),
+    }, iterations, warmup);
+    const plainSql = await statements(plain.sequelize, () => k.run(plain, (counter += 1)));
+    const cachedSql = await statements(cached.sequelize, () => k.run(cached, (counter += 1)));
+    results.set(kind, { kind, plain: median(samples.plain), cached: median(samples.cached), plainSql, cachedSql, samples: iterations });
+  }
+  return WRITE_KINDS.map((kind) => results.get(kind)!);
+}
