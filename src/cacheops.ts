@@ -2,7 +2,7 @@
  * One installation: the configuration, the Redis store, the read decision
  * (what is cached and how long), the invalidation API, events and counters.
  * Query interception lives in query/intercept.ts, write interception in
- * writes.ts; both call back into this object.
+ * write/ (capture.ts); both call back into this object.
  */
 import { EventEmitter } from 'node:events';
 import { AsyncLocalStorage } from 'node:async_hooks';

@@ -8,7 +8,7 @@ import { CacheopsError } from './errors';
 import { interceptReads } from './query/intercept';
 import { installFastPath } from './query/fast-path';
 import { tableOf } from './query/dependencies';
-import { WriteInterceptor } from './writes';
+import { installWriteCapture } from './write/capture';
 import { SimpleCache } from './simple';
 import { cachedAsFactory, cachedFactory, type CachedFunction, type CachedOptions, type Sample } from './functions';
 import { flushStats } from './stats';
@@ -171,7 +171,7 @@ export function installCacheops(sequelize: Sequelize, config: CacheopsConfig = {
   const cacheops = new Cacheops(sequelize, config);
   interceptReads(cacheops.core);
   installFastPath(cacheops.core);
-  new WriteInterceptor(cacheops.core).install();
+  installWriteCapture(cacheops.core);
   installations.set(sequelize, cacheops);
   all.add(cacheops);
   return cacheops;

@@ -3,8 +3,8 @@
  * when rows are deleted or their keys change (see referencing()).
  */
 import type { Model, ModelStatic } from 'sequelize';
-import { tableOf } from './query/dependencies';
-import { primaryKeys, toAttributesName, type Row } from './write-rows';
+import { tableOf } from '../query/dependencies';
+import { primaryKeys, toAttributesName, type Row } from './rows';
 
 export interface Reference {
   readonly child: ModelStatic<Model>;

@@ -1,9 +1,9 @@
 /**
  * Rows of a write: keys, attribute names, and the WHEREs that find the rows
- * a write touches (see writes.ts).
+ * a write touches (see protocol.ts).
  */
 import { Op, Utils, type Model, type ModelStatic } from 'sequelize';
-import { tokenKind } from './tokens';
+import { tokenKind } from '../tokens';
 
 export type Row = Record<string, unknown>;
 

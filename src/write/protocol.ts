@@ -1,0 +1,203 @@
+/**
+ * How one write finds the rows it changes: their exact states before and
+ * after it, read from the database, not from the (possibly stale) instance
+ * in memory.
+ *
+ *   1. before: the rows its WHERE selects, read with FOR UPDATE in the write's
+ *      transaction (our own one when it has none), so no one changes them
+ *      between this read and the write;
+ *   2. the write itself, in that transaction (a mass write limited to the
+ *      rows read in 1, so that rows committed into its WHERE meanwhile are
+ *      left alone: see lockedOnly);
+ *   3. after: the same rows again (by primary key), and inserted rows.
+ *
+ * Both states go to one invalidation (invalidation.ts), after the commit. On
+ * SQLite, which has no row locks, writes outside a transaction are serialized
+ * by an in-process mutex instead. Over `maxRowsForGranularWrite` rows the
+ * whole model is invalidated.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Model, ModelStatic, Transaction } from 'sequelize';
+import type { CacheopsCore, WriteCacheopsOption } from '../cacheops';
+import { appRow, lockedOnly, primaryKeys, type Row } from './rows';
+import { changedRows, invalidateWrite, wholeModel } from './invalidation';
+
+export type Options = Record<string, unknown> & { transaction?: Transaction | null; cacheops?: WriteCacheopsOption | boolean };
+export type AfterSpec = { where?: unknown; appRows?: Row[] } | 'all' | undefined;
+
+/** What a write is, for the protocol: which rows it may touch and how to find them afterwards. */
+export interface WriteSpec<R> {
+  /** The WHERE (field or attribute keyed) of rows the write may change or delete. */
+  readonly before?: unknown;
+  /** How to find the rows' new states once the write ran. */
+  readonly after?: (result: R, before: Row[]) => AfterSpec;
+  /** Invalidate the whole model instead (truncate, unknowable rows). */
+  readonly wholeModel?: boolean;
+  /** A TRUNCATE: DDL that MySQL/MariaDB commit at once, even inside a transaction. */
+  readonly implicitCommit?: boolean;
+  /** The write takes its WHERE as an argument: limit it to the rows the pre-read locked (see lockedOnly). */
+  readonly narrow?: boolean;
+}
+
+/** Runs the write's own statement (with these options and, for a narrowed mass write, this WHERE). */
+export type RunWrite<R> = (options: Options, where?: unknown) => Promise<R>;
+
+/** A promise-chain mutex: one guarded write at a time (SQLite only). */
+class Mutex {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn, fn);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+/** Set while a wrapped QueryInterface method runs its SQL, so the raw-query wrapper leaves it alone. */
+export const insideManagedWrite = new AsyncLocalStorage<boolean>();
+
+/** Deadlocks and serialization failures: the database rolled the transaction back. */
+function isRetryable(error: unknown): boolean {
+  const parent = (error as { parent?: { code?: unknown; errno?: unknown } } | undefined)?.parent;
+  return parent?.code === '40P01' || parent?.code === '40001' || parent?.errno === 1213 || parent?.code === 'ER_LOCK_DEADLOCK' ||
+    parent?.code === 'SQLITE_BUSY';
+}
+
+type Outcome<R> = { result: R; before: Row[]; after: Row[] } | { result: R; all: true };
+
+export class WriteProtocol {
+  private readonly mutex = new Mutex();
+
+  constructor(readonly core: CacheopsCore) {}
+
+  private get sequelize() {
+    return this.core.sequelize;
+  }
+
+  get isMysql(): boolean {
+    return this.core.dialect === 'mysql' || this.core.dialect === 'mariadb';
+  }
+
+  /** SQLite on a file (several processes may write), not in memory. */
+  private get sqliteFile(): boolean {
+    const storage = (this.sequelize as unknown as { options: { storage?: string } }).options.storage;
+    return this.core.dialect === 'sqlite' && typeof storage === 'string' && storage !== '' && storage !== ':memory:' && !storage.includes('mode=memory');
+  }
+
+  optedOut(options: Options | undefined): boolean {
+    const c = options?.cacheops;
+    return !this.core.invalidationEnabled || (typeof c === 'object' && c !== null && c.invalidate === false);
+  }
+
+  /** Reads the current states of rows (all columns, unscoped, soft-deleted too); 'too-many' past the threshold. */
+  private async readRows(model: ModelStatic<Model>, where: unknown, transaction: Transaction | undefined, lock: boolean): Promise<Row[] | 'too-many'> {
+    if (where === null) return [];
+    const limit = this.core.config.maxRowsForGranularWrite;
+    const rows = await model.unscoped().findAll({
+      where: where as never,
+      transaction: transaction ?? null,
+      ...(lock && this.core.dialect !== 'sqlite' ? { lock: true } : {}),
+      paranoid: false,
+      hooks: false,
+      raw: false,
+      limit: limit + 1,
+      cacheops: false,
+    } as never);
+    if (rows.length > limit) return 'too-many';
+    return rows.map((r) => ({ ...(r.dataValues as Row) }));
+  }
+
+  /** Runs one write with the before/after protocol of the module comment. */
+  async write<R>(model: ModelStatic<Model> | undefined, options: Options, spec: WriteSpec<R>, run: RunWrite<R>): Promise<R> {
+    const managed = (o: Options, where?: unknown): Promise<R> => insideManagedWrite.run(true, () => run(o, where));
+    // A transaction that wrote reads around the cache from now on, even when this write opts out of invalidating.
+    const userTx = this.core.transactions.current(options);
+    if (userTx) this.core.transactions.markWritten(userTx);
+    if (!model || this.optedOut(options)) return managed(options);
+    if (spec.wholeModel) {
+      const result = await managed(options);
+      // MySQL/MariaDB commit a transaction implicitly around TRUNCATE: it stays done even if
+      // the transaction later rolls back, so it is invalidated now (and again at the commit).
+      if (userTx && spec.implicitCommit && this.isMysql) await invalidateWrite(this.core, wholeModel(model), undefined);
+      await invalidateWrite(this.core, wholeModel(model), userTx);
+      return result;
+    }
+    const exec = async (tx: Transaction | undefined): Promise<Outcome<R>> => {
+      let before: Row[] = [];
+      if (spec.before !== undefined) {
+        const read = await this.readRows(model, spec.before, tx, true);
+        if (read === 'too-many') return { result: await managed(tx ? { ...options, transaction: tx } : options), all: true };
+        before = read;
+      }
+      const narrowed = spec.narrow && spec.before !== undefined ? lockedOnly(model, spec.before, before) : undefined;
+      const result = await managed(tx ? { ...options, transaction: tx } : options, narrowed);
+      const after = spec.after?.(result, before);
+      if (after === 'all') return { result, all: true };
+      const afterRows: Row[] = [];
+      if (after?.where !== undefined) {
+        const read = await this.readRows(model, after.where, tx, false);
+        if (read === 'too-many') return { result, all: true };
+        afterRows.push(...read);
+      }
+      if (after?.appRows) afterRows.push(...after.appRows.map((r) => appRow(model, this.core.dialect, r)));
+      return { result, before, after: afterRows };
+    };
+
+    let outcome: Outcome<R>;
+    if (userTx) {
+      outcome = await exec(userTx);
+    } else if (this.core.dialect === 'sqlite') {
+      // In-process writers queue on the mutex; on a database file, other processes are
+      // kept out by an IMMEDIATE transaction (SQLite's write lock, taken before the pre-read).
+      outcome = await this.mutex.run(() => (this.sqliteFile && spec.before !== undefined ? this.inOwnTransaction(exec, 'IMMEDIATE') : exec(undefined)));
+    } else if (spec.before === undefined) {
+      outcome = await exec(undefined); // inserts: nothing to lock
+    } else {
+      outcome = await this.inOwnTransaction(exec);
+    }
+    await invalidateWrite(this.core, 'all' in outcome ? wholeModel(model) : changedRows(model, outcome.before, outcome.after), userTx);
+    return outcome.result;
+  }
+
+  /**
+   * `cacheOnSave`: after an instance is saved, its row is put in the get-cache
+   * under the key a `findOne({ where: { <field>: value } })` uses (the primary
+   * key, or the field the profile names). It is read back through the cache
+   * rather than built from the instance, so the key and the value are exactly
+   * those of that read, and the race protection applies. Not inside a
+   * transaction (nothing is stored there before the commit).
+   */
+  async cacheOnSave(instance: Model | undefined, options: Options | undefined): Promise<void> {
+    const model = instance?.constructor as ModelStatic<Model> | undefined;
+    if (!model || !instance) return;
+    const profile = this.core.profileOf(model);
+    if (!profile?.cacheOnSave || this.core.transactions.current(options)) return;
+    const field = typeof profile.cacheOnSave === 'string' ? profile.cacheOnSave : primaryKeys(model)[0];
+    const value = field === undefined ? undefined : (instance.dataValues as Row)[field];
+    if (field === undefined || value === undefined || value === null) return;
+    await model.findOne({ where: { [field]: value } as never, cacheops: true } as never);
+  }
+
+  /**
+   * Runs exec in a transaction of ours. Locking the rows first can make two
+   * writers deadlock where the bare statements would not have (MySQL gap
+   * locks on keys that do not exist yet, e.g. concurrent upserts); the
+   * database then aborts one of them, and since nothing of it was committed
+   * it is safely run again.
+   */
+  private async inOwnTransaction<T>(exec: (tx: Transaction) => Promise<T>, type?: 'IMMEDIATE'): Promise<T> {
+    for (let attempt = 1; ; attempt += 1) {
+      const tx = await this.sequelize.transaction(type ? { type: type as never } : {});
+      try {
+        const out = await exec(tx);
+        await tx.commit();
+        return out;
+      } catch (error) {
+        if (!(tx as unknown as { finished?: string }).finished) {
+          try { await tx.rollback(); } catch { /* the connection is gone; the original error matters */ }
+        }
+        if (attempt >= 20 || !isRetryable(error)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 5 * attempt * Math.random()));
+      }
+    }
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * Raw SQL writes (`sequelize.query` with an INSERT, UPDATE, DELETE, DDL...):
+ * their rows cannot be known, so every model whose table the SQL names is
+ * invalidated whole.
+ */
+import { QueryTypes } from 'sequelize';
+import { modelsNamedIn, tableOf } from '../query/dependencies';
+import { insideManagedWrite, type Options, type WriteProtocol } from './protocol';
+import { invalidateWrite } from './invalidation';
+
+const WRITE_SQL = /^\s*(?:\/\*[\s\S]*?\*\/\s*|--[^\n]*\n\s*)*(?:with\b[\s\S]*?\)\s*)?(insert|update|delete|truncate|replace|merge|upsert|alter|drop|create|rename)\b/i;
+const DDL_SQL = /^\s*(?:\/\*[\s\S]*?\*\/\s*|--[^\n]*\n\s*)*(truncate|alter|drop|create|rename)\b/i;
+const WRITE_TYPES = new Set<string>([QueryTypes.INSERT, QueryTypes.UPDATE, QueryTypes.BULKUPDATE, QueryTypes.BULKDELETE, QueryTypes.DELETE, QueryTypes.UPSERT]);
+
+/** Wraps `sequelize.query`; the QueryInterface methods' own SQL (insideManagedWrite) is left to them. */
+export function captureRawWrites(self: WriteProtocol): void {
+  const sequelize = self.core.sequelize as unknown as { query: (sql: unknown, options?: Options) => Promise<unknown> };
+  const originalQuery = sequelize.query;
+  sequelize.query = async function query(this: unknown, sql: unknown, options?: Options) {
+    if (insideManagedWrite.getStore() || !self.core.config.enabled) return originalQuery.call(this, sql, options);
+    const text = typeof sql === 'string' ? sql : (sql as { query?: string } | undefined)?.query ?? '';
+    const type = options?.['type'] as string | undefined;
+    const isWrite = (type !== undefined && WRITE_TYPES.has(type)) || ((type === undefined || type === QueryTypes.RAW) && WRITE_SQL.test(text));
+    if (!isWrite) return originalQuery.call(this, sql, options);
+    const tx = self.core.transactions.current(options);
+    if (tx) self.core.transactions.markWritten(tx);
+    if (self.optedOut(options)) return originalQuery.call(this, sql, options);
+    const result = await originalQuery.call(this, sql, options);
+    const models = modelsNamedIn(self.core.sequelize, text);
+    const items = models.map((m) => ({ model: m, table: tableOf(m), rows: 'all' as const }));
+    // DDL (TRUNCATE, ALTER, ...) commits at once on MySQL/MariaDB, whatever the transaction does next.
+    if (tx && self.isMysql && DDL_SQL.test(text)) await invalidateWrite(self.core, items, undefined);
+    await invalidateWrite(self.core, items, tx);
+    return result;
+  };
+}
