@@ -1,0 +1,83 @@
+/**
+ * Every ```ts block of README.md runs as written: each block becomes a module
+ * of a fresh project that installed the packed package (test/helpers/consumer.ts),
+ * all of them are type-checked with `--strict` (module nodenext, ESM), then each
+ * runs with node against its own redis-server and SQLite. A block must exit by
+ * itself (nothing left open), with code 0 and no warning on stderr (Sequelize's
+ * DEP0170 for a 'sqlite::memory:' URL, say). A block marked ```ts no-run is a
+ * deliberate fragment; NO_RUN_ALLOWED bounds how many there are.
+ */
+import test from 'ava';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { command, installConsumer, packTarball, root, STRICT, typecheck, workDir, type Consumer } from './helpers/consumer';
+import { startPrivateRedis, type PrivateRedis } from './helpers/private-redis';
+
+/** Fragments that cannot run alone; each says why in the README around it. */
+const NO_RUN_ALLOWED = 0;
+
+interface Block { readonly line: number; readonly info: string; readonly code: string }
+
+function readmeBlocks(): Block[] {
+  const text = readFileSync(join(root, 'README.md'), 'utf8');
+  const blocks: Block[] = [];
+  for (const m of text.matchAll(/^```(ts|typescript)([^\n]*)\n([\s\S]*?)^```[ \t]*$/gm)) {
+    const line = text.slice(0, m.index).split('\n').length;
+    blocks.push({ line, info: (m[2] ?? '').trim(), code: m[3] ?? '' });
+  }
+  return blocks;
+}
+
+const blocks = readmeBlocks();
+const runnable = blocks.filter((b) => b.info !== 'no-run');
+const fileOf = (b: Block): string => `readme-line-${b.line}`;
+
+const work = workDir();
+let project: Promise<Consumer> | undefined;
+let redis: PrivateRedis | undefined;
+
+function consumer(): Promise<Consumer> {
+  project ??= packTarball(work).then(async (tarball) => {
+    const c = await installConsumer(work, tarball, {
+      name: 'readme', typescript: 'latest', typesNode: 'latest',
+      extra: ['express@5', '@types/express@5', 'nunjucks@3', '@types/nunjucks@3'],
+    });
+    for (const b of runnable) writeFileSync(join(c.dir, `${fileOf(b)}.mts`), b.code);
+    const out = await typecheck(c, 'tsconfig.json', { ...STRICT, module: 'nodenext', moduleResolution: 'nodenext', outDir: 'out' },
+      runnable.map((b) => `${fileOf(b)}.mts`));
+    return { ...c, typecheck: out } as Consumer & { typecheck: typeof out };
+  });
+  return project;
+}
+
+test.before(async () => {
+  redis = await startPrivateRedis();
+});
+
+test.after.always(async () => {
+  await redis?.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+test.serial('README.md: the ```ts blocks are found, and nearly all of them run', (t) => {
+  t.true(blocks.length >= 3, `${blocks.length} blocks`);
+  t.true(blocks.length - runnable.length <= NO_RUN_ALLOWED, `no-run blocks: ${blocks.filter((b) => b.info === 'no-run').map((b) => b.line).join(', ')}`);
+});
+
+test.serial('README.md: every runnable ```ts block type-checks (tsc --strict, nodenext, packed package)', async (t) => {
+  t.timeout(600_000);
+  const c = (await consumer()) as Consumer & { typecheck: { code: number; stdout: string; stderr: string } };
+  t.log(`TypeScript ${c.typescript}, @types/node ${c.typesNode}`);
+  t.is(c.typecheck.code, 0, `${c.typecheck.stdout}${c.typecheck.stderr}`);
+});
+
+for (const block of runnable) {
+  test.serial(`README.md line ${block.line}: the block runs against Redis and SQLite`, async (t) => {
+    t.timeout(600_000);
+    const c = await consumer();
+    const out = await command(process.execPath, [join('out', `${fileOf(block)}.mjs`)], c.dir, { REDIS_URL: redis!.url }, 90_000);
+    if (out.stdout.trim()) t.log(out.stdout.trim());
+    t.is(out.code, 0, out.stderr);
+    t.is(out.stderr.trim(), '', 'nothing on stderr (no warning)');
+  });
+}
