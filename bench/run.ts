@@ -10,6 +10,7 @@
  *   BENCH_UNRELATED=100000           unrelated cached queries for the save test
  *   BENCH_CLS=3                      rounds of the CLS namespace comparison (0: skip;
  *                                    BENCH_DIALECTS= with nothing runs it alone)
+ *   BENCH_OTEL=3                     rounds of the OpenTelemetry hit-path comparison (0: skip)
  *   BENCH_WRITE_ITERATIONS=400       measured calls of each write kind and side
  *
  * Prints medians in µs and the ratios, with PASS/FAIL against the targets; a
@@ -29,6 +30,7 @@ import { breakdown, type Breakdown } from './breakdown';
 import { ratio, table, us, verdict } from './measure';
 import { countCommands, valueKeys } from './redis-probe';
 import { measureCls, printCls } from './cls';
+import { measureOtel, printOtel } from './otel';
 import { measureWrites, statementShape, UNRELATED_WRITES, WRITE_TARGET, type WriteResult } from './writes';
 
 const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
@@ -269,6 +271,11 @@ async function main(): Promise<void> {
   if (clsRounds > 0) {
     console.log(`\n== Sequelize.useCLS namespaces (SQLite, ${ITERATIONS} iterations, median of ${clsRounds} rounds, one process per variant and round) ==`);
     printCls(await measureCls(ITERATIONS, clsRounds));
+  }
+  const otelRounds = Number(process.env['BENCH_OTEL'] ?? 3);
+  if (otelRounds > 0) {
+    console.log(`\n== OpenTelemetry on the hit path (SQLite findByPk, ${ITERATIONS} iterations, median of ${otelRounds} rounds, one process per variant and round) ==`);
+    printOtel(await measureOtel(ITERATIONS, otelRounds));
   }
   console.log(`\ndone in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }

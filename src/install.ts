@@ -9,6 +9,7 @@ import { interceptReads } from './query/intercept';
 import { installFastPath } from './query/fast-path';
 import { tableOf } from './query/dependencies';
 import { installWriteCapture } from './write/capture';
+import { instrument } from './otel';
 import { SimpleCache } from './simple';
 import { cachedAsFactory, cachedFactory, type CachedFunction, type CachedOptions, type Sample } from './functions';
 import { flushStats } from './stats';
@@ -172,6 +173,7 @@ export function installCacheops(sequelize: Sequelize, config: CacheopsConfig = {
   interceptReads(cacheops.core);
   installFastPath(cacheops.core);
   installWriteCapture(cacheops.core);
+  instrument(cacheops.core); // only when @opentelemetry/api is installed (otel.ts)
   installations.set(sequelize, cacheops);
   all.add(cacheops);
   return cacheops;

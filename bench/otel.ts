@@ -1,0 +1,93 @@
+/**
+ * OpenTelemetry's cost on the hit path: a cached findByPk with
+ * `@opentelemetry/api` not resolvable (absent), installed with no SDK
+ * registered, and with an SDK (tracer and meter providers; spans are recorded
+ * and dropped). One process per variant and round (the global providers and
+ * the module resolution are per process); the medians of the rounds compared.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import Module from 'node:module';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { median, ratio, table, us } from './measure';
+
+export const OTEL_VARIANTS = ['absent', 'installed, no SDK', 'SDK registered'] as const;
+export type OtelVariant = (typeof OTEL_VARIANTS)[number];
+
+function hideOtel(): void {
+  const mod = Module as unknown as { _resolveFilename: (request: string, ...rest: unknown[]) => string };
+  const resolve = mod._resolveFilename;
+  mod._resolveFilename = function (this: unknown, request: string, ...rest: unknown[]) {
+    if (request.startsWith('@opentelemetry/')) throw Object.assign(new Error(`Cannot find module '${request}'`), { code: 'MODULE_NOT_FOUND' });
+    return resolve.call(this, request, ...rest);
+  };
+}
+
+async function registerSdk(): Promise<void> {
+  const api = await import('@opentelemetry/api');
+  const { BasicTracerProvider } = await import('@opentelemetry/sdk-trace-base');
+  const { MeterProvider, PeriodicExportingMetricReader, InMemoryMetricExporter, AggregationTemporality } = await import('@opentelemetry/sdk-metrics');
+  const drop = { onStart: () => undefined, onEnd: () => undefined, forceFlush: () => Promise.resolve(), shutdown: () => Promise.resolve() };
+  api.trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [drop] }));
+  const reader = new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE), exportIntervalMillis: 3_600_000 });
+  api.metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+}
+
+async function measureHere(variant: OtelVariant, iterations: number): Promise<number> {
+  if (variant === 'absent') hideOtel();
+  if (variant === 'SDK registered') await registerSdk();
+  // Loaded after the resolution is set up: the package tries the require at install.
+  const { Sequelize, DataTypes } = await import('sequelize');
+  const { installCacheops } = await import('../src/index');
+  const { interleave } = await import('./measure');
+  const sequelize = new Sequelize({ dialect: 'sqlite', storage: ':memory:', logging: false });
+  const Item = sequelize.define('Item', { name: DataTypes.STRING });
+  await sequelize.sync();
+  await Item.bulkCreate(Array.from({ length: 100 }, (_, i) => ({ name: `item ${i}` })));
+  const cacheops = installCacheops(sequelize, { redis: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379', prefix: `bench-otel-${randomBytes(4).toString('hex')}:`, profiles: { Item: { ops: 'all' } } });
+  const wrapped = Object.prototype.hasOwnProperty.call(cacheops.core, 'read');
+  if (wrapped !== (variant === 'SDK registered')) throw new Error(`${variant}: the installation is ${wrapped ? '' : 'not '}instrumented`);
+  try {
+    const samples = await interleave({ hit: (i) => Item.findByPk((i % 100) + 1) }, iterations, Math.min(iterations, 300));
+    return median(samples.hit);
+  } finally {
+    await cacheops.invalidateAll();
+    await cacheops.close();
+    await sequelize.close();
+  }
+}
+
+function runChild(variant: OtelVariant, iterations: number): Promise<number> {
+  const tsx = pathToFileURL(join(__dirname, '..', 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--import', tsx, __filename, String(OTEL_VARIANTS.indexOf(variant)), String(iterations)], { env: process.env }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${variant}: ${stderr || error.message}`));
+      else resolve(Number(stdout.trim().split('\n').pop()));
+    });
+  });
+}
+
+/** Median hit µs per variant over `rounds` alternating rounds. */
+export async function measureOtel(iterations: number, rounds: number): Promise<[OtelVariant, number][]> {
+  const runs = new Map<OtelVariant, number[]>(OTEL_VARIANTS.map((v) => [v, []]));
+  for (let r = 0; r < rounds; r += 1) {
+    for (const v of r % 2 ? [...OTEL_VARIANTS].reverse() : OTEL_VARIANTS) runs.get(v)!.push(await runChild(v, iterations));
+  }
+  return OTEL_VARIANTS.map((v) => [v, median(runs.get(v)!)]);
+}
+
+export function printOtel(results: readonly [OtelVariant, number][]): void {
+  const base = results[0]![1];
+  console.log(table(['@opentelemetry/api', 'hit µs', 'hit/absent'], results.map(([v, hit]) => [v, us(hit), ratio(hit / base)])));
+}
+
+if (require.main === module) {
+  const [index, n] = process.argv.slice(2);
+  const variant = OTEL_VARIANTS[Number(index)];
+  if (variant === undefined) throw new Error(`variant: 0..${OTEL_VARIANTS.length - 1}`);
+  measureHere(variant, Number(n ?? 1000)).then((hit) => console.log(String(hit)), (error: unknown) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
+}
