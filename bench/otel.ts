@@ -34,7 +34,7 @@ async function registerSdk(): Promise<void> {
   api.metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
 }
 
-async function measureHere(variant: OtelVariant, iterations: number): Promise<number> {
+async function measureHere(variant: OtelVariant, iterations: number): Promise<number[]> {
   if (variant === 'absent') hideOtel();
   if (variant === 'SDK registered') await registerSdk();
   // Loaded after the resolution is set up: the package tries the require at install.
@@ -49,8 +49,21 @@ async function measureHere(variant: OtelVariant, iterations: number): Promise<nu
   const wrapped = Object.prototype.hasOwnProperty.call(cacheops.core, 'read');
   if (wrapped !== (variant === 'SDK registered')) throw new Error(`${variant}: the installation is ${wrapped ? '' : 'not '}instrumented`);
   try {
-    const samples = await interleave({ hit: (i) => Item.findByPk((i % 100) + 1) }, iterations, Math.min(iterations, 300));
-    return median(samples.hit);
+    if (!wrapped) {
+      const samples = await interleave({ hit: (i) => Item.findByPk((i % 100) + 1) }, iterations, Math.min(iterations, 300));
+      return [median(samples.hit)];
+    }
+    // With the SDK, also the same installation with its wrappers taken off, interleaved in this process.
+    const core = cacheops.core as unknown as Record<string, unknown> & { store: Record<string, unknown> };
+    const own = { read: core['read'], close: core['close'], invalidate: core.store['invalidate'], invalidateAll: core.store['invalidateAll'], guard: core.store['guard'] };
+    const on = (): void => { core['read'] = own.read; core.store['invalidate'] = own.invalidate; core.store['invalidateAll'] = own.invalidateAll; core.store['guard'] = own.guard; };
+    const off = (): void => { delete core['read']; delete core.store['invalidate']; delete core.store['invalidateAll']; delete core.store['guard']; };
+    const samples = await interleave({
+      traced: (i) => { on(); return Item.findByPk((i % 100) + 1); },
+      plain: (i) => { off(); return Item.findByPk((i % 100) + 1); },
+    }, iterations, Math.min(iterations, 300));
+    on();
+    return [median(samples.traced), median(samples.plain)];
   } finally {
     await cacheops.invalidateAll();
     await cacheops.close();
@@ -58,35 +71,48 @@ async function measureHere(variant: OtelVariant, iterations: number): Promise<nu
   }
 }
 
-function runChild(variant: OtelVariant, iterations: number): Promise<number> {
+function runChild(variant: OtelVariant, iterations: number): Promise<number[]> {
   const tsx = pathToFileURL(join(__dirname, '..', 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
   return new Promise((resolve, reject) => {
     execFile(process.execPath, ['--import', tsx, __filename, String(OTEL_VARIANTS.indexOf(variant)), String(iterations)], { env: process.env }, (error, stdout, stderr) => {
       if (error) reject(new Error(`${variant}: ${stderr || error.message}`));
-      else resolve(Number(stdout.trim().split('\n').pop()));
+      else resolve(JSON.parse(stdout.trim().split('\n').pop() ?? '[]') as number[]);
     });
   });
 }
 
+export interface OtelResult {
+  /** Median hit µs per variant. */
+  readonly hits: readonly [OtelVariant, number][];
+  /** With the SDK: the same installation with its wrappers off, interleaved in the same process. */
+  readonly sdkUnwrapped: number;
+}
+
 /** Median hit µs per variant over `rounds` alternating rounds. */
-export async function measureOtel(iterations: number, rounds: number): Promise<[OtelVariant, number][]> {
-  const runs = new Map<OtelVariant, number[]>(OTEL_VARIANTS.map((v) => [v, []]));
+export async function measureOtel(iterations: number, rounds: number): Promise<OtelResult> {
+  const runs = new Map<OtelVariant, number[][]>(OTEL_VARIANTS.map((v) => [v, []]));
   for (let r = 0; r < rounds; r += 1) {
     for (const v of r % 2 ? [...OTEL_VARIANTS].reverse() : OTEL_VARIANTS) runs.get(v)!.push(await runChild(v, iterations));
   }
-  return OTEL_VARIANTS.map((v) => [v, median(runs.get(v)!)]);
+  return {
+    hits: OTEL_VARIANTS.map((v) => [v, median(runs.get(v)!.map((f) => f[0]!))]),
+    sdkUnwrapped: median(runs.get('SDK registered')!.map((f) => f[1]!)),
+  };
 }
 
-export function printOtel(results: readonly [OtelVariant, number][]): void {
-  const base = results[0]![1];
-  console.log(table(['@opentelemetry/api', 'hit µs', 'hit/absent'], results.map(([v, hit]) => [v, us(hit), ratio(hit / base)])));
+export function printOtel(r: OtelResult): void {
+  const base = r.hits[0]![1];
+  const rows = r.hits.map(([v, hit]) => [v, us(hit), ratio(hit / base), '']);
+  const traced = r.hits[2]![1];
+  rows.push(['SDK registered, wrappers off', us(r.sdkUnwrapped), ratio(r.sdkUnwrapped / base), `traced/off ${ratio(traced / r.sdkUnwrapped)} (same process)`]);
+  console.log(table(['@opentelemetry/api', 'hit µs', 'hit/absent', ''], rows));
 }
 
 if (require.main === module) {
   const [index, n] = process.argv.slice(2);
   const variant = OTEL_VARIANTS[Number(index)];
   if (variant === undefined) throw new Error(`variant: 0..${OTEL_VARIANTS.length - 1}`);
-  measureHere(variant, Number(n ?? 1000)).then((hit) => console.log(String(hit)), (error: unknown) => {
+  measureHere(variant, Number(n ?? 1000)).then((hits) => console.log(JSON.stringify(hits)), (error: unknown) => {
     console.error(error);
     process.exitCode = 1;
   });

@@ -109,6 +109,9 @@ type Guard = CacheopsCore['store']['guard'];
 class DegradedClock {
   private since: number | undefined;
   private total = 0;
+  get running(): boolean {
+    return this.since !== undefined;
+  }
   failed(): void {
     this.since ??= Date.now();
   }
@@ -150,15 +153,15 @@ function traceCalls(core: CacheopsCore, api: OtelApi): void {
 
   const read: Read = core.read.bind(core);
   core.read = function tracedRead(req, event, localGet) {
+    const parent = api.context.active();
     const span = tracer.startSpan('cacheops.read', {
       kind: INTERNAL,
       attributes: { 'cacheops.op': event.op, 'cacheops.model': event.model?.name, 'cacheops.function': event.fn, 'db.name': db },
-    }, api.context.active());
+    }, parent);
     // A miss is a read whose query (or function) ran: it runs in the span's context.
     let computed = false;
-    const spanContext = api.trace.setSpan(api.context.active(), span);
     const compute = req.compute;
-    const traced = { ...req, compute: () => { computed = true; return api.context.with(spanContext, compute); } };
+    const traced = { ...req, compute: () => { computed = true; return api.context.with(api.trace.setSpan(parent, span), compute); } };
     return read(traced, event, localGet).then((value) => {
       span.setAttribute('cacheops.hit', !computed);
       span.end();
@@ -200,21 +203,20 @@ function traceCalls(core: CacheopsCore, api: OtelApi): void {
 function meterCounters(core: CacheopsCore, api: OtelApi): void {
   const store = core.store;
   const db = core.db;
-  // Degraded time: every Redis call goes through guard(); a failing one starts the clock, a
-  // successful one stops it.
+  // Degraded time: a failed Redis call (the store's `failed`, which every failure of guard()
+  // reaches) starts the clock; while it runs, the next successful call stops it. Healthy calls
+  // pay one branch.
   const clock = new DegradedClock();
+  const internals = store as unknown as { failed: (what: string, error: unknown, fallback: unknown) => unknown; guard: Guard };
+  const failed = internals.failed.bind(store);
+  internals.failed = function timedFailure(what, error, fallback) {
+    clock.failed();
+    return failed(what, error, fallback);
+  };
   const guard: Guard = store.guard.bind(store);
   store.guard = function timedGuard(what, call, fallback) {
-    return guard(what, () => {
-      let pending: Promise<unknown>;
-      try {
-        pending = call();
-      } catch (error) {
-        clock.failed();
-        throw error;
-      }
-      return pending.then((v) => { clock.ok(); return v; }, (error: unknown) => { clock.failed(); throw error; });
-    }, fallback);
+    if (!clock.running) return guard(what, call, fallback);
+    return guard(what, () => call().then((v) => { clock.ok(); return v; }), fallback);
   } as Guard;
 
   const meter = api.metrics.getMeter(NAME);
