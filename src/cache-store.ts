@@ -19,6 +19,8 @@ import { isCluster, type RedisClient, type ScriptCommands } from './redis';
 import { conjKey, epochsKey, escapeKeyPart, lockKey, namespace, shardOf, simpleKey, valueKey, allKeysPattern, hashText } from './keys';
 import type { Conj } from './tree';
 import { CacheopsRedisError } from './errors';
+import { RedisBreaker } from './breaker';
+import { endpointOf } from './redis';
 
 /** What a cached value depends on: a table and the conjunctions of its rows that matter. */
 export interface Dependency {
@@ -56,6 +58,8 @@ export interface StoreOptions {
   readonly logger: (message: string, error?: unknown) => void;
   /** Memory-limit mode: values carry their invalidators' stamps (see lua/*_insideout.lua). */
   readonly insideout: boolean;
+  /** Called when Redis answers again after an outage. */
+  readonly onAvailable?: () => void;
 }
 
 function schemeOf(conj: Conj): { scheme: string; conj: string } {
@@ -70,7 +74,8 @@ export function conjKeyNames(ns: string, dep: Dependency): string[] {
 }
 
 export class CacheStore {
-  private lastWarning = 0;
+  /** Open while Redis is out: every call skips it at once (breaker.ts). */
+  readonly breaker: RedisBreaker;
   /**
    * Whether the client bounds every command itself (a standalone or Sentinel
    * client with a commandTimeout no longer than ours, as the one cacheops
@@ -85,6 +90,38 @@ export class CacheStore {
   ) {
     const own = isCluster(client) ? undefined : (client as { options?: { commandTimeout?: unknown } }).options?.commandTimeout;
     this.clientTimesOut = typeof own === 'number' && own > 0 && own <= options.timeoutMs;
+    this.breaker = new RedisBreaker({
+      endpoint: endpointOf(client),
+      logger: options.logger,
+      probe: () => this.probe(),
+      ...(options.onAvailable ? { onClose: options.onAvailable } : {}),
+      meanwhile: options.degradeOnFailure ? 'the database answers' : 'cache reads fail with CacheopsRedisError',
+    });
+  }
+
+  /**
+   * Does Redis answer for every shard? One EXISTS per shard's epochs key (on a
+   * cluster each goes to the node owning that slot), bounded by the timeout.
+   * Nothing is sent while the client is still reconnecting, so probes never
+   * pile up in its offline queue.
+   */
+  private async probe(): Promise<boolean> {
+    const status = (this.client as { status?: string }).status;
+    if (status !== 'ready' && status !== 'wait') return false;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.options.timeoutMs);
+      timer.unref();
+    });
+    const calls: Promise<number>[] = [];
+    for (let shard = 0; shard < this.shards; shard += 1) calls.push(this.client.exists(epochsKey(namespace('', shard))));
+    try {
+      return await Promise.race([Promise.all(calls).then(() => true), timeout]);
+    } finally {
+      clearTimeout(timer);
+      // A late rejection of a probe that lost the race is of no interest.
+      for (const c of calls) c.catch(() => undefined);
+    }
   }
 
   get shards(): number {
@@ -97,6 +134,7 @@ export class CacheStore {
 
   /** Runs a Redis call bounded in time; on failure, degrades or throws CacheopsRedisError. */
   guard<T>(what: string, call: () => Promise<T>, fallback: T): Promise<T> {
+    if (this.breaker.open) return this.skipped(what, fallback);
     let pending: Promise<T>;
     try {
       pending = call();
@@ -106,24 +144,27 @@ export class CacheStore {
     if (this.clientTimesOut) return pending.catch((error: unknown) => this.failed(what, error, fallback));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
+      timer = setTimeout(() => reject(Object.assign(new Error(`Redis did not answer within ${this.options.timeoutMs} ms`), { code: 'ETIMEDOUT' })), this.options.timeoutMs);
+      timer.unref();
     });
     return Promise.race([pending, timeout])
       .catch((error: unknown) => this.failed(what, error, fallback))
       .finally(() => clearTimeout(timer));
   }
 
-  /** A failed Redis call: the fallback when degrading, else a CacheopsRedisError. */
+  /** A failed Redis call: opens the breaker; the fallback when degrading, else a CacheopsRedisError. */
   private failed<T>(what: string, error: unknown, fallback: T): T {
+    this.breaker.trip(error, what);
     if (!this.options.degradeOnFailure) {
       throw new CacheopsRedisError(`Redis failed during ${what}: ${(error as Error).message}`, { cause: error });
     }
-    const now = Date.now();
-    if (now - this.lastWarning > 5000) {
-      this.lastWarning = now;
-      this.options.logger(`Redis failed during ${what}; the database answers instead`, error);
-    }
     return fallback;
+  }
+
+  /** A call made while the breaker is open: nothing is sent. */
+  private skipped<T>(what: string, fallback: T): Promise<T> {
+    if (this.options.degradeOnFailure) return Promise.resolve(fallback);
+    return Promise.reject(new CacheopsRedisError(`Redis failed during ${what}: unavailable (${this.breaker.cause})`));
   }
 
   get insideout(): boolean {
@@ -197,14 +238,16 @@ export class CacheStore {
         for (const [field, token] of row) body.push(escapeKeyPart(field), escapeKeyPart(token));
       }
     }
-    const calls: Promise<number>[] = [];
-    for (let shard = 0; shard < this.shards; shard += 1) {
-      const ns = namespace(prefix, shard);
-      const args = [epochsKey(ns), ns, ...body];
-      calls.push(this.options.insideout ? this.client.cacheopsInvalidateInsideout(...args) : this.client.cacheopsInvalidate(...args));
-    }
     // Invalidation failures are never silent when not degrading: a lost invalidation is a stale read.
-    return this.guard('an invalidation', async () => (await Promise.all(calls)).reduce((a, b) => a + b, 0), -1);
+    return this.guard('an invalidation', async () => {
+      const calls: Promise<number>[] = [];
+      for (let shard = 0; shard < this.shards; shard += 1) {
+        const ns = namespace(prefix, shard);
+        const args = [epochsKey(ns), ns, ...body];
+        calls.push(this.options.insideout ? this.client.cacheopsInvalidateInsideout(...args) : this.client.cacheopsInvalidate(...args));
+      }
+      return (await Promise.all(calls)).reduce((a, b) => a + b, 0);
+    }, -1);
   }
 
   /**

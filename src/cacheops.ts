@@ -11,7 +11,7 @@ import { CacheStore, type Dependency, type RowTokens, type TableInvalidation } f
 import { normalizeConfig, profileFor, type CacheOp, type CacheopsConfig, type NormalizedConfig, type Profile, type QueryInfo } from './config';
 import { connectRedis, type RedisClient } from './redis';
 import { prefixRegistryKey } from './keys';
-import { CacheopsError } from './errors';
+import { CacheopsError, CacheopsInvalidationError, CacheopsRedisError } from './errors';
 import { tableOf, treeContext } from './query/dependencies';
 import { rowTokens } from './tree';
 import { TransactionTracker } from './transactions';
@@ -71,6 +71,11 @@ export interface ReadPlan {
   readonly profile: Profile;
 }
 
+/** Invalidations acknowledged this long before an outage are redone after it (replication lag, snapshot age). */
+const LOST_WINDOW_MS = 5_000;
+/** How long close() lets QUIT take before dropping the connection. */
+const CLOSE_GRACE_MS = 200;
+
 export class CacheopsCore {
   readonly config: NormalizedConfig;
   readonly store: CacheStore;
@@ -104,16 +109,30 @@ export class CacheopsCore {
     });
     this.redis = client;
     this.ownsRedis = owned;
-    if (owned) client.on('error', (error: unknown) => { if (degrade) this.config.logger('Redis connection error', error); });
     this.store = new CacheStore(client, {
       degradeOnFailure: degrade,
       timeoutMs: this.config.redisTimeout,
       shards: this.config.clusterShards,
       logger: this.config.logger,
       insideout: this.config.insideout,
+      onAvailable: () => this.resumed(),
     });
+    this.watchConnection(client, owned);
     this.transactions = new TransactionTracker(sequelize, (error) => this.config.logger('a queued invalidation failed', error));
     this.events.setMaxListeners(0);
+  }
+
+  /**
+   * A lost connection opens the breaker at once, before any call waits for it.
+   * On a client cacheops opened, connection errors go to the breaker (one log
+   * line per outage, not one per reconnect attempt) and its reconnect timer is
+   * unref'd, so a process whose Redis is down can still exit.
+   */
+  private watchConnection(client: RedisClient, owned: boolean): void {
+    client.on('close', () => this.store.breaker.trip(new Error('connection closed'), 'connection'));
+    if (!owned) return;
+    client.on('error', (error: unknown) => this.store.breaker.trip(error, 'connection'));
+    client.on('reconnecting', () => (client as unknown as { reconnectTimeout?: NodeJS.Timeout | null }).reconnectTimeout?.unref());
   }
 
   get db(): string {
@@ -222,9 +241,12 @@ export class CacheopsCore {
 
   /**
    * Invalidates by row states (or whole models), now or, inside a transaction,
-   * after its outermost commit.
+   * after its outermost commit. A Redis failure never rejects a write's call
+   * (its transaction has committed): the tables are marked and `error` emitted.
+   * An explicit call (`explicit`: invalidateModel, invalidateObj...) marks them
+   * too, and rejects unless degrading.
    */
-  async invalidate(items: readonly { model?: ModelStatic<Model>; table: string; rows: readonly Readonly<Record<string, unknown>>[] | 'all' }[], transaction?: Transaction): Promise<void> {
+  async invalidate(items: readonly { model?: ModelStatic<Model>; table: string; rows: readonly Readonly<Record<string, unknown>>[] | 'all' }[], transaction?: Transaction, explicit = false): Promise<void> {
     if (!this.invalidationEnabled || items.length === 0) return;
     const run = async (): Promise<void> => {
       const payload: TableInvalidation[] = items.map((it) => ({
@@ -232,13 +254,21 @@ export class CacheopsCore {
         rows: it.rows === 'all' || !it.model ? 'all' : this.rowsOf(it.model, it.rows),
       }));
       const prefix = this.prefixFor(items.map((i) => i.table));
-      const deleted = await this.store.invalidate(prefix, payload);
+      let failure: CacheopsRedisError | undefined;
+      let deleted: number;
+      try {
+        deleted = await this.store.invalidate(prefix, payload);
+      } catch (error) {
+        // Without degradeOnFailure too: the write has committed, so rejecting would tell a
+        // retrying caller it had not. The tables are marked instead, and the failure emitted.
+        if (!(error instanceof CacheopsRedisError)) throw error;
+        failure = error;
+        deleted = -1;
+      }
+      if (deleted >= 0) this.noteInvalidated(prefix, items);
       if (deleted < 0) {
-        // Degraded: remember the tables, bypass the cache until a model-wide invalidation succeeds.
-        let dirty = this.dirtyTables.get(prefix);
-        if (!dirty) this.dirtyTables.set(prefix, (dirty = new Set()));
-        for (const it of items) dirty.add(it.table);
-        this.scheduleDirtyFlush();
+        this.invalidationFailed(prefix, items.map((it) => it.table), failure, !explicit);
+        if (explicit && failure) throw failure;
       }
       for (const it of items) {
         this.counters.invalidations += 1;
@@ -250,6 +280,52 @@ export class CacheopsCore {
     };
     if (transaction) this.transactions.defer(transaction, run);
     else await run();
+  }
+
+  /**
+   * When each table was last invalidated, per prefix. An invalidation Redis
+   * acknowledged can still be lost by the outage that follows: a replica
+   * promoted by Sentinel may not have received it, a restart may reload an
+   * older snapshot. So when Redis is back, the tables invalidated shortly
+   * before the outage are invalidated again, model-wide, and bypassed until then.
+   */
+  private readonly lastInvalidated = new Map<string, Map<string, number>>();
+
+  private noteInvalidated(prefix: string, items: readonly { table: string }[]): void {
+    let tables = this.lastInvalidated.get(prefix);
+    if (!tables) this.lastInvalidated.set(prefix, (tables = new Map()));
+    const now = Date.now();
+    for (const it of items) tables.set(it.table, now);
+  }
+
+  /** Redis answers again: retry what failed, and what the outage may have lost. */
+  private resumed(): void {
+    const since = this.store.breaker.openedAt - LOST_WINDOW_MS;
+    for (const [prefix, tables] of this.lastInvalidated) {
+      for (const [table, at] of tables) if (at < since) tables.delete(table);
+      const recent = [...tables.keys()];
+      if (recent.length === 0) continue;
+      let dirty = this.dirtyTables.get(prefix);
+      if (!dirty) this.dirtyTables.set(prefix, (dirty = new Set()));
+      for (const table of recent) dirty.add(table);
+    }
+    void this.flushDirty();
+  }
+
+  /**
+   * An invalidation that did not reach Redis: its tables are bypassed by every
+   * read until a model-wide invalidation of them succeeds (flushDirty), and
+   * `error` is emitted when someone listens. The log line is the breaker's.
+   */
+  private invalidationFailed(prefix: string, tables: readonly string[], cause: unknown, emit: boolean): void {
+    let dirty = this.dirtyTables.get(prefix);
+    if (!dirty) this.dirtyTables.set(prefix, (dirty = new Set()));
+    for (const table of tables) dirty.add(table);
+    this.scheduleDirtyFlush();
+    if (emit && this.events.listenerCount('error') > 0) {
+      const why = cause instanceof Error ? cause.message : `Redis unavailable (${this.store.breaker.cause})`;
+      this.events.emit('error', new CacheopsInvalidationError(tables, why, cause));
+    }
   }
 
   private flushTimer: NodeJS.Timeout | undefined;
@@ -266,15 +342,17 @@ export class CacheopsCore {
   async flushDirty(): Promise<void> {
     for (const [prefix, tables] of this.dirtyTables) {
       if (tables.size === 0) continue;
-      const deleted = await this.store.invalidate(prefix, [...tables].map((table) => ({ table, rows: 'all' as const })));
-      if (deleted >= 0) tables.clear();
+      // Tables marked while this retry runs stay marked: only those it covered are cleared.
+      const covered = [...tables];
+      const deleted = await this.store.invalidate(prefix, covered.map((table) => ({ table, rows: 'all' as const }))).catch(() => -1);
+      if (deleted >= 0) for (const table of covered) tables.delete(table);
       else this.scheduleDirtyFlush();
     }
   }
 
   /** Invalidates a whole model (every cached value depending on its table). */
-  async invalidateModel(model: ModelStatic<Model>, transaction?: Transaction): Promise<void> {
-    await this.invalidate([{ model, table: tableOf(model), rows: 'all' }], transaction);
+  async invalidateModel(model: ModelStatic<Model>, transaction?: Transaction, explicit = false): Promise<void> {
+    await this.invalidate([{ model, table: tableOf(model), rows: 'all' }], transaction, explicit);
   }
 
   async invalidateAll(): Promise<void> {
@@ -293,14 +371,20 @@ export class CacheopsCore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    const wasOpen = this.store.breaker.open;
+    this.store.breaker.stop();
     if (this.flushTimer) clearTimeout(this.flushTimer);
-    if (this.ownsRedis) {
-      try {
-        await this.redis.quit();
-      } catch {
-        this.redis.disconnect();
-      }
+    if (!this.ownsRedis) return;
+    // QUIT waits for Redis's answer: a frozen or unreachable Redis gets a short grace, then the socket is dropped.
+    if (!wasOpen) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.redis.quit().catch(() => undefined),
+        new Promise<void>((resolve) => { timer = setTimeout(resolve, CLOSE_GRACE_MS); timer.unref(); }),
+      ]);
+      clearTimeout(timer);
     }
+    this.redis.disconnect();
   }
 
   /** Throws unless the model belongs to this installation's Sequelize. */

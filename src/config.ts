@@ -1,5 +1,6 @@
 import type { Redis, Cluster, RedisOptions } from 'ioredis';
 import { CacheopsConfigError } from './errors';
+import { describeError } from './breaker';
 
 /** The kinds of read a profile may cache automatically. */
 export type CacheOp = 'get' | 'fetch' | 'count' | 'aggregate' | 'exists';
@@ -125,6 +126,12 @@ const TOP_KEYS = new Set([
 const PROFILE_KEYS = new Set(['ops', 'timeout', 'lock', 'localGet', 'cacheOnSave', 'dbAgnostic']);
 
 export const DEFAULT_TIMEOUT = 3600;
+
+/** One line per message, the cause included, never a stack (a custom logger gets the error object). */
+function defaultLogger(message: string, error?: unknown): void {
+  const cause = error === undefined ? '' : describeError(error);
+  console.warn(`[cacheops] ${message}${cause && !message.includes(cause) ? `: ${cause}` : ''}`);
+}
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -257,7 +264,7 @@ export function normalizeConfig(config: CacheopsConfig, modelNames: readonly str
     }
   }
 
-  const logger = config.logger ?? ((message: string, error?: unknown) => console.warn(`[cacheops] ${message}`, error ?? ''));
+  const logger = config.logger ?? defaultLogger;
   if (typeof logger !== 'function') throw new CacheopsConfigError('logger', 'expected a function');
   return {
     redis: config.redis ?? process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379/0',

@@ -43,3 +43,19 @@ export class CacheopsSerializationError extends CacheopsError {}
 
 /** Redis failed and `degradeOnFailure` is off. The original error is the `cause`. */
 export class CacheopsRedisError extends CacheopsError {}
+
+/**
+ * A write's invalidation did not reach Redis (emitted as `error`, never thrown:
+ * the write itself has committed). Its tables are bypassed by every read until
+ * a model-wide invalidation of them succeeds.
+ *
+ * @example
+ * cacheops.on('error', (e) => metrics.increment('cacheops.invalidation_failed', { tables: e.tables.join(',') }));
+ */
+export class CacheopsInvalidationError extends CacheopsRedisError {
+  readonly tables: readonly string[];
+  constructor(tables: readonly string[], reason: string, cause?: unknown) {
+    super(`invalidation of ${tables.join(', ')} failed (${reason}); these tables bypass the cache until a retry succeeds`, cause === undefined ? undefined : { cause });
+    this.tables = tables;
+  }
+}

@@ -4,7 +4,7 @@
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
 import { CacheopsCore, type CacheopsStats, type InvalidatedEvent, type ReadEvent } from './cacheops';
 import type { CacheopsConfig } from './config';
-import { CacheopsError } from './errors';
+import { CacheopsError, type CacheopsInvalidationError } from './errors';
 import { interceptReads } from './query/intercept';
 import { installFastPath } from './query/fast-path';
 import { tableOf } from './query/dependencies';
@@ -21,6 +21,8 @@ const all = new Set<Cacheops>();
 export interface CacheopsEvents {
   read: ReadEvent;
   invalidated: InvalidatedEvent;
+  /** A write's invalidation failed after its commit (the write resolved; its tables bypass the cache until a retry succeeds). */
+  error: CacheopsInvalidationError;
 }
 
 /**
@@ -44,7 +46,7 @@ export class Cacheops {
     this.cache = new SimpleCache(this.core);
   }
 
-  /** Listens to `read` ({ model, fn, op, hit }) or `invalidated` ({ model, table, values }). */
+  /** Listens to `read` ({ model, fn, op, hit }), `invalidated` ({ model, table, values }) or `error` (CacheopsInvalidationError). */
   on<E extends keyof CacheopsEvents>(event: E, listener: (payload: CacheopsEvents[E]) => void): this {
     this.core.events.on(event, listener);
     return this;
@@ -77,19 +79,19 @@ export class Cacheops {
     const model = this.core.checkModel(instance?.constructor, 'invalidateObj');
     const current = { ...(instance.dataValues as Record<string, unknown>) };
     const previous = { ...current, ...((instance as unknown as { _previousDataValues?: Record<string, unknown> })._previousDataValues ?? {}) };
-    await this.core.invalidate([{ model, table: tableOf(model), rows: [current, previous] }], this.core.transactions.current(options));
+    await this.core.invalidate([{ model, table: tableOf(model), rows: [current, previous] }], this.core.transactions.current(options), true);
   }
 
   /** The same as invalidateObj for a plain object of attribute values; a missing attribute matches anything. */
   async invalidateDict(model: ModelStatic<Model>, values: Readonly<Record<string, unknown>>, options: { transaction?: Transaction } = {}): Promise<void> {
     const m = this.core.checkModel(model, 'invalidateDict');
     if (typeof values !== 'object' || values === null) throw new CacheopsError('invalidateDict: values must be an object of attribute values');
-    await this.core.invalidate([{ model: m, table: tableOf(m), rows: [values] }], this.core.transactions.current(options));
+    await this.core.invalidate([{ model: m, table: tableOf(m), rows: [values] }], this.core.transactions.current(options), true);
   }
 
   /** Every cached value depending on this model's table; cost independent of the keyspace size. */
   async invalidateModel(model: ModelStatic<Model>, options: { transaction?: Transaction } = {}): Promise<void> {
-    await this.core.invalidateModel(this.core.checkModel(model, 'invalidateModel'), this.core.transactions.current(options));
+    await this.core.invalidateModel(this.core.checkModel(model, 'invalidateModel'), this.core.transactions.current(options), true);
   }
 
   /** Drops every key of this installation (its prefix), nothing else in the Redis database. */

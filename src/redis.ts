@@ -69,6 +69,23 @@ export function isCluster(client: RedisClient): client is Cluster {
   return client instanceof Cluster || (client as { isCluster?: boolean }).isCluster === true;
 }
 
+/** Where a client connects, for log lines: `127.0.0.1:6379`, `sentinel mymaster (127.0.0.1:26379)`, `cluster 127.0.0.1:7000,...`. */
+export function endpointOf(client: RedisClient): string {
+  const hostPort = (n: unknown): string => {
+    if (typeof n === 'number' || typeof n === 'string') return String(n);
+    const o = (n ?? {}) as { host?: string; port?: number };
+    return `${o.host ?? 'localhost'}:${o.port ?? 6379}`;
+  };
+  if (isCluster(client)) {
+    const nodes = (client as unknown as { startupNodes?: unknown[] }).startupNodes ?? [];
+    return `cluster ${nodes.map(hostPort).join(',')}`;
+  }
+  const o = (client as { options?: RedisOptions }).options ?? {};
+  if (o.sentinels && o.sentinels.length > 0) return `sentinel ${o.name ?? ''} (${o.sentinels.map(hostPort).join(',')})`;
+  if (o.path) return o.path;
+  return hostPort(o);
+}
+
 function fromUnixUrl(url: string, base: RedisOptions): RedisOptions {
   const parsed = new URL(url);
   const db = parsed.searchParams.get('db');

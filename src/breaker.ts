@@ -1,0 +1,101 @@
+/**
+ * A circuit breaker in front of Redis. The first failed call (an error, a
+ * timeout, a lost connection) opens it; while it is open, no call goes to
+ * Redis at all: reads go straight to the database and writes mark their
+ * tables (cacheops.ts), so an outage costs what the database costs instead
+ * of a timeout per call. A background probe, with a back-off from 100 ms
+ * doubling to 5 s, closes it once Redis answers again. One log line when it
+ * opens, one when it closes, each with the endpoint and the cause on one line.
+ */
+
+/** One line for a Redis error: `ECONNREFUSED 127.0.0.1:6380`, `timed out after 300 ms 127.0.0.1:6379`, ... */
+export function describeError(error: unknown, endpoint?: string): string {
+  const e = (typeof error === 'object' && error !== null ? error : {}) as { code?: unknown; message?: unknown; address?: unknown; port?: unknown };
+  const message = typeof e.message === 'string' ? e.message : String(error);
+  let cause: string;
+  if (typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) cause = e.code;
+  else if (message === 'Command timed out') cause = 'ETIMEDOUT';
+  else cause = (message.split('\n')[0] ?? '').trim() || 'unknown error';
+  // A socket error names the address it failed on; prefer it to the configured endpoint.
+  const where = typeof e.address === 'string' && e.port !== undefined ? `${e.address}:${String(e.port)}` : endpoint;
+  return where && !cause.includes(where) ? `${cause} ${where}` : cause;
+}
+
+export interface BreakerOptions {
+  /** Where Redis is, for the log lines (`127.0.0.1:6379`, `sentinel mymaster`, ...). */
+  readonly endpoint: string;
+  readonly logger: (message: string, error?: unknown) => void;
+  /** Does Redis answer? Bounded in time by the caller; resolves false or rejects when not. */
+  readonly probe: () => Promise<boolean>;
+  /** Called once when it closes (caching resumes: failed invalidations are retried then). */
+  readonly onClose?: () => void;
+  /** What callers do meanwhile, for the log line. */
+  readonly meanwhile: string;
+  readonly minDelayMs?: number;
+  readonly maxDelayMs?: number;
+}
+
+export class RedisBreaker {
+  /** Read on every Redis call: a plain field, no getter. */
+  open = false;
+  /** The failure that opened it (for the error a skipped call reports). */
+  cause = '';
+  /** When the last outage began (ms since the epoch). */
+  openedAt = 0;
+  private delay = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** Outages seen (opened) since start, for tests and stats. */
+  outages = 0;
+
+  constructor(private readonly options: BreakerOptions) {}
+
+  /** A call failed: open (and log) unless already open. */
+  trip(error: unknown, what: string): void {
+    if (this.open || this.stopped) return;
+    this.open = true;
+    this.outages += 1;
+    this.openedAt = Date.now();
+    this.cause = describeError(error, this.options.endpoint);
+    this.options.logger(`Redis unavailable: ${this.cause} (${what}); ${this.options.meanwhile} until it is back`, error);
+    this.delay = this.options.minDelayMs ?? 100;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.runProbe();
+    }, this.delay);
+    // A probe never keeps a process alive.
+    this.timer.unref();
+  }
+
+  private async runProbe(): Promise<void> {
+    let ok = false;
+    try {
+      ok = await this.options.probe();
+    } catch {
+      ok = false;
+    }
+    if (this.stopped) return;
+    if (!ok) {
+      this.delay = Math.min(this.delay * 2, this.options.maxDelayMs ?? 5000);
+      this.schedule();
+      return;
+    }
+    this.open = false;
+    const seconds = ((Date.now() - this.openedAt) / 1000).toFixed(1);
+    this.options.logger(`Redis is back: ${this.options.endpoint} after ${seconds} s; caching resumed`);
+    this.options.onClose?.();
+  }
+
+  /** No more probes (close()). Calls skip Redis from now on. */
+  stop(): void {
+    this.stopped = true;
+    this.open = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
