@@ -7,7 +7,9 @@
  * one script call, before it computes, and stores with the snapshot (see
  * cache-store.ts for why that makes stale stores impossible). So a miss costs
  * three round trips: GET, snapshot, store. With the lock, concurrent misses
- * of one key wait for the one that computes.
+ * of one key wait for the one that holds the lease (lua/includes/miss_snapshot.lua):
+ * an invalidation voids it, a dead holder's expires, and no one waits longer
+ * than LEASE_WAIT_MS.
  */
 import type { CacheStore, Dependency } from './cache-store';
 
@@ -36,8 +38,10 @@ export interface ReadOutcome<T> {
   readonly stored: boolean;
 }
 
-/** How long a dog-pile lock lives if its holder dies (ms). */
-const LOCK_TTL_MS = 10_000;
+/** How long a dog-pile lease lives if its holder dies (ms). */
+export const LEASE_TTL_MS = 5_000;
+/** How long a miss waits for another's lease before it reads the database itself (ms). */
+export const LEASE_WAIT_MS = 2_000;
 const LOCK_POLL_MS = 15;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -54,9 +58,10 @@ export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>): Pr
   const deps = typeof req.deps === 'function' ? req.deps() : req.deps;
   if (deps === undefined) return { value: await req.compute(), hit: false, stored: false };
   const tables = [...new Set(deps.map((d) => d.table))];
-  const lockMs = req.lock && req.canStore ? LOCK_TTL_MS : 0;
+  const lockMs = req.lock && req.canStore ? LEASE_TTL_MS : 0;
   let fetched = await store.fetch(req.prefix, req.hash, tables, lockMs);
-  const deadline = Date.now() + LOCK_TTL_MS + 1000;
+  // Bounded: past it the waiter reads the database (and does not store: the holder will).
+  const deadline = Date.now() + LEASE_WAIT_MS;
   while (fetched.kind === 'miss' && fetched.lockHeld && Date.now() < deadline) {
     await sleep(LOCK_POLL_MS);
     fetched = await store.fetch(req.prefix, req.hash, tables, lockMs);

@@ -9,7 +9,7 @@
   ARGV[1]  namespace N (the conj/scheme/index keys are built from it; they share its hash tag)
   ARGV[2]  the encoded value
   ARGV[3]  timeout in seconds
-  ARGV[4]  lock token ("" when no lock was taken)
+  ARGV[4]  lease token ("" when no lease was taken)
   ARGV[5]  E, the number of epoch checks, followed by E pairs (field, expected epoch)
   then     C, the number of conjunctions, followed by C triples (table, scheme, conj)
            table/scheme/conj are escaped; conj is "f=v&g=w" in scheme order, "" for "every row"
@@ -20,8 +20,12 @@ local ns = ARGV[1]
 local value_key = KEYS[1]
 local timeout = tonumber(ARGV[3])
 
-if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4] then
-  redis.call('DEL', KEYS[3])
+-- Release our lease ("<token>@<epochs>", see includes/miss_snapshot), not one that took it over.
+if ARGV[4] ~= '' then
+  local held = redis.call('GET', KEYS[3])
+  if held and string.sub(held, 1, #ARGV[4] + 1) == ARGV[4] .. '@' then
+    redis.call('DEL', KEYS[3])
+  end
 end
 
 local i = 5

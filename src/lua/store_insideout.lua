@@ -11,7 +11,7 @@
   ARGV[1]  namespace N
   ARGV[2]  the encoded value
   ARGV[3]  timeout in seconds
-  ARGV[4]  lock token ("" when no lock was taken)
+  ARGV[4]  lease token ("" when no lease was taken)
   ARGV[5]  a fresh random nonce (stamps of conjunctions created now)
   ARGV[6]  E, the number of epoch checks, then E pairs (field, expected epoch)
   then     T, the number of tables, then T table names (escaped)
@@ -23,8 +23,12 @@ local ns = ARGV[1]
 local timeout = tonumber(ARGV[3])
 local nonce = ARGV[5]
 
-if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4] then
-  redis.call('DEL', KEYS[3])
+-- Release our lease ("<token>@<epochs>", see includes/miss_snapshot), not one that took it over.
+if ARGV[4] ~= '' then
+  local held = redis.call('GET', KEYS[3])
+  if held and string.sub(held, 1, #ARGV[4] + 1) == ARGV[4] .. '@' then
+    redis.call('DEL', KEYS[3])
+  end
 end
 
 local i = 6

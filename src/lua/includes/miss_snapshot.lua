@@ -1,26 +1,39 @@
 --[[
-  The miss branch shared by fetch.lua and fetch_insideout.lua: takes the
-  dog-pile lock when asked, and snapshots the epochs of "*" and of the
-  tables named from ARGV[3] on.
+  The miss branch shared by fetch.lua and fetch_insideout.lua: snapshots the
+  epochs of "*" and of the tables named from ARGV[3] on, and takes the
+  dog-pile lease when asked (ARGV[1] > 0).
 
-  Returns {lock state, epoch of "*", epoch of each table ("0" when never bumped)}.
+  A lease is "<token>@<epochs>": the epochs it was taken under. An
+  invalidation of one of its tables moves an epoch, which voids the lease:
+  the holder's fill will be refused by store.lua anyway, so the next miss
+  takes the lease over instead of waiting for a value that cannot come. A
+  holder that died releases by expiry (ARGV[1] ms).
+
+  Returns {lock state, epoch of "*", epoch of each table ("0" when never bumped)};
+  lock state 1 = the caller may compute (lease taken, or none asked), 0 = a valid lease is held.
 ]]
 local function miss_snapshot(epochs_key, lock_key)
-  local lock_state = 1
-  local lock_ms = tonumber(ARGV[1])
-  if lock_ms > 0 then
-    if not redis.call('SET', lock_key, ARGV[2], 'NX', 'PX', lock_ms) then
-      lock_state = 0
-    end
-  end
   local fields = {'*'}
   for i = 3, #ARGV do
     fields[#fields + 1] = ARGV[i]
   end
   local epochs = redis.call('HMGET', epochs_key, unpack(fields))
-  local result = {lock_state}
+  local result = {1}
   for i = 1, #epochs do
     result[#result + 1] = epochs[i] or '0'
+  end
+  local lock_ms = tonumber(ARGV[1])
+  if lock_ms > 0 then
+    local stamp = table.concat(result, ',', 2)
+    local lease = ARGV[2] .. '@' .. stamp
+    if not redis.call('SET', lock_key, lease, 'NX', 'PX', lock_ms) then
+      local held = redis.call('GET', lock_key)
+      if held and string.match(held, '@(.*)$') == stamp then
+        result[1] = 0
+      else
+        redis.call('SET', lock_key, lease, 'PX', lock_ms)
+      end
+    end
   end
   return result
 end
