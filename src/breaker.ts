@@ -95,6 +95,7 @@ export class RedisBreaker {
   stop(): void {
     this.stopped = true;
     this.open = true;
+    this.cause = 'closed';
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }

@@ -145,13 +145,14 @@ export class CacheopsCore {
     if (typeof p === 'string') return p;
     const info: QueryInfo = { tables, db: this.db, dialect: this.dialect };
     const prefix = p(info).replace(/[{}]/g, '_');
-    if (!this.registeredPrefixes.has(prefix)) {
+    // Not while Redis is out (the breaker): the next call after it is back registers it.
+    if (!this.registeredPrefixes.has(prefix) && !this.store.breaker.open) {
       // invalidateAll must find every prefix the function chose, in any process. The SADD goes
       // out on this connection before anything stored under the prefix, so it lands first.
       this.registeredPrefixes.add(prefix);
       this.redis.sadd(prefixRegistryKey, prefix).catch((error: unknown) => {
         this.registeredPrefixes.delete(prefix);
-        this.config.logger('could not register a key prefix for invalidateAll', error);
+        this.store.breaker.trip(error, 'a key prefix registration');
       });
     }
     return prefix;
