@@ -12,6 +12,10 @@ import { freePort } from './private-redis';
 export interface PrivateCluster {
   readonly ports: readonly number[];
   client(): Cluster;
+  /** Kills one node (SIGKILL); its data is gone, its cluster identity stays in its nodes file. */
+  kill(index: number): void;
+  /** Starts a killed node again: it rejoins with its slots, empty. */
+  restart(index: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -19,27 +23,43 @@ export async function startPrivateCluster(): Promise<PrivateCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'cacheops-cluster-'));
   const ports: number[] = [];
   const children: ChildProcess[] = [];
+  const spawnNode = (port: number): ChildProcess => spawn('redis-server', [
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+    '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir,
+  ], { stdio: 'ignore' });
   for (let i = 0; i < 3; i += 1) {
     // Cluster bus ports are port + 10000: keep the base low enough.
     let port = await freePort();
     while (port > 55000) port = await freePort();
     ports.push(port);
-    children.push(spawn('redis-server', [
-      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-      '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir,
-    ], { stdio: 'ignore' }));
+    children.push(spawnNode(port));
   }
   await new Promise((r) => setTimeout(r, 300));
   const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
   if (created.status !== 0) throw new Error(`cluster create failed: ${created.stdout}${created.stderr}`);
-  for (let i = 0; i < 100; i += 1) {
-    const info = spawnSync('redis-cli', ['-p', String(ports[0]), 'cluster', 'info'], { encoding: 'utf8' }).stdout;
-    if (info.includes('cluster_state:ok')) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const waitOk = async (): Promise<void> => {
+    for (let i = 0; i < 100; i += 1) {
+      const info = spawnSync('redis-cli', ['-p', String(ports[0]), 'cluster', 'info'], { encoding: 'utf8' }).stdout;
+      if (info.includes('cluster_state:ok')) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  await waitOk();
   return {
     ports,
     client: () => new Cluster(ports.map((port) => ({ host: '127.0.0.1', port }))),
+    kill(index) {
+      children[index]?.kill('SIGKILL');
+    },
+    async restart(index) {
+      const port = ports[index]!;
+      children[index] = spawnNode(port);
+      for (let i = 0; i < 100; i += 1) {
+        if (spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.trim() === 'PONG') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await waitOk();
+    },
     async stop() {
       for (const c of children) c.kill('SIGKILL');
       await new Promise((r) => setTimeout(r, 100));
