@@ -15,7 +15,7 @@ import { startPrivateCluster } from './helpers/private-cluster';
 import { DelayProxy, KEYS, p99, staleReads, startPrivateSentinel, startWorkload } from './helpers/faults';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const REDIS_TIMEOUT = 250;
+const REDIS_TIMEOUT = 500;
 const FAULT_MS = 1500;
 
 interface Fault {
@@ -27,6 +27,8 @@ interface Fault {
   teardown(): Promise<void>;
   /** How many outages the scenario may log (a cluster node's outage may be seen twice). */
   readonly maxOutages?: number;
+  /** false: Redis is back at once (restarted empty); the reads meanwhile refill the cache rather than degrade. */
+  readonly degradedReads?: boolean;
 }
 
 async function scenario(t: ExecutionContext, name: string, fault: Fault): Promise<void> {
@@ -36,8 +38,6 @@ async function scenario(t: ExecutionContext, name: string, fault: Fault): Promis
   }, name);
   try {
     await blog.Post.bulkCreate(KEYS.flatMap((k) => [{ title: `a${k}`, views: k }, { title: `b${k}`, views: k }]));
-    // The same workload uncached first: what the database alone costs.
-    const baseline = await (async () => { const w = startWorkload(blog, { cached: false }); await sleep(600); return w.stop(); })();
     const work = startWorkload(blog);
     await sleep(500);
     const injected = Date.now();
@@ -58,13 +58,13 @@ async function scenario(t: ExecutionContext, name: string, fault: Fault): Promis
     const during = result.latencies.filter((l) => l.at >= injected && l.at < healed).map((l) => l.ms);
     // Once the outage was met (the first calls wait up to redisTimeout), a read costs what the database costs.
     const settled = result.latencies.filter((l) => l.at >= injected + REDIS_TIMEOUT + 100 && l.at < healed).map((l) => l.ms);
-    const base = p99(baseline.latencies.map((l) => l.ms));
+    const base = p99(result.plain.filter((l) => l.at >= injected + REDIS_TIMEOUT + 100 && l.at < healed).map((l) => l.ms));
     const added = p99(settled) - base;
     const opened = logged.filter((m) => m.startsWith('Redis unavailable')).length;
     const closed = logged.filter((m) => m.startsWith('Redis is back')).length;
     const resume = resumedAt === undefined ? Infinity : (resumedAt - healed) / 1000;
     t.log(`${name}: ${result.reads} reads, ${result.writes} writes, ${result.errors.length} errors, ${stale} stale reads after recovery, ` +
-      `read p99 ${base.toFixed(1)} ms uncached, during the fault ${p99(during).toFixed(1)} ms (max ${Math.max(...during).toFixed(0)} ms), ` +
+      `read p99 meanwhile ${base.toFixed(1)} ms with cacheops: false, during the fault ${p99(during).toFixed(1)} ms (max ${Math.max(...during).toFixed(0)} ms), ` +
       `once met ${p99(settled).toFixed(1)} ms (${added >= 0 ? '+' : ''}${added.toFixed(1)} ms), ` +
       `log lines ${logged.length} (${opened} opened, ${closed} closed), resumed ${resume.toFixed(2)} s after the fault ended ` +
       `(${((resumedAt ?? Infinity) - injected) / 1000} s after it began)`);
@@ -75,7 +75,7 @@ async function scenario(t: ExecutionContext, name: string, fault: Fault): Promis
     t.is(closed, opened, 'every outage logged as ended');
     t.is(logged.length, opened + closed, 'nothing else logged');
     // A ratio too: the machine may be loaded (without the breaker each read would cost redisTimeout).
-    t.true(settled.length > 0 && p99(settled) <= base * 1.5 + 25, `read p99 added once the outage was met: ${added.toFixed(1)} ms`);
+    if (fault.degradedReads !== false) t.true(settled.length > 0 && p99(settled) <= base * 2 + 10, `read p99 added once the outage was met: ${added.toFixed(1)} ms`);
     t.true(Math.max(...during) < 2 * REDIS_TIMEOUT + base + 100, `the slowest read during the fault: ${Math.max(...during).toFixed(0)} ms`);
   } finally {
     await blog.close().catch(() => undefined);
@@ -109,17 +109,18 @@ test.serial('fault: Redis restarted empty', async (t) => {
     redis: redis.url,
     inject: async () => { await redis.stop(); await redis.start(); },
     heal: () => undefined,
+    degradedReads: false,
     teardown: () => redis.stop(),
   });
 });
 
-test.serial('fault: latency above redisTimeout (a proxy holds every packet 400 ms)', async (t) => {
+test.serial('fault: latency above redisTimeout (a proxy holds every packet 800 ms)', async (t) => {
   const redis = await startPrivateRedis();
   const proxy = new DelayProxy();
   await proxy.start(redis.port);
   await scenario(t, 'latency', {
     redis: `redis://127.0.0.1:${proxy.port}`,
-    inject: () => { proxy.delayMs = 400; },
+    inject: () => { proxy.delayMs = 800; },
     heal: () => { proxy.delayMs = 0; },
     teardown: async () => { await proxy.stop(); await redis.stop(); },
   });
