@@ -90,9 +90,16 @@ export function openExample(options: ExampleOptions = {}): ExampleInstallation {
 export async function createExample(options: ExampleOptions = {}): Promise<Example> {
   const { sequelize, cacheops, models } = openExample(options);
   const { Category, Author, Post, Comment } = models;
-  await seed(sequelize, models);
-  // The database is new on every start: whatever an earlier run cached is stale.
-  await cacheops.invalidateAll();
+  try {
+    await seed(sequelize, models);
+    // The database is new on every start: whatever an earlier run cached is stale.
+    await cacheops.invalidateAll();
+  } catch (error) {
+    // A failed start leaves nothing open (no Redis connection, no database handle).
+    await cacheops.close().catch(() => undefined);
+    await sequelize.close().catch(() => undefined);
+    throw error;
+  }
   const log = new InvalidationLog();
   watch(cacheops, log);
   // `cacheops stats` reports the hit counts applications flush: the example flushes every few seconds.
