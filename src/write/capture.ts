@@ -13,6 +13,7 @@ import { tableIndex } from '../query/dependencies';
 import { byPrimaryKeys, byUniqueKeys, primaryKeys, toAttributes, type Row } from './rows';
 import { WriteProtocol, type AfterSpec, type Options } from './protocol';
 import { captureRawWrites } from './raw-sql';
+import { hookStatements } from './images/statement';
 
 function modelOfTable(sequelize: CacheopsCore['sequelize'], tableName: unknown, options?: Options): ModelStatic<Model> | undefined {
   const fromOptions = options?.['model'];
@@ -29,6 +30,7 @@ function modelOfTable(sequelize: CacheopsCore['sequelize'], tableName: unknown, 
 /** Wraps this installation's QueryInterface write methods and `sequelize.query`. */
 export function installWriteCapture(core: CacheopsCore): void {
   const self = new WriteProtocol(core);
+  if (core.dialect === 'postgres') hookStatements(core.sequelize);
   // The QueryInterface methods are typed loosely on purpose: they are Sequelize internals.
   type Fn = (...args: never[]) => Promise<unknown>;
   const qi = core.sequelize.getQueryInterface() as unknown as Record<string, Fn>;
@@ -49,6 +51,7 @@ export function installWriteCapture(core: CacheopsCore): void {
     const [instance, , , options] = args as [Model, unknown, Row, Options];
     const model = instance?.constructor as ModelStatic<Model> | undefined;
     return self.write(model, options ?? {}, {
+      images: 'insert',
       after: (result) => {
         const built = (Array.isArray(result) ? result[0] : result) as Model | undefined;
         const values = (built ?? instance).dataValues as Row;
@@ -62,6 +65,7 @@ export function installWriteCapture(core: CacheopsCore): void {
     const [instance, , values, identifier, options] = args as [Model, unknown, Row, unknown, Options];
     const model = instance?.constructor as ModelStatic<Model> | undefined;
     return self.write(model, options ?? {}, {
+      images: 'update',
       before: identifier,
       after: (_result, before) => {
         const changesKey = primaryKeys(model!).some((k) => k in toAttributes(model!, values));
@@ -84,26 +88,26 @@ export function installWriteCapture(core: CacheopsCore): void {
   wrap('bulkUpdate', (original, thisArg, args) => {
     const [tableName, values, identifier, options] = args as [unknown, Row, unknown, Options];
     const model = modelOfTable(core.sequelize, tableName, options);
-    return self.write(model, options ?? {}, { before: identifier ?? {}, narrow: true, after: model && byBeforeKeys(model, values) }, call(original, thisArg, args, 3, 2));
+    return self.write(model, options ?? {}, { images: 'update', before: identifier ?? {}, narrow: true, after: model && byBeforeKeys(model, values) }, call(original, thisArg, args, 3, 2));
   });
 
   for (const name of ['increment', 'decrement']) {
     wrap(name, (original, thisArg, args) => {
       const [model, , where, , , options] = args as [ModelStatic<Model>, unknown, unknown, Row, Row, Options];
-      return self.write(model, options ?? {}, { before: where ?? {}, narrow: true, after: byBeforeKeys(model, undefined) }, call(original, thisArg, args, 5, 2));
+      return self.write(model, options ?? {}, { images: 'update', before: where ?? {}, narrow: true, after: byBeforeKeys(model, undefined) }, call(original, thisArg, args, 5, 2));
     });
   }
 
   wrap('delete', (original, thisArg, args) => {
     const [instance, , identifier, options] = args as [Model, unknown, unknown, Options];
-    return self.write(instance?.constructor as ModelStatic<Model>, options ?? {}, { before: identifier }, call(original, thisArg, args, 3));
+    return self.write(instance?.constructor as ModelStatic<Model>, options ?? {}, { images: 'delete', before: identifier }, call(original, thisArg, args, 3));
   });
 
   wrap('bulkDelete', (original, thisArg, args) => {
     const [tableName, where, options, model] = args as [unknown, unknown, Options, ModelStatic<Model> | undefined];
     const m = model ?? modelOfTable(core.sequelize, tableName, options);
     const wholeModel = options?.['truncate'] === true || where === undefined;
-    return self.write(m, options ?? {}, wholeModel ? { wholeModel, implicitCommit: options?.['truncate'] === true } : { before: where, narrow: true }, call(original, thisArg, args, 2, 1));
+    return self.write(m, options ?? {}, wholeModel ? { wholeModel, implicitCommit: options?.['truncate'] === true } : { images: 'delete', before: where, narrow: true }, call(original, thisArg, args, 2, 1));
   });
 
   wrap('upsert', (original, thisArg, args) => {
@@ -131,6 +135,7 @@ export function installWriteCapture(core: CacheopsCore): void {
     const { where, complete } = byUniqueKeys(model, records);
     if (mayTouchExisting && !complete) return self.write(model, options ?? {}, { wholeModel: true }, call(original, thisArg, args, 2));
     return self.write(model, options ?? {}, {
+      ...(mayTouchExisting ? {} : { images: 'insert' as const }),
       ...(mayTouchExisting ? { before: where } : {}),
       after: (_r, before) => {
         const keys = byPrimaryKeys(model, before);

@@ -13,14 +13,16 @@
  *
  * Both states go to one invalidation (invalidation.ts), after the commit. On
  * SQLite, which has no row locks, writes outside a transaction are serialized
- * by an in-process mutex instead. Over `maxRowsForGranularWrite` rows the
+ * by an in-process mutex instead (and, on a file, SQLite's write lock). Over `maxRowsForGranularWrite` rows the
  * whole model is invalidated.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Model, ModelStatic, Transaction } from 'sequelize';
 import type { CacheopsCore, WriteCacheopsOption } from '../cacheops';
 import { appRow, lockedOnly, primaryKeys, type Row } from './rows';
-import { changedRows, invalidateWrite, wholeModel } from './invalidation';
+import { changedRows, invalidateWrite, wholeModel, type Invalidation } from './invalidation';
+import { rewrite, takeImages, type ImageKind } from './images/postgres';
+import { captureStatement, type StatementCapture } from './images/statement';
 
 export type Options = Record<string, unknown> & { transaction?: Transaction | null; cacheops?: WriteCacheopsOption | boolean };
 export type AfterSpec = { where?: unknown; appRows?: Row[] } | 'all' | undefined;
@@ -37,6 +39,12 @@ export interface WriteSpec<R> {
   readonly implicitCommit?: boolean;
   /** The write takes its WHERE as an argument: limit it to the rows the pre-read locked (see lockedOnly). */
   readonly narrow?: boolean;
+  /**
+   * The kind of statement the write sends, when its row images can come from
+   * that statement itself (PostgreSQL, images/postgres.ts); its `before` and
+   * `after` are then not used.
+   */
+  readonly images?: ImageKind;
 }
 
 /** Runs the write's own statement (with these options and, for a narrowed mass write, this WHERE). */
@@ -121,6 +129,9 @@ export class WriteProtocol {
       await invalidateWrite(this.core, wholeModel(model), userTx);
       return result;
     }
+    if (spec.images && this.core.dialect === 'postgres' && primaryKeys(model).length > 0) {
+      return this.writeWithImages(model, options, spec.images, managed, userTx);
+    }
     const exec = async (tx: Transaction | undefined): Promise<Outcome<R>> => {
       let before: Row[] = [];
       if (spec.before !== undefined) {
@@ -147,8 +158,8 @@ export class WriteProtocol {
       outcome = await exec(userTx);
     } else if (this.core.dialect === 'sqlite') {
       // In-process writers queue on the mutex; on a database file, other processes are
-      // kept out by an IMMEDIATE transaction (SQLite's write lock, taken before the pre-read).
-      outcome = await this.mutex.run(() => (this.sqliteFile && spec.before !== undefined ? this.inOwnTransaction(exec, 'IMMEDIATE') : exec(undefined)));
+      // kept out by SQLite's write lock, taken before the pre-read (see underWriteLock).
+      outcome = await this.mutex.run(() => (this.sqliteFile && spec.before !== undefined ? this.underWriteLock(() => exec(undefined)) : exec(undefined)));
     } else if (spec.before === undefined) {
       outcome = await exec(undefined); // inserts: nothing to lock
     } else {
@@ -156,6 +167,32 @@ export class WriteProtocol {
     }
     await invalidateWrite(this.core, 'all' in outcome ? wholeModel(model) : changedRows(model, outcome.before, outcome.after), userTx);
     return outcome.result;
+  }
+
+  /**
+   * One statement that returns the old and new states of its rows (see
+   * images/postgres.ts): atomic by itself, so no transaction of ours, in or
+   * out of the caller's. A statement that could not be rewritten invalidates
+   * the whole model.
+   */
+  private async writeWithImages<R>(model: ModelStatic<Model>, options: Options, kind: ImageKind, managed: RunWrite<R>, userTx: Transaction | undefined): Promise<R> {
+    const qg = (this.sequelize.getQueryInterface() as unknown as { queryGenerator: { quoteTable(t: unknown): string } }).queryGenerator;
+    const table = qg.quoteTable(model.getTableName());
+    const keys = primaryKeys(model);
+    const capture: StatementCapture = {
+      sequelize: this.sequelize,
+      rewrite: (sql) => rewrite(kind, sql, model, table, keys),
+      take: takeImages,
+      state: 'waiting',
+      before: [],
+      after: [],
+    };
+    const result = await captureStatement(capture, () => managed(options));
+    const limit = this.core.config.maxRowsForGranularWrite;
+    const granular = capture.state === 'captured' && capture.before.length <= limit && capture.after.length <= limit;
+    const items: Invalidation[] = granular ? changedRows(model, capture.before, capture.after) : wholeModel(model);
+    await invalidateWrite(this.core, items, userTx);
+    return result;
   }
 
   /**
@@ -178,15 +215,50 @@ export class WriteProtocol {
   }
 
   /**
+   * SQLite on a file: runs fn between `BEGIN IMMEDIATE` and `COMMIT` on the
+   * connection Sequelize uses outside transactions, so other processes cannot
+   * write between the pre-read and the write. Not a Sequelize transaction:
+   * on a file, each of those opens (and closes) a database connection of its
+   * own, which costs more than the write. There is one commit, as for the
+   * bare statement. The statements other callers of this process send
+   * meanwhile run inside it (their writes through the QueryInterface wait on
+   * the mutex); that is why it ends in COMMIT even when fn failed: a failed
+   * statement is undone by SQLite itself, and those other statements keep
+   * the effect they would have had on their own.
+   */
+  private async underWriteLock<T>(fn: () => Promise<T>): Promise<T> {
+    const statement = (sql: string): Promise<unknown> => insideManagedWrite.run(true, () => this.sequelize.query(sql, { raw: true, transaction: null }));
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await statement('BEGIN IMMEDIATE');
+        break;
+      } catch (error) {
+        if (attempt >= 20 || !isRetryable(error)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 5 * attempt * Math.random()));
+      }
+    }
+    let out: T;
+    try {
+      out = await fn();
+    } catch (error) {
+      // A conflict clause of ROLLBACK may have ended the transaction already.
+      await statement('COMMIT').catch(() => undefined);
+      throw error;
+    }
+    await statement('COMMIT');
+    return out;
+  }
+
+  /**
    * Runs exec in a transaction of ours. Locking the rows first can make two
    * writers deadlock where the bare statements would not have (MySQL gap
    * locks on keys that do not exist yet, e.g. concurrent upserts); the
    * database then aborts one of them, and since nothing of it was committed
    * it is safely run again.
    */
-  private async inOwnTransaction<T>(exec: (tx: Transaction) => Promise<T>, type?: 'IMMEDIATE'): Promise<T> {
+  private async inOwnTransaction<T>(exec: (tx: Transaction) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt += 1) {
-      const tx = await this.sequelize.transaction(type ? { type: type as never } : {});
+      const tx = await this.sequelize.transaction();
       try {
         const out = await exec(tx);
         await tx.commit();

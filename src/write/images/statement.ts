@@ -1,0 +1,82 @@
+/**
+ * Row images taken from a write's own statement (PostgreSQL, see
+ * postgres.ts): while a write runs inside `captureStatement`, the first
+ * statement its Sequelize sends is rewritten, and the columns we added are
+ * taken out of the driver's result before Sequelize reads it.
+ *
+ * The hook sits on the dialect's Query class (shared by every Sequelize of
+ * the dialect), and does nothing outside a capture of the same Sequelize.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Sequelize } from 'sequelize';
+import type { Row } from '../rows';
+import type { Rewrite } from './postgres';
+
+export interface StatementCapture {
+  readonly sequelize: Sequelize;
+  /** The rewrite of the write's statement, or undefined when it is not of the expected shape. */
+  readonly rewrite: (sql: string) => Rewrite | undefined;
+  readonly take: (plan: Rewrite, rows: Record<string, unknown>[]) => { before: Row[]; after: Row[] };
+  /** waiting: no statement yet; captured: images below; unknown: the statement was not rewritten. */
+  state: 'waiting' | 'captured' | 'unknown';
+  before: Row[];
+  after: Row[];
+}
+
+const current = new AsyncLocalStorage<StatementCapture>();
+const HOOKED = Symbol.for('sequelize-cacheops.statementHook');
+
+type DriverResult = { rows?: Record<string, unknown>[]; fields?: { name: string }[] };
+type Callback = (error: unknown, result: DriverResult) => void;
+interface Connection { query(...args: unknown[]): unknown; _invalid?: boolean }
+interface QueryLike { sequelize: Sequelize; connection: Connection }
+
+/** Installs the hook on this Sequelize's dialect (once per Query class). */
+export function hookStatements(sequelize: Sequelize): void {
+  const dialect = (sequelize as unknown as { dialect: { Query: { prototype: Record<string | symbol, unknown> } } }).dialect;
+  const proto = dialect.Query.prototype;
+  if (proto[HOOKED]) return;
+  proto[HOOKED] = true;
+  const original = proto['run'] as (this: QueryLike, sql: string, parameters?: unknown) => Promise<unknown>;
+  proto['run'] = async function run(this: QueryLike, sql: string, parameters?: unknown): Promise<unknown> {
+    const capture = current.getStore();
+    if (!capture || capture.sequelize !== this.sequelize || capture.state !== 'waiting') return original.call(this, sql, parameters);
+    const plan = capture.rewrite(sql);
+    if (!plan) {
+      capture.state = 'unknown';
+      return original.call(this, sql, parameters);
+    }
+    capture.state = 'unknown'; // until the driver answers
+    const connection = this.connection;
+    // Only `query` differs; the driver's own state stays on the real connection.
+    const wrapped = Object.create(connection) as Connection;
+    wrapped.query = (...args: unknown[]) => {
+      const last = args.length - 1;
+      const callback = args[last] as Callback;
+      args[last] = (error: unknown, result: DriverResult) => {
+        if (!error && result) {
+          const images = capture.take(plan, result.rows ?? []);
+          capture.before = images.before;
+          capture.after = images.after;
+          capture.state = 'captured';
+          if (!plan.returnsRows) result.rows = [];
+          if (result.fields) result.fields = result.fields.filter((f) => !f.name.startsWith('__co_'));
+        }
+        callback(error, result);
+      };
+      return connection.query(...args);
+    };
+    this.connection = wrapped;
+    try {
+      return await original.call(this, plan.sql, parameters);
+    } finally {
+      this.connection = connection;
+      if (Object.prototype.hasOwnProperty.call(wrapped, '_invalid')) connection._invalid = wrapped._invalid;
+    }
+  };
+}
+
+/** Runs fn (a write) with its statement captured; returns fn's result and the capture. */
+export async function captureStatement<R>(capture: StatementCapture, fn: () => Promise<R>): Promise<R> {
+  return current.run(capture, fn);
+}
