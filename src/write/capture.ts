@@ -30,7 +30,7 @@ function modelOfTable(sequelize: CacheopsCore['sequelize'], tableName: unknown, 
 /** Wraps this installation's QueryInterface write methods and `sequelize.query`. */
 export function installWriteCapture(core: CacheopsCore): void {
   const self = new WriteProtocol(core);
-  if (core.dialect === 'postgres') hookStatements(core.sequelize);
+  if (['postgres', 'mysql', 'mariadb'].includes(core.dialect)) hookStatements(core.sequelize);
   // The QueryInterface methods are typed loosely on purpose: they are Sequelize internals.
   type Fn = (...args: never[]) => Promise<unknown>;
   const qi = core.sequelize.getQueryInterface() as unknown as Record<string, Fn>;

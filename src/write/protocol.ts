@@ -21,7 +21,8 @@ import type { Model, ModelStatic, Transaction } from 'sequelize';
 import type { CacheopsCore, WriteCacheopsOption } from '../cacheops';
 import { appRow, lockedOnly, primaryKeys, type Row } from './rows';
 import { changedRows, invalidateWrite, wholeModel, type Invalidation } from './invalidation';
-import { rewrite, takeImages, type ImageKind } from './images/postgres';
+import { rewrite, takeImages, type ImageKind, type Rewrite } from './images/postgres';
+import { deleteReturns, rewriteDelete } from './images/mariadb';
 import { captureStatement, type StatementCapture } from './images/statement';
 
 export type Options = Record<string, unknown> & { transaction?: Transaction | null; cacheops?: WriteCacheopsOption | boolean };
@@ -129,8 +130,14 @@ export class WriteProtocol {
       await invalidateWrite(this.core, wholeModel(model), userTx);
       return result;
     }
-    if (spec.images && this.core.dialect === 'postgres' && primaryKeys(model).length > 0) {
-      return this.writeWithImages(model, options, spec.images, managed, userTx);
+    const kind = spec.images;
+    if (kind && primaryKeys(model).length > 0) {
+      if (this.core.dialect === 'postgres') {
+        return this.writeWithImages(model, managed, options, userTx, (sql, table) => rewrite(kind, sql, model, table, primaryKeys(model)));
+      }
+      if (kind === 'delete' && this.isMysql && await this.deleteReturns()) {
+        return this.writeWithImages(model, managed, options, userTx, (sql, table) => rewriteDelete(sql, model, table));
+      }
     }
     const exec = async (tx: Transaction | undefined): Promise<Outcome<R>> => {
       let before: Row[] = [];
@@ -175,13 +182,15 @@ export class WriteProtocol {
    * out of the caller's. A statement that could not be rewritten invalidates
    * the whole model.
    */
-  private async writeWithImages<R>(model: ModelStatic<Model>, options: Options, kind: ImageKind, managed: RunWrite<R>, userTx: Transaction | undefined): Promise<R> {
+  private async writeWithImages<R>(
+    model: ModelStatic<Model>, managed: RunWrite<R>, options: Options, userTx: Transaction | undefined,
+    rewriteStatement: (sql: string, table: string) => Rewrite | undefined,
+  ): Promise<R> {
     const qg = (this.sequelize.getQueryInterface() as unknown as { queryGenerator: { quoteTable(t: unknown): string } }).queryGenerator;
     const table = qg.quoteTable(model.getTableName());
-    const keys = primaryKeys(model);
     const capture: StatementCapture = {
       sequelize: this.sequelize,
-      rewrite: (sql) => rewrite(kind, sql, model, table, keys),
+      rewrite: (sql) => rewriteStatement(sql, table),
       take: takeImages,
       state: 'waiting',
       before: [],
@@ -193,6 +202,14 @@ export class WriteProtocol {
     const items: Invalidation[] = granular ? changedRows(model, capture.before, capture.after) : wholeModel(model);
     await invalidateWrite(this.core, items, userTx);
     return result;
+  }
+
+  private deleteReturnsCheck: Promise<boolean> | undefined;
+
+  /** MySQL/MariaDB: whether the server has DELETE ... RETURNING (asked once; a failed check says no). */
+  private deleteReturns(): Promise<boolean> {
+    this.deleteReturnsCheck ??= this.sequelize.databaseVersion().then((v) => deleteReturns(String(v)), () => false);
+    return this.deleteReturnsCheck;
   }
 
   /**

@@ -35,20 +35,22 @@ export interface Rewrite {
   readonly old: boolean;
   readonly new: boolean;
   readonly columns: readonly Column[];
+  /** How the driver hands back rows: pg's result object, or mysql2's array of rows. */
+  readonly driver: 'pg' | 'mysql';
 }
 
-interface Column {
+export interface Column {
   readonly attribute: string;
   readonly field: string;
 }
 
 const OLD = '"__co_old"';
-const quote = (identifier: string): string => `"${identifier.replace(/"/g, '""')}"`;
-const oldAlias = (i: number): string => `__co_o${i}`;
+export const quote = (identifier: string): string => `"${identifier.replace(/"/g, '""')}"`;
+export const oldAlias = (i: number): string => `__co_o${i}`;
 const newAlias = (i: number): string => `__co_n${i}`;
 
 /** The model's stored columns (virtual attributes have none). */
-function columnsOf(model: ModelStatic<Model>): Column[] {
+export function columnsOf(model: ModelStatic<Model>): Column[] {
   const attrs = model.getAttributes() as Record<string, { field?: string; type?: { key?: string } }>;
   return Object.entries(attrs)
     .filter(([, a]) => a.type?.key !== 'VIRTUAL')
@@ -56,13 +58,13 @@ function columnsOf(model: ModelStatic<Model>): Column[] {
 }
 
 /** ` RETURNING *` or ` RETURNING "a","b"` at the end of a statement, as Sequelize writes it. */
-function splitReturning(sql: string): { head: string; returning: string | undefined } {
+export function splitReturning(sql: string): { head: string; returning: string | undefined } {
   const at = topLevelKeyword(sql, 'RETURNING');
   if (at < 0) return { head: sql, returning: undefined };
   return { head: sql.slice(0, at), returning: sql.slice(at + ' RETURNING '.length).trim() };
 }
 
-const RETURNING_LIST = /^(?:\*|"(?:[^"]|"")+"(?:,\s*"(?:[^"]|"")+")*)$/;
+export const RETURNING_LIST = /^(?:\*|"(?:[^"]|"")+"(?:,\s*"(?:[^"]|"")+")*)$/;
 
 export function rewrite(kind: ImageKind, sql: string, model: ModelStatic<Model>, table: string, keys: readonly string[]): Rewrite | undefined {
   const columns = columnsOf(model);
@@ -73,13 +75,13 @@ export function rewrite(kind: ImageKind, sql: string, model: ModelStatic<Model>,
   if (kind === 'insert') {
     if (!/^INSERT INTO /i.test(head) || !head.startsWith(`INSERT INTO ${table} `) && !head.startsWith(`INSERT INTO ${table}(`)) return undefined;
     const mine = columns.map((c, i) => `${quote(c.field)} AS ${quote(newAlias(i))}`).join(',');
-    return { sql: `${head} RETURNING ${returning ? `${returning},` : ''}${mine};`, returnsRows: returning !== undefined, old: false, new: true, columns };
+    return { sql: `${head} RETURNING ${returning ? `${returning},` : ''}${mine};`, returnsRows: returning !== undefined, old: false, new: true, columns, driver: 'pg' };
   }
   if (kind === 'delete') {
     const prefix = `DELETE FROM ${table}`;
     if (!head.startsWith(prefix) || !/^(?:$|\s+WHERE\s)/.test(head.slice(prefix.length)) || !balanced(head)) return undefined;
     const mine = columns.map((c, i) => `${table}.${quote(c.field)} AS ${quote(oldAlias(i))}`).join(',');
-    return { sql: `${head} RETURNING ${returning ? `${returning},` : ''}${mine}`, returnsRows: returning !== undefined, old: true, new: false, columns };
+    return { sql: `${head} RETURNING ${returning ? `${returning},` : ''}${mine}`, returnsRows: returning !== undefined, old: true, new: false, columns, driver: 'pg' };
   }
   const prefix = `UPDATE ${table} SET `;
   if (!head.startsWith(prefix)) return undefined;
@@ -103,6 +105,7 @@ export function rewrite(kind: ImageKind, sql: string, model: ModelStatic<Model>,
     old: true,
     new: true,
     columns,
+    driver: 'pg',
   };
 }
 

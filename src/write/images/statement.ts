@@ -1,6 +1,6 @@
 /**
  * Row images taken from a write's own statement (PostgreSQL, see
- * postgres.ts): while a write runs inside `captureStatement`, the first
+ * postgres.ts; MariaDB deletes, see mariadb.ts): while a write runs inside `captureStatement`, the first
  * statement its Sequelize sends is rewritten, and the columns we added are
  * taken out of the driver's result before Sequelize reads it.
  *
@@ -26,9 +26,30 @@ export interface StatementCapture {
 const current = new AsyncLocalStorage<StatementCapture>();
 const HOOKED = Symbol.for('sequelize-cacheops.statementHook');
 
-type DriverResult = { rows?: Record<string, unknown>[]; fields?: { name: string }[] };
-type Callback = (error: unknown, result: DriverResult) => void;
-interface Connection { query(...args: unknown[]): unknown; _invalid?: boolean }
+type PgResult = { rows?: Record<string, unknown>[]; fields?: { name: string }[] };
+type Callback = (error: unknown, result: unknown, ...rest: unknown[]) => void;
+interface Connection { query(...args: unknown[]): unknown; execute?(...args: unknown[]): unknown; _invalid?: boolean }
+
+/** Takes the images out of the driver's answer; returns the answer Sequelize gets. */
+function finish(capture: StatementCapture, plan: Rewrite, result: unknown): unknown {
+  if (plan.driver === 'mysql') {
+    // mysql2 answers a statement with RETURNING by its rows; Sequelize expects the header of a DELETE.
+    const rows = Array.isArray(result) ? result as Record<string, unknown>[] : [];
+    const images = capture.take(plan, rows);
+    capture.before = images.before;
+    capture.after = images.after;
+    capture.state = 'captured';
+    return { fieldCount: 0, affectedRows: rows.length, insertId: 0, info: '', serverStatus: 2, warningStatus: 0, changedRows: 0 };
+  }
+  const pg = result as PgResult;
+  const images = capture.take(plan, pg.rows ?? []);
+  capture.before = images.before;
+  capture.after = images.after;
+  capture.state = 'captured';
+  if (!plan.returnsRows) pg.rows = [];
+  if (pg.fields) pg.fields = pg.fields.filter((f) => !f.name.startsWith('__co_'));
+  return pg;
+}
 interface QueryLike { sequelize: Sequelize; connection: Connection }
 
 /** Installs the hook on this Sequelize's dialect (once per Query class). */
@@ -50,22 +71,16 @@ export function hookStatements(sequelize: Sequelize): void {
     const connection = this.connection;
     // Only `query` differs; the driver's own state stays on the real connection.
     const wrapped = Object.create(connection) as Connection;
-    wrapped.query = (...args: unknown[]) => {
+    const intercept = (method: 'query' | 'execute') => (...args: unknown[]) => {
       const last = args.length - 1;
       const callback = args[last] as Callback;
-      args[last] = (error: unknown, result: DriverResult) => {
-        if (!error && result) {
-          const images = capture.take(plan, result.rows ?? []);
-          capture.before = images.before;
-          capture.after = images.after;
-          capture.state = 'captured';
-          if (!plan.returnsRows) result.rows = [];
-          if (result.fields) result.fields = result.fields.filter((f) => !f.name.startsWith('__co_'));
-        }
-        callback(error, result);
+      args[last] = (error: unknown, result: unknown, ...rest: unknown[]) => {
+        callback(error, !error && result ? finish(capture, plan, result) : result, ...rest);
       };
-      return connection.query(...args);
+      return (connection[method] as (...a: unknown[]) => unknown).apply(connection, args);
     };
+    wrapped.query = intercept('query');
+    if (typeof connection.execute === 'function') wrapped.execute = intercept('execute');
     this.connection = wrapped;
     try {
       return await original.call(this, plan.sql, parameters);

@@ -1,0 +1,36 @@
+/**
+ * MariaDB (10.0.5+): a DELETE returns the rows it deleted (`DELETE ... RETURNING`),
+ * so a delete is one statement with no transaction of ours: the old states
+ * are those of the rows the statement removed, read under its own locks.
+ *
+ * UPDATE has no RETURNING on MariaDB (nor anything on MySQL): updates keep
+ * the locking pre-read in a transaction (protocol.ts). INSERT ... RETURNING
+ * exists, but its rows replace the insert id Sequelize reads its generated
+ * keys from, so inserts keep their re-read by key (no transaction).
+ *
+ * The returned rows take the place of the driver's usual answer to a DELETE
+ * (its affected rows count) before Sequelize sees them (see statement.ts).
+ */
+import type { Model, ModelStatic } from 'sequelize';
+import { balanced } from './sql-scan';
+import { columnsOf, oldAlias, splitReturning, type Rewrite } from './postgres';
+
+const backquote = (identifier: string): string => `\`${identifier.replace(/`/g, '``')}\``;
+
+export function rewriteDelete(sql: string, model: ModelStatic<Model>, table: string): Rewrite | undefined {
+  const text = sql.trim().replace(/;$/, '');
+  const { head, returning } = splitReturning(text);
+  const prefix = `DELETE FROM ${table}`;
+  if (returning !== undefined || !head.startsWith(prefix) || !/^(?:$|\s+WHERE\s|\s+LIMIT\s)/.test(head.slice(prefix.length)) || !balanced(head)) return undefined;
+  const columns = columnsOf(model);
+  const mine = columns.map((c, i) => `${table}.${backquote(c.field)} AS ${backquote(oldAlias(i))}`).join(',');
+  return { sql: `${head} RETURNING ${mine}`, returnsRows: false, old: true, new: false, columns, driver: 'mysql' };
+}
+
+/** Whether a server version (`SELECT VERSION()`) is a MariaDB that has DELETE ... RETURNING (10.0.5+ for DELETE). */
+export function deleteReturns(version: string): boolean {
+  const m = /^(\d+)\.(\d+)\.(\d+)/.exec(version);
+  if (!m || !/mariadb/i.test(version)) return false;
+  const [major, minor, patch] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  return major > 10 || (major === 10 && (minor > 0 || patch >= 5));
+}
