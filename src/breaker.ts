@@ -48,7 +48,14 @@ export class RedisBreaker {
   /** Outages seen (opened) since start, for tests and stats. */
   outages = 0;
 
+  private readonly watchers: ((open: boolean) => void)[] = [];
+
   constructor(private readonly options: BreakerOptions) {}
+
+  /** Called with true when it opens, false when it closes (metrics). */
+  watch(watcher: (open: boolean) => void): void {
+    this.watchers.push(watcher);
+  }
 
   /** A call failed: open (and log) unless already open. */
   trip(error: unknown, what: string): void {
@@ -60,6 +67,7 @@ export class RedisBreaker {
     this.options.logger(`Redis unavailable: ${this.cause} (${what}); ${this.options.meanwhile} until it is back`, error);
     this.delay = this.options.minDelayMs ?? 100;
     this.schedule();
+    for (const w of this.watchers) w(true);
   }
 
   private schedule(): void {
@@ -88,6 +96,7 @@ export class RedisBreaker {
     this.open = false;
     const seconds = ((Date.now() - this.openedAt) / 1000).toFixed(1);
     this.options.logger(`Redis is back: ${this.options.endpoint} after ${seconds} s; caching resumed`);
+    for (const w of this.watchers) w(false);
     this.options.onClose?.();
   }
 

@@ -12,7 +12,7 @@
  * - observable counters read from `cacheops.stats()` at each collection:
  *   `cacheops.hits`, `cacheops.misses`, `cacheops.stores`,
  *   `cacheops.invalidations`, and `cacheops.degraded.time` (seconds during which
- *   Redis calls were failing: from a failed call to the next successful one).
+ *   Redis was out: while the store's circuit breaker was open).
  *
  * Without the package, or with it but no SDK registered when `installCacheops`
  * runs (spans for a registered tracer provider, counters for a meter provider),
@@ -103,7 +103,6 @@ const INTERNAL = 0; // SpanKind.INTERNAL
 type Read = CacheopsCore['read'];
 type StoreInvalidate = CacheopsCore['store']['invalidate'];
 type StoreInvalidateAll = CacheopsCore['store']['invalidateAll'];
-type Guard = CacheopsCore['store']['guard'];
 
 /** Tracks the time during which Redis calls fail. */
 class DegradedClock {
@@ -203,21 +202,10 @@ function traceCalls(core: CacheopsCore, api: OtelApi): void {
 function meterCounters(core: CacheopsCore, api: OtelApi): void {
   const store = core.store;
   const db = core.db;
-  // Degraded time: a failed Redis call (the store's `failed`, which every failure of guard()
-  // reaches) starts the clock; while it runs, the next successful call stops it. Healthy calls
-  // pay one branch.
+  // Degraded time: while the store's circuit breaker is open (from the failure that opened it
+  // to the probe that closed it). Healthy calls pay nothing.
   const clock = new DegradedClock();
-  const internals = store as unknown as { failed: (what: string, error: unknown, fallback: unknown) => unknown; guard: Guard };
-  const failed = internals.failed.bind(store);
-  internals.failed = function timedFailure(what, error, fallback) {
-    clock.failed();
-    return failed(what, error, fallback);
-  };
-  const guard: Guard = store.guard.bind(store);
-  store.guard = function timedGuard(what, call, fallback) {
-    if (!clock.running) return guard(what, call, fallback);
-    return guard(what, () => call().then((v) => { clock.ok(); return v; }), fallback);
-  } as Guard;
+  store.breaker.watch((open) => (open ? clock.failed() : clock.ok()));
 
   const meter = api.metrics.getMeter(NAME);
   const attributes: Attributes = { 'db.name': db, 'cacheops.prefix': typeof core.config.prefix === 'string' ? core.config.prefix : '(function)' };
