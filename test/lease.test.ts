@@ -34,14 +34,20 @@ test.serial('an invalidation voids the lease: the next miss computes at once, th
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => { release = resolve; });
     let calls = 0;
+    let holderRead: () => void = () => undefined;
+    const readDone = new Promise<void>((resolve) => { holderRead = resolve; });
     const fn = cacheops.cachedAs(Post, { lock: true })(async (label: string) => {
       calls += 1;
+      const call = calls;
       const n = await Post.count({ cacheops: false });
-      if (calls === 1) await gate; // the first holder is slow: it read before the write
+      if (call === 1) {
+        holderRead();
+        await gate; // the first holder is slow: it read before the write
+      }
       return `${label}:${n}`;
     });
     const first = fn('x');
-    await sleep(50);
+    await readDone;
     await Post.create({ title: 'new' }); // invalidates Post: the lease is void
     const started = Date.now();
     t.is(await fn('x'), 'x:1', 'the second miss computed after the write');
