@@ -4,7 +4,8 @@
  *   BENCH_DIALECTS=sqlite,postgres,mariadb   which databases (default all three;
  *                                    PostgreSQL and MariaDB are skipped with a note
  *                                    when they do not answer)
- *   BENCH_SECTIONS=hits,saves,writes which sections (default all)
+ *   BENCH_SECTIONS=hits,saves,writes which sections (default all); hits include the near cache
+ *   BENCH_THROUGHPUT_REQUESTS=20000  findByPk requests per tier in the 64-concurrent throughput test
  *   BENCH_ITERATIONS=1500            measured iterations of each hit comparison, after
  *                                    as many warm-up ones (saves use a third of it)
  *   BENCH_UNRELATED=100000           unrelated cached queries for the save test
@@ -27,6 +28,7 @@ import { defineModels, dropTables, openSequelize, serverReachable, seed, SIZES, 
 import { measureHits, type HitResult } from './hits';
 import { measureSaves, type SaveResult } from './saves';
 import { breakdown, type Breakdown } from './breakdown';
+import { measureNearHits, measureThroughput, type NearHitResult, type ThroughputResult } from './near';
 import { ratio, table, us, verdict } from './measure';
 import { countCommands, valueKeys } from './redis-probe';
 import { measureCls, printCls } from './cls';
@@ -52,6 +54,9 @@ const list = (name: string, fallback: string, known: readonly string[]): string[
   return raw;
 };
 const DIALECTS = list('BENCH_DIALECTS', 'sqlite,postgres,mariadb', ['sqlite', 'postgres', 'mariadb']) as BenchDialect[];
+const THROUGHPUT_REQUESTS = positive('BENCH_THROUGHPUT_REQUESTS', 20_000);
+/** A near hit of findByPk should take no more than this (µs). */
+const TARGET_NEAR_US = 10;
 const SECTIONS = new Set(list('BENCH_SECTIONS', 'hits,saves,writes', ['hits', 'saves', 'writes']));
 
 interface Setup {
@@ -61,7 +66,7 @@ interface Setup {
   readonly prefix: string;
 }
 
-async function setup(dialect: BenchDialect, label: string, seeded: boolean): Promise<Setup> {
+async function setup(dialect: BenchDialect, label: string, seeded: boolean, near = false): Promise<Setup> {
   const sequelize = openSequelize(dialect);
   const models = defineModels(sequelize);
   if (!seeded) await seed(models);
@@ -69,7 +74,7 @@ async function setup(dialect: BenchDialect, label: string, seeded: boolean): Pro
   const cacheops = installCacheops(sequelize, {
     redis: redisUrl,
     prefix,
-    profiles: { Post: { ops: 'all' }, Category: { ops: 'all' }, Author: { ops: 'all' } },
+    profiles: { Post: { ops: 'all', near }, Category: { ops: 'all', near }, Author: { ops: 'all', near } },
   });
   return { sequelize, models, cacheops, prefix };
 }
@@ -92,23 +97,34 @@ interface DialectResult {
   readonly hits: HitResult[];
   readonly saves: SaveResult | undefined;
   readonly writes: WriteResult[];
+  readonly near: NearHitResult[];
+  readonly throughput: ThroughputResult | undefined;
 }
 
 async function runDialect(dialect: BenchDialect): Promise<DialectResult> {
-  const { hits, saves } = SECTIONS.has('hits') || SECTIONS.has('saves') ? await runReads(dialect) : { hits: [], saves: undefined };
+  const { hits, saves, near, throughput } = SECTIONS.has('hits') || SECTIONS.has('saves') ? await runReads(dialect)
+    : { hits: [], saves: undefined, near: [], throughput: undefined };
   const writes = SECTIONS.has('writes') ? await runWrites(dialect) : [];
-  return { dialect, hits, saves, writes };
+  return { dialect, hits, saves, writes, near, throughput };
 }
 
-async function runReads(dialect: BenchDialect): Promise<{ hits: HitResult[]; saves: SaveResult | undefined }> {
+interface ReadResults {
+  hits: HitResult[];
+  saves: SaveResult | undefined;
+  near: NearHitResult[];
+  throughput: ThroughputResult | undefined;
+}
+
+async function runReads(dialect: BenchDialect): Promise<ReadResults> {
   let main: Setup | undefined;
   let large: Setup | undefined;
+  let near: Setup | undefined;
   const raw = new IORedis(redisUrl);
   try {
     const t0 = Date.now();
     main = await setup(dialect, 'main', false);
     console.log(`  seeded ${SIZES.posts} posts, ${SIZES.categories} categories, ${SIZES.authors} authors (${Date.now() - t0} ms)`);
-    if (!SECTIONS.has('hits')) return { hits: [], saves: await runSaves(dialect, main, (l) => { large = l; }) };
+    if (!SECTIONS.has('hits')) return { hits: [], saves: await runSaves(dialect, main, (l) => { large = l; }), near: [], throughput: undefined };
     const t1 = Date.now();
     const hits = await measureHits({ ...main, redis: raw }, ITERATIONS);
     console.log(`  hits measured, ${ITERATIONS} iterations each (${((Date.now() - t1) / 1000).toFixed(1)} s)`);
@@ -123,9 +139,19 @@ async function runReads(dialect: BenchDialect): Promise<{ hits: HitResult[]; sav
       }), Math.ceil(ITERATIONS / 2)),
     ];
     printBreakdown(pieces);
+    await main.cacheops.invalidateAll(); // the near section's floors need the values stored anew
+    // The near cache: an installation with `near: true` (PostgreSQL: on the same tables).
+    near = await setup(dialect, 'near', dialect !== 'sqlite', true);
+    const nearHits = await measureNearHits(near, main, raw, ITERATIONS);
+    printNear(nearHits);
+    const throughput = await measureThroughput(near, main, THROUGHPUT_REQUESTS);
+    printThroughput(throughput);
+    await teardown(near, false, raw);
+    near = undefined;
     await main.cacheops.invalidateAll();
-    return { hits, saves: SECTIONS.has('saves') ? await runSaves(dialect, main, (l) => { large = l; }) : undefined };
+    return { hits, saves: SECTIONS.has('saves') ? await runSaves(dialect, main, (l) => { large = l; }) : undefined, near: nearHits, throughput };
   } finally {
+    await teardown(near, false, raw);
     await teardown(large, false, raw);
     await teardown(main, dialect !== 'sqlite', raw);
     raw.disconnect();
@@ -207,6 +233,22 @@ function printHits(dialect: BenchDialect, hits: readonly HitResult[]): void {
   ));
 }
 
+function printNear(results: readonly NearHitResult[]): void {
+  console.log('  near cache (process memory, kept true by Redis client tracking) beside the Redis hit and its floor:');
+  console.log(table(
+    ['query', 'near µs', 'Redis hit µs', 'floor µs', 'near/floor', 'Redis hit/near', 'target'],
+    results.map((r) => [r.name, us(r.near), us(r.redis), us(r.floor), ratio(r.near / r.floor), ratio(r.redis / r.near),
+      r.name === 'findByPk' ? `≤${TARGET_NEAR_US} µs ${verdict(r.near <= TARGET_NEAR_US)}` : '']),
+  ));
+}
+
+function printThroughput(r: ThroughputResult): void {
+  console.log(table(
+    ['throughput', 'near req/s', 'Redis hit req/s', 'uncached req/s', 'near/Redis', 'near/uncached'],
+    [[r.name, r.near.toFixed(0), r.redis.toFixed(0), r.uncached.toFixed(0), ratio(r.near / r.redis), ratio(r.near / r.uncached)]],
+  ));
+}
+
 function printBreakdown(pieces: readonly Breakdown[]): void {
   console.log('  where a hit goes (medians, µs; see bench/breakdown.ts):');
   console.log(table(
@@ -237,6 +279,14 @@ function printSummary(results: readonly DialectResult[]): void {
         ...(r.dialect === 'postgres' && speedup ? [verdict(h.uncached / h.hit >= speedup)] : []),
       ];
       rows.push([`${r.dialect} ${h.name}`, us(h.hit), us(h.uncached), us(h.floor), ratio(h.hit / h.floor), ratio(h.uncached / h.hit), checks.join('/') || '-']);
+    }
+    for (const n of r.near) {
+      rows.push([`${r.dialect} ${n.name} near`, us(n.near), '', us(n.floor), ratio(n.near / n.floor), ratio(n.redis / n.near),
+        n.name === 'findByPk' ? verdict(n.near <= TARGET_NEAR_US) : '-']);
+    }
+    if (r.throughput) {
+      rows.push([`${r.dialect} ${r.throughput.name}, req/s (near | uncached; Redis hit ${r.throughput.redis.toFixed(0)})`,
+        r.throughput.near.toFixed(0), r.throughput.uncached.toFixed(0), '', '', '', '-']);
     }
     for (const w of r.writes) {
       const target = WRITE_TARGET[r.dialect];

@@ -9,14 +9,17 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
 import { CacheStore, type Dependency, type RowTokens, type TableInvalidation } from './cache-store';
 import { normalizeConfig, profileFor, type CacheOp, type CacheopsConfig, type NormalizedConfig, type Profile, type QueryInfo } from './config';
-import { connectRedis, type RedisClient } from './redis';
+import { connectRedis, isCluster, type RedisClient } from './redis';
 import { prefixRegistryKey } from './keys';
-import { CacheopsError, CacheopsInvalidationError, CacheopsRedisError } from './errors';
+import { CacheopsConfigError, CacheopsError, CacheopsInvalidationError, CacheopsRedisError } from './errors';
 import { tableOf, treeContext } from './query/dependencies';
 import { rowTokens } from './tree';
 import { TransactionTracker } from './transactions';
 import { parseFindOption, type ParsedFindOption } from './find-option';
-import { readThrough, type ReadOutcome, type ReadRequest } from './read-through';
+import { readThrough, type ReadRequest } from './read-through';
+import { NearTier, type TieredOutcome } from './near/near-tier';
+import { Sampler } from './sampler';
+import type { Redis } from 'ioredis';
 
 /** The `cacheops` option of a find call. */
 export type FindCacheopsOption = boolean | { readonly ops?: CacheOp | readonly CacheOp[] | 'all'; readonly timeout?: number; readonly lock?: boolean };
@@ -61,6 +64,22 @@ export interface CacheopsStats {
   invalidations: number;
   /** Writes that invalidated a whole model (raw SQL, over the row threshold, invalidateModel). */
   modelInvalidations: number;
+  /** Hits served from the near cache (process memory), without Redis; also counted in `hits`. */
+  nearHits: number;
+  /** Hits the consistency sampler re-ran against the database (`verifySampleRate`). */
+  checks: number;
+  /** Of those, how many differed from the database (each emitted as `stale`). */
+  stale: number;
+}
+
+/** What a read through `CacheopsCore.read` may use besides Redis. */
+export interface ReadExtras {
+  /** The never-invalidated process-memory cache of gets (as in django-cacheops). */
+  readonly localGet?: boolean;
+  /** The profile, for its near cache (when it has one). */
+  readonly profile?: Profile;
+  /** The read is a database query the sampler may re-run. */
+  readonly sample?: boolean;
 }
 
 /** What the read decision says for one query. */
@@ -85,7 +104,12 @@ export class CacheopsCore {
   // Annotated so the declaration says `EventEmitter` with no type arguments: the
   // inferred `EventEmitter<[never]>` of @types/node 20 is rejected by @types/node 26.
   readonly events: EventEmitter = new EventEmitter();
-  readonly counters: CacheopsStats = { hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0 };
+  readonly counters: CacheopsStats = {
+    hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0, nearHits: 0, checks: 0, stale: 0,
+  };
+  /** The near caches of the profiles with `near`, and their tracking connections; undefined when none has it. */
+  readonly near: NearTier | undefined;
+  readonly sampler: Sampler;
   /** Tables whose invalidation failed while degrading: the cache is bypassed for them until it succeeds. */
   readonly dirtyTables = new Map<string, Set<string>>();
   private readonly invalidationOff = new AsyncLocalStorage<boolean>();
@@ -120,6 +144,28 @@ export class CacheopsCore {
     this.watchConnection(client, owned);
     this.transactions = new TransactionTracker(sequelize, (error) => this.config.logger('a queued invalidation failed', error));
     this.events.setMaxListeners(0);
+    this.near = this.config.enabled && this.nearProfiles() ? new NearTier(client as Redis, {
+      insideout: this.config.insideout, timeoutMs: this.config.redisTimeout, logger: this.config.logger,
+    }) : undefined;
+    this.sampler = new Sampler(this.config.verifySampleRate, (event) => {
+      this.counters.stale += 1;
+      this.events.emit('stale', event);
+    }, this.config.logger, () => { this.counters.checks += 1; });
+  }
+
+  /** Whether a profile has a near cache; throws when the Redis topology cannot track (a cluster). */
+  private nearProfiles(): boolean {
+    const profiles: [string, Profile | null | undefined][] = [
+      ...[...this.config.exactProfiles].map(([name, p]) => [name, p] as [string, Profile | null]),
+      ...this.config.globProfiles.map((g) => [g.source, g.profile] as [string, Profile | null]),
+      ['*', this.config.starProfile],
+    ];
+    const named = profiles.find(([, p]) => p?.near !== undefined);
+    if (!named) return false;
+    if (isCluster(this.redis)) {
+      throw new CacheopsConfigError(`profiles.${named[0]}.near`, 'the near cache needs a standalone or Sentinel Redis (client tracking is per node)');
+    }
+    return true;
   }
 
   /**
@@ -195,8 +241,9 @@ export class CacheopsCore {
     return { timeout, lock, canStore: t === undefined, profile };
   }
 
-  /** Read through the cache, counting and emitting `read`. */
-  async read<T>(req: ReadRequest<T>, event: Omit<ReadEvent, 'hit'>, localGet = false): Promise<T> {
+  /** Read through the cache (near cache, Redis), counting and emitting `read`; samples hits when asked. */
+  async read<T>(req: ReadRequest<T>, event: Omit<ReadEvent, 'hit'>, extras: ReadExtras = {}): Promise<T> {
+    const localGet = extras.localGet === true;
     if (localGet) {
       const local = this.localGets.get(req.hash);
       if (local && local.expires > Date.now()) {
@@ -207,12 +254,25 @@ export class CacheopsCore {
         }
       }
     }
-    const outcome: ReadOutcome<T> = await readThrough(this.store, this.config.raceProtection ? req : { ...req, raceProtection: false });
+    const request = this.config.raceProtection ? req : { ...req, raceProtection: false };
+    const nearLimits = extras.profile?.near;
+    const outcome: TieredOutcome<T> = nearLimits && this.near
+      ? await this.near.read(this.store, this.near.cacheOf(extras.profile!, nearLimits), request, {})
+      : await readThrough(this.store, request);
     this.count(outcome.hit, event);
+    if (outcome.tier === 'near') this.counters.nearHits += 1;
     if (outcome.stored) this.counters.stores += 1;
     else if (!outcome.hit && req.canStore) this.counters.refusedStores += 1;
     if (localGet && (outcome.hit || outcome.stored)) {
       this.localGets.set(req.hash, { expires: Date.now() + req.timeout * 1000, bytes: req.encode(outcome.value) });
+    }
+    // The sampler re-runs the query outside any transaction only (a transaction may be over by then).
+    if (extras.sample && outcome.hit && outcome.bytes && req.canStore && !this.closed && this.sampler.picks()) {
+      const { bytes, at } = outcome;
+      this.sampler.check({
+        model: event.model, hash: req.hash, bytes, at: at ?? Date.now(), tier: outcome.tier ?? 'redis',
+        recompute: async () => req.encode(await req.compute()),
+      });
     }
     return outcome.value;
   }
@@ -267,6 +327,8 @@ export class CacheopsCore {
         deleted = -1;
       }
       if (deleted >= 0) this.noteInvalidated(prefix, items);
+      // This process's near caches drop what the invalidation deleted before the write resolves.
+      await this.near?.tracker.barrier();
       if (deleted < 0) {
         this.invalidationFailed(prefix, items.map((it) => it.table), failure, !explicit);
         if (explicit && failure) throw failure;
@@ -346,6 +408,7 @@ export class CacheopsCore {
       // Tables marked while this retry runs stay marked: only those it covered are cleared.
       const covered = [...tables];
       const deleted = await this.store.invalidate(prefix, covered.map((table) => ({ table, rows: 'all' as const }))).catch(() => -1);
+      await this.near?.tracker.barrier();
       if (deleted >= 0) for (const table of covered) tables.delete(table);
       else this.scheduleDirtyFlush();
     }
@@ -362,11 +425,12 @@ export class CacheopsCore {
     this.localGets.clear();
     if (typeof p === 'string') {
       await this.store.invalidateAll(p);
-      return;
+    } else {
+      // A prefix function: every prefix it returned, in any process, is registered in Redis.
+      const prefixes = await this.store.guard('invalidateAll', () => this.redis.smembers(prefixRegistryKey), [] as string[]);
+      for (const prefix of new Set([...prefixes, ...this.registeredPrefixes])) await this.store.invalidateAll(prefix);
     }
-    // A prefix function: every prefix it returned, in any process, is registered in Redis.
-    const prefixes = await this.store.guard('invalidateAll', () => this.redis.smembers(prefixRegistryKey), [] as string[]);
-    for (const prefix of new Set([...prefixes, ...this.registeredPrefixes])) await this.store.invalidateAll(prefix);
+    await this.near?.tracker.barrier();
   }
 
   async close(): Promise<void> {
@@ -375,6 +439,7 @@ export class CacheopsCore {
     const wasOpen = this.store.breaker.open;
     this.store.breaker.stop();
     if (this.flushTimer) clearTimeout(this.flushTimer);
+    await this.near?.close();
     if (!this.ownsRedis) return;
     // QUIT waits for Redis's answer: a frozen or unreachable Redis gets a short grace, then the socket is dropped.
     if (!wasOpen) {

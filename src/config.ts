@@ -1,6 +1,7 @@
 import type { Redis, Cluster, RedisOptions } from 'ioredis';
 import { CacheopsConfigError } from './errors';
 import { describeError } from './breaker';
+import { DEFAULT_NEAR_LIMITS, type NearLimits } from './near/near-cache';
 
 /** The kinds of read a profile may cache automatically. */
 export type CacheOp = 'get' | 'fetch' | 'count' | 'aggregate' | 'exists';
@@ -23,6 +24,11 @@ export interface ProfileOptions {
   readonly cacheOnSave?: boolean | string;
   /** The same query on two databases shares a key (default true). */
   readonly dbAgnostic?: boolean;
+  /**
+   * Coherent process-memory cache in front of Redis, kept true by Redis client
+   * tracking (default off). `true`: 10,000 entries, 32 MiB per profile.
+   */
+  readonly near?: boolean | { readonly maxEntries?: number; readonly maxBytes?: number };
 }
 
 /** A profile: options, the seed's `[ops, timeout]` shorthand, or `null` (caching forbidden). */
@@ -84,6 +90,11 @@ export interface CacheopsConfig {
    * Only for demonstrating the race in tests: never turn it off in an application.
    */
   readonly raceProtection?: boolean;
+  /**
+   * The fraction (0..1) of hits, near or Redis, re-run against the database
+   * after answering; a difference emits `stale` (default 0).
+   */
+  readonly verifySampleRate?: number;
 }
 
 /** A profile after defaults and validation. */
@@ -94,6 +105,8 @@ export interface Profile {
   readonly localGet: boolean;
   readonly cacheOnSave: boolean | string;
   readonly dbAgnostic: boolean;
+  /** The near cache's bounds; undefined: no near cache. */
+  readonly near: NearLimits | undefined;
 }
 
 export interface NormalizedConfig {
@@ -109,6 +122,7 @@ export interface NormalizedConfig {
   readonly logger: (message: string, error?: unknown) => void;
   readonly clusterShards: number;
   readonly raceProtection: boolean;
+  readonly verifySampleRate: number;
   /** `defaults.timeout`, or 3600: for caches with no profile of their own (simple, cached, fragments). */
   readonly defaultTimeout: number;
   /** Exact model names first. */
@@ -122,8 +136,9 @@ export interface NormalizedConfig {
 const TOP_KEYS = new Set([
   'redis', 'defaults', 'profiles', 'prefix', 'degradeOnFailure', 'enabled', 'insideout', 'strict',
   'maxInListLength', 'maxRowsForGranularWrite', 'redisTimeout', 'logger', 'clusterShards', 'raceProtection',
+  'verifySampleRate',
 ]);
-const PROFILE_KEYS = new Set(['ops', 'timeout', 'lock', 'localGet', 'cacheOnSave', 'dbAgnostic']);
+const PROFILE_KEYS = new Set(['ops', 'timeout', 'lock', 'localGet', 'cacheOnSave', 'dbAgnostic', 'near']);
 
 export const DEFAULT_TIMEOUT = 3600;
 
@@ -212,7 +227,29 @@ function buildProfile(spec: ProfileOptions, defaults: ProfileOptions, key: strin
     localGet: checkBool(merged.localGet ?? false, `${key}.localGet`),
     cacheOnSave,
     dbAgnostic: checkBool(merged.dbAgnostic ?? true, `${key}.dbAgnostic`),
+    near: nearLimits(merged.near, `${key}.near`),
   };
+}
+
+function nearLimits(value: unknown, key: string): NearLimits | undefined {
+  if (value === undefined || value === false) return undefined;
+  if (value === true) return DEFAULT_NEAR_LIMITS;
+  if (!isPlainObject(value)) throw new CacheopsConfigError(key, 'expected true, false or { maxEntries, maxBytes }');
+  for (const k of Object.keys(value)) {
+    if (k !== 'maxEntries' && k !== 'maxBytes') throw new CacheopsConfigError(`${key}.${k}`, 'unknown option (known: maxEntries, maxBytes)');
+  }
+  return {
+    maxEntries: positiveInt(value['maxEntries'], DEFAULT_NEAR_LIMITS.maxEntries, `${key}.maxEntries`),
+    maxBytes: positiveInt(value['maxBytes'], DEFAULT_NEAR_LIMITS.maxBytes, `${key}.maxBytes`),
+  };
+}
+
+function sampleRate(value: unknown): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
+    throw new CacheopsConfigError('verifySampleRate', `expected a number from 0 to 1, got ${String(value)}`);
+  }
+  return value;
 }
 
 function globToRegExp(glob: string): RegExp {
@@ -279,6 +316,7 @@ export function normalizeConfig(config: CacheopsConfig, modelNames: readonly str
     logger: logger as (message: string, error?: unknown) => void,
     clusterShards: positiveInt(config.clusterShards, 16, 'clusterShards'),
     raceProtection: config.raceProtection === undefined ? true : checkBool(config.raceProtection, 'raceProtection'),
+    verifySampleRate: sampleRate(config.verifySampleRate),
     defaultTimeout: defaults.timeout === undefined ? DEFAULT_TIMEOUT : checkTimeout(defaults.timeout, 'defaults.timeout'),
     exactProfiles: exact,
     globProfiles: globs,

@@ -13,6 +13,7 @@ export type { FileCacheOptions, FileCachedOptions } from './file-cache';
 export { CacheopsError, CacheopsConfigError, CacheMiss, CacheopsSerializationError, CacheopsRedisError, CacheopsInvalidationError } from './errors';
 export type { CacheopsConfig, ProfileOptions, ProfileSpec, CacheOp, OpsSpec, QueryInfo, RedisConfig } from './config';
 export type { FindCacheopsOption, WriteCacheopsOption, CacheopsOption, ReadEvent, InvalidatedEvent, CacheopsStats } from './cacheops';
+export type { StaleEvent } from './sampler';
 import './augment';
 export type { CachedOptions, CachedFunction, CachedEntry, Sample } from './functions';
 export type { ViewCacheOptions, Handler, CachedHandler, ViewDecorator } from './views';

@@ -4,6 +4,7 @@
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
 import { CacheopsCore, type CacheopsStats, type InvalidatedEvent, type ReadEvent } from './cacheops';
 import type { CacheopsConfig } from './config';
+import type { StaleEvent } from './sampler';
 import { CacheopsError, type CacheopsInvalidationError } from './errors';
 import { interceptReads } from './query/intercept';
 import { installFastPath } from './query/fast-path';
@@ -23,6 +24,8 @@ export interface CacheopsEvents {
   invalidated: InvalidatedEvent;
   /** A write's invalidation failed after its commit (the write resolved; its tables bypass the cache until a retry succeeds). */
   error: CacheopsInvalidationError;
+  /** The consistency sampler found a hit that differs from the database (`verifySampleRate`). */
+  stale: StaleEvent;
 }
 
 /**

@@ -36,6 +36,14 @@ export interface ReadOutcome<T> {
   readonly value: T;
   readonly hit: boolean;
   readonly stored: boolean;
+  /** On a hit: the bytes it was decoded from, and Date.now() when they were read (for the sampler). */
+  readonly bytes?: Buffer;
+  readonly at?: number;
+}
+
+export interface ReadThroughOptions {
+  /** The caller already looked for the value and found none: go straight to the miss's snapshot. */
+  readonly skipGet?: boolean;
 }
 
 /** How long a dog-pile lease lives if its holder dies (ms). */
@@ -46,13 +54,13 @@ const LOCK_POLL_MS = 15;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>): Promise<ReadOutcome<T>> {
-  if (!store.insideout) {
+export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>, options: ReadThroughOptions = {}): Promise<ReadOutcome<T>> {
+  if (!store.insideout && options.skipGet !== true) {
     const bytes = await store.getValue(req.prefix, req.hash);
     if (bytes === undefined) return { value: await req.compute(), hit: false, stored: false }; // Redis unavailable
     if (bytes !== null) {
       const decoded = req.decode(bytes);
-      if (decoded) return { value: decoded.value, hit: true, stored: false };
+      if (decoded) return { value: decoded.value, hit: true, stored: false, bytes, at: Date.now() };
     }
   }
   const deps = typeof req.deps === 'function' ? req.deps() : req.deps;
@@ -68,7 +76,7 @@ export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>): Pr
   }
   if (fetched.kind === 'hit') {
     const decoded = req.decode(fetched.bytes);
-    if (decoded) return { value: decoded.value, hit: true, stored: false };
+    if (decoded) return { value: decoded.value, hit: true, stored: false, bytes: fetched.bytes, at: Date.now() };
   }
   const value = await req.compute();
   if (fetched.kind !== 'miss' || fetched.lockHeld || !req.canStore) return { value, hit: false, stored: false };

@@ -19,6 +19,9 @@ const SCRIPTS = {
   cacheopsFetchInsideout: { file: 'fetch_insideout.lua', keys: 3 },
   cacheopsStoreInsideout: { file: 'store_insideout.lua', keys: 3 },
   cacheopsInvalidateInsideout: { file: 'invalidate_insideout.lua', keys: 1 },
+  // The near cache's reads, on its tracked connection (near/tracking.ts).
+  cacheopsNearRead: { file: 'near_read.lua', keys: 1 },
+  cacheopsNearReadInsideout: { file: 'near_read_insideout.lua', keys: 1 },
   // Dynamic key count: the first argument says how many keys follow.
   cacheopsReapConjs: { file: 'reap_conjs.lua', keys: undefined },
 } as const;
@@ -35,6 +38,10 @@ export interface ScriptCommands {
   cacheopsInvalidateInsideout(...args: ScriptArg[]): Promise<number>;
   /** reap_conjs.lua: (number of keys, ...keys, mode) -> [removed, conj set gone]. */
   cacheopsReapConjs(...args: ScriptArg[]): Promise<[number, number]>;
+  /** near_read.lua: (value key) -> [value, pttl] or null. */
+  cacheopsNearReadBuffer(...args: ScriptArg[]): Promise<[Buffer, number] | null>;
+  /** near_read_insideout.lua: (value key) -> [value, stamps, pttl] or null; the stamps are checked by the caller. */
+  cacheopsNearReadInsideoutBuffer(...args: ScriptArg[]): Promise<[Buffer, Buffer, number] | null>;
 }
 
 const scriptSources = new Map<string, string>();
@@ -109,8 +116,13 @@ export function connectRedis(config: RedisConfig, defaults: RedisOptions): { cli
   } else {
     throw new CacheopsConfigError('redis', 'expected a URL, ioredis options, an ioredis instance or { sentinels, name }');
   }
+  return { client: defineScripts(client), owned };
+}
+
+/** Registers the scripts of lua/ on a client (once). */
+export function defineScripts<C extends RedisClient>(client: C): C & ScriptCommands {
   for (const [name, { file, keys }] of Object.entries(SCRIPTS)) {
     if (!(name in client)) client.defineCommand(name, { numberOfKeys: keys, lua: scriptSource(file) });
   }
-  return { client: client as RedisClient & ScriptCommands, owned };
+  return client as C & ScriptCommands;
 }

@@ -128,7 +128,7 @@ export function readPrepared(
       const raw = decodeRaw(bytes);
       return raw && { value: fromCacheable(raw.value, model, options) };
     },
-  }, { model, op }, op === 'get' && plan.profile.localGet);
+  }, { model, op }, { localGet: op === 'get' && plan.profile.localGet, profile: plan.profile, sample: true });
 }
 
 /** Generates the SQL and runs it through the cache when the plan allows. */

@@ -5,6 +5,9 @@
  * must give through the cache exactly what it gives with `{ cacheops: false }`.
  *
  *   FC_STEPS  total steps per dialect (default 2000)
+ *   FC_NEAR_STEPS  the same with the near cache on in two installations (default 600): steps
+ *            write through one; every check also reads through the other, once its near
+ *            cache has applied the invalidation messages sent so far (tracking.ts barrier)
  *   FC_SEED   seed to reproduce a run (printed on failure and in the log)
  *   FC_PATH   fast-check replay path (printed on failure, with FC_SEED)
  */
@@ -14,19 +17,23 @@ import { dialects, rawRedis } from '../helpers/env';
 import { WorldFactory } from './schema';
 import { Runner, stepArb } from './steps';
 
-const TARGET = Number(process.env['FC_STEPS'] ?? 2000);
+const STEPS = Number(process.env['FC_STEPS'] ?? 2000);
 const MAX_STEPS_PER_RUN = 30;
 /** Mean steps per run observed (a transaction counts itself and each step inside it). */
 const EXPECTED_STEPS_PER_RUN = 24;
 
-for (const dialect of dialects()) {
-  test.serial(`${dialect}: a read through the cache always equals the same read around it`, async (t) => {
+const NEAR_TARGET = Number(process.env['FC_NEAR_STEPS'] ?? 600);
+
+for (const dialect of dialects()) for (const near of [false, true]) {
+  const TARGET = near ? NEAR_TARGET : STEPS;
+  const title = near ? `${dialect}, near cache on in two installations` : dialect;
+  test.serial(`${title}: a read through the cache always equals the same read around it`, async (t) => {
     t.timeout(60 * 60_000);
     const seed = process.env['FC_SEED'] !== undefined ? Number(process.env['FC_SEED']) : Math.floor(Math.random() * 0x7fffffff);
     const path = process.env['FC_PATH'];
     const redis = rawRedis();
-    const factory = new WorldFactory(dialect, __filename, redis);
-    const totals = { runs: 0, steps: 0, reads: 0, hits: 0, stores: 0, fast: 0 };
+    const factory = new WorldFactory(dialect, __filename, redis, near);
+    const totals = { runs: 0, steps: 0, reads: 0, hits: 0, stores: 0, fast: 0, nearHits: 0 };
     const started = Date.now();
     try {
       const property = fc.asyncProperty(
@@ -36,6 +43,7 @@ for (const dialect of dialects()) {
           const runner = new Runner(world);
           const before = world.cacheops.stats();
           const fastBefore = world.cacheops.core.fastPath?.served ?? 0;
+          const nearBefore = (world.peer?.cacheops.stats().nearHits ?? 0) + before.nearHits;
           try {
             for (const step of steps) await runner.run(step);
           } finally {
@@ -46,6 +54,7 @@ for (const dialect of dialects()) {
             totals.hits += after.hits - before.hits;
             totals.stores += after.stores - before.stores;
             totals.fast += (world.cacheops.core.fastPath?.served ?? 0) - fastBefore;
+            totals.nearHits += (world.peer?.cacheops.stats().nearHits ?? 0) + after.nearHits - nearBefore;
             await factory.release(world);
           }
         },
@@ -65,7 +74,7 @@ for (const dialect of dialects()) {
       }
     } finally {
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
-      t.log(`${dialect}: ${totals.runs} runs, ${totals.steps} steps, ${totals.reads} checked reads (${totals.hits} cache hits, ${totals.stores} stores, ${totals.fast} through the fast path), ${seconds} s`);
+      t.log(`${title}: ${totals.runs} runs, ${totals.steps} steps, ${totals.reads} checked reads (${totals.hits} cache hits, ${totals.stores} stores, ${totals.fast} through the fast path${near ? `, ${totals.nearHits} near hits over both installations` : ''}), ${seconds} s`);
       await factory.close();
       redis.disconnect();
     }
@@ -74,5 +83,6 @@ for (const dialect of dialects()) {
     t.true(totals.hits * 10 > totals.reads, `only ${totals.hits} cache hits in ${totals.reads} reads`);
     // The fast path (query/fast-path.ts) is among what is checked.
     t.true(totals.fast * 20 > totals.reads, `only ${totals.fast} reads through the fast path in ${totals.reads}`);
+    if (near) t.true(totals.nearHits * 20 > totals.reads, `only ${totals.nearHits} near hits in ${totals.reads} reads`);
   });
 }

@@ -9,8 +9,11 @@
  * no generated step fails on a foreign key (a failed statement would abort
  * a PostgreSQL transaction and end the run for the wrong reason).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type IORedis from 'ioredis';
-import { DataTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
+import { DataTypes, Sequelize, type Model, type ModelStatic } from 'sequelize';
 import { installCacheops, type Cacheops } from '../../src/index';
 import { makeSequelize, uniquePrefix, type Dialect } from '../helpers/env';
 import type { Columns } from './where';
@@ -30,6 +33,12 @@ export interface World {
   readonly sequelize: Sequelize;
   readonly cacheops: Cacheops;
   readonly m: Models;
+  /**
+   * With the near cache on: a second installation (its own Sequelize and Redis
+   * connections, as another process has) on the same database and key prefix.
+   * Steps write through the first; reads are checked through both.
+   */
+  readonly peer?: World;
 }
 
 /** IN lists longer than this are not granular: generated lists go past it. */
@@ -120,23 +129,45 @@ export class WorldFactory {
   /** One key prefix for all runs (each run starts with invalidateAll), so runs leave nothing behind. */
   private readonly prefix: string;
 
-  constructor(private readonly dialect: Dialect, private readonly file: string, private readonly redis: IORedis) {
-    this.prefix = uniquePrefix(`ns-${dialect}`);
+  /** SQLite with a peer: the database is a file both installations open. */
+  private dir: string | undefined;
+  private runs = 0;
+
+  constructor(private readonly dialect: Dialect, private readonly file: string, private readonly redis: IORedis, private readonly near = false) {
+    this.prefix = uniquePrefix(`ns-${dialect}${near ? '-near' : ''}`);
   }
 
-  private async build(): Promise<World> {
-    const sequelize = await makeSequelize(this.dialect, this.file);
+  private async open(): Promise<Sequelize> {
+    if (!this.near || this.dialect !== 'sqlite') return makeSequelize(this.dialect, this.file);
+    this.dir ??= mkdtempSync(join(tmpdir(), 'cacheops-ns-'));
+    return new Sequelize({ dialect: 'sqlite', storage: join(this.dir, `run-${this.runs}.sqlite`), logging: false });
+  }
+
+  private async install(sequelize: Sequelize, sync: boolean): Promise<World> {
     const m = defineModels(sequelize);
-    await sequelize.sync({ force: true });
+    if (sync) await sequelize.sync({ force: true });
     const cacheops = installCacheops(sequelize, {
       redis: this.redis,
       prefix: this.prefix,
-      profiles: { '*': { ops: 'all' } },
+      profiles: { '*': { ops: 'all', ...(this.near ? { near: true } : {}) } },
       maxInListLength: MAX_IN_LIST,
       // Generous: a Redis timeout under a loaded machine is not what this test is about.
       redisTimeout: 10_000,
     });
+    if (this.near) {
+      for (let i = 0; !cacheops.core.near?.tracker.active; i += 1) {
+        if (i > 1000) throw new Error('near cache tracking did not come up');
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
     return { dialect: this.dialect, sequelize, cacheops, m };
+  }
+
+  private async build(): Promise<World> {
+    this.runs += 1;
+    const world = await this.install(await this.open(), true);
+    if (!this.near) return world;
+    return { ...world, peer: await this.install(await this.open(), false) };
   }
 
   async fresh(): Promise<World> {
@@ -161,15 +192,22 @@ export class WorldFactory {
   async release(w: World): Promise<void> {
     if (this.dialect !== 'sqlite') return;
     await w.cacheops.invalidateAll();
-    await w.cacheops.close();
-    await w.sequelize.close();
+    await this.shut(w);
+  }
+
+  private async shut(w: World): Promise<void> {
+    for (const x of w.peer ? [w.peer, w] : [w]) {
+      await x.cacheops.close();
+      await x.sequelize.close();
+    }
+    if (this.dir && this.dialect === 'sqlite') rmSync(join(this.dir, `run-${this.runs}.sqlite`), { force: true });
   }
 
   async close(): Promise<void> {
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
     if (!this.shared) return;
     await this.shared.cacheops.invalidateAll();
-    await this.shared.cacheops.close();
-    await this.shared.sequelize.close();
+    await this.shut(this.shared);
     this.shared = undefined;
   }
 }

@@ -101,12 +101,21 @@ export class Runner {
   /** Every probe, recent read and `own` must agree through and around the cache (in `t` if given). */
   private async check(own: Read | undefined, t: Transaction | undefined): Promise<void> {
     const reads = own ? [...PROBES, ...this.pool, own] : [...PROBES, ...this.pool];
+    const peer = t ? undefined : this.w.peer;
+    // The peer's near cache has applied every invalidation message Redis sent it for the writes so far.
+    if (peer) await peer.cacheops.core.near?.tracker.barrier();
     for (const r of reads) {
       const cached = await r.run(this.w, { transaction: t, cached: true });
       const fresh = await r.run(this.w, { transaction: t, cached: false });
       this.reads += 2;
       if (cached !== fresh) {
         throw new StaleReadError(`stale read${t ? ' (inside the transaction)' : ''} after: ${this.current}\n  read:   ${r.label}\n${difference(cached, fresh)}`);
+      }
+      if (!peer) continue;
+      const there = await r.run(peer, { transaction: undefined, cached: true });
+      this.reads += 1;
+      if (there !== fresh) {
+        throw new StaleReadError(`stale read in the other installation after: ${this.current}\n  read:   ${r.label}\n${difference(there, fresh)}`);
       }
     }
   }

@@ -1,0 +1,116 @@
+/**
+ * The near cache's memory: cached value bytes by Redis value key, bounded by
+ * entry count and bytes (least recently used go first), each entry listing
+ * the Redis keys whose change makes it invalid (the value key; in insideout
+ * mode also its stamp keys). Entries are only put here by the tracker's reads
+ * (tracking.ts), which guarantee Redis will report a change of those keys.
+ *
+ * Bytes rather than built instances are kept: every hit decodes and builds
+ * fresh objects, so a caller mutating what it got can never change what the
+ * next caller gets.
+ */
+
+export interface NearLimits {
+  readonly maxEntries: number;
+  readonly maxBytes: number;
+}
+
+export const DEFAULT_NEAR_LIMITS: NearLimits = { maxEntries: 10_000, maxBytes: 32 * 1024 * 1024 };
+
+/** Bookkeeping bytes counted per entry on top of the value and key lengths. */
+const ENTRY_OVERHEAD = 96;
+
+export interface NearEntry {
+  readonly key: string;
+  readonly bytes: Buffer;
+  /** Redis keys besides `key` whose change invalidates this entry. */
+  readonly deps: readonly string[];
+  /** Date.now() when it was read from Redis. */
+  readonly admitted: number;
+  /** Date.now() after which it is not served (the Redis key's time to live when read). */
+  readonly expires: number;
+  readonly size: number;
+}
+
+export class NearCache {
+  /** Insertion order is recency order: the first entry is the least recently used. */
+  private readonly entries = new Map<string, NearEntry>();
+  /** Dependency key -> entries listing it (only for entries with deps beyond their own key). */
+  private readonly byDep = new Map<string, Set<string>>();
+  private used = 0;
+  evictions = 0;
+
+  constructor(readonly limits: NearLimits) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get bytes(): number {
+    return this.used;
+  }
+
+  /** The entry when present and not expired; marks it most recently used. */
+  get(key: string, now: number): NearEntry | undefined {
+    const entry = this.entries.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expires <= now) {
+      this.remove(entry);
+      return undefined;
+    }
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    return entry;
+  }
+
+  set(key: string, bytes: Buffer, deps: readonly string[], admitted: number, ttlMs: number): void {
+    const size = bytes.length + key.length + deps.reduce((n, d) => n + d.length, 0) + ENTRY_OVERHEAD;
+    const old = this.entries.get(key);
+    if (old) this.remove(old);
+    if (size > this.limits.maxBytes || ttlMs <= 0) return;
+    const entry: NearEntry = { key, bytes, deps, admitted, expires: admitted + ttlMs, size };
+    this.entries.set(key, entry);
+    this.used += size;
+    for (const dep of deps) {
+      let set = this.byDep.get(dep);
+      if (!set) this.byDep.set(dep, (set = new Set()));
+      set.add(key);
+    }
+    while (this.entries.size > this.limits.maxEntries || this.used > this.limits.maxBytes) {
+      const oldest = this.entries.values().next();
+      if (oldest.done) break;
+      this.remove(oldest.value);
+      this.evictions += 1;
+    }
+  }
+
+  /** Drops whatever depends on this Redis key (an invalidation message named it). */
+  drop(redisKey: string): void {
+    const own = this.entries.get(redisKey);
+    if (own) this.remove(own);
+    const dependents = this.byDep.get(redisKey);
+    if (dependents) {
+      for (const key of [...dependents]) {
+        const entry = this.entries.get(key);
+        if (entry) this.remove(entry);
+      }
+    }
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.byDep.clear();
+    this.used = 0;
+  }
+
+  private remove(entry: NearEntry): void {
+    this.entries.delete(entry.key);
+    this.used -= entry.size;
+    for (const dep of entry.deps) {
+      const set = this.byDep.get(dep);
+      if (!set) continue;
+      set.delete(entry.key);
+      if (set.size === 0) this.byDep.delete(dep);
+    }
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * The near tier of the read path: process memory in front of Redis for the
+ * profiles with `near`, one bounded cache per profile, all kept true by one
+ * tracker (tracking.ts).
+ *
+ * A read: the near cache when tracking is on and it holds the value; else one
+ * tracked read on the tracker's connection (the round trip the hit path pays
+ * anyway), admitted to the near cache when the tracker says so; on a miss
+ * there, the normal path, minus its first GET. A value stored by a miss is
+ * not admitted (the tracked connection did not read it); the next read is.
+ */
+import type { Redis } from 'ioredis';
+import type { CacheStore } from '../cache-store';
+import type { Profile } from '../config';
+import { valueKey } from '../keys';
+import { readThrough, type ReadOutcome, type ReadRequest } from '../read-through';
+import { NearCache, type NearLimits } from './near-cache';
+import { Tracker, type TrackerOptions } from './tracking';
+
+export interface TieredOutcome<T> extends ReadOutcome<T> {
+  /** Which tier answered a hit. */
+  readonly tier?: 'near' | 'redis';
+}
+
+export class NearTier {
+  readonly tracker: Tracker;
+  private readonly caches = new Map<Profile, NearCache>();
+
+  constructor(main: Redis, options: TrackerOptions) {
+    this.tracker = new Tracker(main, options);
+  }
+
+  /** The near cache of a profile (created on first use). */
+  cacheOf(profile: Profile, limits: NearLimits): NearCache {
+    let cache = this.caches.get(profile);
+    if (!cache) {
+      cache = new NearCache(limits);
+      this.caches.set(profile, cache);
+      this.tracker.register(cache);
+    }
+    return cache;
+  }
+
+  /** Entries held, over every profile. */
+  get entries(): number {
+    let n = 0;
+    for (const c of this.caches.values()) n += c.size;
+    return n;
+  }
+
+  async read<T>(store: CacheStore, cache: NearCache, req: ReadRequest<T>, readOptions: Parameters<typeof readThrough>[2]): Promise<TieredOutcome<T>> {
+    if (!this.tracker.active) return readThrough(store, req, readOptions);
+    const key = valueKey(store.nsFor(req.prefix, req.hash), req.hash);
+    const now = Date.now();
+    const entry = cache.get(key, now);
+    if (entry) {
+      const decoded = req.decode(entry.bytes);
+      if (decoded) return { value: decoded.value, hit: true, stored: false, bytes: entry.bytes, at: entry.admitted, tier: 'near' };
+    }
+    const read = await this.tracker.read(key);
+    if (read.kind === 'value') {
+      const decoded = req.decode(read.bytes);
+      if (decoded) {
+        if (read.admissible) cache.set(key, read.bytes, read.deps, read.at, read.ttlMs);
+        return { value: decoded.value, hit: true, stored: false, bytes: read.bytes, at: read.at, tier: 'redis' };
+      }
+    }
+    // Nothing valid in Redis (or the tracked read failed): the normal path; its GET is skipped
+    // when the tracked read just found nothing (insideout mode has no separate GET).
+    return readThrough(store, req, { ...readOptions, skipGet: read.kind === 'none' });
+  }
+
+  async close(): Promise<void> {
+    await this.tracker.close();
+    for (const c of this.caches.values()) c.clear();
+  }
+}

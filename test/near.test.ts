@@ -1,0 +1,188 @@
+/**
+ * The near cache (`near` profile option): hits from process memory, kept true
+ * by Redis client tracking across installations (processes); own writes clear
+ * it before they resolve; a lost tracking connection flushes and bypasses it;
+ * entries and bytes are bounded.
+ */
+import test from 'ava';
+import type { Model } from 'sequelize';
+import type { Cacheops } from '../src/index';
+import { countSql, dialects, rawRedis } from './helpers/env';
+import { makeBlog } from './helpers/models';
+import { makePair, nearReady, until } from './helpers/near';
+
+const title = (m: Model | null): unknown => m?.get('title');
+
+/**
+ * Reads until the read is served from the near cache. Two reads are not always
+ * enough: the first one's miss stores the value, and the invalidation message
+ * that store sends (the miss's tracked read had found the key absent) can
+ * arrive while the second read is in flight, which then is not admitted.
+ */
+async function warm(cacheops: Cacheops, read: () => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < 10; i += 1) {
+    const before = cacheops.stats().nearHits;
+    await read();
+    if (cacheops.stats().nearHits > before) return;
+  }
+  throw new Error('the read never came from the near cache');
+}
+
+for (const dialect of dialects()) {
+  for (const insideout of [false, true]) {
+    const mode = insideout ? ' (insideout)' : '';
+
+    test.serial(`${dialect}${mode}: a near hit runs no SQL and no Redis call, and returns fresh instances`, async (t) => {
+      const pair = await makePair(dialect, __filename, { insideout }, 'nearhit');
+      try {
+        const { Post, sequelize, cacheops } = pair.a;
+        const p = await Post.create({ title: 'near', views: 1, meta: { tags: ['a'] } });
+        const id = p.get('id') as number;
+        await warm(cacheops, () => Post.findByPk(id));
+        const before = cacheops.stats();
+        const redis = cacheops.core.near!.tracker;
+        const messagesBefore = redis.messages;
+        const hit = await countSql(sequelize, () => Post.findByPk(id));
+        t.is(hit.sql.length, 0);
+        t.is(cacheops.stats().nearHits - before.nearHits, 1, 'served from the near cache');
+        t.is(cacheops.stats().hits - before.hits, 1, 'counted as a hit too');
+        t.is(redis.messages, messagesBefore);
+        const again = await Post.findByPk(id);
+        t.not(again, hit.result, 'a new instance per hit');
+        (hit.result as Model).set('title', 'mutated locally');
+        ((hit.result as Model).get('meta') as { tags: string[] }).tags.push('x');
+        t.is(title(again), 'near');
+        const third = await Post.findByPk(id);
+        t.is(title(third), 'near', 'mutating a returned instance changes nothing cached');
+        t.deepEqual(third!.get('meta'), { tags: ['a'] });
+        t.false(third!.changed());
+        t.false(third!.isNewRecord);
+      } finally {
+        await pair.close();
+      }
+    });
+
+    test.serial(`${dialect}${mode}: a process reading its own write never sees the old value`, async (t) => {
+      const pair = await makePair(dialect, __filename, { insideout }, 'nearown');
+      try {
+        const { Post, cacheops } = pair.a;
+        const p = await Post.create({ title: 'v0', views: 1 });
+        const id = p.get('id') as number;
+        const list = () => Post.findAll({ where: { views: 1 }, order: [['id', 'ASC']] });
+        for (let i = 1; i <= 20; i += 1) {
+          await warm(cacheops, () => Post.findByPk(id));
+          await warm(cacheops, list);
+          t.is(title(await Post.findByPk(id)), `v${i - 1}`);
+          // Each kind of write, in turn; the read right after must see it.
+          if (i % 4 === 0) await Post.update({ title: `v${i}` }, { where: { id } });
+          else if (i % 4 === 1) await p.update({ title: `v${i}` });
+          else if (i % 4 === 2) await pair.a.sequelize.query(`UPDATE ${pair.a.sequelize.getQueryInterface().quoteIdentifier('Posts')} SET title = 'v${i}' WHERE id = ${id}`);
+          else await pair.a.sequelize.transaction(async (transaction) => { await Post.update({ title: `v${i}` }, { where: { id }, transaction }); });
+          t.is(title(await Post.findByPk(id)), `v${i}`, `findByPk after write ${i}`);
+          t.is(title((await list())[0] ?? null), `v${i}`, `findAll after write ${i}`);
+        }
+        t.true(cacheops.stats().nearHits > 0);
+      } finally {
+        await pair.close();
+      }
+    });
+
+    test.serial(`${dialect}${mode}: an invalidation in another process reaches this near cache (delay measured)`, async (t) => {
+      const pair = await makePair(dialect, __filename, { insideout }, 'nearx');
+      try {
+        const { a, b } = pair;
+        const p = await a.Post.create({ title: 'x0', views: 2 });
+        const id = p.get('id') as number;
+        const delays: number[] = [];
+        const kinds = ['row', 'model', 'all', 'dict'] as const;
+        for (let i = 1; i <= 24; i += 1) {
+          await warm(a.cacheops, () => a.Post.findByPk(id));
+          const near = a.cacheops.stats().nearHits;
+          t.is(title(await a.Post.findByPk(id)), `x${i - 1}`);
+          t.is(a.cacheops.stats().nearHits, near + 1, 'held in A\'s near cache');
+          const kind = kinds[i % kinds.length]!;
+          // B writes through the database; then invalidates in one of four ways.
+          await b.Post.update({ title: `x${i}` }, { where: { id }, cacheops: { invalidate: kind === 'row' } });
+          const start = process.hrtime.bigint();
+          if (kind === 'model') await b.cacheops.invalidateModel(b.Post);
+          else if (kind === 'all') await b.cacheops.invalidateAll();
+          else if (kind === 'dict') await b.cacheops.invalidateDict(b.Post, { id });
+          // From the moment B's invalidation resolved, until A's near cache has dropped the entry.
+          const cache = a.cacheops.core.near!;
+          const entries = cache.entries;
+          if (entries > 0) await until('the invalidation message', () => cache.entries < entries, 2000);
+          delays.push(Number(cache.tracker.lastMessageAt - start) / 1000);
+          t.is(title(await a.Post.findByPk(id)), `x${i}`, `A sees B's write ${i} (${kind})`);
+        }
+        delays.sort((x, y) => x - y);
+        t.log(`${dialect}${mode}: cross-process invalidation delay after the writer's invalidation resolved: median ${delays[delays.length >> 1]!.toFixed(0)} µs, max ${delays[delays.length - 1]!.toFixed(0)} µs`);
+      } finally {
+        await pair.close();
+      }
+    });
+  }
+
+  test.serial(`${dialect}: a lost tracking connection flushes and bypasses the near cache until it is back`, async (t) => {
+    const warnings: string[] = [];
+    const pair = await makePair(dialect, __filename, { logger: (message) => warnings.push(message) }, 'neardrop');
+    const raw = rawRedis();
+    try {
+      const { a, b } = pair;
+      const p = await a.Post.create({ title: 'd0', views: 0 });
+      const id = p.get('id') as number;
+      for (const victim of ['subscriber', 'reader'] as const) {
+        await warm(a.cacheops, () => a.Post.findByPk(id));
+        const tracker = a.cacheops.core.near!.tracker;
+        t.true(a.cacheops.core.near!.entries > 0);
+        const killId = victim === 'subscriber' ? tracker.subscriberId : tracker.readerId;
+        t.truthy(killId);
+        await raw.client('KILL', 'ID', killId!);
+        await until('tracking to notice the drop', () => !tracker.active);
+        t.true(warnings.some((w) => w.includes('tracking connection lost')));
+        t.is(a.cacheops.core.near!.entries, 0, `${victim} lost: flushed`);
+        // Meanwhile B writes: A must not serve the old value from memory.
+        await b.Post.update({ title: `after ${victim}` }, { where: { id } });
+        const near = a.cacheops.stats().nearHits;
+        t.is(title(await a.Post.findByPk(id)), `after ${victim}`);
+        t.is(a.cacheops.stats().nearHits, near);
+        await nearReady(a.cacheops);
+        await warm(a.cacheops, () => a.Post.findByPk(id));
+        t.is(title(await a.Post.findByPk(id)), `after ${victim}`);
+        t.true(a.cacheops.stats().nearHits > near, 'near hits again once tracking is back');
+        await b.Post.update({ title: `again ${victim}` }, { where: { id } });
+        await until('B\'s invalidation', async () => title(await a.Post.findByPk(id)) === `again ${victim}`, 2000);
+      }
+    } finally {
+      raw.disconnect();
+      await pair.close();
+    }
+  });
+}
+
+test.serial('sqlite: the near cache is bounded by entries and by bytes (least recently used go first)', async (t) => {
+  const blog = await makeBlog('sqlite', __filename, { profiles: { Post: { ops: 'all', near: { maxEntries: 3 } }, Tag: { ops: 'all', near: { maxBytes: 2000 } } } }, 'nearlru');
+  try {
+    const { Post, Tag, cacheops } = blog;
+    await nearReady(cacheops);
+    const ids: number[] = [];
+    for (let i = 0; i < 6; i += 1) ids.push((await Post.create({ title: `p${i}` })).get('id') as number);
+    for (const id of ids) await warm(cacheops, () => Post.findByPk(id));
+    const postCache = cacheops.core.near!.cacheOf(cacheops.core.profileOf(Post)!, { maxEntries: 3, maxBytes: 1 << 20 });
+    t.is(postCache.size, 3);
+    const before = cacheops.stats().nearHits;
+    await Post.findByPk(ids[5]!); // most recent: near
+    t.is(cacheops.stats().nearHits, before + 1);
+    await Post.findByPk(ids[0]!); // evicted: Redis (then admitted again)
+    t.is(cacheops.stats().nearHits, before + 1);
+    t.is(postCache.size, 3);
+    for (let i = 0; i < 20; i += 1) await Tag.create({ name: `tag ${i} ${'x'.repeat(200)}` });
+    for (let i = 1; i <= 20; i += 1) {
+      for (let k = 0; k < 3; k += 1) await Tag.findByPk(i);
+    }
+    const tagCache = cacheops.core.near!.cacheOf(cacheops.core.profileOf(Tag)!, { maxEntries: 1, maxBytes: 1 });
+    t.true(tagCache.size > 0 && tagCache.size < 20, `${tagCache.size} tags kept`);
+    t.true(tagCache.bytes <= 2000, `${tagCache.bytes} bytes`);
+  } finally {
+    await blog.close();
+  }
+});
