@@ -24,6 +24,8 @@ export interface StressOptions {
   readonly readShare?: number;
   readonly sqliteTransactions?: boolean;
   readonly seed?: number;
+  /** The near cache on in every worker, the sampler at rate 1 (see stress-shared.ts). */
+  readonly near?: boolean;
 }
 
 export interface StressReport {
@@ -55,13 +57,14 @@ async function countValueKeys(prefix: string): Promise<number> {
 }
 
 /** Forks one worker; resolves with its result once it has exited cleanly. */
-function startWorker(config: WorkerConfig, onReady: () => void): { child: ChildProcess; done: Promise<WorkerResult> } {
+function startWorker(config: WorkerConfig, onReady: () => void, onDone: () => void): { child: ChildProcess; done: Promise<WorkerResult> } {
   const child = fork(WORKER, [JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const done = new Promise<WorkerResult>((resolve, reject) => {
     let result: WorkerResult | undefined;
     let failure: string | undefined;
     child.on('message', (msg: WorkerMessage) => {
       if (msg.type === 'ready') onReady();
+      else if (msg.type === 'done') onDone();
       else if (msg.type === 'result') result = msg.result;
       else if (msg.type === 'error') failure = msg.message;
     });
@@ -89,15 +92,20 @@ export async function runStress(options: StressOptions): Promise<StressReport> {
     const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix, profiles: { Category: { ops: 'all', lock: true }, '*': { ops: 'all' } } });
     try {
       let ready = 0;
+      let done = 0;
       let allReady: () => void = () => undefined;
       const readyPromise = new Promise<void>((resolve) => { allReady = resolve; });
       const runs = Array.from({ length: options.processes }, (_, id) => {
         const config: WorkerConfig = {
           ...db, id, prefix, raceProtection: options.raceProtection, readDelayMs: options.readDelayMs ?? 0,
           loops: options.loops ?? 3, seed: (options.seed ?? 1) * 1000 + id, readShare: options.readShare ?? 0.6,
-          sqliteTransactions: options.sqliteTransactions ?? true,
+          sqliteTransactions: options.sqliteTransactions ?? true, near: options.near ?? false,
         };
-        const run = startWorker(config, () => { ready += 1; if (ready === options.processes) allReady(); });
+        const run = startWorker(config, () => { ready += 1; if (ready === options.processes) allReady(); }, () => {
+          // Near runs: once every worker has stopped writing, all replay their reads.
+          done += 1;
+          if (done === options.processes) for (const child of children) child.send({ type: 'verify' } satisfies WorkerMessage);
+        });
         children.push(run.child);
         return run.done;
       });
@@ -142,6 +150,16 @@ export function describe(report: StressReport): string {
     `${t.writes} writes, ${t.failedWrites} failed writes in ${report.runMs} ms`);
   lines.push(`  check: ${report.check.checked} distinct reads replayed, ${report.check.hits} hits ` +
     `(of ${report.valueKeys} cached values), ${report.check.stale} stale, in ${report.checkMs} ms`);
+  const sampled = report.workers.flatMap((w) => (w.sampler ? [w.sampler] : []));
+  if (sampled.length) {
+    const ages = sampled.flatMap((x) => x.staleAges).sort((a, b) => a - b);
+    const tiers: Record<string, number> = {};
+    for (const x of sampled) for (const [k, v] of Object.entries(x.staleTiers)) tiers[k] = (tiers[k] ?? 0) + v;
+    const add = (f: (x: (typeof sampled)[number]) => number): number => sampled.reduce((a, x) => a + f(x), 0);
+    lines.push(`  sampler (rate 1): ${add((x) => x.checks)} checks while writing, ${ages.length} stale `
+      + `(${Object.entries(tiers).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}; in-flight window: age median ${ages[ages.length >> 1] ?? 0} ms, max ${ages[ages.length - 1] ?? 0} ms); `
+      + `after quiescence ${add((x) => x.quiescentChecks)} checks, ${add((x) => x.quiescentStale)} stale; ${add((x) => x.nearHits)} near hits`);
+  }
   const failures = new Map<string, number>();
   for (const w of report.workers) for (const [k, v] of Object.entries(w.failedWrites)) failures.set(k, (failures.get(k) ?? 0) + v);
   if (failures.size) lines.push(`  failed writes: ${[...failures].map(([k, v]) => `${k} x${v}`).join('; ')}`);

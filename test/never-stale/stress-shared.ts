@@ -28,6 +28,25 @@ export interface WorkerConfig extends SharedDatabase {
   readonly readShare: number;
   /** SQLite only: run each write in an IMMEDIATE transaction (see the stress test). */
   readonly sqliteTransactions: boolean;
+  /**
+   * The near cache on, and the sampler at rate 1: every hit is re-run against the database.
+   * After the run, once every worker has stopped writing, each replays its reads (see stress-worker.ts).
+   */
+  readonly near: boolean;
+}
+
+/** The sampler's findings in one worker (near runs only). */
+export interface SamplerResult {
+  readonly checks: number;
+  /** Stale results while writes were running: hits a concurrent write had already overtaken. */
+  readonly stale: number;
+  /** Their ages (ms from reading the value from Redis to the database's answer): the in-flight window. */
+  readonly staleAges: readonly number[];
+  readonly staleTiers: Readonly<Record<string, number>>;
+  /** Checks and stale results of the replay after every worker stopped writing: stale must be 0. */
+  readonly quiescentChecks: number;
+  readonly quiescentStale: number;
+  readonly nearHits: number;
 }
 
 export interface WorkerResult {
@@ -47,11 +66,15 @@ export interface WorkerResult {
   readonly invalidations: number;
   readonly durationMs: number;
   readonly descriptions: readonly ReadDescription[];
+  readonly sampler?: SamplerResult;
 }
 
 export type WorkerMessage =
   | { readonly type: 'ready' }
   | { readonly type: 'go'; readonly until: number }
+  /** Near runs: this worker stopped writing; it replays its reads on `verify`, sent once all are done. */
+  | { readonly type: 'done' }
+  | { readonly type: 'verify' }
   | { readonly type: 'result'; readonly result: WorkerResult }
   | { readonly type: 'error'; readonly message: string };
 

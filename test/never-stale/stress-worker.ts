@@ -9,7 +9,8 @@ import { Transaction } from 'sequelize';
 import { installCacheops } from '../../src/index';
 import { redisUrl } from '../helpers/env';
 import { defineBlog } from '../helpers/models';
-import { openShared, type WorkerConfig, type WorkerMessage, type WorkerResult } from './stress-shared';
+import { openShared, type SamplerResult, type WorkerConfig, type WorkerMessage, type WorkerResult } from './stress-shared';
+import type { StaleEvent } from '../../src/index';
 import { WRITES, pick, randomRead, rng, runRead, type ReadDescription } from './stress-catalog';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -25,8 +26,14 @@ async function main(config: WorkerConfig): Promise<void> {
     redis: redisUrl,
     prefix: config.prefix,
     raceProtection: config.raceProtection,
-    profiles: { Category: { ops: 'all', lock: true }, '*': { ops: 'all' } },
+    profiles: { Category: { ops: 'all', lock: true, near: config.near }, '*': { ops: 'all', near: config.near } },
+    verifySampleRate: config.near ? 1 : 0,
   });
+  const stale: StaleEvent[] = [];
+  cacheops.on('stale', (e) => stale.push(e));
+  if (config.near) {
+    while (cacheops.core.near?.tracker.active !== true) await sleep(5);
+  }
   if (config.readDelayMs > 0) {
     // Widens the race window: a read outside a transaction waits after the database answered, before its store.
     sequelize.addHook('afterQuery', async (options: { type?: string; transaction?: unknown }) => {
@@ -74,17 +81,43 @@ async function main(config: WorkerConfig): Promise<void> {
     }
   };
 
+  let verify: () => void = () => undefined;
+  const verifying = new Promise<void>((resolve) => { verify = resolve; });
   await send({ type: 'ready' });
   const until = await new Promise<number>((resolve) => {
-    process.on('message', (msg: WorkerMessage) => { if (msg.type === 'go') resolve(msg.until); });
+    process.on('message', (msg: WorkerMessage) => {
+      if (msg.type === 'go') resolve(msg.until);
+      else if (msg.type === 'verify') verify();
+    });
   });
   const started = Date.now();
   await Promise.all(Array.from({ length: config.loops }, (_, i) => loop(config.seed * 100 + i, started, until)));
+  let sampler: SamplerResult | undefined;
+  if (config.near) {
+    await cacheops.core.sampler.idle();
+    const during = { ...cacheops.stats() };
+    const running = stale.splice(0);
+    // Quiescence: every worker has stopped writing. Once this near cache applied every
+    // invalidation message sent so far, a replay of every read must find nothing stale.
+    await send({ type: 'done' });
+    await verifying;
+    await cacheops.core.near!.tracker.barrier();
+    for (let pass = 0; pass < 3; pass += 1) for (const d of descriptions.values()) await runRead(m, d);
+    await cacheops.core.sampler.idle();
+    const after = cacheops.stats();
+    const tiers: Record<string, number> = {};
+    for (const e of running) tiers[e.tier] = (tiers[e.tier] ?? 0) + 1;
+    sampler = {
+      checks: during.checks, stale: running.length, staleAges: running.map((e) => e.age), staleTiers: tiers,
+      quiescentChecks: after.checks - during.checks, quiescentStale: after.stale - during.stale, nearHits: after.nearHits,
+    };
+  }
   const stats = cacheops.stats();
   const final: WorkerResult = {
     id: config.id, pid: process.pid, ...result,
     hits: stats.hits, misses: stats.misses, stores: stats.stores, refusedStores: stats.refusedStores,
     invalidations: stats.invalidations, durationMs: Date.now() - started, descriptions: [...descriptions.values()],
+    ...(sampler ? { sampler } : {}),
   };
   await send({ type: 'result', result: final });
   await cacheops.close();

@@ -30,6 +30,7 @@ const runs = [
   { label: 'race protection on', raceProtection: true, readDelayMs: 0 },
   { label: `race protection on, reads held ${SLOW_READ_MS} ms before their store`, raceProtection: true, readDelayMs: SLOW_READ_MS },
   { label: `race protection OFF, reads held ${SLOW_READ_MS} ms before their store`, raceProtection: false, readDelayMs: SLOW_READ_MS },
+  { label: 'near cache on, sampler at rate 1', raceProtection: true, readDelayMs: 0, near: true },
 ] as const;
 
 for (const dialect of dialects()) {
@@ -40,6 +41,7 @@ for (const dialect of dialects()) {
       const options = {
         dialect, testFile: __filename, processes: PROCESSES, seconds: SECONDS,
         raceProtection: run.raceProtection, readDelayMs: run.readDelayMs, sqliteTransactions: SQLITE_TRANSACTIONS,
+        near: 'near' in run && run.near,
       };
       let report = await runStress(options);
       t.log(`${dialect}, ${run.label}:\n${describe(report)}`);
@@ -49,6 +51,12 @@ for (const dialect of dialects()) {
       }
       t.true(report.totals.reads > 0 && report.totals.writes > 0, 'the workers read and wrote');
       t.true(report.check.hits > 0, 'the check compared cached values (else it proves nothing)');
+      if ('near' in run) {
+        const sampled = report.workers.map((w) => w.sampler!);
+        t.true(sampled.reduce((a, x) => a + x.checks, 0) > 0, 'hits were sampled while writes ran');
+        t.true(sampled.every((x) => x.quiescentChecks > 0 && x.nearHits > 0), 'every worker sampled its replayed hits, near hits among them');
+        t.is(sampled.reduce((a, x) => a + x.quiescentStale, 0), 0, 'no stale hit once writes settled');
+      }
       if (run.raceProtection) {
         t.is(report.check.stale, 0, report.check.details.join('\n'));
         t.true(report.totals.refusedStores > 0, 'some stores raced an invalidation and were refused');
