@@ -15,12 +15,11 @@
  * the epochs come back only on a miss.
  */
 import { randomBytes } from 'node:crypto';
-import { isCluster, type RedisClient, type ScriptCommands } from './redis';
+import { endpointOf, isCluster, type RedisClient, type ScriptCommands } from './redis';
 import { conjKey, epochsKey, escapeKeyPart, lockKey, namespace, shardOf, simpleKey, valueKey, allKeysPattern, hashText } from './keys';
 import type { Conj } from './tree';
 import { CacheopsRedisError } from './errors';
 import { RedisBreaker } from './breaker';
-import { endpointOf } from './redis';
 
 /** What a cached value depends on: a table and the conjunctions of its rows that matter. */
 export interface Dependency {

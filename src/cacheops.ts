@@ -366,11 +366,7 @@ export class CacheopsCore {
     const since = this.store.breaker.openedAt - LOST_WINDOW_MS;
     for (const [prefix, tables] of this.lastInvalidated) {
       for (const [table, at] of tables) if (at < since) tables.delete(table);
-      const recent = [...tables.keys()];
-      if (recent.length === 0) continue;
-      let dirty = this.dirtyTables.get(prefix);
-      if (!dirty) this.dirtyTables.set(prefix, (dirty = new Set()));
-      for (const table of recent) dirty.add(table);
+      if (tables.size > 0) this.markDirty(prefix, tables.keys());
     }
     void this.flushDirty();
   }
@@ -381,14 +377,19 @@ export class CacheopsCore {
    * `error` is emitted when someone listens. The log line is the breaker's.
    */
   private invalidationFailed(prefix: string, tables: readonly string[], cause: unknown, emit: boolean): void {
-    let dirty = this.dirtyTables.get(prefix);
-    if (!dirty) this.dirtyTables.set(prefix, (dirty = new Set()));
-    for (const table of tables) dirty.add(table);
+    this.markDirty(prefix, tables);
     this.scheduleDirtyFlush();
     if (emit && this.events.listenerCount('error') > 0) {
       const why = cause instanceof Error ? cause.message : `Redis unavailable (${this.store.breaker.cause})`;
       this.events.emit('error', new CacheopsInvalidationError(tables, why, cause));
     }
+  }
+
+  /** Marks tables so every read bypasses the cache for them until flushDirty covers them. */
+  private markDirty(prefix: string, tables: Iterable<string>): void {
+    let dirty = this.dirtyTables.get(prefix);
+    if (!dirty) this.dirtyTables.set(prefix, (dirty = new Set()));
+    for (const table of tables) dirty.add(table);
   }
 
   private flushTimer: NodeJS.Timeout | undefined;
