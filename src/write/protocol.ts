@@ -1,7 +1,18 @@
 /**
  * How one write finds the rows it changes: their exact states before and
  * after it, read from the database, not from the (possibly stale) instance
- * in memory.
+ * in memory. Both states go to one invalidation (invalidation.ts), after the
+ * commit. There are two ways to get them:
+ *
+ * Row images, one statement (PostgreSQL inserts, updates and deletes;
+ * MariaDB 10.0.5+ deletes): the write's own statement is rewritten to return
+ * the old and/or new states of the rows it touched (images/postgres.ts, images/mariadb.ts, captured by
+ * images/statement.ts). The statement is atomic, so there is no transaction
+ * of ours and no extra round trip (see writeWithImages).
+ *
+ * Pre-read / re-read (the rest: SQLite, MySQL, MariaDB updates and inserts,
+ * upserts and bulk inserts that may touch existing rows, models without a
+ * primary key):
  *
  *   1. before: the rows its WHERE selects, read with FOR UPDATE in the write's
  *      transaction (our own one when it has none), so no one changes them
@@ -11,10 +22,10 @@
  *      left alone: see lockedOnly);
  *   3. after: the same rows again (by primary key), and inserted rows.
  *
- * Both states go to one invalidation (invalidation.ts), after the commit. On
- * SQLite, which has no row locks, writes outside a transaction are serialized
- * by an in-process mutex instead (and, on a file, SQLite's write lock). Over `maxRowsForGranularWrite` rows the
- * whole model is invalidated.
+ * On SQLite, which has no row locks, writes outside a transaction are
+ * serialized by an in-process mutex instead (and, on a file, SQLite's write
+ * lock). On either path, over `maxRowsForGranularWrite` rows (or a statement
+ * of an unexpected shape) the whole model is invalidated.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Model, ModelStatic, Transaction } from 'sequelize';
