@@ -11,7 +11,8 @@ import { CacheStore, type Dependency, type RowTokens, type TableInvalidation } f
 import { normalizeConfig, profileFor, type CacheOp, type CacheopsConfig, type NormalizedConfig, type Profile, type QueryInfo } from './config';
 import { connectRedis, isCluster, type RedisClient } from './redis';
 import { prefixRegistryKey } from './keys';
-import { CacheopsConfigError, CacheopsError, CacheopsInvalidationError, CacheopsRedisError } from './errors';
+import { CacheopsConfigError, CacheopsError, CacheopsRedisError } from './errors';
+import { OutageRecovery } from './outage';
 import { tableOf, treeContext } from './query/dependencies';
 import { rowTokens } from './tree';
 import { TransactionTracker } from './transactions';
@@ -90,8 +91,6 @@ export interface ReadPlan {
   readonly profile: Profile;
 }
 
-/** Invalidations acknowledged this long before an outage are redone after it (replication lag, snapshot age). */
-const LOST_WINDOW_MS = 5_000;
 /** How long close() lets QUIT take before dropping the connection. */
 const CLOSE_GRACE_MS = 200;
 
@@ -110,8 +109,8 @@ export class CacheopsCore {
   /** The near caches of the profiles with `near`, and their tracking connections; undefined when none has it. */
   readonly near: NearTier | undefined;
   readonly sampler: Sampler;
-  /** Tables whose invalidation failed while degrading: the cache is bypassed for them until it succeeds. */
-  readonly dirtyTables = new Map<string, Set<string>>();
+  /** Dirty tables and lost invalidations of Redis outages (outage.ts): the cache is bypassed while any is left. */
+  readonly outage: OutageRecovery = new OutageRecovery(this);
   private readonly invalidationOff = new AsyncLocalStorage<boolean>();
   private readonly ownsRedis: boolean;
   private readonly localGets = new Map<string, { expires: number; bytes: Buffer }>();
@@ -139,7 +138,7 @@ export class CacheopsCore {
       shards: this.config.clusterShards,
       logger: this.config.logger,
       insideout: this.config.insideout,
-      onAvailable: () => this.resumed(),
+      onAvailable: () => this.outage.resumed(),
     });
     this.watchConnection(client, owned);
     this.transactions = new TransactionTracker(sequelize, (error) => this.config.logger('a queued invalidation failed', error));
@@ -237,7 +236,7 @@ export class CacheopsCore {
     }
     const t = this.transactions.current(options);
     if (t && this.transactions.hasWritten(t)) return undefined;
-    for (const dirty of this.dirtyTables.values()) if (dirty.size > 0) return undefined;
+    if (this.outage.bypassing) return undefined;
     return { timeout, lock, canStore: t === undefined, profile };
   }
 
@@ -326,11 +325,11 @@ export class CacheopsCore {
         failure = error;
         deleted = -1;
       }
-      if (deleted >= 0) this.noteInvalidated(prefix, items);
+      if (deleted >= 0) this.outage.noteInvalidated(prefix, items);
       // This process's near caches drop what the invalidation deleted before the write resolves.
       await this.near?.tracker.barrier();
       if (deleted < 0) {
-        this.invalidationFailed(prefix, items.map((it) => it.table), failure, !explicit);
+        this.outage.invalidationFailed(prefix, items.map((it) => it.table), failure, !explicit);
         if (explicit && failure) throw failure;
       }
       for (const it of items) {
@@ -343,76 +342,6 @@ export class CacheopsCore {
     };
     if (transaction) this.transactions.defer(transaction, run);
     else await run();
-  }
-
-  /**
-   * When each table was last invalidated, per prefix. An invalidation Redis
-   * acknowledged can still be lost by the outage that follows: a replica
-   * promoted by Sentinel may not have received it, a restart may reload an
-   * older snapshot. So when Redis is back, the tables invalidated shortly
-   * before the outage are invalidated again, model-wide, and bypassed until then.
-   */
-  private readonly lastInvalidated = new Map<string, Map<string, number>>();
-
-  private noteInvalidated(prefix: string, items: readonly { table: string }[]): void {
-    let tables = this.lastInvalidated.get(prefix);
-    if (!tables) this.lastInvalidated.set(prefix, (tables = new Map()));
-    const now = Date.now();
-    for (const it of items) tables.set(it.table, now);
-  }
-
-  /** Redis answers again: retry what failed, and what the outage may have lost. */
-  private resumed(): void {
-    const since = this.store.breaker.openedAt - LOST_WINDOW_MS;
-    for (const [prefix, tables] of this.lastInvalidated) {
-      for (const [table, at] of tables) if (at < since) tables.delete(table);
-      if (tables.size > 0) this.markDirty(prefix, tables.keys());
-    }
-    void this.flushDirty();
-  }
-
-  /**
-   * An invalidation that did not reach Redis: its tables are bypassed by every
-   * read until a model-wide invalidation of them succeeds (flushDirty), and
-   * `error` is emitted when someone listens. The log line is the breaker's.
-   */
-  private invalidationFailed(prefix: string, tables: readonly string[], cause: unknown, emit: boolean): void {
-    this.markDirty(prefix, tables);
-    this.scheduleDirtyFlush();
-    if (emit && this.events.listenerCount('error') > 0) {
-      const why = cause instanceof Error ? cause.message : `Redis unavailable (${this.store.breaker.cause})`;
-      this.events.emit('error', new CacheopsInvalidationError(tables, why, cause));
-    }
-  }
-
-  /** Marks tables so every read bypasses the cache for them until flushDirty covers them. */
-  private markDirty(prefix: string, tables: Iterable<string>): void {
-    let dirty = this.dirtyTables.get(prefix);
-    if (!dirty) this.dirtyTables.set(prefix, (dirty = new Set()));
-    for (const table of tables) dirty.add(table);
-  }
-
-  private flushTimer: NodeJS.Timeout | undefined;
-  private scheduleDirtyFlush(): void {
-    if (this.flushTimer || this.closed) return;
-    this.flushTimer = setTimeout(() => {
-      this.flushTimer = undefined;
-      void this.flushDirty();
-    }, 500);
-    this.flushTimer.unref();
-  }
-
-  /** Retries failed invalidations model-wide; the cache is used again once none is left. */
-  async flushDirty(): Promise<void> {
-    for (const [prefix, tables] of this.dirtyTables) {
-      if (tables.size === 0) continue;
-      // Tables marked while this retry runs stay marked: only those it covered are cleared.
-      const covered = [...tables];
-      const deleted = await this.store.invalidate(prefix, covered.map((table) => ({ table, rows: 'all' as const }))).catch(() => -1);
-      await this.near?.tracker.barrier();
-      if (deleted >= 0) for (const table of covered) tables.delete(table);
-      else this.scheduleDirtyFlush();
-    }
   }
 
   /** Invalidates a whole model (every cached value depending on its table). */
@@ -439,7 +368,7 @@ export class CacheopsCore {
     this.closed = true;
     const wasOpen = this.store.breaker.open;
     this.store.breaker.stop();
-    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.outage.stop();
     await this.near?.close();
     if (!this.ownsRedis) return;
     // QUIT waits for Redis's answer: a frozen or unreachable Redis gets a short grace, then the socket is dropped.

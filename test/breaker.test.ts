@@ -96,7 +96,7 @@ test.serial('Redis frozen then resumed: reads skip it at once, two log lines, ca
     t.is(logged.length, 2);
     t.regex(logged[1]!.message, new RegExp(`^Redis is back: 127\\.0\\.0\\.1:${redis.port} after [\\d.]+ s`));
     // The table written shortly before the outage is invalidated again first (the outage may have lost that).
-    while ([...blog.cacheops.core.dirtyTables.values()].some((d) => d.size > 0) && Date.now() - resumed < 6000) await sleep(20);
+    while ([...blog.cacheops.core.outage.dirtyTables.values()].some((d) => d.size > 0) && Date.now() - resumed < 6000) await sleep(20);
     await read();
     t.is((await countSql(sequelize, read)).sql.length, 0, 'caching resumed');
     redis.pause();
@@ -142,7 +142,7 @@ test.serial('without degradeOnFailure a write never rejects after its commit: er
     t.deepEqual(during.result.map((p) => p.get('title')).sort(), ['b', 'c']);
     await redis.start(); // empty
     const back = Date.now();
-    while ([...blog.cacheops.core.dirtyTables.values()].some((d) => d.size > 0) && Date.now() - back < 8000) await sleep(50);
+    while ([...blog.cacheops.core.outage.dirtyTables.values()].some((d) => d.size > 0) && Date.now() - back < 8000) await sleep(50);
     t.false(blog.cacheops.core.store.breaker.open);
     const after = await countSql(sequelize, read);
     t.deepEqual(after.result.map((p) => p.get('title')).sort(), ['b', 'c'], 'never stale after recovery');

@@ -37,9 +37,9 @@ test.serial('degradeOnFailure: reads fall through while Redis is down, caching r
     t.true(logged.length > 0, 'the failure was logged');
 
     await redis.start(); // a fresh, empty server
-    for (let i = 0; i < 50 && blog.cacheops.core.dirtyTables.get(blog.cacheops.core.prefixFor([]))?.size; i += 1) {
+    for (let i = 0; i < 50 && blog.cacheops.core.outage.dirtyTables.get(blog.cacheops.core.prefixFor([]))?.size; i += 1) {
       await new Promise((r) => setTimeout(r, 100));
-      await blog.cacheops.core.flushDirty();
+      await blog.cacheops.core.outage.flush();
     }
     const back = await countSql(sequelize, read);
     t.is((back.result[0] as unknown as { title: string }).title, 'b', '...and is never served stale afterwards');
@@ -71,7 +71,7 @@ test.serial('degradeOnFailure: a write whose invalidation failed makes reads byp
     t.is((during.result[0] as unknown as { title: string }).title, 'b');
     client.cacheopsInvalidate = original;
     // The failure opened the breaker: its probe closes it within about 100 ms, then the retry runs.
-    for (let i = 0; i < 40 && (core.store.breaker.open || [...core.dirtyTables.values()].some((d) => d.size > 0)); i += 1) {
+    for (let i = 0; i < 40 && (core.store.breaker.open || [...core.outage.dirtyTables.values()].some((d) => d.size > 0)); i += 1) {
       await new Promise((r) => setTimeout(r, 50));
     }
     t.false(core.store.breaker.open, 'the breaker closed again');

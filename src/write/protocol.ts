@@ -6,9 +6,10 @@
  *
  * Row images, one statement (PostgreSQL inserts, updates and deletes;
  * MariaDB 10.0.5+ deletes): the write's own statement is rewritten to return
- * the old and/or new states of the rows it touched (images/postgres.ts, images/mariadb.ts, captured by
- * images/statement.ts). The statement is atomic, so there is no transaction
- * of ours and no extra round trip (see writeWithImages).
+ * the old and/or new states of the rows it touched (images/postgres.ts,
+ * images/mariadb.ts, captured by images/statement.ts). The statement is
+ * atomic, so there is no transaction of ours and no extra round trip (see
+ * writeWithImages).
  *
  * Pre-read / re-read (the rest: SQLite, MySQL, MariaDB updates and inserts,
  * upserts and bulk inserts that may touch existing rows, models without a
