@@ -10,7 +10,15 @@
  * `Model.update` by primary key, a mass `Model.update` of 20 rows (one
  * category's posts), `instance.destroy()` and `Model.create` (the destroys
  * remove the rows the creates made).
+ *
+ * Beside them, the floor of a write that must invalidate before it resolves:
+ * the plain Sequelize call followed by one Redis round trip of the shape the
+ * invalidation has (EVALSHA of a script that does nothing, one key and a few
+ * arguments, on the same Redis). What a cacheops write costs above the floor
+ * is what the library adds; the floor above plain is the round trip no
+ * never-stale write can skip.
  */
+import type IORedis from 'ioredis';
 import type { Model, Sequelize } from 'sequelize';
 import type { Cacheops } from '../src/index';
 import type { BenchDialect, BenchModels } from './models';
@@ -29,6 +37,8 @@ export type WriteKind = (typeof WRITE_KINDS)[number];
 export interface WriteResult {
   readonly kind: WriteKind;
   readonly plain: number;
+  /** The plain call followed by one Redis round trip (see the module comment). */
+  readonly floor: number;
   readonly cached: number;
   /** The SQL statements one call sends, on each side. */
   readonly plainSql: readonly string[];
@@ -66,6 +76,17 @@ export function statementShape(sql: string): string {
   return extras.length ? `${head} (${extras.join(', ')})` : head;
 }
 
+/**
+ * One Redis round trip shaped like an invalidation: EVALSHA (ioredis loads
+ * the script on first use) with one key and a handful of arguments, of a
+ * script that returns at once.
+ */
+function roundTrip(redis: IORedis): () => Promise<unknown> {
+  const client = redis as IORedis & { benchFloorTrip?: (...args: (string | number)[]) => Promise<number> };
+  if (!client.benchFloorTrip) client.defineCommand('benchFloorTrip', { numberOfKeys: 1, lua: 'return #ARGV' });
+  return () => client.benchFloorTrip!('bench-floor:{0}:epochs', 'bench-floor:{0}:', 1, 'bench_w_posts', 1, 1, 'id', '1');
+}
+
 interface Kind {
   /** Runs before the measured calls of this kind (unmeasured), per side. */
   readonly prepare?: (side: WriteSide, count: number) => Promise<void>;
@@ -76,11 +97,13 @@ export async function measureWrites(
   plain: WriteSide,
   cached: WriteSide & { readonly cacheops: Cacheops },
   iterations: number,
+  redis: IORedis,
 ): Promise<WriteResult[]> {
+  const trip = roundTrip(redis);
   await fillUnrelated({ cacheops: cached.cacheops, models: cached.models }, UNRELATED_WRITES);
   const warmup = Math.max(10, Math.floor(iterations / 10));
   const half = SIZES.categories / 2;
-  // Each side has its own post, categories and created rows.
+  // Each side has its own post, categories and created rows (the floor writes those of `plain`).
   const sideIndex = (side: WriteSide): number => (side === plain ? 0 : 1);
   const saved = new Map<WriteSide, Model>();
   const created = new Map<WriteSide, Model[]>([[plain, []], [cached, []]]);
@@ -127,11 +150,12 @@ export async function measureWrites(
     if (k.prepare) for (const side of [plain, cached]) await k.prepare(side, runs);
     const samples = await interleave({
       plain: () => k.run(plain, (counter += 1)),
+      floor: async () => { await k.run(plain, (counter += 1)); await trip(); },
       cached: () => k.run(cached, (counter += 1)),
     }, iterations, warmup);
     const plainSql = await statements(plain.sequelize, () => k.run(plain, (counter += 1)));
     const cachedSql = await statements(cached.sequelize, () => k.run(cached, (counter += 1)));
-    results.set(kind, { kind, plain: median(samples.plain), cached: median(samples.cached), plainSql, cachedSql, samples: iterations });
+    results.set(kind, { kind, plain: median(samples.plain), floor: median(samples.floor), cached: median(samples.cached), plainSql, cachedSql, samples: iterations });
   }
   return WRITE_KINDS.map((kind) => results.get(kind)!);
 }
