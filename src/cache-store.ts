@@ -20,6 +20,7 @@ import { conjKey, epochsKey, escapeKeyPart, lockKey, namespace, shardOf, simpleK
 import type { Conj } from './tree';
 import { CacheopsRedisError } from './errors';
 import { RedisBreaker } from './breaker';
+import { bounded } from './bounded';
 
 /** What a cached value depends on: a table and the conjunctions of its rows that matter. */
 export interface Dependency {
@@ -107,17 +108,11 @@ export class CacheStore {
   private async probe(): Promise<boolean> {
     const status = (this.client as { status?: string }).status;
     if (status !== 'ready' && status !== 'wait') return false;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), this.options.timeoutMs);
-      timer.unref();
-    });
     const calls: Promise<number>[] = [];
     for (let shard = 0; shard < this.shards; shard += 1) calls.push(this.client.exists(epochsKey(namespace('', shard))));
     try {
-      return await Promise.race([Promise.all(calls).then(() => true), timeout]);
+      return await bounded(Promise.all(calls).then(() => true), this.options.timeoutMs, () => false);
     } finally {
-      clearTimeout(timer);
       // A late rejection of a probe that lost the race is of no interest.
       for (const c of calls) c.catch(() => undefined);
     }
@@ -141,14 +136,10 @@ export class CacheStore {
       pending = Promise.reject(error);
     }
     if (this.clientTimesOut) return pending.catch((error: unknown) => this.failed(what, error, fallback));
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(Object.assign(new Error(`Redis did not answer within ${this.options.timeoutMs} ms`), { code: 'ETIMEDOUT' })), this.options.timeoutMs);
-      timer.unref();
-    });
-    return Promise.race([pending, timeout])
-      .catch((error: unknown) => this.failed(what, error, fallback))
-      .finally(() => clearTimeout(timer));
+    const ms = this.options.timeoutMs;
+    return bounded(pending, ms, () => {
+      throw Object.assign(new Error(`Redis did not answer within ${ms} ms`), { code: 'ETIMEDOUT' });
+    }).catch((error: unknown) => this.failed(what, error, fallback));
   }
 
   /** A failed Redis call: opens the breaker; the fallback when degrading, else a CacheopsRedisError. */

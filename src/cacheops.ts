@@ -13,6 +13,7 @@ import { connectRedis, isCluster, type RedisClient } from './redis';
 import { prefixRegistryKey } from './keys';
 import { CacheopsConfigError, CacheopsError, CacheopsRedisError } from './errors';
 import { OutageRecovery } from './outage';
+import { bounded } from './bounded';
 import { tableOf, treeContext } from './query/dependencies';
 import { rowTokens } from './tree';
 import { TransactionTracker } from './transactions';
@@ -372,14 +373,7 @@ export class CacheopsCore {
     await this.near?.close();
     if (!this.ownsRedis) return;
     // QUIT waits for Redis's answer: a frozen or unreachable Redis gets a short grace, then the socket is dropped.
-    if (!wasOpen) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        this.redis.quit().catch(() => undefined),
-        new Promise<void>((resolve) => { timer = setTimeout(resolve, CLOSE_GRACE_MS); timer.unref(); }),
-      ]);
-      clearTimeout(timer);
-    }
+    if (!wasOpen) await bounded(this.redis.quit().then(() => undefined, () => undefined), CLOSE_GRACE_MS, () => undefined);
     this.redis.disconnect();
   }
 
