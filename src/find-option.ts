@@ -1,8 +1,9 @@
 /**
- * The `cacheops` option of a read, checked. TypeScript users get its type from
- * augment.ts; plain JavaScript gets this: a misspelt key (`{ opz: 1 }`) or a
- * value of the wrong type rejects the call with a `CacheopsConfigError` instead
- * of being ignored. The fast path parses the option once per fingerprint (the
+ * The `cacheops` option of a read or a write, checked. TypeScript users get its
+ * type from augment.ts; plain JavaScript gets this: a misspelt key (`{ opz: 1 }`,
+ * `{ invalidat: false }`) or a value of the wrong type rejects the call with a
+ * `CacheopsConfigError` instead of being ignored (a write's, before anything is
+ * written). The fast path parses a read's option once per fingerprint (the
  * fingerprint encodes it exactly), so a hit pays nothing for the check.
  */
 import { checkTimeout, describeValue, parseOps, type CacheOp } from './config';
@@ -18,10 +19,12 @@ export type ParsedFindOption =
   | { readonly ops: ReadonlySet<CacheOp> | undefined; readonly timeout: number | undefined; readonly lock: boolean | undefined };
 
 /**
- * `invalidate` is a write's key; it is accepted here because calls that read and
- * write (findOrCreate) hand one options object to both.
+ * `invalidate` is a write's key, the others a read's; each side accepts (and
+ * checks) the other's because calls that read and write (findOrCreate) hand
+ * one options object to both.
  */
 const KNOWN = ['ops', 'timeout', 'lock', 'invalidate'];
+const KNOWN_ON_WRITES = ['invalidate', 'ops', 'timeout', 'lock'];
 
 const MANUAL: ParsedFindOption = { ops: undefined, timeout: undefined, lock: undefined };
 
@@ -41,12 +44,36 @@ export function parseFindOption(option: unknown): ParsedFindOption {
     throw new CacheopsConfigError('cacheops', `the find option is true, false or { ops, timeout, lock }, got ${describeValue(option)}`);
   }
   const record = option as Record<string, unknown>;
+  checkKeys(record, 'find', KNOWN);
+  checkBoolean(record['invalidate'], 'cacheops.invalidate');
+  return readKeys(record);
+}
+
+/**
+ * Parses the `cacheops` option of a write: whether it invalidates (false only
+ * for `{ invalidate: false }`); throws `CacheopsConfigError` naming a bad key.
+ */
+export function parseWriteOption(option: unknown): boolean {
+  if (option === undefined || typeof option === 'boolean') return true;
+  if (typeof option !== 'object' || option === null || Array.isArray(option)) {
+    throw new CacheopsConfigError('cacheops', `the write option is true, false or { invalidate }, got ${describeValue(option)}`);
+  }
+  const record = option as Record<string, unknown>;
+  checkKeys(record, 'write', KNOWN_ON_WRITES);
+  const invalidate = checkBoolean(record['invalidate'], 'cacheops.invalidate');
+  readKeys(record);
+  return invalidate !== false;
+}
+
+function checkKeys(record: Record<string, unknown>, side: 'find' | 'write', known: readonly string[]): void {
   for (const key of Object.keys(record)) {
-    if (!KNOWN.includes(key)) {
-      throw new CacheopsConfigError(`cacheops.${key}`, `unknown key of the cacheops find option (known: ${KNOWN.join(', ')})`);
+    if (!known.includes(key)) {
+      throw new CacheopsConfigError(`cacheops.${key}`, `unknown key of the cacheops ${side} option (known: ${known.join(', ')})`);
     }
   }
-  checkBoolean(record['invalidate'], 'cacheops.invalidate');
+}
+
+function readKeys(record: Record<string, unknown>): Exclude<ParsedFindOption, 'auto' | 'off'> {
   return {
     ops: record['ops'] === undefined ? undefined : parseOps(record['ops'], 'cacheops.ops'),
     timeout: record['timeout'] === undefined ? undefined : checkTimeout(record['timeout'], 'cacheops.timeout'),

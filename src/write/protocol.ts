@@ -36,6 +36,7 @@ import { changedRows, invalidateWrite, wholeModel, type Invalidation } from './i
 import { rewrite, takeImages, type ImageKind, type Rewrite } from './images/postgres';
 import { deleteReturns, rewriteDelete } from './images/mariadb';
 import { captureStatement, type StatementCapture } from './images/statement';
+import { parseWriteOption } from '../find-option';
 
 export type Options = Record<string, unknown> & { transaction?: Transaction | null; cacheops?: WriteCacheopsOption | boolean };
 export type AfterSpec = { where?: unknown; appRows?: Row[] } | 'all' | undefined;
@@ -104,9 +105,14 @@ export class WriteProtocol {
     return this.core.dialect === 'sqlite' && typeof storage === 'string' && storage !== '' && storage !== ':memory:' && !storage.includes('mode=memory');
   }
 
+  /**
+   * Whether a write invalidates nothing (`{ cacheops: { invalidate: false } }`,
+   * noInvalidation, cacheops disabled). A bad `cacheops` option throws
+   * CacheopsConfigError (find-option.ts): call it before anything is written.
+   */
   optedOut(options: Options | undefined): boolean {
-    const c = options?.cacheops;
-    return !this.core.invalidationEnabled || (typeof c === 'object' && c !== null && c.invalidate === false);
+    const invalidate = parseWriteOption(options?.cacheops);
+    return !invalidate || !this.core.invalidationEnabled;
   }
 
   /** Reads the current states of rows (all columns, unscoped, soft-deleted too); 'too-many' past the threshold. */
@@ -130,10 +136,11 @@ export class WriteProtocol {
   /** Runs one write with the before/after protocol of the module comment. */
   async write<R>(model: ModelStatic<Model> | undefined, options: Options, spec: WriteSpec<R>, run: RunWrite<R>): Promise<R> {
     const managed = (o: Options, where?: unknown): Promise<R> => insideManagedWrite.run(true, () => run(o, where));
+    const optedOut = this.optedOut(options);
     // A transaction that wrote reads around the cache from now on, even when this write opts out of invalidating.
     const userTx = this.core.transactions.current(options);
     if (userTx) this.core.transactions.markWritten(userTx);
-    if (!model || this.optedOut(options)) return managed(options);
+    if (!model || optedOut) return managed(options);
     if (spec.wholeModel) {
       const result = await managed(options);
       // MySQL/MariaDB commit a transaction implicitly around TRUNCATE: it stays done even if

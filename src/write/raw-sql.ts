@@ -22,9 +22,10 @@ export function captureRawWrites(self: WriteProtocol): void {
     const type = options?.['type'] as string | undefined;
     const isWrite = (type !== undefined && WRITE_TYPES.has(type)) || ((type === undefined || type === QueryTypes.RAW) && WRITE_SQL.test(text));
     if (!isWrite) return originalQuery.call(this, sql, options);
+    const optedOut = self.optedOut(options);
     const tx = self.core.transactions.current(options);
     if (tx) self.core.transactions.markWritten(tx);
-    if (self.optedOut(options)) return originalQuery.call(this, sql, options);
+    if (optedOut) return originalQuery.call(this, sql, options);
     const result = await originalQuery.call(this, sql, options);
     const models = modelsNamedIn(self.core.sequelize, text);
     const items = models.map((m) => ({ model: m, table: tableOf(m), rows: 'all' as const }));
