@@ -26,7 +26,11 @@ import type { Redis } from 'ioredis';
 /** The `cacheops` option of a find call. */
 export type FindCacheopsOption = boolean | { readonly ops?: CacheOp | readonly CacheOp[] | 'all'; readonly timeout?: number; readonly lock?: boolean };
 
-/** The `cacheops` option of a write call. */
+/**
+ * The `cacheops` option of a write call. Checked when the write runs: an unknown
+ * key or a non-boolean `invalidate` rejects it with CacheopsConfigError before
+ * anything is written.
+ */
 export interface WriteCacheopsOption {
   /** false: this write invalidates nothing (invalidate yourself, e.g. with invalidateModel). */
   readonly invalidate?: boolean;
