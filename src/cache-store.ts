@@ -42,6 +42,14 @@ export type FetchResult =
   | { readonly kind: 'miss'; readonly snapshot: Snapshot; readonly lockHeld: boolean }
   | { readonly kind: 'unavailable' };
 
+/** Who refreshes a stale value (refresh.lua). */
+export type RefreshResult =
+  /** The value changed since the reader read it (a refresh stored it): these bytes are current. */
+  | { readonly kind: 'changed'; readonly bytes: Buffer }
+  /** 'stale': the value the reader found is still there; 'gone': it was invalidated or expired (a miss). */
+  | { readonly kind: 'stale' | 'gone'; readonly snapshot: Snapshot; readonly lockHeld: boolean }
+  | { readonly kind: 'unavailable' };
+
 /** One row to invalidate by: attribute -> token; absent attributes match everything. */
 export type RowTokens = ReadonlyMap<string, string>;
 
@@ -185,7 +193,40 @@ export class CacheStore {
     };
   }
 
-  /** Stores unless an invalidation moved an epoch since the snapshot; true when stored. */
+  /**
+   * A reader found a stale value (its freshness header is `header`): takes the
+   * refresh lease and the epoch snapshot in one round trip, unless the value is
+   * gone (then it is a miss: the lease and snapshot serve that miss) or changed.
+   */
+  async refresh(prefix: string, hash: string, tables: readonly string[], header: Buffer, lockMs: number): Promise<RefreshResult> {
+    const ns = this.nsFor(prefix, hash);
+    const token = randomBytes(8).toString('hex');
+    const escaped = tables.map(escapeKeyPart);
+    const args = [valueKey(ns, hash), epochsKey(ns), lockKey(ns, hash), lockMs, token, header, ...escaped];
+    const reply = await this.guard<Buffer | Buffer[] | undefined>('a cache read', () =>
+      (this.options.insideout ? this.client.cacheopsRefreshInsideoutBuffer(...args) : this.client.cacheopsRefreshBuffer(...args)), undefined);
+    if (reply === undefined) return { kind: 'unavailable' };
+    if (!Array.isArray(reply)) return { kind: 'changed', bytes: reply };
+    const [state, lock, ...epochs] = reply.map((b) => b.toString());
+    return {
+      kind: state === '1' ? 'stale' : 'gone',
+      lockHeld: lock === '0',
+      snapshot: { fields: ['*', ...escaped], values: epochs, lockToken: token },
+    };
+  }
+
+  /** Gives a lease back (its holder will not store); never throws. */
+  async releaseLease(prefix: string, hash: string, token: string): Promise<void> {
+    if (token === '') return;
+    const ns = this.nsFor(prefix, hash);
+    await this.guard('a lease release', () => this.client.cacheopsReleaseLease(lockKey(ns, hash), token), 0).catch(() => undefined);
+  }
+
+  /**
+   * Stores unless an invalidation moved an epoch since the snapshot; true when stored.
+   * `timeout` is the key's whole life in seconds (a stale-while-revalidate value's
+   * window included): its invalidation structures are kept at least as long.
+   */
   async store(prefix: string, hash: string, bytes: Buffer, timeout: number, deps: readonly Dependency[], snapshot: Snapshot): Promise<boolean> {
     const ns = this.nsFor(prefix, hash);
     const insideout = this.options.insideout;

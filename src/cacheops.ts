@@ -72,6 +72,8 @@ export interface CacheopsStats {
   modelInvalidations: number;
   /** Hits served from the near cache (process memory), without Redis; also counted in `hits`. */
   nearHits: number;
+  /** Hits served past their timeout while another caller refreshed them (`staleWhileRevalidate`); also counted in `hits`. */
+  staleHits: number;
   /** Hits the consistency sampler re-ran against the database (`verifySampleRate`). */
   checks: number;
   /** Of those, how many differed from the database (each emitted as `stale`). */
@@ -109,7 +111,7 @@ export class CacheopsCore {
   // inferred `EventEmitter<[never]>` of @types/node 20 is rejected by @types/node 26.
   readonly events: EventEmitter = new EventEmitter();
   readonly counters: CacheopsStats = {
-    hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0, nearHits: 0, checks: 0, stale: 0,
+    hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0, nearHits: 0, staleHits: 0, checks: 0, stale: 0,
   };
   /** The near caches of the profiles with `near`, and their tracking connections; undefined when none has it. */
   readonly near: NearTier | undefined;
@@ -265,10 +267,13 @@ export class CacheopsCore {
       : await readThrough(this.store, request);
     this.count(outcome.hit, event);
     if (outcome.tier === 'near') this.counters.nearHits += 1;
+    if (outcome.stale === true) this.counters.staleHits += 1;
     if (outcome.stored) this.counters.stores += 1;
     else if (!outcome.hit && req.canStore) this.counters.refusedStores += 1;
-    if (localGet && (outcome.hit || outcome.stored)) {
-      this.localGets.set(req.hash, { expires: Date.now() + req.timeout * 1000, bytes: req.encode(outcome.value) });
+    // A stale value is not kept: process memory never extends its life. A fresh one no longer than its fresh time.
+    if (localGet && (outcome.hit || outcome.stored) && outcome.stale !== true) {
+      const expires = Math.min(Date.now() + req.timeout * 1000, outcome.freshUntil ?? Infinity);
+      this.localGets.set(req.hash, { expires, bytes: req.encode(outcome.value) });
     }
     // The sampler re-runs the query outside any transaction only (a transaction may be over by then).
     if (extras.sample && outcome.hit && outcome.bytes && req.canStore && !this.closed && this.sampler.picks()) {

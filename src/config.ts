@@ -29,6 +29,15 @@ export interface ProfileOptions {
    * tracking (default off). `true`: 10,000 entries, 32 MiB per profile.
    */
   readonly near?: boolean | { readonly maxEntries?: number; readonly maxBytes?: number };
+  /**
+   * Stale-while-revalidate (default 0: off): for this many seconds after a
+   * value's timeout it may still be served while one caller refreshes it. The
+   * first reader to find it expired recomputes and stores it in its own call;
+   * readers meanwhile get the expired value instead of querying the database.
+   * Never after an invalidation: an invalidated value is gone as without it.
+   * The near cache serves only fresh values.
+   */
+  readonly staleWhileRevalidate?: number;
 }
 
 /** A profile: options, the seed's `[ops, timeout]` shorthand, or `null` (caching forbidden). */
@@ -107,6 +116,8 @@ export interface Profile {
   readonly dbAgnostic: boolean;
   /** The near cache's bounds; undefined: no near cache. */
   readonly near: NearLimits | undefined;
+  /** Seconds a value may be served stale past its timeout while one caller refreshes it (0: off). */
+  readonly staleWhileRevalidate: number;
 }
 
 export interface NormalizedConfig {
@@ -138,7 +149,7 @@ const TOP_KEYS = new Set([
   'maxInListLength', 'maxRowsForGranularWrite', 'redisTimeout', 'logger', 'clusterShards', 'raceProtection',
   'verifySampleRate',
 ]);
-const PROFILE_KEYS = new Set(['ops', 'timeout', 'lock', 'localGet', 'cacheOnSave', 'dbAgnostic', 'near']);
+const PROFILE_KEYS = new Set(['ops', 'timeout', 'lock', 'localGet', 'cacheOnSave', 'dbAgnostic', 'near', 'staleWhileRevalidate']);
 
 export const DEFAULT_TIMEOUT = 3600;
 
@@ -228,7 +239,17 @@ function buildProfile(spec: ProfileOptions, defaults: ProfileOptions, key: strin
     cacheOnSave,
     dbAgnostic: checkBool(merged.dbAgnostic ?? true, `${key}.dbAgnostic`),
     near: nearLimits(merged.near, `${key}.near`),
+    staleWhileRevalidate: staleWindow(merged.staleWhileRevalidate, `${key}.staleWhileRevalidate`),
   };
+}
+
+/** Validates a stale-while-revalidate window: seconds, 0 (off) or more. */
+function staleWindow(value: unknown, key: string): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new CacheopsConfigError(key, `expected a number of seconds (0 for off), got ${describeValue(value)}`);
+  }
+  return value;
 }
 
 function nearLimits(value: unknown, key: string): NearLimits | undefined {

@@ -10,8 +10,19 @@
  * of one key wait for the one that holds the lease (lua/includes/miss_snapshot.lua):
  * an invalidation voids it, a dead holder's expires, and no one waits longer
  * than LEASE_WAIT_MS.
+ *
+ * Stale-while-revalidate (a profile's `staleWhileRevalidate`): the value is
+ * stored with its fresh-until time in front of it (freshness.ts) and its key
+ * lives that many seconds longer. A reader finding it past its fresh time
+ * asks refresh.lua who refreshes it: the first takes the lease and recomputes
+ * in its own call (it pays what a miss pays), the others meanwhile get the
+ * stale value without touching the database. An invalidation deletes the value
+ * (or, in insideout mode, makes its stamps differ) like any other, so a stale
+ * value is never served after one; the refresh stores with its epoch snapshot,
+ * so a refresh that raced an invalidation is refused like any miss's store.
  */
-import type { CacheStore, Dependency } from './cache-store';
+import type { CacheStore, Dependency, Snapshot } from './cache-store';
+import { readFreshness, withFreshness, type Freshness } from './freshness';
 
 export interface ReadRequest<T> {
   readonly prefix: string;
@@ -21,6 +32,8 @@ export interface ReadRequest<T> {
   /** The dependencies narrowed by the computed value (join keys); same tables as `deps`. */
   readonly refineDeps?: (value: T) => readonly Dependency[];
   readonly timeout: number;
+  /** Seconds past `timeout` during which the value may be served stale while one caller refreshes it (0 or absent: off). */
+  readonly staleWhileRevalidate?: number;
   readonly lock: boolean;
   /** false inside a transaction: the value may be read from cache but is never stored. */
   readonly canStore: boolean;
@@ -39,11 +52,17 @@ export interface ReadOutcome<T> {
   /** On a hit: the bytes it was decoded from, and Date.now() when they were read (for the sampler). */
   readonly bytes?: Buffer;
   readonly at?: number;
+  /** A hit served past its fresh time, while another caller refreshes it (stale-while-revalidate). */
+  readonly stale?: boolean;
+  /** On a hit: Date.now() until which it is fresh (Infinity without stale-while-revalidate). */
+  readonly freshUntil?: number;
 }
 
 export interface ReadThroughOptions {
   /** The caller already looked for the value and found none: go straight to the miss's snapshot. */
   readonly skipGet?: boolean;
+  /** The caller already read these bytes for the key (the near tier's tracked read found them stale). */
+  readonly found?: Buffer;
 }
 
 /** How long a dog-pile lease lives if its holder dies (ms). */
@@ -54,18 +73,115 @@ const LOCK_POLL_MS = 15;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>, options: ReadThroughOptions = {}): Promise<ReadOutcome<T>> {
-  if (!store.insideout && options.skipGet !== true) {
-    const bytes = await store.getValue(req.prefix, req.hash);
-    if (bytes === undefined) return { value: await req.compute(), hit: false, stored: false }; // Redis unavailable
-    if (bytes !== null) {
-      const decoded = req.decode(bytes);
-      if (decoded) return { value: decoded.value, hit: true, stored: false, bytes, at: Date.now() };
+/** The stale-while-revalidate window of a request in ms (0: off). */
+const windowMs = (req: Pick<ReadRequest<unknown>, 'staleWhileRevalidate'>): number => Math.max(0, (req.staleWhileRevalidate ?? 0) * 1000);
+
+/** Stored bytes split into header and payload; bytes of reads without the option are left whole. */
+export function freshnessOf(req: Pick<ReadRequest<unknown>, 'staleWhileRevalidate'>, bytes: Buffer): Freshness {
+  return windowMs(req) > 0 ? readFreshness(bytes) : { payload: bytes, freshUntil: Infinity, header: undefined };
+}
+
+/** The per-read state the helpers share: the dependencies, worked out at most once. */
+class Read<T> {
+  private deps: readonly Dependency[] | undefined | null = null;
+
+  constructor(readonly store: CacheStore, readonly req: ReadRequest<T>) {}
+
+  dependencies(): readonly Dependency[] | undefined {
+    if (this.deps === null) this.deps = typeof this.req.deps === 'function' ? this.req.deps() : this.req.deps;
+    return this.deps;
+  }
+
+  tables(): string[] | undefined {
+    const deps = this.dependencies();
+    return deps && [...new Set(deps.map((d) => d.table))];
+  }
+
+  /** The value straight from the database, not stored. */
+  async computeOnly(): Promise<ReadOutcome<T>> {
+    return { value: await this.req.compute(), hit: false, stored: false };
+  }
+
+  /** Computes and stores under the snapshot (which holds our lease, if any; the store releases it). */
+  async computeAndStore(snapshot: Snapshot, releaseOnFailure: boolean): Promise<ReadOutcome<T>> {
+    const { req, store } = this;
+    let value: T;
+    try {
+      value = await req.compute();
+    } catch (error) {
+      // A refresh that failed gives its lease back: readers stop serving the stale value at once.
+      if (releaseOnFailure) await store.releaseLease(req.prefix, req.hash, snapshot.lockToken);
+      throw error;
+    }
+    const deps = this.dependencies()!;
+    const swrMs = windowMs(req);
+    const payload = req.encode(value);
+    const bytes = swrMs > 0 ? withFreshness(payload, Date.now() + req.timeout * 1000) : payload;
+    const checked = req.raceProtection === false ? { fields: [], values: [], lockToken: snapshot.lockToken } : snapshot;
+    const stored = await store.store(req.prefix, req.hash, bytes, req.timeout + swrMs / 1000, req.refineDeps ? req.refineDeps(value) : deps, checked);
+    return { value, hit: false, stored };
+  }
+
+  /**
+   * Answers from bytes found for the key: a fresh hit, a stale hit while
+   * another caller refreshes, or this caller's refresh. undefined: they do not
+   * decode (the caller carries on as on a miss).
+   */
+  async answer(bytes: Buffer): Promise<ReadOutcome<T> | undefined> {
+    const found = freshnessOf(this.req, bytes);
+    const now = Date.now();
+    if (found.freshUntil > now) {
+      const decoded = this.req.decode(found.payload);
+      return decoded && { value: decoded.value, hit: true, stored: false, bytes: found.payload, at: now, freshUntil: found.freshUntil };
+    }
+    return this.stale(found, now);
+  }
+
+  /** A value past its fresh time: served stale only while another caller holds the refresh lease. */
+  private async stale(found: Freshness, now: number): Promise<ReadOutcome<T> | undefined> {
+    const { req, store } = this;
+    const tables = this.tables();
+    // Inside a transaction nothing is stored, so nobody could be counted on to refresh.
+    if (!req.canStore || tables === undefined || found.header === undefined) return this.computeOnly();
+    const refresh = await store.refresh(req.prefix, req.hash, tables, found.header, LEASE_TTL_MS);
+    switch (refresh.kind) {
+      case 'unavailable':
+        return this.computeOnly();
+      case 'changed': {
+        // Refreshed meanwhile: the new value, when it is fresh (else the database answers).
+        const current = freshnessOf(req, refresh.bytes);
+        const decoded = current.freshUntil > Date.now() ? req.decode(current.payload) : undefined;
+        if (decoded) return { value: decoded.value, hit: true, stored: false, bytes: current.payload, at: Date.now(), freshUntil: current.freshUntil };
+        return this.computeOnly();
+      }
+      case 'gone':
+        // Invalidated (or expired) since the read: a plain miss. With the lease it computes and
+        // stores; without it the normal miss path waits for the holder.
+        return refresh.lockHeld ? undefined : this.computeAndStore(refresh.snapshot, true);
+      case 'stale': {
+        if (!refresh.lockHeld) return this.computeAndStore(refresh.snapshot, true);
+        // Past the window (the key's whole-second TTL can outlive it a little): not served.
+        if (now >= found.freshUntil + windowMs(req)) return this.computeOnly();
+        const decoded = req.decode(found.payload);
+        if (!decoded) return this.computeOnly();
+        return { value: decoded.value, hit: true, stored: false, bytes: found.payload, at: now, freshUntil: found.freshUntil, stale: true };
+      }
     }
   }
-  const deps = typeof req.deps === 'function' ? req.deps() : req.deps;
-  if (deps === undefined) return { value: await req.compute(), hit: false, stored: false };
-  const tables = [...new Set(deps.map((d) => d.table))];
+}
+
+export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>, options: ReadThroughOptions = {}): Promise<ReadOutcome<T>> {
+  const read = new Read(store, req);
+  if (!store.insideout && options.skipGet !== true) {
+    const bytes = options.found ?? await store.getValue(req.prefix, req.hash);
+    if (bytes === undefined) return read.computeOnly(); // Redis unavailable
+    if (bytes !== null) {
+      const answered = await read.answer(bytes);
+      if (answered) return answered;
+    }
+  }
+  const tables = read.tables();
+  if (tables === undefined) return read.computeOnly();
   const lockMs = req.lock && req.canStore ? LEASE_TTL_MS : 0;
   let fetched = await store.fetch(req.prefix, req.hash, tables, lockMs);
   // Bounded: past it the waiter reads the database (and does not store: the holder will).
@@ -75,13 +191,9 @@ export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>, opt
     fetched = await store.fetch(req.prefix, req.hash, tables, lockMs);
   }
   if (fetched.kind === 'hit') {
-    const decoded = req.decode(fetched.bytes);
-    if (decoded) return { value: decoded.value, hit: true, stored: false, bytes: fetched.bytes, at: Date.now() };
+    const answered = await read.answer(fetched.bytes);
+    if (answered) return answered;
   }
-  const value = await req.compute();
-  if (fetched.kind !== 'miss' || fetched.lockHeld || !req.canStore) return { value, hit: false, stored: false };
-  const bytes = req.encode(value);
-  const snapshot = req.raceProtection === false ? { fields: [], values: [], lockToken: fetched.snapshot.lockToken } : fetched.snapshot;
-  const stored = await store.store(req.prefix, req.hash, bytes, req.timeout, req.refineDeps ? req.refineDeps(value) : deps, snapshot);
-  return { value, hit: false, stored };
+  if (fetched.kind !== 'miss' || fetched.lockHeld || !req.canStore) return read.computeOnly();
+  return read.computeAndStore(fetched.snapshot, false);
 }

@@ -19,6 +19,10 @@ const SCRIPTS = {
   cacheopsFetchInsideout: { file: 'fetch_insideout.lua', keys: 3 },
   cacheopsStoreInsideout: { file: 'store_insideout.lua', keys: 3 },
   cacheopsInvalidateInsideout: { file: 'invalidate_insideout.lua', keys: 1 },
+  // Stale-while-revalidate: who refreshes a value past its fresh time (read-through.ts).
+  cacheopsRefresh: { file: 'refresh.lua', keys: 3 },
+  cacheopsRefreshInsideout: { file: 'refresh_insideout.lua', keys: 3 },
+  cacheopsReleaseLease: { file: 'release_lease.lua', keys: 1 },
   // The near cache's reads, on its tracked connection (near/tracking.ts).
   cacheopsNearRead: { file: 'near_read.lua', keys: 1 },
   cacheopsNearReadInsideout: { file: 'near_read_insideout.lua', keys: 1 },
@@ -38,6 +42,11 @@ export interface ScriptCommands {
   cacheopsInvalidateInsideout(...args: ScriptArg[]): Promise<number>;
   /** reap_conjs.lua: (number of keys, ...keys, mode) -> [removed, conj set gone]. */
   cacheopsReapConjs(...args: ScriptArg[]): Promise<[number, number]>;
+  /** refresh.lua: the value when it changed, else [state, lock state, ...epochs]. */
+  cacheopsRefreshBuffer(...args: ScriptArg[]): Promise<Buffer | Buffer[]>;
+  cacheopsRefreshInsideoutBuffer(...args: ScriptArg[]): Promise<Buffer | Buffer[]>;
+  /** release_lease.lua: (lock key, token) -> 1 when released. */
+  cacheopsReleaseLease(...args: ScriptArg[]): Promise<number>;
   /** near_read.lua: (value key) -> [value, pttl] or null. */
   cacheopsNearReadBuffer(...args: ScriptArg[]): Promise<[Buffer, number] | null>;
   /** near_read_insideout.lua: (value key) -> [value, stamps, pttl] or null; the stamps are checked by the caller. */

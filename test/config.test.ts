@@ -157,7 +157,7 @@ for (const dialect of dialects()) {
       await cacheops.invalidateModel(m.Post);
       await cacheops.invalidateAll();
       t.deepEqual(await keysMatching(`${prefix}*`), [], 'nothing written to Redis');
-      t.deepEqual(cacheops.stats(), { hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0, nearHits: 0, checks: 0, stale: 0 });
+      t.deepEqual(cacheops.stats(), { hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0, nearHits: 0, staleHits: 0, checks: 0, stale: 0 });
     } finally {
       await cacheops.close();
       await sequelize.close();
@@ -276,6 +276,11 @@ test.serial('bad configuration throws CacheopsConfigError naming the key', async
     ['profiles.Post.lock', { profiles: { Post: { lock: 'yes' } } }],
     ['profiles.Post', { profiles: { Post: 'get' } }],
     ['enabled', { enabled: 'no' }],
+    ['profiles.Post.staleWhileRevalidate', { profiles: { Post: { staleWhileRevalidate: -1 } } }],
+    ['profiles.Post.staleWhileRevalidate', { profiles: { Post: { staleWhileRevalidate: '30' } } }],
+    ['profiles.Post.staleWhileRevalidate', { profiles: { Post: { staleWhileRevalidate: Infinity } } }],
+    ['profiles.Post.staleWhileRevalidate', { profiles: { Post: { staleWhileRevalidate: true } } }],
+    ['defaults.staleWhileRevalidate', { defaults: { staleWhileRevalidate: Number.NaN } }],
   ];
   // Messages show what was given, strings quoted: '1000' is not the number 1000.
   const messages: [unknown, string][] = [
@@ -289,6 +294,7 @@ test.serial('bad configuration throws CacheopsConfigError naming the key', async
     [{ degradeOnFailure: {} }, 'degradeOnFailure: expected true or false, got an object'],
     [{ profiles: { Post: { ops: 'gett' } } }, 'profiles.Post.ops: unknown op "gett" (expected one of get, fetch, count, aggregate, exists, all, just_enable)'],
     [{ profiles: { Post: { ops: [1] } } }, 'profiles.Post.ops: unknown op 1 (expected one of get, fetch, count, aggregate, exists, all, just_enable)'],
+    [{ profiles: { Post: { staleWhileRevalidate: '30' } } }, 'profiles.Post.staleWhileRevalidate: expected a number of seconds (0 for off), got "30" (a string)'],
   ];
   for (const [config, message] of messages) {
     t.throws(() => installCacheops(sequelize, config as CacheopsConfig), { instanceOf: CacheopsConfigError, message });
@@ -300,7 +306,10 @@ test.serial('bad configuration throws CacheopsConfigError naming the key', async
     t.true(error?.message.startsWith(`${key}:`), error?.message);
   }
   // Accepted: strict with existing models, a glob matching nothing, a missing model without strict.
-  for (const config of [{ strict: true, profiles: { Post: ['all', 10], 'Nothing*': {} } }, { profiles: { Missing: {} } }] as CacheopsConfig[]) {
+  for (const config of [
+    { strict: true, profiles: { Post: ['all', 10], 'Nothing*': {} } }, { profiles: { Missing: {} } },
+    { defaults: { staleWhileRevalidate: 0 }, profiles: { Post: { staleWhileRevalidate: 2.5 } } },
+  ] as CacheopsConfig[]) {
     const { sequelize: s } = { sequelize: await makeSequelize('sqlite', __filename) };
     for (const n of NAMES) s.define(n, { n: DataTypes.INTEGER });
     const c = installCacheops(s, { redis: redisUrl, prefix: uniquePrefix('ok'), ...config });

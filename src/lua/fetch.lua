@@ -21,4 +21,4 @@ local value = redis.call('GET', KEYS[1])
 if value then
   return value
 end
-return miss_snapshot(KEYS[2], KEYS[3])
+return miss_snapshot(KEYS[2], KEYS[3], tonumber(ARGV[1]), ARGV[2], argv_from(3))

@@ -11,32 +11,14 @@
   ARGV[2]  lock token
   ARGV[3..] table names (escaped)
 
-  The stamps field is a sequence of "<key>\n<stamp>\n" pairs.
+  The stamps are checked by includes/insideout_value.lua.
   Returns the value on a hit, else the array described in fetch.lua.
 ]]
 --- @include "includes/miss_snapshot"
+--- @include "includes/insideout_value"
 
-local data = redis.call('HMGET', KEYS[1], 'v', 's')
-if data[1] then
-  local keys, expected = {}, {}
-  for key, stamp in string.gmatch(data[2] or '', '([^\n]+)\n([^\n]*)\n') do
-    keys[#keys + 1] = key
-    expected[#expected + 1] = stamp
-  end
-  local valid = true
-  if #keys > 0 then
-    local current = redis.call('MGET', unpack(keys))
-    for i = 1, #keys do
-      if current[i] ~= expected[i] then
-        valid = false
-        break
-      end
-    end
-  end
-  if valid then
-    return data[1]
-  end
-  redis.call('DEL', KEYS[1])
+local value = valid_insideout_value(KEYS[1])
+if value then
+  return value
 end
-
-return miss_snapshot(KEYS[2], KEYS[3])
+return miss_snapshot(KEYS[2], KEYS[3], tonumber(ARGV[1]), ARGV[2], argv_from(3))

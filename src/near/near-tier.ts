@@ -8,12 +8,15 @@
  * anyway), admitted to the near cache when the tracker says so; on a miss
  * there, the normal path, minus its first GET. A value stored by a miss is
  * not admitted (the tracked connection did not read it); the next read is.
+ * A stale-while-revalidate value is kept no longer than its fresh time: the
+ * near cache never serves a stale value; past that time the read goes the
+ * normal way, which decides who refreshes it.
  */
 import type { Redis } from 'ioredis';
 import type { CacheStore } from '../cache-store';
 import type { Profile } from '../config';
 import { valueKey } from '../keys';
-import { readThrough, type ReadOutcome, type ReadRequest } from '../read-through';
+import { freshnessOf, readThrough, type ReadOutcome, type ReadRequest } from '../read-through';
 import { NearCache, type NearLimits } from './near-cache';
 import { Tracker, type TrackerOptions } from './tracking';
 
@@ -54,15 +57,20 @@ export class NearTier {
     const now = Date.now();
     const entry = cache.get(key, now);
     if (entry) {
-      const decoded = req.decode(entry.bytes);
-      if (decoded) return { value: decoded.value, hit: true, stored: false, bytes: entry.bytes, at: entry.admitted, tier: 'near' };
+      // Entries expire at their fresh time (below), so the near cache only ever serves fresh values.
+      const held = freshnessOf(req, entry.bytes);
+      const decoded = held.freshUntil > now ? req.decode(held.payload) : undefined;
+      if (decoded) return { value: decoded.value, hit: true, stored: false, bytes: held.payload, at: entry.admitted, freshUntil: held.freshUntil, tier: 'near' };
     }
     const read = await this.tracker.read(key);
     if (read.kind === 'value') {
-      const decoded = req.decode(read.bytes);
+      const found = freshnessOf(req, read.bytes);
+      // Past its fresh time (stale-while-revalidate): the normal path decides who refreshes it.
+      if (found.freshUntil <= read.at) return readThrough(store, req, { ...readOptions, ...(store.insideout ? {} : { found: read.bytes }) });
+      const decoded = req.decode(found.payload);
       if (decoded) {
-        if (read.admissible) cache.set(key, read.bytes, read.deps, read.at, read.ttlMs);
-        return { value: decoded.value, hit: true, stored: false, bytes: read.bytes, at: read.at, tier: 'redis' };
+        if (read.admissible) cache.set(key, read.bytes, read.deps, read.at, Math.min(read.ttlMs, found.freshUntil - read.at));
+        return { value: decoded.value, hit: true, stored: false, bytes: found.payload, at: read.at, freshUntil: found.freshUntil, tier: 'redis' };
       }
     }
     // Nothing valid in Redis (or the tracked read failed): the normal path; its GET is skipped

@@ -119,6 +119,7 @@ export function readPrepared(
     hash: prepared.hash(core, plan.profile.dbAgnostic),
     deps: () => prepared.dependencies(core)?.deps,
     timeout: plan.timeout,
+    staleWhileRevalidate: plan.profile.staleWhileRevalidate,
     lock: plan.lock,
     canStore: plan.canStore,
     compute: () => run(sql),
