@@ -23,32 +23,51 @@ import { readFreshness } from '../src/freshness';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Counts SELECTs and can hold the next one after it has read (so it races what follows), or fail it. */
+/** Counts SELECTs of posts and can hold the next one after it has read (so it races what follows), or fail it. */
 function watchSelects(sequelize: Sequelize) {
   let selects = 0;
-  let armed: { entered: () => void; released: Promise<void>; fail: boolean } | undefined;
-  sequelize.addHook('afterQuery', async (options: { type?: string }) => {
-    if (options.type !== 'SELECT') return;
+  let armed: { entered: () => void; released: Promise<void> } | undefined;
+  let failNext = false;
+  const releases: (() => void)[] = [];
+  // Only reads of posts: PostgreSQL runs SELECTs of its own on a new pool connection (type parsers).
+  const ofPosts = (options: { type?: string; model?: { name?: string } }): boolean => options.type === 'SELECT' && options.model?.name === 'Post';
+  // A failure is thrown before the query runs: a throwing afterQuery hook would leak its pool connection.
+  sequelize.addHook('beforeQuery', (options: object) => {
+    if (!ofPosts(options) || !failNext) return;
+    failNext = false;
+    throw new Error('the database failed');
+  });
+  sequelize.addHook('afterQuery', async (options: object) => {
+    if (!ofPosts(options)) return;
     selects += 1;
     const hold = armed;
     if (!hold) return;
     armed = undefined;
     hold.entered();
     await hold.released;
-    if (hold.fail) throw new Error('the database failed');
   });
   return {
     get selects(): number {
       return selects;
     },
     /** The next SELECT (it has read when `entered` resolves) waits for `release()`. */
-    hold(fail = false): { entered: Promise<void>; release: () => void } {
+    hold(): { entered: Promise<void>; release: () => void } {
       let entered: () => void = () => undefined;
       let release: () => void = () => undefined;
       const enteredP = new Promise<void>((r) => { entered = r; });
       const released = new Promise<void>((r) => { release = r; });
-      armed = { entered, released, fail };
+      armed = { entered, released };
+      releases.push(release);
       return { entered: enteredP, release };
+    },
+    /** The next SELECT fails. */
+    failNext(): void {
+      failNext = true;
+    },
+    /** Lets every held query go (a failed test must not keep a connection from closing). */
+    releaseAll(): void {
+      armed = undefined;
+      for (const r of releases) r();
     },
   };
 }
@@ -87,9 +106,9 @@ for (const dialect of dialects()) {
 
     test.serial(`${label}: past its timeout a value is served stale exactly while one refresh runs (N readers, 1 query), then fresh`, async (t) => {
       const blog = await open(dialect, mode, { timeout: 1, staleWhileRevalidate: 30 }, 'swrserve');
+      const db = watchSelects(blog.sequelize);
       try {
-        const { Post, sequelize, cacheops } = blog;
-        const db = watchSelects(sequelize);
+        const { Post, cacheops } = blog;
         const id = (await Post.create({ title: 'old' })).get('id') as number;
         t.is(titleOf(await Post.findByPk(id)), 'old');
         await silently(cacheops, Post, id, 'new');
@@ -122,23 +141,21 @@ for (const dialect of dialects()) {
         // A refresh whose query fails gives its lease back: the next reader refreshes, nobody gets stale.
         await silently(cacheops, Post, id, 'newer');
         await sleep(1100);
-        const failed = db.hold(true);
-        const failing = Post.findByPk(id);
-        await failed.entered;
-        failed.release();
-        await t.throwsAsync(failing, { message: 'the database failed' });
+        db.failNext();
+        await t.throwsAsync(Post.findByPk(id), { message: 'the database failed' });
         t.is(titleOf(await Post.findByPk(id)), 'newer', 'the next reader refreshed');
         t.is(cacheops.stats().staleHits, N);
       } finally {
+        db.releaseAll();
         await blog.close();
       }
     });
 
     test.serial(`${label}: past the window it is not served; once the key expired, a plain miss`, async (t) => {
       const blog = await open(dialect, mode, { timeout: 0.2, staleWhileRevalidate: 1.1 }, 'swrwindow');
+      const db = watchSelects(blog.sequelize);
       try {
-        const { Post, sequelize, cacheops } = blog;
-        const db = watchSelects(sequelize);
+        const { Post, cacheops } = blog;
         const id = (await Post.create({ title: 'old' })).get('id') as number;
         await Post.findByPk(id);
         await silently(cacheops, Post, id, 'new');
@@ -161,18 +178,19 @@ for (const dialect of dialects()) {
         t.is(titleOf(await Post.findByPk(id)), 'newest', 'a plain miss');
         t.is(db.selects - missed, 1);
       } finally {
+        db.releaseAll();
         await blog.close();
       }
     });
 
     test.serial(`${label}: after any invalidation a stale value is never served, even with a raced refresh in flight (property)`, async (t) => {
       const blog = await open(dialect, mode, { timeout: 0.2, staleWhileRevalidate: 60 }, 'swrinval');
+      const db = watchSelects(blog.sequelize);
       const kinds = ['save', 'bulkUpdate', 'destroy', 'createMatching', 'invalidateObj', 'invalidateModel', 'invalidateAll'] as const;
       let run = 0;
       let staleServed = 0;
       try {
         const { Post, sequelize, cacheops } = blog;
-        const db = watchSelects(sequelize);
         await fc.assert(fc.asyncProperty(
           fc.constantFrom(...kinds), fc.constantFrom('pk', 'where'), fc.boolean(), fc.boolean(), fc.integer({ min: 1, max: 6 }),
           async (kind, shape, inFlight, lock, readers) => {
@@ -225,6 +243,7 @@ for (const dialect of dialects()) {
         ), { numRuns: 14, endOnFailure: true });
         t.log(`${run} runs, ${staleServed} stale hits served before an invalidation`);
       } finally {
+        db.releaseAll();
         await blog.close();
       }
     });
