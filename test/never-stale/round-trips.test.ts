@@ -5,7 +5,8 @@
  * count) and named by script. Expected: a hit is one plain GET; a miss is
  * that GET, one fetch (the epoch snapshot, and the lock when asked) and one
  * store; a write is one invalidation (per shard; a standalone server has
- * one), whatever it touches.
+ * one), whatever it touches. With staleWhileRevalidate a fresh hit is still
+ * one GET; a stale one adds the refresh script's round trip.
  * On a private Redis Cluster the script calls are counted with INFO
  * commandstats instead (nothing else talks to it).
  */
@@ -19,8 +20,9 @@ import { scriptSource } from '../../src/redis';
 import { dialects, rawRedis, redisUrl } from '../helpers/env';
 import { defineBlog, makeBlog } from '../helpers/models';
 import { startPrivateCluster } from '../helpers/private-cluster';
+import { readFreshness } from '../../src/freshness';
 
-const SCRIPTS = ['fetch', 'store', 'invalidate'] as const;
+const SCRIPTS = ['fetch', 'store', 'invalidate', 'refresh'] as const;
 const bySha = new Map(SCRIPTS.map((name) => {
   const source = scriptSource(`${name}.lua`); // with its includes, as sent to Redis
   return [createHash('sha1').update(source).digest('hex'), name] as const;
@@ -141,6 +143,51 @@ for (const dialect of dialects()) {
     }
   });
 }
+
+test.serial('staleWhileRevalidate: a fresh hit is still 1 round trip; a stale hit 2; a refresh 3', async (t) => {
+  const client = new IORedis(redisUrl);
+  const blog = await makeBlog('sqlite', __filename, { redis: client, profiles: { '*': { ops: 'all', timeout: 1, staleWhileRevalidate: 60 } } }, 'rtswr');
+  const watcher = await watch(client);
+  const raw = rawRedis();
+  try {
+    const { Post, cacheops } = blog;
+    const id = (await Post.create({ title: 'a' })).get('id') as number;
+    const read = (): Promise<unknown> => Post.findByPk(id);
+    const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+    const lines: string[] = [];
+    const check = async (name: string, expected: readonly string[]): Promise<void> => {
+      const { commands, ms } = await watcher.during(read);
+      lines.push(`${name.padEnd(40)} ${commands.length} round trip(s): ${commands.join(', ')} (${ms.toFixed(1)} ms)`);
+      t.deepEqual(commands, [...expected], name);
+    };
+    // Every script loaded (ioredis sends EVAL the first time on a connection) before anything is measured.
+    const warm = (await Post.create({ title: 'warm' })).get('id') as number;
+    await Post.findByPk(warm);
+    await sleep(1050);
+    await Post.findByPk(warm);
+    const warmKeys = new Set(await raw.keys(`${cacheops.core.prefixFor([])}cacheops:{0}:q:*`));
+    await check('miss', ['get', 'fetch', 'store']);
+    await check('fresh hit', ['get']);
+    await sleep(1050);
+    await check('past its timeout: the refresh', ['get', 'refresh', 'store']);
+    await check('fresh hit after it', ['get']);
+    await sleep(1050);
+    // Another caller holds the refresh lease (taken here, outside the measured read).
+    const prefix = cacheops.core.prefixFor([]);
+    const key = (await raw.keys(`${prefix}cacheops:{0}:q:*`)).find((k) => !warmKeys.has(k))!;
+    const hash = key!.slice(key!.lastIndexOf(':q:') + 3);
+    const taken = await cacheops.core.store.refresh(prefix, hash, ['Posts'], readFreshness((await raw.getBuffer(key!))!).header!, 5000);
+    t.true(taken.kind === 'stale' && !taken.lockHeld);
+    await check('stale hit while another refreshes', ['get', 'refresh']);
+    t.is(cacheops.stats().staleHits, 1);
+    t.log(lines.join('\n'));
+  } finally {
+    watcher.close();
+    raw.disconnect();
+    await blog.close();
+    client.disconnect();
+  }
+});
 
 /** EVALSHA and EVAL calls so far, summed over the cluster's masters (INFO commandstats). */
 async function scriptCalls(cluster: Cluster): Promise<number> {
