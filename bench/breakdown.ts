@@ -14,7 +14,7 @@
  */
 import type IORedis from 'ioredis';
 import { type Model, type ModelStatic, type Sequelize } from 'sequelize';
-import type { Cacheops } from '../src/index';
+import type { Cacheops } from 'sequelize-cacheops';
 import { decodeRaw } from '../src/serialize';
 import { fromCacheable, type SelectOptions } from '../src/query/rehydrate';
 import { valueKeys } from './redis-probe';

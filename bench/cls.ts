@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import { DataTypes, Sequelize, type Model, type ModelStatic } from 'sequelize';
-import { createAsyncLocalNamespace, installCacheops } from '../src/index';
+import { createAsyncLocalNamespace, installCacheops } from 'sequelize-cacheops';
 import { interleave, median, ratio, table, us } from './measure';
 
 export const CLS_VARIANTS = ['none', 'cls-hooked', 'async-local'] as const;

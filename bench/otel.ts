@@ -39,7 +39,7 @@ async function measureHere(variant: OtelVariant, iterations: number): Promise<nu
   if (variant === 'SDK registered') await registerSdk();
   // Loaded after the resolution is set up: the package tries the require at install.
   const { Sequelize, DataTypes } = await import('sequelize');
-  const { installCacheops } = await import('../src/index');
+  const { installCacheops } = await import('sequelize-cacheops');
   const { interleave } = await import('./measure');
   const sequelize = new Sequelize({ dialect: 'sqlite', storage: ':memory:', logging: false });
   const Item = sequelize.define('Item', { name: DataTypes.STRING });

@@ -10,7 +10,7 @@
  * queries through the cache (real misses, real stores), many in flight at once.
  */
 import type { Model } from 'sequelize';
-import type { Cacheops } from '../src/index';
+import type { Cacheops } from 'sequelize-cacheops';
 import type { BenchModels } from './models';
 import { countCommands, type CommandLog } from './redis-probe';
 import { inParallel, interleave, median } from './measure';

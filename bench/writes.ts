@@ -20,7 +20,7 @@
  */
 import type IORedis from 'ioredis';
 import type { Model, Sequelize } from 'sequelize';
-import type { Cacheops } from '../src/index';
+import type { Cacheops } from 'sequelize-cacheops';
 import type { BenchDialect, BenchModels } from './models';
 import { SIZES } from './models';
 import { fillUnrelated } from './saves';

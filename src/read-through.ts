@@ -43,6 +43,13 @@ export interface ReadRequest<T> {
   readonly encode: (value: T) => Buffer;
   /** undefined: the bytes are of another format (treated as a miss). */
   readonly decode: (bytes: Buffer) => { value: T } | undefined;
+  /**
+   * The near cache may keep the decoded value and answer with copies of it
+   * (copy: a value equal to the one given, sharing nothing mutable with it).
+   * A kept value is reused only by requests with the same owners (the model
+   * class and build options a query result is built with).
+   */
+  readonly reuse?: { readonly owners: readonly object[]; readonly copy: (value: T) => T };
 }
 
 export interface ReadOutcome<T> {

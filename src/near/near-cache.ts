@@ -5,9 +5,10 @@
  * mode also its stamp keys). Entries are only put here by the tracker's reads
  * (tracking.ts), which guarantee Redis will report a change of those keys.
  *
- * Bytes rather than built instances are kept: every hit decodes and builds
- * fresh objects, so a caller mutating what it got can never change what the
- * next caller gets.
+ * The bytes are kept, and beside them, once a hit decoded them, the decoded
+ * value (for requests that can copy it, see ReadRequest.reuse): hits then
+ * hand out copies of it, never the kept value itself, so a caller mutating
+ * what it got can never change what the next caller gets.
  */
 
 export interface NearLimits {
@@ -29,8 +30,22 @@ export interface NearEntry {
   readonly admitted: number;
   /** Date.now() after which it is not served (the Redis key's time to live when read). */
   readonly expires: number;
-  readonly size: number;
+  size: number;
+  /** The decoded value and whose it is (see keep). */
+  kept?: KeptValue;
 }
+
+/** A decoded value kept beside its bytes: hits of requests with the same owners copy it. */
+export interface KeptValue {
+  readonly owners: readonly object[];
+  readonly value: unknown;
+  /** The value's bytes without their freshness header, and its fresh-until time (stale-while-revalidate). */
+  readonly payload: Buffer;
+  readonly freshUntil: number;
+}
+
+/** What a kept decoded value is counted as, per byte of its encoding (built objects take more room than their bytes). */
+const KEPT_BYTES_FACTOR = 3;
 
 export class NearCache {
   /** Insertion order is recency order: the first entry is the least recently used. */
@@ -76,12 +91,27 @@ export class NearCache {
       if (!set) this.byDep.set(dep, (set = new Set()));
       set.add(key);
     }
+    this.evictPastLimits();
+  }
+
+  private evictPastLimits(): void {
     while (this.entries.size > this.limits.maxEntries || this.used > this.limits.maxBytes) {
       const oldest = this.entries.values().next();
       if (oldest.done) break;
       this.remove(oldest.value);
       this.evictions += 1;
     }
+  }
+
+  /** Keeps the decoded value of an entry still held, counting its room (an estimate) against the bytes bound. */
+  keep(entry: NearEntry, kept: KeptValue): void {
+    if (this.entries.get(entry.key) !== entry) return;
+    const extra = entry.kept ? 0 : entry.bytes.length * KEPT_BYTES_FACTOR;
+    if (entry.size + extra > this.limits.maxBytes) return;
+    entry.kept = kept;
+    entry.size += extra;
+    this.used += extra;
+    this.evictPastLimits();
   }
 
   /** Drops whatever depends on this Redis key (an invalidation message named it). */

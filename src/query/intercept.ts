@@ -20,6 +20,7 @@ import { DataTypes, QueryTypes, Utils, type Model, type ModelStatic } from 'sequ
 import type { CacheopsCore, FindCacheopsOption, ReadPlan } from '../cacheops';
 import type { CacheOp } from '../config';
 import { decodeRaw, encodeRaw } from '../serialize';
+import { copyValue } from './copy';
 import { selectDependencies, type FinalDependencies } from './dependencies';
 import { queryHash } from './key';
 import { fromCacheable, toCacheable, type SelectOptions } from './rehydrate';
@@ -129,6 +130,7 @@ export function readPrepared(
       const raw = decodeRaw(bytes);
       return raw && { value: fromCacheable(raw.value, model, options) };
     },
+    reuse: { owners: [model, options], copy: copyValue },
   }, { model, op }, { localGet: op === 'get' && plan.profile.localGet, profile: plan.profile, sample: true });
 }
 
