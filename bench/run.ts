@@ -6,6 +6,8 @@
  *                                    when they do not answer)
  *   BENCH_SECTIONS=hits,saves,writes which sections (default all); hits include the near cache
  *   BENCH_THROUGHPUT_REQUESTS=20000  findByPk requests per tier in the 64-concurrent throughput test
+ *   BENCH_FOREIGN=20000              values other processes store and drop in the near cache's
+ *                                    tracking-mode comparison (default vs BCAST)
  *   BENCH_ITERATIONS=1500            measured iterations of each hit comparison, after
  *                                    as many warm-up ones (saves use a third of it)
  *   BENCH_UNRELATED=100000           unrelated cached queries for the save test
@@ -32,6 +34,7 @@ import { measureHits, type HitResult } from './hits';
 import { measureSaves, type SaveResult } from './saves';
 import { breakdown, type Breakdown } from './breakdown';
 import { measureNearHits, measureThroughput, type NearHitResult, type ThroughputResult } from './near';
+import { measureTrackingModes, type TrackingModeResult } from './near-modes';
 import { ratio, table, us, verdict } from './measure';
 import { countCommands, valueKeys } from './redis-probe';
 import { measureCls, printCls } from './cls';
@@ -58,6 +61,8 @@ const list = (name: string, fallback: string, known: readonly string[]): string[
 };
 const DIALECTS = list('BENCH_DIALECTS', 'sqlite,postgres,mariadb', ['sqlite', 'postgres', 'mariadb']) as BenchDialect[];
 const THROUGHPUT_REQUESTS = positive('BENCH_THROUGHPUT_REQUESTS', 20_000);
+/** Values other processes store and drop in the tracking-mode comparison. */
+const FOREIGN_VALUES = positive('BENCH_FOREIGN', 20_000);
 /** A near hit of findByPk should take no more than this (µs). */
 const TARGET_NEAR_US = 10;
 const SECTIONS = new Set(list('BENCH_SECTIONS', 'hits,saves,writes', ['hits', 'saves', 'writes']));
@@ -149,6 +154,7 @@ async function runReads(dialect: BenchDialect): Promise<ReadResults> {
     printNear(nearHits);
     const throughput = await measureThroughput(near, main, THROUGHPUT_REQUESTS);
     printThroughput(throughput);
+    printModes(await measureTrackingModes(near, raw, ITERATIONS, FOREIGN_VALUES));
     await teardown(near, false, raw);
     near = undefined;
     await main.cacheops.invalidateAll();
@@ -244,6 +250,14 @@ function printNear(results: readonly NearHitResult[]): void {
     ['query', 'near µs', 'back to back', 'built per hit', 'Redis hit µs', 'floor µs', 'near/floor', 'Redis hit/near', 'target (back to back)'],
     results.map((r) => [r.name, us(r.near), us(r.nearBackToBack), us(r.nearBuilt), us(r.redis), us(r.floor), ratio(r.near / r.floor), ratio(r.redis / r.near),
       r.name === 'findByPk' ? `≤${TARGET_NEAR_US} µs ${verdict(r.nearBackToBack <= TARGET_NEAR_US)}` : '']),
+  ));
+}
+
+function printModes(results: readonly TrackingModeResult[]): void {
+  console.log(`  client tracking modes of the near cache (bench/near-modes.ts); other processes store and drop ${results[0]?.foreign ?? 0} values this one never reads:`);
+  console.log(table(
+    ['tracking', 'near hit µs', 'own write µs', 'Redis tracks keys | prefixes', 'messages | keys named', 'CPU ms meanwhile'],
+    results.map((r) => [r.mode, us(r.hit), us(r.ownWrite), `${r.trackedKeys} | ${r.trackedPrefixes}`, `${r.messages} | ${r.keysNamed}`, r.cpuMs.toFixed(1)]),
   ));
 }
 

@@ -11,9 +11,12 @@
  *   an expiry, an eviction, or the tracking table forgetting it. A FLUSHDB or
  *   FLUSHALL sends a null message: everything goes.
  *
- * Default tracking rather than BCAST: BCAST would send every process a message
- * for every change under the prefix (each store's conj, index and value keys),
- * while default tracking only tells a process about keys it actually read.
+ * Default tracking rather than BCAST: BCAST (with the value keys' prefixes)
+ * sends every process a message for every value any process stores or
+ * drops, while default tracking only tells a process about keys it read. The
+ * benchmark measures both (`useBroadcast`, bench/near-modes.ts): the same
+ * hits, and with other processes storing values this one never reads, one
+ * message per foreign store under BCAST against none.
  *
  * The race between a read and an invalidation: the reply of a read (on the
  * reader) and an invalidation message (on the subscriber) travel on different
@@ -92,9 +95,13 @@ export class Tracker {
   private lastWarning = 0;
   /** Invalidation messages received (keys named, and null "flush everything" messages). */
   messages = 0;
+  /** Keys those messages named. */
+  keysNamed = 0;
   /** process.hrtime.bigint() when the last message was applied (the benchmark and tests measure delays with it). */
   lastMessageAt = 0n;
   flushes = 0;
+  /** BCAST with these key prefixes instead of default tracking (see useBroadcast). */
+  private broadcast: readonly string[] | undefined;
 
   constructor(main: Redis, private readonly options: TrackerOptions) {
     const own = { lazyConnect: false, enableOfflineQueue: true, commandTimeout: options.timeoutMs, maxRetriesPerRequest: 1, autoResubscribe: false, connectionName: undefined };
@@ -154,7 +161,8 @@ export class Tracker {
       }
       this.readerId = String(await this.reader.client('ID'));
       await this.reader.client('TRACKING', 'OFF');
-      await this.reader.client('TRACKING', 'ON', 'REDIRECT', this.subscriberId);
+      const mode = this.broadcast ? ['BCAST', ...this.broadcast.flatMap((p) => ['PREFIX', p])] : [];
+      await this.reader.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', this.subscriberId, ...mode);
     } catch (error) {
       this.warn('near cache: could not turn client tracking on', error);
       return;
@@ -163,6 +171,19 @@ export class Tracker {
     if (epoch !== this.epoch || this.closed) return;
     this.flush();
     this.on = true;
+  }
+
+  /**
+   * Switches to BCAST tracking of these key prefixes (undefined: back to
+   * default tracking), flushing the near caches; resolves once tracking is
+   * on again. For the benchmark's comparison of the two modes: every prefix
+   * under which a value key the near caches hold can live must be given.
+   */
+  async useBroadcast(prefixes: readonly string[] | undefined): Promise<void> {
+    this.broadcast = prefixes;
+    this.on = false;
+    this.flush();
+    await this.up();
   }
 
   private onMessage(message: unknown): void {
@@ -174,6 +195,7 @@ export class Tracker {
     for (const raw of message as Buffer[]) {
       const key = raw.toString();
       this.seq += 1;
+      this.keysNamed += 1;
       if (this.inflight > 0) {
         if (this.recent.size >= RECENT_LIMIT) {
           // Too many to remember: no in-flight read will be admitted.
