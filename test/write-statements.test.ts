@@ -95,11 +95,42 @@ for (const dialect of dialects()) {
       const expected = {
         postgres: { save: 1, update: 1, destroy: 1, create: 1 },
         mysql: { save: 5, update: 5, destroy: 1, create: 2 },
-        sqlite: { save: 3, update: 3, destroy: 2, create: 2 },
+        sqlite: { save: 1, update: 1, destroy: 1, create: 2 },
       }[dialect];
       t.deepEqual({ save: save.length, update: update.length, destroy: destroy.length, create: create.length }, expected,
         [...save, ...update, ...destroy, ...create].join('\n'));
       if (dialect === 'postgres') t.regex(save[0] ?? '', /^Executing \(default\): WITH "__co_old" AS \(SELECT .* FOR UPDATE\) UPDATE /);
+      if (dialect === 'sqlite') t.regex(save[0] ?? '', /^Executing \(default\): UPDATE `Posts` SET .* RETURNING /);
+    } finally {
+      await blog.close();
+    }
+  });
+}
+
+if (dialects().includes('sqlite')) {
+  // SQLite's update images need a trigger on the connection (src/write/images/sqlite.ts). Dropped
+  // behind the library's back (say the table was made anew by another process), the temp table
+  // still holds an old state of the row; the write must not take it for the row's old state.
+  test.serial('sqlite: an update whose trigger is gone invalidates its whole model', async (t) => {
+    const blog = await makeBlog('sqlite', __filename, {}, 'trigger');
+    try {
+      const post = await blog.Post.create({ title: 'a', views: 1 });
+      await blog.Post.update({ views: 2 }, { where: { id: post.get('id') as number } }); // makes the trigger, leaves an entry
+      const conn = await (blog.sequelize as unknown as { connectionManager: { getConnection(o: object): Promise<{ exec(sql: string, cb: (e: Error | null) => void): void }> } })
+        .connectionManager.getConnection({});
+      await new Promise<void>((resolve, reject) => conn.exec('DROP TRIGGER "__co_before_update_Posts"', (e) => (e ? reject(e) : resolve())));
+      // Cached while views is 3: the stale entry in the temp table says views was 1.
+      await blog.Post.update({ views: 3 }, { where: { id: post.get('id') as number } });
+      t.is(await blog.Post.count({ where: { views: 3 } }), 1);
+      await blog.Post.update({ views: 4 }, { where: { id: post.get('id') as number } });
+      t.is(await blog.Post.count({ where: { views: 3 } }), 0);
+      t.is(await blog.Post.count({ where: { views: 3 } }), await blog.Post.count({ where: { views: 3 }, cacheops: false }));
+      // The trigger is made again, and the updates after it stay fresh.
+      t.is(await blog.Post.count({ where: { views: 4 } }), 1);
+      await blog.Post.update({ title: 'b' }, { where: { id: post.get('id') as number } });
+      t.is(await blog.Post.count({ where: { views: 4 } }), 1);
+      await blog.Post.update({ views: 5 }, { where: { id: post.get('id') as number } });
+      t.is(await blog.Post.count({ where: { views: 4 } }), 0);
     } finally {
       await blog.close();
     }

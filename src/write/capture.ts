@@ -30,7 +30,7 @@ function modelOfTable(sequelize: CacheopsCore['sequelize'], tableName: unknown, 
 /** Wraps this installation's QueryInterface write methods and `sequelize.query`. */
 export function installWriteCapture(core: CacheopsCore): void {
   const self = new WriteProtocol(core);
-  if (['postgres', 'mysql', 'mariadb'].includes(core.dialect)) hookStatements(core.sequelize);
+  if (['postgres', 'mysql', 'mariadb', 'sqlite'].includes(core.dialect)) hookStatements(core.sequelize);
   // The QueryInterface methods are typed loosely on purpose: they are Sequelize internals.
   type Fn = (...args: never[]) => Promise<unknown>;
   const qi = core.sequelize.getQueryInterface() as unknown as Record<string, Fn>;
@@ -66,6 +66,7 @@ export function installWriteCapture(core: CacheopsCore): void {
     const model = instance?.constructor as ModelStatic<Model> | undefined;
     return self.write(model, options ?? {}, {
       images: 'update',
+      setsKey: model !== undefined && setsKey(model, values),
       before: identifier,
       after: (_result, before) => {
         const changesKey = primaryKeys(model!).some((k) => k in toAttributes(model!, values));
@@ -79,6 +80,10 @@ export function installWriteCapture(core: CacheopsCore): void {
     }, call(original, thisArg, args, 4)).then((r) => self.cacheOnSave(instance, options).then(() => r));
   });
 
+  /** Whether the values (field or attribute keyed) set a primary key column. */
+  const setsKey = (model: ModelStatic<Model>, values: Row | undefined): boolean =>
+    values !== undefined && values !== null && primaryKeys(model).some((k) => k in toAttributes(model, values));
+
   const byBeforeKeys = (model: ModelStatic<Model>, values: Row | undefined) => (_r: unknown, before: Row[]): AfterSpec => {
     if (values && primaryKeys(model).some((k) => k in toAttributes(model, values))) return 'all';
     const where = byPrimaryKeys(model, before);
@@ -88,13 +93,17 @@ export function installWriteCapture(core: CacheopsCore): void {
   wrap('bulkUpdate', (original, thisArg, args) => {
     const [tableName, values, identifier, options] = args as [unknown, Row, unknown, Options];
     const model = modelOfTable(core.sequelize, tableName, options);
-    return self.write(model, options ?? {}, { images: 'update', before: identifier ?? {}, narrow: true, after: model && byBeforeKeys(model, values) }, call(original, thisArg, args, 3, 2));
+    return self.write(model, options ?? {}, {
+      images: 'update', setsKey: model !== undefined && setsKey(model, values), before: identifier ?? {}, narrow: true, after: model && byBeforeKeys(model, values),
+    }, call(original, thisArg, args, 3, 2));
   });
 
   for (const name of ['increment', 'decrement']) {
     wrap(name, (original, thisArg, args) => {
-      const [model, , where, , , options] = args as [ModelStatic<Model>, unknown, unknown, Row, Row, Options];
-      return self.write(model, options ?? {}, { images: 'update', before: where ?? {}, narrow: true, after: byBeforeKeys(model, undefined) }, call(original, thisArg, args, 5, 2));
+      const [model, , where, amounts, extra, options] = args as [ModelStatic<Model>, unknown, unknown, Row, Row, Options];
+      return self.write(model, options ?? {}, {
+        images: 'update', setsKey: setsKey(model, { ...amounts, ...extra }), before: where ?? {}, narrow: true, after: byBeforeKeys(model, undefined),
+      }, call(original, thisArg, args, 5, 2));
     });
   }
 

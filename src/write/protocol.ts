@@ -5,15 +5,16 @@
  * commit. There are two ways to get them:
  *
  * Row images, one statement (PostgreSQL inserts, updates and deletes;
- * MariaDB 10.0.5+ deletes): the write's own statement is rewritten to return
- * the old and/or new states of the rows it touched (images/postgres.ts,
- * images/mariadb.ts, captured by images/statement.ts). The statement is
+ * SQLite updates and deletes; MariaDB 10.0.5+ deletes): the write's own
+ * statement is rewritten to return the old and/or new states of the rows it
+ * touched (images/postgres.ts, images/sqlite.ts, images/mariadb.ts, captured
+ * by images/statement.ts). The statement is
  * atomic, so there is no transaction of ours and no extra round trip (see
  * writeWithImages).
  *
- * Pre-read / re-read (the rest: SQLite, MySQL, MariaDB updates and inserts,
- * upserts and bulk inserts that may touch existing rows, models without a
- * primary key):
+ * Pre-read / re-read (the rest: MySQL, MariaDB updates and inserts, SQLite
+ * inserts and updates that set a primary key, upserts and bulk inserts that
+ * may touch existing rows, models without a primary key):
  *
  *   1. before: the rows its WHERE selects, read with FOR UPDATE in the write's
  *      transaction (our own one when it has none), so no one changes them
@@ -37,6 +38,7 @@ import { rewrite, takeImages, type ImageKind, type Rewrite } from './images/post
 import { deleteReturns, rewriteDelete } from './images/mariadb';
 import { captureStatement, type StatementCapture } from './images/statement';
 import { parseWriteOption } from '../find-option';
+import { SqliteImages } from './images/sqlite-state';
 
 export type Options = Record<string, unknown> & { transaction?: Transaction | null; cacheops?: WriteCacheopsOption | boolean };
 export type AfterSpec = { where?: unknown; appRows?: Row[] } | 'all' | undefined;
@@ -59,6 +61,8 @@ export interface WriteSpec<R> {
    * `after` are then not used.
    */
   readonly images?: ImageKind;
+  /** The write sets a primary key column (SQLite then keeps the pre-read: its images are found by rowid, see images/sqlite.ts). */
+  readonly setsKey?: boolean;
 }
 
 /** Runs the write's own statement (with these options and, for a narrowed mass write, this WHERE). */
@@ -88,8 +92,12 @@ type Outcome<R> = { result: R; before: Row[]; after: Row[] } | { result: R; all:
 
 export class WriteProtocol {
   private readonly mutex = new Mutex();
+  /** SQLite's row images: the connections' triggers and the tables' column types (images/sqlite-state.ts). */
+  readonly sqlite: SqliteImages;
 
-  constructor(readonly core: CacheopsCore) {}
+  constructor(readonly core: CacheopsCore) {
+    this.sqlite = new SqliteImages(core.sequelize);
+  }
 
   private get sequelize() {
     return this.core.sequelize;
@@ -157,6 +165,25 @@ export class WriteProtocol {
       if (kind === 'delete' && this.isMysql && await this.deleteReturns()) {
         return this.writeWithImages(model, managed, options, userTx, (sql, table) => rewriteDelete(sql, model, table));
       }
+      if (this.core.dialect === 'sqlite' && (kind === 'delete' || (kind === 'update' && !spec.setsKey))) {
+        // Writes outside a transaction queue on the mutex, so none runs inside the
+        // BEGIN IMMEDIATE ... COMMIT of a pre-read write of this process (see underWriteLock).
+        const go = async (): Promise<{ result: R } | undefined> => {
+          for (let attempt = 1; ; attempt += 1) {
+            const images = await this.sqlite.prepare(model, kind, userTx);
+            if (!images) return undefined;
+            try {
+              return { result: await this.writeWithImages(model, managed, options, userTx, images.rewrite, images.take) };
+            } catch (error) {
+              // The temp table went with a rolled back transaction: the statement failed to
+              // compile, nothing of it ran; made again, the write is run once more.
+              if (attempt > 1 || !this.sqlite.lost(error)) throw error;
+            }
+          }
+        };
+        const done = userTx ? await go() : await this.mutex.run(go);
+        if (done) return done.result;
+      }
     }
     const exec = async (tx: Transaction | undefined): Promise<Outcome<R>> => {
       let before: Row[] = [];
@@ -204,13 +231,14 @@ export class WriteProtocol {
   private async writeWithImages<R>(
     model: ModelStatic<Model>, managed: RunWrite<R>, options: Options, userTx: Transaction | undefined,
     rewriteStatement: (sql: string, table: string) => Rewrite | undefined,
+    take: StatementCapture['take'] = takeImages,
   ): Promise<R> {
     const qg = (this.sequelize.getQueryInterface() as unknown as { queryGenerator: { quoteTable(t: unknown): string } }).queryGenerator;
     const table = qg.quoteTable(model.getTableName());
     const capture: StatementCapture = {
       sequelize: this.sequelize,
       rewrite: (sql) => rewriteStatement(sql, table),
-      take: takeImages,
+      take,
       state: 'waiting',
       before: [],
       after: [],

@@ -16,9 +16,8 @@ const WRITE_TYPES = new Set<string>([QueryTypes.INSERT, QueryTypes.UPDATE, Query
 export function captureRawWrites(self: WriteProtocol): void {
   const sequelize = self.core.sequelize as unknown as { query: (sql: unknown, options?: Options) => Promise<unknown> };
   const originalQuery = sequelize.query;
-  sequelize.query = async function query(this: unknown, sql: unknown, options?: Options) {
+  const wrapped = async function query(this: unknown, sql: unknown, options: Options | undefined, text: string): Promise<unknown> {
     if (insideManagedWrite.getStore() || !self.core.config.enabled) return originalQuery.call(this, sql, options);
-    const text = typeof sql === 'string' ? sql : (sql as { query?: string } | undefined)?.query ?? '';
     const type = options?.['type'] as string | undefined;
     const isWrite = (type !== undefined && WRITE_TYPES.has(type)) || ((type === undefined || type === QueryTypes.RAW) && WRITE_SQL.test(text));
     if (!isWrite) return originalQuery.call(this, sql, options);
@@ -33,5 +32,15 @@ export function captureRawWrites(self: WriteProtocol): void {
     if (tx && self.isMysql && DDL_SQL.test(text)) await invalidateWrite(self.core, items, undefined);
     await invalidateWrite(self.core, items, tx);
     return result;
+  };
+  sequelize.query = async function query(this: unknown, sql: unknown, options?: Options) {
+    const text = typeof sql === 'string' ? sql : (sql as { query?: string } | undefined)?.query ?? '';
+    if (!DDL_SQL.test(text)) return wrapped.call(this, sql, options, text);
+    try {
+      return await wrapped.call(this, sql, options, text);
+    } finally {
+      // A dropped or altered table: SQLite's row images forget its triggers and column types.
+      self.sqlite.schemaChanged();
+    }
   };
 }

@@ -35,8 +35,8 @@ export interface Rewrite {
   readonly old: boolean;
   readonly new: boolean;
   readonly columns: readonly Column[];
-  /** How the driver hands back rows: pg's result object, or mysql2's array of rows. */
-  readonly driver: 'pg' | 'mysql';
+  /** How the driver hands back rows: pg's result object, mysql2's array of rows, or node-sqlite3's (see sqlite.ts). */
+  readonly driver: 'pg' | 'mysql' | 'sqlite';
 }
 
 export interface Column {
