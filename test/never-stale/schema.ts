@@ -99,7 +99,7 @@ export function defineModels(sequelize: Sequelize): Models {
 const noCache = { cacheops: { invalidate: false } } as const;
 
 /** The rows every run starts from (the cache is emptied afterwards). */
-async function seed(m: Models): Promise<void> {
+export async function seed(m: Models): Promise<void> {
   await m.Owner.bulkCreate([{ name: 'A' }, { name: 'a ' }, { name: 'ü' }], noCache as never);
   await m.Label.bulkCreate([{ name: '' }, { name: 'null' }, { name: '*' }, { name: 'a&b=c:d' }], noCache as never);
   await m.Item.bulkCreate([
