@@ -29,6 +29,12 @@ interface Fault {
   readonly maxOutages?: number;
   /** false: Redis is back at once (restarted empty); the reads meanwhile refill the cache rather than degrade. */
   readonly degradedReads?: boolean;
+  /**
+   * The read p99 allowed once the outage was met, on top of twice the uncached p99 (default
+   * 10 ms). A cluster's outage may be met twice (maxOutages), each time by calls that wait up
+   * to redisTimeout, so under load more than 1% of its reads can carry one such wait.
+   */
+  readonly slackMs?: number;
 }
 
 async function scenario(t: ExecutionContext, name: string, fault: Fault): Promise<void> {
@@ -75,7 +81,7 @@ async function scenario(t: ExecutionContext, name: string, fault: Fault): Promis
     t.is(closed, opened, 'every outage logged as ended');
     t.is(logged.length, opened + closed, 'nothing else logged');
     // A ratio too: the machine may be loaded (without the breaker each read would cost redisTimeout).
-    if (fault.degradedReads !== false) t.true(settled.length > 0 && p99(settled) <= base * 2 + 10, `read p99 added once the outage was met: ${added.toFixed(1)} ms`);
+    if (fault.degradedReads !== false) t.true(settled.length > 0 && p99(settled) <= base * 2 + (fault.slackMs ?? 10), `read p99 added once the outage was met: ${added.toFixed(1)} ms`);
     t.true(Math.max(...during) < 2 * REDIS_TIMEOUT + base + 100, `the slowest read during the fault: ${Math.max(...during).toFixed(0)} ms`);
   } finally {
     await blog.close().catch(() => undefined);
@@ -149,5 +155,6 @@ test.serial('fault: Redis Cluster node killed, started again', async (t) => {
     heal: () => cluster.restart(1),
     teardown: async () => { client.disconnect(); await cluster.stop(); },
     maxOutages: 2,
+    slackMs: REDIS_TIMEOUT,
   });
 });
