@@ -22,6 +22,7 @@ import { installCacheops, type Cacheops } from '../../src/index';
 import { dialects, redisUrl, uniquePrefix, type Dialect } from '../helpers/env';
 import { FIXED_SPECS, readSpecArb, runSpec, specLabel, type PeerConfig, type PeerReply, type PeerRequest, type ReadSpec } from './near-peer';
 import { defineModels, MAX_IN_LIST, seed, type World } from './schema';
+import { assertInRounds } from './rounds';
 import { openShared } from './stress-shared';
 import { writeArb } from './writes-assoc';
 import { StaleReadError, type Write } from './writes';
@@ -174,17 +175,9 @@ for (const dialect of dialects()) {
           });
         }
       });
-      for (let round = 0; totals.steps < STEPS; round += 1) {
-        const numRuns = Math.max(1, Math.ceil((STEPS - totals.steps) / EXPECTED_STEPS_PER_RUN));
-        t.log(`${dialect}: round ${round}, seed ${seedValue + round}, ${numRuns} runs`);
-        try {
-          await fc.assert(property, { seed: seedValue + round, numRuns, ...(path ? { path } : {}) });
-        } catch (error) {
-          const cause = (error as { cause?: unknown }).cause;
-          throw new Error(`${(error as Error).message}\n\n${cause instanceof Error ? cause.message : String(cause)}`);
-        }
-        if (path) break;
-      }
+      await assertInRounds(property, {
+        label: dialect, target: STEPS, steps: () => totals.steps, expectedStepsPerRun: EXPECTED_STEPS_PER_RUN, seed: seedValue, path, log: (m) => t.log(m),
+      });
       await p.stop();
     } finally {
       peer?.kill();

@@ -15,6 +15,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { dialects, rawRedis } from '../helpers/env';
 import { WorldFactory } from './schema';
+import { assertInRounds } from './rounds';
 import { Runner, stepArb } from './steps';
 
 const STEPS = Number(process.env['FC_STEPS'] ?? 2000);
@@ -60,18 +61,9 @@ for (const dialect of dialects()) for (const near of [false, true]) {
         },
       );
       // Rounds until the target is reached (one, usually); each round has its own seed.
-      for (let round = 0; totals.steps < TARGET; round += 1) {
-        const numRuns = Math.max(1, Math.ceil((TARGET - totals.steps) / EXPECTED_STEPS_PER_RUN));
-        t.log(`${dialect}: round ${round}, seed ${seed + round}, ${numRuns} runs`);
-        try {
-          await fc.assert(property, { seed: seed + round, numRuns, ...(path ? { path } : {}) });
-        } catch (error) {
-          // fast-check keeps the property's own error as `cause`: show what was stale.
-          const cause = (error as { cause?: unknown }).cause;
-          throw new Error(`${(error as Error).message}\n\n${cause instanceof Error ? cause.message : String(cause)}`);
-        }
-        if (path) break;
-      }
+      await assertInRounds(property, {
+        label: dialect, target: TARGET, steps: () => totals.steps, expectedStepsPerRun: EXPECTED_STEPS_PER_RUN, seed, path, log: (m) => t.log(m),
+      });
     } finally {
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
       t.log(`${title}: ${totals.runs} runs, ${totals.steps} steps, ${totals.reads} checked reads (${totals.hits} cache hits, ${totals.stores} stores, ${totals.fast} through the fast path${near ? `, ${totals.nearHits} near hits over both installations` : ''}), ${seconds} s`);

@@ -11,13 +11,9 @@ import { installCacheops } from '../../src/index';
 import { redisUrl } from '../helpers/env';
 import { defineModels } from './schema';
 import { runSpec, type PeerConfig, type PeerReply, type PeerRequest } from './near-peer';
-import { openShared } from './stress-shared';
+import { openShared, sendToParent, sleep } from './stress-shared';
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-function send(message: PeerReply): Promise<void> {
-  return new Promise((resolve, reject) => process.send!(message, (error: Error | null) => (error ? reject(error) : resolve())));
-}
+const send = (message: PeerReply): Promise<void> => sendToParent(message);
 
 async function main(config: PeerConfig): Promise<void> {
   const sequelize = await openShared(config);

@@ -102,3 +102,10 @@ export async function openShared(db: SharedDatabase): Promise<Sequelize> {
   }
   return sequelize;
 }
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Sends a message to the parent process; resolves once it is handed over. */
+export function sendToParent(message: unknown): Promise<void> {
+  return new Promise((resolve, reject) => process.send!(message, (error: Error | null) => (error ? reject(error) : resolve())));
+}

@@ -9,15 +9,11 @@ import { Transaction } from 'sequelize';
 import { installCacheops } from '../../src/index';
 import { redisUrl } from '../helpers/env';
 import { defineBlog } from '../helpers/models';
-import { openShared, type SamplerResult, type WorkerConfig, type WorkerMessage, type WorkerResult } from './stress-shared';
+import { openShared, sendToParent, sleep, type SamplerResult, type WorkerConfig, type WorkerMessage, type WorkerResult } from './stress-shared';
 import type { StaleEvent } from '../../src/index';
 import { WRITES, pick, randomRead, rng, runRead, type ReadDescription } from './stress-catalog';
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-function send(message: WorkerMessage): Promise<void> {
-  return new Promise((resolve, reject) => process.send!(message, (error: Error | null) => (error ? reject(error) : resolve())));
-}
+const send = (message: WorkerMessage): Promise<void> => sendToParent(message);
 
 async function main(config: WorkerConfig): Promise<void> {
   const sequelize = await openShared(config);
