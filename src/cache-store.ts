@@ -264,9 +264,12 @@ export class CacheStore {
         continue;
       }
       body.push(item.rows.length);
+      // One argument per row (`f=t&g=u`, escaped): a write of many rows would otherwise send
+      // two arguments per column of each, and their encoding cost more than the script.
       for (const row of item.rows) {
-        body.push(row.size);
-        for (const [field, token] of row) body.push(escapeKeyPart(field), escapeKeyPart(token));
+        let text = '';
+        for (const [field, token] of row) text += `${text === '' ? '' : '&'}${escapeKeyPart(field)}=${escapeKeyPart(token)}`;
+        body.push(text);
       }
     }
     // Invalidation failures are never silent when not degrading: a lost invalidation is a stale read.

@@ -19,18 +19,43 @@ import { createHash } from 'node:crypto';
  * invalidation runs once per tag.
  */
 
-const UNSAFE = /[%&=:,{}*?[\]\\\s]/g;
+/** What escapeKeyPart escapes: `%`, the separators, hash tag and glob characters, backslash and `\s`. */
+export const UNSAFE_KEY_CHARACTERS = /[%&=:,{}*?[\]\\\s]/;
+
+const escapeCode = (code: number): string =>
+  (code > 0xff ? `%u${code.toString(16).toUpperCase().padStart(4, '0')}` : `%${code.toString(16).toUpperCase().padStart(2, '0')}`);
+
+/**
+ * The escape of each character to escape, by UTF-16 code unit: those up to FF, and the
+ * Unicode spaces of `\s` above it (the Zs category, U+FEFF, U+2028, U+2029; a test checks
+ * every code unit against the regular expression).
+ */
+const ESCAPES = new Map<number, string>();
+const ABOVE_FF = [0x1680, 0x2000, 0x2001, 0x2002, 0x2003, 0x2004, 0x2005, 0x2006, 0x2007, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000, 0xfeff];
+for (const code of [...Array.from({ length: 0x100 }, (_, c) => c), ...ABOVE_FF]) {
+  if (UNSAFE_KEY_CHARACTERS.test(String.fromCharCode(code))) ESCAPES.set(code, escapeCode(code));
+}
+const LOW: readonly (string | undefined)[] = Array.from({ length: 0x100 }, (_, code) => ESCAPES.get(code));
 
 /**
  * Escapes a name or value so it cannot forge a separator (`&`, `=`, `:`, `,`), a hash tag or a glob.
  * `%XX` for code points up to FF, `%uXXXX` above (the Unicode spaces of `\s`): a fixed width per
  * form keeps the escaping injective (`' 00'` and `'\u2000'` must not both give `%2000`).
+ * Every write escapes each column of the rows it changed, so this is a loop over the text
+ * rather than a replace with a callback per character.
  */
 export function escapeKeyPart(text: string): string {
-  return text.replace(UNSAFE, (c) => {
-    const code = c.charCodeAt(0);
-    return code > 0xff ? `%u${code.toString(16).toUpperCase().padStart(4, '0')}` : `%${code.toString(16).toUpperCase().padStart(2, '0')}`;
-  });
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < text.length; i += 1) {
+    const code = text.charCodeAt(i);
+    const escape = code < 0x100 ? LOW[code] : ESCAPES.get(code);
+    if (escape !== undefined) {
+      out += text.slice(from, i) + escape;
+      from = i + 1;
+    }
+  }
+  return from === 0 ? text : out + text.slice(from);
 }
 
 export interface KeySpace {

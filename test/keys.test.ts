@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { allKeysPattern, escapeKeyPart, hashText, namespace, shardOf } from '../src/keys';
+import { allKeysPattern, escapeKeyPart, hashText, namespace, shardOf, UNSAFE_KEY_CHARACTERS } from '../src/keys';
 
 /** Every character a key part must never contain once escaped. */
 const FORBIDDEN = /[&=:,{}*?[\]\\\s]/;
@@ -57,6 +57,21 @@ test.serial('property: escapeKeyPart never outputs a separator, brace or glob', 
 test.serial('property: escapeKeyPart is injective (it has an inverse)', (t) => {
   fc.assert(fc.property(fc.oneof(tricky, fc.string({ unit: 'binary' })), (s) => unescape(escapeKeyPart(s)) === s));
   fc.assert(fc.property(tricky, tricky, (a, b) => a === b || escapeKeyPart(a) !== escapeKeyPart(b)));
+  t.pass();
+});
+
+test.serial('property: escapeKeyPart gives what a replace of each unsafe character gives (the keys stored by earlier versions)', (t) => {
+  const unsafe = new RegExp(UNSAFE_KEY_CHARACTERS.source, 'g');
+  const reference = (text: string): string => text.replace(unsafe, (c) => {
+    const code = c.charCodeAt(0);
+    return code > 0xff ? `%u${code.toString(16).toUpperCase().padStart(4, '0')}` : `%${code.toString(16).toUpperCase().padStart(2, '0')}`;
+  });
+  t.is(UNSAFE_KEY_CHARACTERS.source, '[%&=:,{}*?[\\]\\\\\\s]');
+  fc.assert(fc.property(fc.oneof(tricky, fc.string({ unit: 'binary' }), fc.string({ unit: 'grapheme' })), (s) => escapeKeyPart(s) === reference(s)), { numRuns: 2000 });
+  for (let code = 0; code <= 0xffff; code += 1) {
+    const c = String.fromCharCode(code);
+    if (escapeKeyPart(c) !== reference(c)) t.fail(`code unit ${code.toString(16)}`);
+  }
   t.pass();
 });
 

@@ -15,8 +15,13 @@ import { makeBlog, type Blog } from './helpers/models';
 
 type Row = Record<string, unknown>;
 
-const values = fc.record({
-  title: fc.oneof(fc.string({ maxLength: 8 }), fc.constant(null), fc.constant('12'), fc.constant('1.0')),
+// Text that holds a NUL character reaches the database only as a bound parameter (an
+// update's SET; Sequelize writes an insert's values into the SQL on SQLite), and only SQLite takes it.
+const nul = fc.constant("a\u0000b,'c''");
+const text = fc.oneof(fc.string({ maxLength: 8 }), fc.string({ unit: 'binary', maxLength: 6 }).map((s) => s.replace(/\u0000/g, '')),
+  fc.constant(null), fc.constant('12'), fc.constant('1.0'), fc.constant("x,'y''"), fc.constant(''));
+const record = (title: fc.Arbitrary<string | null>) => fc.record({
+  title,
   views: fc.integer({ min: -1000, max: 1000 }),
   rating: fc.oneof(fc.constant(null), fc.integer({ min: -99999, max: 99999 }).map((n) => n / 100)),
   published: fc.boolean(),
@@ -26,6 +31,8 @@ const values = fc.record({
   blob: fc.oneof(fc.constant(null), fc.uint8Array({ maxLength: 4 }).map((a) => Buffer.from(a))),
   big: fc.oneof(fc.constant(null), fc.integer({ min: -1_000_000, max: 1_000_000 })),
 }, { requiredKeys: [] });
+const values = record(text);
+const changes = (dialect: string) => (dialect === 'sqlite' ? record(fc.oneof(text, nul)) : values);
 
 const byId = (rows: Row[]): Row[] => [...rows].sort((a, b) => Number(a['id']) - Number(b['id']));
 const read = async (b: Blog, ids: number[]): Promise<Row[]> =>
@@ -39,11 +46,18 @@ for (const dialect of dialects()) {
       if (e.table === blog.Post.getTableName() && Array.isArray(e.values)) seen.push(e.values as Row[]);
     });
     try {
-      await fc.assert(fc.asyncProperty(fc.array(values, { minLength: 1, maxLength: 3 }), values, fc.constantFrom('save', 'mass', 'destroy'), async (initial, change, kind) => {
+      await fc.assert(fc.asyncProperty(fc.array(values, { minLength: 1, maxLength: 3 }), changes(dialect), fc.constantFrom('save', 'mass', 'destroy'), async (initial, change, kind) => {
         const posts = await blog.Post.bulkCreate(initial as never[]);
         const ids = posts.map((p) => p.get('id') as number);
         const before = await read(blog, ids);
         seen.length = 0;
+        if (kind !== 'destroy' && Object.keys(change).length === 0) {
+          // Nothing to change: Sequelize sends no statement, and there is nothing to invalidate.
+          await (kind === 'save' ? posts[0]!.save() : blog.Post.update(change as never, { where: { id: ids } }));
+          t.is(seen.length, 0);
+          await blog.Post.destroy({ where: { id: ids }, force: true });
+          return;
+        }
         if (kind === 'save') {
           posts[0]!.set(change as never);
           await posts[0]!.save();

@@ -8,7 +8,7 @@
   ARGV[2]  T, the number of tables, then for each table:
              table name (escaped)
              R, the number of rows; -1 means "the whole table"
-             for each row: F, the number of fields, then F pairs (field, token), escaped
+             for each row: its fields and tokens, escaped, as `f=t&g=u`
 
   A row missing a field of a scheme cannot be placed in it, so every
   conjunction of that scheme is dropped (through the scheme's index).

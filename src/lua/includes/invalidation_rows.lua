@@ -12,14 +12,14 @@ local function invalidated_tables()
     local entry = {name = ARGV[i + 1], whole = n_rows < 0, rows = {}}
     i = i + 2
     for r = 1, math.max(n_rows, 0) do
-      local n_fields = tonumber(ARGV[i + 1])
       local row = {}
-      for f = 1, n_fields do
-        row[ARGV[i + 2 * f]] = ARGV[i + 2 * f + 1]
+      -- Escaped fields and tokens hold no '&' or '='.
+      for field, token in string.gmatch(ARGV[i + r], '([^&=]+)=([^&]*)') do
+        row[field] = token
       end
       entry.rows[r] = row
-      i = i + 1 + 2 * n_fields
     end
+    i = i + math.max(n_rows, 0)
     tables[#tables + 1] = entry
   end
   return tables

@@ -15,7 +15,7 @@
 import { QueryTypes, type Model, type ModelStatic, type Sequelize, type Transaction } from 'sequelize';
 import type { Rewrite } from './postgres';
 import type { StatementCapture } from './statement';
-import { cleanupSql, installSql, rewriteSqlite, takeSqliteImages, type ColumnTypes } from './sqlite';
+import { cleanupSql, installSql, rewriteSqlite, takeSqliteImages, type TableColumns } from './sqlite';
 
 /** A node-sqlite3 Database (a Sequelize connection). */
 interface SqliteConnection { exec(sql: string, callback: (error: Error | null) => void): unknown }
@@ -32,7 +32,7 @@ export interface SqliteStatementImages {
 }
 
 export class SqliteImages {
-  private types = new Map<string, Promise<ColumnTypes>>();
+  private types = new Map<string, Promise<TableColumns>>();
   /** Per connection: the tables whose trigger it has, with what its temp table holds. */
   private installed = new WeakMap<object, Map<string, Installed>>();
   /** Tables the trigger could not be made for. */
@@ -67,7 +67,7 @@ export class SqliteImages {
       if (!entry) {
         if (this.unsupported.has(quoted)) return undefined;
         try {
-          await exec(connection, installSql(model, quoted, name));
+          await exec(connection, installSql(quoted, name, types));
         } catch {
           this.unsupported.add(quoted);
           return undefined;
@@ -109,12 +109,15 @@ export class SqliteImages {
     return true;
   }
 
-  /** The declared types of a table's columns (`PRAGMA table_info`), read once. */
-  private columnTypes(quoted: string, transaction: Transaction | undefined): Promise<ColumnTypes> {
+  /** A table's columns and their declared types (`PRAGMA table_info`), read once. */
+  private columnTypes(quoted: string, transaction: Transaction | undefined): Promise<TableColumns> {
     let types = this.types.get(quoted);
     if (!types) {
       types = this.sequelize.query(`PRAGMA table_info(${quoted})`, { type: QueryTypes.SELECT, raw: true, transaction: transaction ?? null })
-        .then((rows) => Object.fromEntries((rows as { name: string; type: string }[]).map((r) => [r.name, r.type])));
+        .then((rows) => {
+          const list = rows as { name: string; type: string }[];
+          return { fields: list.map((r) => r.name), types: new Map(list.map((r) => [r.name, r.type])) };
+        });
       this.types.set(quoted, types);
       types.catch(() => this.types.delete(quoted));
     }

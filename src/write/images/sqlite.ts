@@ -4,7 +4,7 @@
  *
  *   UPDATE  UPDATE t SET <set> WHERE <where>
  *           RETURNING t.<columns> (new),
- *                     (SELECT <column> FROM temp.<old> WHERE rowid = t.rowid) (old, per column),
+ *                     (SELECT <old state> FROM temp.<old> WHERE rowid = t.rowid) (old),
  *                     (whether the trigger below exists) (ok)
  *   DELETE  DELETE FROM t WHERE <where> RETURNING t.<columns> (old)
  *
@@ -21,18 +21,26 @@
  * recreated table loses its triggers; the `ok` column says whether it was
  * there, and without it the write invalidates its whole model.
  *
+ * The old state is one text per row, so that RETURNING looks it up once
+ * (one lookup per column cost more than the rest of the statement): every
+ * column of the table, in `PRAGMA table_info` order, as an exact literal of
+ * its value, joined by commas (see encodeOld; a literal holds no comma). The
+ * new state comes as columns of their own.
+ *
  * Values come back in the storage classes SQLite holds (a TEXT date, 0/1 for
  * a boolean); they are parsed as Sequelize parses a SELECT of the same table
- * (by the declared column types, `PRAGMA table_info`), and built into
- * instances the same way, so the states are those a re-read would give.
+ * (by the declared column types, `PRAGMA table_info`), and given the values
+ * an instance built from them holds (rows.ts asBuilt), so the states are
+ * those a re-read would give.
  */
 import type { Model, ModelStatic, Sequelize } from 'sequelize';
-import type { Row } from '../rows';
+import { asBuilt, type Row } from '../rows';
 import { balanced, topLevelKeyword } from './sql-scan';
-import { columnsOf, oldAlias, type Rewrite } from './postgres';
+import { columnsOf, oldAlias, type Column, type Rewrite } from './postgres';
 
 const newAlias = (i: number): string => `__co_n${i}`;
 const OK = '__co_ok';
+const OLD_STATE = '__co_old';
 const dq = (identifier: string): string => `"${identifier.replace(/"/g, '""')}"`;
 
 /** Our temp table and trigger for a table (by its unquoted name). */
@@ -40,20 +48,42 @@ export function tempNames(tableName: string): { table: string; trigger: string }
   return { table: `__co_old_${tableName}`, trigger: `__co_before_update_${tableName}` };
 }
 
+/** A table's columns, in `PRAGMA table_info` order, with their declared types. */
+export interface TableColumns {
+  readonly fields: readonly string[];
+  readonly types: ReadonlyMap<string, string>;
+}
+
+/**
+ * One column's value as an exact literal without a comma: TEXT as `T` and
+ * the hex of its UTF-8 bytes (quote() would cut it at a NUL character),
+ * anything else as quote() writes it (NULL, an integer, a REAL with the
+ * digits that give it back exactly, a BLOB as X'..'); decodeOld reads it.
+ */
+const encodeOld = (field: string): string => `iif(typeof(OLD.${dq(field)}) = 'text', 'T' || hex(OLD.${dq(field)}), quote(OLD.${dq(field)}))`;
+
 /** SQL creating the temp table of old states and the trigger that fills it (one `exec`, once per connection). */
-export function installSql(model: ModelStatic<Model>, quotedTable: string, tableName: string): string {
-  const columns = columnsOf(model);
+export function installSql(quotedTable: string, tableName: string, columns: TableColumns): string {
   const names = tempNames(tableName);
-  // No declared types: the values keep the storage class they have in the table.
+  const state = columns.fields.map(encodeOld).join(` || ',' || `);
   return [
-    `CREATE TEMP TABLE IF NOT EXISTS temp.${dq(names.table)} ("__co_rowid" INTEGER PRIMARY KEY, ${columns.map((c) => dq(c.field)).join(', ')});`,
+    `CREATE TEMP TABLE IF NOT EXISTS temp.${dq(names.table)} ("__co_rowid" INTEGER PRIMARY KEY, "__co_state" TEXT);`,
     // Not INSERT OR REPLACE: the conflict clause of the statement that fires a trigger (an
     // upsert, INSERT OR IGNORE) overrides those in its body; a DELETE first leaves nothing to conflict with.
     `CREATE TEMP TRIGGER IF NOT EXISTS ${dq(names.trigger)} BEFORE UPDATE ON ${quotedTable} BEGIN `
       + `DELETE FROM temp.${dq(names.table)} WHERE "__co_rowid" = OLD.rowid; `
-      + `INSERT INTO temp.${dq(names.table)} ("__co_rowid", ${columns.map((c) => dq(c.field)).join(', ')}) `
-      + `VALUES (OLD.rowid, ${columns.map((c) => `OLD.${dq(c.field)}`).join(', ')}); END;`,
+      + `INSERT INTO temp.${dq(names.table)} ("__co_rowid", "__co_state") VALUES (OLD.rowid, ${state}); END;`,
   ].join('\n');
+}
+
+/** The values of an old state written by the trigger (see encodeOld), in the table's column order. */
+export function decodeOld(state: string): unknown[] {
+  return state.split(',').map((literal) => {
+    if (literal === 'NULL') return null;
+    if (literal.startsWith('T')) return Buffer.from(literal.slice(1), 'hex').toString('utf8');
+    if (literal.startsWith("X'")) return Buffer.from(literal.slice(2, -1), 'hex');
+    return Number(literal);
+  });
 }
 
 /** Empties the temp table (its entries are never read again; this only bounds its size). */
@@ -76,14 +106,11 @@ export function rewriteSqlite(kind: 'update' | 'delete', sql: string, model: Mod
   const names = tempNames(tableName);
   const mine = [
     ...columns.map((c, i) => `${col(c)} AS ${dq(newAlias(i))}`),
-    ...columns.map((c, i) => `(SELECT ${dq(c.field)} FROM temp.${dq(names.table)} WHERE "__co_rowid" = ${quotedTable}.rowid) AS ${dq(oldAlias(i))}`),
+    `(SELECT "__co_state" FROM temp.${dq(names.table)} WHERE "__co_rowid" = ${quotedTable}.rowid) AS ${dq(OLD_STATE)}`,
     `(SELECT count(*) FROM temp.sqlite_master WHERE type = 'trigger' AND name = '${names.trigger.replace(/'/g, "''")}') AS ${dq(OK)}`,
   ].join(',');
   return { sql: `${text} RETURNING ${mine}`, returnsRows: false, old: true, new: true, columns, driver: 'sqlite' };
 }
-
-/** Declared column types by column name, as `PRAGMA table_info` gives them. */
-export type ColumnTypes = Readonly<Record<string, string>>;
 
 interface SqliteQueryClass { prototype: { applyParsers(this: { sequelize: Sequelize }, type: string, value: unknown): unknown } }
 
@@ -94,27 +121,37 @@ interface SqliteQueryClass { prototype: { applyParsers(this: { sequelize: Sequel
  * builds one. `unknown` when the trigger was missing (old states unknown).
  */
 export function takeSqliteImages(
-  plan: Rewrite, rows: Record<string, unknown>[], model: ModelStatic<Model>, types: ColumnTypes,
+  plan: Rewrite, rows: Record<string, unknown>[], model: ModelStatic<Model>, table: TableColumns,
 ): { before: Row[]; after: Row[]; unknown: boolean } {
   const sequelize = model.sequelize!;
   const Query = (sequelize as unknown as { dialect: { Query: SqliteQueryClass } }).dialect.Query;
   const context = { sequelize };
-  const state = (row: Record<string, unknown>, alias: (i: number) => string): Row => {
+  const position = new Map(table.fields.map((f, i) => [f, i]));
+  const state = (raw: (c: Column, i: number) => unknown): Row => {
     const values: Row = {};
     plan.columns.forEach((c, i) => {
-      const raw = row[alias(i)];
-      const type = types[c.field];
-      values[c.attribute] = raw === null || raw === undefined || type === undefined ? raw : Query.prototype.applyParsers.call(context, type, raw);
+      const value = raw(c, i);
+      const type = table.types.get(c.field);
+      values[c.attribute] = value === null || value === undefined || type === undefined ? value : Query.prototype.applyParsers.call(context, type, value);
     });
-    return { ...(model.build(values, { raw: true, isNewRecord: false }).dataValues as Row) };
+    return asBuilt(model, values);
   };
   const before: Row[] = [];
   const after: Row[] = [];
   let unknown = false;
   for (const row of rows) {
-    if (plan.new && row[OK] !== 1) unknown = true;
-    if (plan.old) before.push(state(row, oldAlias));
-    if (plan.new) after.push(state(row, newAlias));
+    if (plan.new) {
+      const old = row[OLD_STATE];
+      if (row[OK] !== 1 || typeof old !== 'string') {
+        unknown = true;
+        continue;
+      }
+      const values = decodeOld(old);
+      before.push(state((c) => values[position.get(c.field) ?? -1]));
+      after.push(state((_c, i) => row[newAlias(i)]));
+    } else {
+      before.push(state((_c, i) => row[oldAlias(i)]));
+    }
   }
   return { before, after, unknown };
 }
