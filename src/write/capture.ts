@@ -52,6 +52,7 @@ export function installWriteCapture(core: CacheopsCore): void {
     const model = instance?.constructor as ModelStatic<Model> | undefined;
     return self.write(model, options ?? {}, {
       images: 'insert',
+      oneRow: true,
       after: (result) => {
         const built = (Array.isArray(result) ? result[0] : result) as Model | undefined;
         const values = (built ?? instance).dataValues as Row;

@@ -5,16 +5,17 @@
  * commit. There are two ways to get them:
  *
  * Row images, one statement (PostgreSQL inserts, updates and deletes;
- * SQLite updates and deletes; MariaDB 10.0.5+ deletes): the write's own
+ * SQLite updates, deletes and one-row inserts; MariaDB 10.0.5+ deletes and
+ * 10.5+ one-row inserts): the write's own
  * statement is rewritten to return the old and/or new states of the rows it
  * touched (images/postgres.ts, images/sqlite.ts, images/mariadb.ts, captured
  * by images/statement.ts). The statement is
  * atomic, so there is no transaction of ours and no extra round trip (see
  * writeWithImages).
  *
- * Pre-read / re-read (the rest: MySQL, MariaDB updates and inserts, SQLite
- * inserts and updates that set a primary key, upserts and bulk inserts that
- * may touch existing rows, models without a primary key):
+ * Pre-read / re-read (the rest: MySQL, MariaDB updates, bulk inserts,
+ * SQLite updates that set a primary key, upserts and bulk inserts that may
+ * touch existing rows, models without a primary key):
  *
  *   1. before: the rows its WHERE selects, read with FOR UPDATE in the write's
  *      transaction (our own one when it has none), so no one changes them
@@ -32,10 +33,10 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Model, ModelStatic, Transaction } from 'sequelize';
 import type { CacheopsCore, WriteCacheopsOption } from '../cacheops';
-import { appRow, lockedOnly, primaryKeys, type Row } from './rows';
+import { appRow, asBuilt, lockedOnly, primaryKeys, type Row } from './rows';
 import { changedRows, invalidateWrite, wholeModel, type Invalidation } from './invalidation';
 import { rewrite, takeImages, type ImageKind, type Rewrite } from './images/postgres';
-import { deleteReturns, rewriteDelete } from './images/mariadb';
+import { deleteReturns, insertReturns, rewriteDelete, rewriteInsert } from './images/mariadb';
 import { captureStatement, type StatementCapture } from './images/statement';
 import { parseWriteOption } from '../find-option';
 import { SqliteImages } from './images/sqlite-state';
@@ -63,6 +64,8 @@ export interface WriteSpec<R> {
   readonly images?: ImageKind;
   /** The write sets a primary key column (SQLite then keeps the pre-read: its images are found by rowid, see images/sqlite.ts). */
   readonly setsKey?: boolean;
+  /** An insert of one row (`QueryInterface.insert`): on SQLite and MariaDB its statement returns the new state. */
+  readonly oneRow?: boolean;
 }
 
 /** Runs the write's own statement (with these options and, for a narrowed mass write, this WHERE). */
@@ -193,17 +196,21 @@ export class WriteProtocol {
         before = read;
       }
       const narrowed = spec.narrow && spec.before !== undefined ? lockedOnly(model, spec.before, before) : undefined;
-      const result = await managed(tx ? { ...options, transaction: tx } : options, narrowed);
+      const o = tx ? { ...options, transaction: tx } : options;
+      const images = spec.images === 'insert' && spec.oneRow ? await this.insertImages(model, tx) : undefined;
+      if (images) {
+        const capture: StatementCapture = { sequelize: this.sequelize, rewrite: images.rewrite, take: images.take, state: 'waiting', before: [], after: [] };
+        const result = await captureStatement(capture, () => managed(o, narrowed));
+        if (capture.state === 'captured' && capture.after.length <= this.core.config.maxRowsForGranularWrite) return { result, before, after: capture.after };
+        // Not of the expected shape: the rows are read back, as without images.
+        const after = spec.after?.(result, before);
+        if (after === 'all') return { result, all: true };
+        return this.readAfter(model, result, before, after, tx);
+      }
+      const result = await managed(o, narrowed);
       const after = spec.after?.(result, before);
       if (after === 'all') return { result, all: true };
-      const afterRows: Row[] = [];
-      if (after?.where !== undefined) {
-        const read = await this.readRows(model, after.where, tx, false);
-        if (read === 'too-many') return { result, all: true };
-        afterRows.push(...read);
-      }
-      if (after?.appRows) afterRows.push(...after.appRows.map((r) => appRow(model, this.core.dialect, r)));
-      return { result, before, after: afterRows };
+      return this.readAfter(model, result, before, after, tx);
     };
 
     let outcome: Outcome<R>;
@@ -220,6 +227,43 @@ export class WriteProtocol {
     }
     await invalidateWrite(this.core, 'all' in outcome ? wholeModel(model) : changedRows(model, outcome.before, outcome.after), userTx);
     return outcome.result;
+  }
+
+  /** The rows' new states, read back by `after` (and the rows only the application knows). */
+  private async readAfter<R>(model: ModelStatic<Model>, result: R, before: Row[], after: Exclude<AfterSpec, 'all'>, tx: Transaction | undefined): Promise<Outcome<R>> {
+    const afterRows: Row[] = [];
+    if (after?.where !== undefined) {
+      const read = await this.readRows(model, after.where, tx, false);
+      if (read === 'too-many') return { result, all: true };
+      afterRows.push(...read);
+    }
+    if (after?.appRows) afterRows.push(...after.appRows.map((r) => appRow(model, this.core.dialect, r)));
+    return { result, before, after: afterRows };
+  }
+
+  /**
+   * How a one-row insert's statement returns its new state (SQLite,
+   * MariaDB 10.5+: `INSERT ... RETURNING`, see images/); undefined where it
+   * cannot, and the row is read back by key.
+   */
+  private async insertImages(model: ModelStatic<Model>, tx: Transaction | undefined): Promise<Pick<StatementCapture, 'rewrite' | 'take'> | undefined> {
+    if (this.core.dialect === 'sqlite') return this.sqlite.prepare(model, 'insert', tx);
+    if (!this.isMysql || !(await this.insertReturns())) return undefined;
+    const qg = (this.sequelize.getQueryInterface() as unknown as { queryGenerator: { quoteTable(t: unknown): string } }).queryGenerator;
+    const table = qg.quoteTable(model.getTableName());
+    return {
+      rewrite: (sql) => rewriteInsert(sql, model, table),
+      // As findAll builds a row (a TINYINT(1) boolean's 1 becomes true).
+      take: (plan, rows) => ({ before: [], after: takeImages(plan, rows).after.map((r) => asBuilt(model, r)) }),
+    };
+  }
+
+  private insertReturnsCheck: Promise<boolean> | undefined;
+
+  /** MariaDB: whether the server has INSERT ... RETURNING (asked once; a failed check says no). */
+  private insertReturns(): Promise<boolean> {
+    this.insertReturnsCheck ??= this.sequelize.databaseVersion().then((v) => insertReturns(String(v)), () => false);
+    return this.insertReturnsCheck;
   }
 
   /**

@@ -4,16 +4,17 @@
  * are those of the rows the statement removed, read under its own locks.
  *
  * UPDATE has no RETURNING on MariaDB (nor anything on MySQL): updates keep
- * the locking pre-read in a transaction (protocol.ts). INSERT ... RETURNING
- * exists, but its rows replace the insert id Sequelize reads its generated
- * keys from, so inserts keep their re-read by key (no transaction).
+ * the locking pre-read in a transaction (protocol.ts). An INSERT of one row
+ * returns its new state (`INSERT ... RETURNING`, 10.5+); the returned
+ * auto-increment column gives Sequelize the insert id it reads the
+ * generated key from. Other inserts keep their re-read by key.
  *
  * The returned rows take the place of the driver's usual answer to a DELETE
  * (its affected rows count) before Sequelize sees them (see statement.ts).
  */
 import type { Model, ModelStatic } from 'sequelize';
-import { balanced } from './sql-scan';
-import { columnsOf, oldAlias, splitReturning, type Rewrite } from './postgres';
+import { balanced, topLevelKeyword } from './sql-scan';
+import { columnsOf, newAlias, oldAlias, splitReturning, type Rewrite } from './postgres';
 
 const backquote = (identifier: string): string => `\`${identifier.replace(/`/g, '``')}\``;
 
@@ -25,6 +26,32 @@ export function rewriteDelete(sql: string, model: ModelStatic<Model>, table: str
   const columns = columnsOf(model);
   const mine = columns.map((c, i) => `${table}.${backquote(c.field)} AS ${backquote(oldAlias(i))}`).join(',');
   return { sql: `${head} RETURNING ${mine}`, returnsRows: false, old: true, new: false, columns, driver: 'mysql' };
+}
+
+/**
+ * A plain insert (not INSERT IGNORE, REPLACE or ON DUPLICATE KEY UPDATE: those may
+ * leave or change rows that were there) returning its rows' new states; the
+ * auto-increment column stands in for the insert id mysql2 gives a bare INSERT.
+ */
+export function rewriteInsert(sql: string, model: ModelStatic<Model>, table: string): Rewrite | undefined {
+  const text = sql.trim().replace(/;$/, '');
+  const { head, returning } = splitReturning(text);
+  if (returning !== undefined || !head.startsWith(`INSERT INTO ${table} `) || topLevelKeyword(head, 'ON') >= 0 || !balanced(head)) return undefined;
+  const columns = columnsOf(model);
+  const autoIncrement = (model as unknown as { autoIncrementAttribute?: string }).autoIncrementAttribute;
+  const index = columns.findIndex((c) => c.attribute === autoIncrement);
+  const mine = columns.map((c, i) => `${table}.${backquote(c.field)} AS ${backquote(newAlias(i))}`).join(',');
+  return {
+    sql: `${head} RETURNING ${mine}`, returnsRows: false, old: false, new: true, columns, driver: 'mysql',
+    ...(index >= 0 ? { insertId: newAlias(index) } : {}),
+  };
+}
+
+/** Whether a server version (`SELECT VERSION()`) is a MariaDB that has INSERT ... RETURNING (10.5+). */
+export function insertReturns(version: string): boolean {
+  const m = /^(\d+)\.(\d+)\./.exec(version);
+  if (!m || !/mariadb/i.test(version)) return false;
+  return Number(m[1]) > 10 || (Number(m[1]) === 10 && Number(m[2]) >= 5);
 }
 
 /** Whether a server version (`SELECT VERSION()`) is a MariaDB that has DELETE ... RETURNING (10.0.5+ for DELETE). */

@@ -37,6 +37,8 @@ export interface Rewrite {
   readonly columns: readonly Column[];
   /** How the driver hands back rows: pg's result object, mysql2's array of rows, or node-sqlite3's (see sqlite.ts). */
   readonly driver: 'pg' | 'mysql' | 'sqlite';
+  /** An insert: the returned column holding the insert id the driver would have given (node-sqlite3's lastID, mysql2's insertId). */
+  readonly insertId?: string;
 }
 
 export interface Column {
@@ -47,7 +49,7 @@ export interface Column {
 const OLD = '"__co_old"';
 export const quote = (identifier: string): string => `"${identifier.replace(/"/g, '""')}"`;
 export const oldAlias = (i: number): string => `__co_o${i}`;
-const newAlias = (i: number): string => `__co_n${i}`;
+export const newAlias = (i: number): string => `__co_n${i}`;
 
 /** The model's stored columns (virtual attributes have none). */
 export function columnsOf(model: ModelStatic<Model>): Column[] {

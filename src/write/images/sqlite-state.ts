@@ -52,7 +52,7 @@ export class SqliteImages {
    * on the connection of `transaction`; undefined when its table cannot have
    * the trigger (say a WITHOUT ROWID table): the write then keeps the pre-read.
    */
-  async prepare(model: ModelStatic<Model>, kind: 'update' | 'delete', transaction: Transaction | undefined): Promise<SqliteStatementImages | undefined> {
+  async prepare(model: ModelStatic<Model>, kind: 'update' | 'delete' | 'insert', transaction: Transaction | undefined): Promise<SqliteStatementImages | undefined> {
     const qg = (this.sequelize.getQueryInterface() as unknown as { queryGenerator: { quoteTable(t: unknown): string } }).queryGenerator;
     const quoted = qg.quoteTable(model.getTableName());
     const name = quoted.replace(/^`|`$/g, '').replace(/``/g, '`');

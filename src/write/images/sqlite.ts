@@ -7,6 +7,8 @@
  *                     (SELECT <old state> FROM temp.<old> WHERE rowid = t.rowid) (old),
  *                     (whether the trigger below exists) (ok)
  *   DELETE  DELETE FROM t WHERE <where> RETURNING t.<columns> (old)
+ *   INSERT  INSERT INTO t ... RETURNING rowid, t.<columns> (new): the rowid is
+ *           the insert id Sequelize reads (node-sqlite3 gives it only to `run`)
  *
  * RETURNING sees only the new row of an UPDATE, so a TEMP trigger
  * (`BEFORE UPDATE`, created once per connection and table, see installSql)
@@ -41,6 +43,7 @@ import { columnsOf, oldAlias, type Column, type Rewrite } from './postgres';
 const newAlias = (i: number): string => `__co_n${i}`;
 const OK = '__co_ok';
 const OLD_STATE = '__co_old';
+const ROWID = '__co_rowid';
 const dq = (identifier: string): string => `"${identifier.replace(/"/g, '""')}"`;
 
 /** Our temp table and trigger for a table (by its unquoted name). */
@@ -91,7 +94,7 @@ export function cleanupSql(tableName: string): string {
   return `DELETE FROM temp.${dq(tempNames(tableName).table)};`;
 }
 
-export function rewriteSqlite(kind: 'update' | 'delete', sql: string, model: ModelStatic<Model>, quotedTable: string, tableName: string): Rewrite | undefined {
+export function rewriteSqlite(kind: 'update' | 'delete' | 'insert', sql: string, model: ModelStatic<Model>, quotedTable: string, tableName: string): Rewrite | undefined {
   const columns = columnsOf(model);
   const text = sql.trim().replace(/;$/, '');
   if (topLevelKeyword(text, 'RETURNING') >= 0 || !balanced(text)) return undefined;
@@ -101,6 +104,13 @@ export function rewriteSqlite(kind: 'update' | 'delete', sql: string, model: Mod
     if (!text.startsWith(prefix) || !/^(?:$|\s+WHERE\s)/.test(text.slice(prefix.length))) return undefined;
     const mine = columns.map((c, i) => `${col(c)} AS ${dq(oldAlias(i))}`).join(',');
     return { sql: `${text} RETURNING ${mine}`, returnsRows: false, old: true, new: false, columns, driver: 'sqlite' };
+  }
+  if (kind === 'insert') {
+    // Not INSERT OR REPLACE (it deletes the rows it conflicts with) nor ON CONFLICT (an upsert):
+    // only a plain insert changes no row that was there.
+    if (!text.startsWith(`INSERT INTO ${quotedTable} `) || topLevelKeyword(text, 'ON') >= 0) return undefined;
+    const mine = [`rowid AS ${dq(ROWID)}`, ...columns.map((c, i) => `${col(c)} AS ${dq(newAlias(i))}`)].join(',');
+    return { sql: `${text} RETURNING ${mine}`, returnsRows: false, old: false, new: true, columns, driver: 'sqlite', insertId: ROWID };
   }
   if (!text.startsWith(`UPDATE ${quotedTable} SET `)) return undefined;
   const names = tempNames(tableName);
@@ -140,7 +150,9 @@ export function takeSqliteImages(
   const after: Row[] = [];
   let unknown = false;
   for (const row of rows) {
-    if (plan.new) {
+    if (!plan.old) {
+      after.push(state((_c, i) => row[newAlias(i)]));
+    } else if (plan.new) {
       const old = row[OLD_STATE];
       if (row[OK] !== 1 || typeof old !== 'string') {
         unknown = true;

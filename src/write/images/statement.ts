@@ -52,8 +52,11 @@ function finish(capture: StatementCapture, plan: Rewrite, result: unknown): unkn
   if (plan.driver === 'mysql') {
     // mysql2 answers a statement with RETURNING by its rows; Sequelize expects the header of a DELETE.
     const rows = Array.isArray(result) ? result as Record<string, unknown>[] : [];
+    // Read before the images are taken out of the rows.
+    const last = rows[rows.length - 1];
+    const insertId = plan.insertId !== undefined && last ? Number(last[plan.insertId] ?? 0) : 0;
     record(capture, plan, rows);
-    return { fieldCount: 0, affectedRows: rows.length, insertId: 0, info: '', serverStatus: 2, warningStatus: 0, changedRows: 0 };
+    return { fieldCount: 0, affectedRows: rows.length, insertId, info: '', serverStatus: 2, warningStatus: 0, changedRows: 0 };
   }
   const pg = result as PgResult;
   record(capture, plan, pg.rows ?? []);
@@ -121,6 +124,8 @@ async function runSqlite(this: QueryLike, original: (this: QueryLike, sql: strin
     args[last] = function answered(this: Record<string, unknown>, error: unknown, rows: unknown) {
       const list = Array.isArray(rows) ? rows as Record<string, unknown>[] : [];
       if (!error) {
+        const last = list[list.length - 1];
+        if (plan.insertId !== undefined && last) this['lastID'] = last[plan.insertId];
         record(capture, plan, list);
         this['changes'] = list.length;
       }
