@@ -38,6 +38,7 @@ import { changedRows, invalidateWrite, wholeModel, type Invalidation } from './i
 import { rewrite, takeImages, type ImageKind, type Rewrite } from './images/postgres';
 import { deleteReturns, insertReturns, rewriteDelete, rewriteInsert } from './images/mariadb';
 import { captureStatement, type StatementCapture } from './images/statement';
+import { rememberedRewrite } from './images/rewrite-cache';
 import { parseWriteOption } from '../find-option';
 import { SqliteImages } from './images/sqlite-state';
 
@@ -163,10 +164,10 @@ export class WriteProtocol {
     const kind = spec.images;
     if (kind && primaryKeys(model).length > 0) {
       if (this.core.dialect === 'postgres') {
-        return this.writeWithImages(model, managed, options, userTx, (sql, table) => rewrite(kind, sql, model, table, primaryKeys(model)));
+        return this.writeWithImages(model, managed, options, userTx, (sql, table) => rememberedRewrite(model, `pg-${kind}`, sql, () => rewrite(kind, sql, model, table, primaryKeys(model))));
       }
       if (kind === 'delete' && this.isMysql && await this.deleteReturns()) {
-        return this.writeWithImages(model, managed, options, userTx, (sql, table) => rewriteDelete(sql, model, table));
+        return this.writeWithImages(model, managed, options, userTx, (sql, table) => rememberedRewrite(model, 'mysql-delete', sql, () => rewriteDelete(sql, model, table)));
       }
       if (this.core.dialect === 'sqlite' && (kind === 'delete' || (kind === 'update' && !spec.setsKey))) {
         // Writes outside a transaction queue on the mutex, so none runs inside the
@@ -252,7 +253,7 @@ export class WriteProtocol {
     const qg = (this.sequelize.getQueryInterface() as unknown as { queryGenerator: { quoteTable(t: unknown): string } }).queryGenerator;
     const table = qg.quoteTable(model.getTableName());
     return {
-      rewrite: (sql) => rewriteInsert(sql, model, table),
+      rewrite: (sql) => rememberedRewrite(model, 'mysql-insert', sql, () => rewriteInsert(sql, model, table)),
       // As findAll builds a row (a TINYINT(1) boolean's 1 becomes true).
       take: (plan, rows) => ({ before: [], after: takeImages(plan, rows).after.map((r) => asBuilt(model, r)) }),
     };

@@ -3,7 +3,9 @@
   invalidate_insideout.lua (the layout is described in invalidate.lua).
 ]]
 
---- The tables from ARGV[2] on: {name, whole (the whole table), rows (field -> token)}.
+--- The tables from ARGV[2] on: {name, whole (the whole table), rows}. A row stays
+--- the text it came as (`&f=t&g=u`, with a leading '&'): conj_key_of finds only the
+--- fields a scheme needs in it, which costs less than splitting every field of every row.
 local function invalidated_tables()
   local tables = {}
   local i = 2
@@ -12,12 +14,7 @@ local function invalidated_tables()
     local entry = {name = ARGV[i + 1], whole = n_rows < 0, rows = {}}
     i = i + 2
     for r = 1, math.max(n_rows, 0) do
-      local row = {}
-      -- Escaped fields and tokens hold no '&' or '='.
-      for field, token in string.gmatch(ARGV[i + r], '([^&=]+)=([^&]*)') do
-        row[field] = token
-      end
-      entry.rows[r] = row
+      entry.rows[r] = '&' .. ARGV[i + r]
     end
     i = i + math.max(n_rows, 0)
     tables[#tables + 1] = entry
@@ -25,24 +22,27 @@ local function invalidated_tables()
   return tables
 end
 
---- The fields of a scheme ("f,g"; "" is the scheme of "every row").
+--- The fields of a scheme ("f,g"; "" is the scheme of "every row"), each with the
+--- text that starts it in a row ("&f=").
 local function scheme_fields(scheme)
   local fields = {}
   for field in string.gmatch(scheme, '[^,]+') do
-    fields[#fields + 1] = field
+    fields[#fields + 1] = {name = field, needle = '&' .. field .. '='}
   end
   return fields
 end
 
 --- The conj key a row falls in under a scheme, or nil when the row lacks one of its fields.
+--- Escaped fields and tokens hold no '&' or '=', so "&f=" can only start field f.
 local function conj_key_of(ns, tbl, fields, row)
   local parts = {}
   for _, field in ipairs(fields) do
-    local token = row[field]
-    if token == nil then
+    local _, at = string.find(row, field.needle, 1, true)
+    if at == nil then
       return nil
     end
-    parts[#parts + 1] = field .. '=' .. token
+    local stop = string.find(row, '&', at + 1, true)
+    parts[#parts + 1] = field.name .. '=' .. string.sub(row, at + 1, stop and stop - 1 or -1)
   end
   return ns .. 'conj:' .. tbl .. ':' .. table.concat(parts, '&')
 end

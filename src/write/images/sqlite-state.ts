@@ -15,6 +15,7 @@
 import { QueryTypes, type Model, type ModelStatic, type Sequelize, type Transaction } from 'sequelize';
 import type { Rewrite } from './postgres';
 import type { StatementCapture } from './statement';
+import { rememberedRewrite } from './rewrite-cache';
 import { cleanupSql, installSql, rewriteSqlite, takeSqliteImages, type TableColumns } from './sqlite';
 
 /** A node-sqlite3 Database (a Sequelize connection). */
@@ -82,7 +83,7 @@ export class SqliteImages {
     }
     const installed = entry;
     return {
-      rewrite: (sql) => rewriteSqlite(kind, sql, model, quoted, name),
+      rewrite: (sql) => rememberedRewrite(model, `sqlite-${kind}`, sql, () => rewriteSqlite(kind, sql, model, quoted, name)),
       take: (plan, rows) => {
         const images = takeSqliteImages(plan, rows, model, types);
         if (installed) {
