@@ -25,8 +25,8 @@
  *
  * The old state is one text per row, so that RETURNING looks it up once
  * (one lookup per column cost more than the rest of the statement): every
- * column of the table, in `PRAGMA table_info` order, as an exact literal of
- * its value, joined by commas (see encodeOld; a literal holds no comma). The
+ * column of the table (`PRAGMA table_info`), named, with an exact literal of
+ * its value, joined by commas (see encodeOld; neither holds a comma). The
  * new state comes as columns of their own.
  *
  * Values come back in the storage classes SQLite holds (a TEXT date, 0/1 for
@@ -58,12 +58,15 @@ export interface TableColumns {
 }
 
 /**
- * One column's value as an exact literal without a comma: TEXT as `T` and
- * the hex of its UTF-8 bytes (quote() would cut it at a NUL character),
- * anything else as quote() writes it (NULL, an integer, a REAL with the
- * digits that give it back exactly, a BLOB as X'..'); decodeOld reads it.
+ * One column's value as an exact literal without a comma, after the hex of
+ * the column's name and a colon: TEXT as `T` and the hex of its UTF-8 bytes
+ * (quote() would cut it at a NUL character), anything else as quote() writes
+ * it (NULL, an integer, a REAL with the digits that give it back exactly, a
+ * BLOB as X'..'). decodeOld reads it back by name, so a trigger made for
+ * another shape of the table can never shift a value into the wrong column.
  */
-const encodeOld = (field: string): string => `iif(typeof(OLD.${dq(field)}) = 'text', 'T' || hex(OLD.${dq(field)}), quote(OLD.${dq(field)}))`;
+const encodeOld = (field: string): string =>
+  `'${Buffer.from(field, 'utf8').toString('hex')}:' || iif(typeof(OLD.${dq(field)}) = 'text', 'T' || hex(OLD.${dq(field)}), quote(OLD.${dq(field)}))`;
 
 /** SQL creating the temp table of old states and the trigger that fills it (one `exec`, once per connection). */
 export function installSql(quotedTable: string, tableName: string, columns: TableColumns): string {
@@ -71,22 +74,30 @@ export function installSql(quotedTable: string, tableName: string, columns: Tabl
   const state = columns.fields.map(encodeOld).join(` || ',' || `);
   return [
     `CREATE TEMP TABLE IF NOT EXISTS temp.${dq(names.table)} ("__co_rowid" INTEGER PRIMARY KEY, "__co_state" TEXT);`,
+    // Made anew each time (after DDL through this Sequelize, or a state that did not decode):
+    // a trigger of an earlier shape of the table would leave out the columns added since.
+    `DROP TRIGGER IF EXISTS temp.${dq(names.trigger)};`,
     // Not INSERT OR REPLACE: the conflict clause of the statement that fires a trigger (an
     // upsert, INSERT OR IGNORE) overrides those in its body; a DELETE first leaves nothing to conflict with.
-    `CREATE TEMP TRIGGER IF NOT EXISTS ${dq(names.trigger)} BEFORE UPDATE ON ${quotedTable} BEGIN `
+    `CREATE TEMP TRIGGER ${dq(names.trigger)} BEFORE UPDATE ON ${quotedTable} BEGIN `
       + `DELETE FROM temp.${dq(names.table)} WHERE "__co_rowid" = OLD.rowid; `
       + `INSERT INTO temp.${dq(names.table)} ("__co_rowid", "__co_state") VALUES (OLD.rowid, ${state}); END;`,
   ].join('\n');
 }
 
-/** The values of an old state written by the trigger (see encodeOld), in the table's column order. */
-export function decodeOld(state: string): unknown[] {
-  return state.split(',').map((literal) => {
-    if (literal === 'NULL') return null;
-    if (literal.startsWith('T')) return Buffer.from(literal.slice(1), 'hex').toString('utf8');
-    if (literal.startsWith("X'")) return Buffer.from(literal.slice(2, -1), 'hex');
-    return Number(literal);
-  });
+/** The values of an old state written by the trigger (see encodeOld), by column name. */
+export function decodeOld(state: string): Map<string, unknown> {
+  const values = new Map<string, unknown>();
+  for (const part of state.split(',')) {
+    const colon = part.indexOf(':');
+    const literal = part.slice(colon + 1);
+    const value = literal === 'NULL' ? null
+      : literal.startsWith('T') ? Buffer.from(literal.slice(1), 'hex').toString('utf8')
+        : literal.startsWith("X'") ? Buffer.from(literal.slice(2, -1), 'hex')
+          : Number(literal);
+    values.set(Buffer.from(part.slice(0, colon), 'hex').toString('utf8'), value);
+  }
+  return values;
 }
 
 /** Empties the temp table (its entries are never read again; this only bounds its size). */
@@ -136,7 +147,6 @@ export function takeSqliteImages(
   const sequelize = model.sequelize!;
   const Query = (sequelize as unknown as { dialect: { Query: SqliteQueryClass } }).dialect.Query;
   const context = { sequelize };
-  const position = new Map(table.fields.map((f, i) => [f, i]));
   const state = (raw: (c: Column, i: number) => unknown): Row => {
     const values: Row = {};
     plan.columns.forEach((c, i) => {
@@ -159,7 +169,12 @@ export function takeSqliteImages(
         continue;
       }
       const values = decodeOld(old);
-      before.push(state((c) => values[position.get(c.field) ?? -1]));
+      // Written by a trigger made before a column of the model was added to the table.
+      if (plan.columns.some((c) => !values.has(c.field))) {
+        unknown = true;
+        continue;
+      }
+      before.push(state((c) => values.get(c.field)));
       after.push(state((_c, i) => row[newAlias(i)]));
     } else {
       before.push(state((_c, i) => row[oldAlias(i)]));
