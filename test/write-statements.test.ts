@@ -10,7 +10,9 @@ import { Op, type Model, type Sequelize } from 'sequelize';
 import { topLevelKeyword } from '../src/write/images/sql-scan';
 import { installSql } from '../src/write/images/sqlite';
 import type { InvalidatedEvent } from '../src/index';
-import { countSql, dialects, makeSequelize } from './helpers/env';
+import { countSql, dialects, makeSequelize, redisUrl } from './helpers/env';
+import { DataTypes } from 'sequelize';
+import { installCacheops } from '../src/index';
 import { defineBlog, makeBlog, type Blog } from './helpers/models';
 
 test('topLevelKeyword finds a keyword only outside quotes and parentheses', (t) => {
@@ -156,7 +158,7 @@ if (dialects().includes('sqlite')) {
         .connectionManager.getConnection({});
       const exec = (sql: string): Promise<void> => new Promise((resolve, reject) => conn.exec(sql, (e) => (e ? reject(e) : resolve())));
       const info = await blog.sequelize.query('PRAGMA table_info(`Posts`)', { type: 'SELECT', raw: true }) as { name: string; type: string }[];
-      const table = (fields: string[]) => ({ fields, types: new Map(info.map((r) => [r.name, r.type])) });
+      const table = (fields: string[]) => ({ fields, types: new Map(info.map((r) => [r.name, r.type])), rowid: 'rowid' });
       const read = async () => ({ ...((await blog.Post.unscoped().findByPk(id, { paranoid: false, cacheops: false } as never))!.dataValues as Record<string, unknown>) });
 
       await exec(installSql('`Posts`', 'Posts', table([...info.map((r) => r.name)].reverse())));
@@ -176,4 +178,53 @@ if (dialects().includes('sqlite')) {
       await blog.close();
     }
   });
+}
+
+if (dialects().includes('sqlite')) {
+  // SQLite's images find rows by rowid: a WITHOUT ROWID table has none, and a column named
+  // `rowid` hides it (`oid` is used then). Writes to both stay exact and never fail.
+  for (const shape of ['WITHOUT ROWID', 'a column named rowid'] as const) {
+    test.serial(`sqlite: a table with ${shape}: create, update and destroy give exact states`, async (t) => {
+      const sequelize = await makeSequelize('sqlite', __filename);
+      const ddl = shape === 'WITHOUT ROWID'
+        ? 'CREATE TABLE `Notes` (`id` INTEGER NOT NULL PRIMARY KEY, `title` TEXT, `views` INTEGER) WITHOUT ROWID'
+        : 'CREATE TABLE `Notes` (`id` INTEGER PRIMARY KEY AUTOINCREMENT, `rowid` INTEGER, `title` TEXT, `views` INTEGER)';
+      await sequelize.query(ddl);
+      const Note = sequelize.define('Note', {
+        id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: shape !== 'WITHOUT ROWID' },
+        ...(shape === 'WITHOUT ROWID' ? {} : { rowid: DataTypes.INTEGER }),
+        title: DataTypes.TEXT,
+        views: DataTypes.INTEGER,
+      }, { tableName: 'Notes', timestamps: false });
+      const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: `rowid-${shape.length}-${process.pid}:`, profiles: { Note: { ops: 'all' } } });
+      const seen: unknown[] = [];
+      cacheops.on('invalidated', (e: InvalidatedEvent) => { if (e.table === 'Notes') seen.push(e.values); });
+      const read = async (id: number) => ({ ...((await Note.findByPk(id, { cacheops: false } as never))!.dataValues as Record<string, unknown>) });
+      try {
+        // Rows whose `rowid` column repeats: as a key of the old states it would mix them up.
+        // Without an id where the table makes it: Sequelize reads it from the insert id.
+        const a = await Note.create(shape === 'WITHOUT ROWID' ? { id: 1, title: 'a', views: 1 } : { title: 'a', views: 1, rowid: 7 });
+        const b = await Note.create(shape === 'WITHOUT ROWID' ? { id: 2, title: 'b', views: 2 } : { title: 'b', views: 2, rowid: 7 });
+        t.is(a.get('id'), 1);
+        t.is(b.get('id'), 2);
+        t.deepEqual(seen, [[await read(1)], [await read(2)]]);
+        t.is(await Note.count({ where: { views: 1 } }), 1);
+        const before = [await read(1), await read(2)];
+        seen.length = 0;
+        await Note.update({ views: 5 }, { where: { id: [1, 2] } });
+        t.is(seen.length, 1);
+        const states = seen[0] as Record<string, unknown>[];
+        const byId = (rows: Record<string, unknown>[]) => [...rows].sort((x, y) => Number(x['id']) - Number(y['id']));
+        t.deepEqual([...byId(states.slice(0, 2)), ...byId(states.slice(2))], [...before, await read(1), await read(2)]);
+        t.is(await Note.count({ where: { views: 1 } }), 0);
+        t.is(await Note.count({ where: { views: 5 } }), 2);
+        await b.destroy();
+        t.is(await Note.count({ where: { views: 5 } }), 1);
+      } finally {
+        await cacheops.invalidateAll();
+        await cacheops.close();
+        await sequelize.close();
+      }
+    });
+  }
 }

@@ -16,7 +16,7 @@ import { QueryTypes, type Model, type ModelStatic, type Sequelize, type Transact
 import type { Rewrite } from './postgres';
 import type { StatementCapture } from './statement';
 import { rememberedRewrite } from './rewrite-cache';
-import { cleanupSql, installSql, rewriteSqlite, takeSqliteImages, type TableColumns } from './sqlite';
+import { cleanupSql, installSql, rewriteSqlite, takeSqliteImages, unshadowedRowid, type TableColumns } from './sqlite';
 
 /** A node-sqlite3 Database (a Sequelize connection). */
 interface SqliteConnection { exec(sql: string, callback: (error: Error | null) => void): unknown }
@@ -60,7 +60,9 @@ export class SqliteImages {
     const types = await this.columnTypes(quoted, transaction);
     let entry: Installed | undefined;
     let tables: Map<string, Installed> | undefined;
-    if (kind === 'update') {
+    const rowid = types.rowid;
+    if (kind !== 'delete' && rowid === undefined) return undefined;
+    if (kind === 'update' && rowid !== undefined) {
       const connection = await this.connection(transaction);
       tables = this.installed.get(connection);
       if (!tables) this.installed.set(connection, (tables = new Map()));
@@ -68,7 +70,7 @@ export class SqliteImages {
       if (!entry) {
         if (this.unsupported.has(quoted)) return undefined;
         try {
-          await exec(connection, installSql(quoted, name, types));
+          await exec(connection, installSql(quoted, name, { ...types, rowid }));
         } catch {
           this.unsupported.add(quoted);
           return undefined;
@@ -83,7 +85,7 @@ export class SqliteImages {
     }
     const installed = entry;
     return {
-      rewrite: (sql) => rememberedRewrite(model, `sqlite-${kind}`, sql, () => rewriteSqlite(kind, sql, model, quoted, name)),
+      rewrite: (sql) => rememberedRewrite(model, `sqlite-${kind}`, sql, () => rewriteSqlite(kind, sql, model, quoted, name, rowid)),
       take: (plan, rows) => {
         const images = takeSqliteImages(plan, rows, model, types);
         if (installed) {
@@ -110,15 +112,19 @@ export class SqliteImages {
     return true;
   }
 
-  /** A table's columns and their declared types (`PRAGMA table_info`), read once. */
+  /** A table's columns and their declared types (`PRAGMA table_info`), and its rowid's name, read once. */
   private columnTypes(quoted: string, transaction: Transaction | undefined): Promise<TableColumns> {
     let types = this.types.get(quoted);
     if (!types) {
-      types = this.sequelize.query(`PRAGMA table_info(${quoted})`, { type: QueryTypes.SELECT, raw: true, transaction: transaction ?? null })
-        .then((rows) => {
-          const list = rows as { name: string; type: string }[];
-          return { fields: list.map((r) => r.name), types: new Map(list.map((r) => [r.name, r.type])) };
-        });
+      const query = (sql: string) => this.sequelize.query(sql, { type: QueryTypes.SELECT, raw: true, transaction: transaction ?? null });
+      types = query(`PRAGMA table_info(${quoted})`).then(async (rows) => {
+        const list = rows as { name: string; type: string }[];
+        const fields = list.map((r) => r.name);
+        // A WITHOUT ROWID table has none: the probe fails to compile (and reads no row).
+        const name = unshadowedRowid(fields);
+        const rowid = name === undefined ? undefined : await query(`SELECT ${name} FROM ${quoted} LIMIT 0`).then(() => name, () => undefined);
+        return { fields, types: new Map(list.map((r) => [r.name, r.type])), rowid };
+      });
       this.types.set(quoted, types);
       types.catch(() => this.types.delete(quoted));
     }

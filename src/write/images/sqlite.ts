@@ -55,6 +55,22 @@ export function tempNames(tableName: string): { table: string; trigger: string }
 export interface TableColumns {
   readonly fields: readonly string[];
   readonly types: ReadonlyMap<string, string>;
+  /**
+   * The name that reaches the table's rowid: `rowid`, or `oid` / `_rowid_` when a
+   * column of the table takes that name; undefined when all three are columns or
+   * the table has no rowid (WITHOUT ROWID). Updates and inserts then keep the
+   * pre-read and re-read.
+   */
+  readonly rowid: string | undefined;
+}
+
+/** The names SQLite gives the rowid, in the order they are tried. */
+export const ROWID_NAMES = ['rowid', 'oid', '_rowid_'] as const;
+
+/** The first rowid name that no column of the table shadows (SQLite matches them case-insensitively). */
+export function unshadowedRowid(fields: readonly string[]): string | undefined {
+  const taken = new Set(fields.map((f) => f.toLowerCase()));
+  return ROWID_NAMES.find((n) => !taken.has(n));
 }
 
 /**
@@ -69,8 +85,9 @@ const encodeOld = (field: string): string =>
   `'${Buffer.from(field, 'utf8').toString('hex')}:' || iif(typeof(OLD.${dq(field)}) = 'text', 'T' || hex(OLD.${dq(field)}), quote(OLD.${dq(field)}))`;
 
 /** SQL creating the temp table of old states and the trigger that fills it (one `exec`, once per connection). */
-export function installSql(quotedTable: string, tableName: string, columns: TableColumns): string {
+export function installSql(quotedTable: string, tableName: string, columns: TableColumns & { readonly rowid: string }): string {
   const names = tempNames(tableName);
+  const rowid = `OLD.${columns.rowid}`;
   const state = columns.fields.map(encodeOld).join(` || ',' || `);
   return [
     `CREATE TEMP TABLE IF NOT EXISTS temp.${dq(names.table)} ("__co_rowid" INTEGER PRIMARY KEY, "__co_state" TEXT);`,
@@ -80,8 +97,8 @@ export function installSql(quotedTable: string, tableName: string, columns: Tabl
     // Not INSERT OR REPLACE: the conflict clause of the statement that fires a trigger (an
     // upsert, INSERT OR IGNORE) overrides those in its body; a DELETE first leaves nothing to conflict with.
     `CREATE TEMP TRIGGER ${dq(names.trigger)} BEFORE UPDATE ON ${quotedTable} BEGIN `
-      + `DELETE FROM temp.${dq(names.table)} WHERE "__co_rowid" = OLD.rowid; `
-      + `INSERT INTO temp.${dq(names.table)} ("__co_rowid", "__co_state") VALUES (OLD.rowid, ${state}); END;`,
+      + `DELETE FROM temp.${dq(names.table)} WHERE "__co_rowid" = ${rowid}; `
+      + `INSERT INTO temp.${dq(names.table)} ("__co_rowid", "__co_state") VALUES (${rowid}, ${state}); END;`,
   ].join('\n');
 }
 
@@ -105,7 +122,9 @@ export function cleanupSql(tableName: string): string {
   return `DELETE FROM temp.${dq(tempNames(tableName).table)};`;
 }
 
-export function rewriteSqlite(kind: 'update' | 'delete' | 'insert', sql: string, model: ModelStatic<Model>, quotedTable: string, tableName: string): Rewrite | undefined {
+export function rewriteSqlite(
+  kind: 'update' | 'delete' | 'insert', sql: string, model: ModelStatic<Model>, quotedTable: string, tableName: string, rowid: string | undefined,
+): Rewrite | undefined {
   const columns = columnsOf(model);
   const text = sql.trim().replace(/;$/, '');
   if (topLevelKeyword(text, 'RETURNING') >= 0 || !balanced(text)) return undefined;
@@ -119,15 +138,15 @@ export function rewriteSqlite(kind: 'update' | 'delete' | 'insert', sql: string,
   if (kind === 'insert') {
     // Not INSERT OR REPLACE (it deletes the rows it conflicts with) nor ON CONFLICT (an upsert):
     // only a plain insert changes no row that was there.
-    if (!text.startsWith(`INSERT INTO ${quotedTable} `) || topLevelKeyword(text, 'ON') >= 0) return undefined;
-    const mine = [`rowid AS ${dq(ROWID)}`, ...columns.map((c, i) => `${col(c)} AS ${dq(newAlias(i))}`)].join(',');
+    if (rowid === undefined || !text.startsWith(`INSERT INTO ${quotedTable} `) || topLevelKeyword(text, 'ON') >= 0) return undefined;
+    const mine = [`${quotedTable}.${rowid} AS ${dq(ROWID)}`, ...columns.map((c, i) => `${col(c)} AS ${dq(newAlias(i))}`)].join(',');
     return { sql: `${text} RETURNING ${mine}`, returnsRows: false, old: false, new: true, columns, driver: 'sqlite', insertId: ROWID };
   }
-  if (!text.startsWith(`UPDATE ${quotedTable} SET `)) return undefined;
+  if (rowid === undefined || !text.startsWith(`UPDATE ${quotedTable} SET `)) return undefined;
   const names = tempNames(tableName);
   const mine = [
     ...columns.map((c, i) => `${col(c)} AS ${dq(newAlias(i))}`),
-    `(SELECT "__co_state" FROM temp.${dq(names.table)} WHERE "__co_rowid" = ${quotedTable}.rowid) AS ${dq(OLD_STATE)}`,
+    `(SELECT "__co_state" FROM temp.${dq(names.table)} WHERE "__co_rowid" = ${quotedTable}.${rowid}) AS ${dq(OLD_STATE)}`,
     `(SELECT count(*) FROM temp.sqlite_master WHERE type = 'trigger' AND name = '${names.trigger.replace(/'/g, "''")}') AS ${dq(OK)}`,
   ].join(',');
   return { sql: `${text} RETURNING ${mine}`, returnsRows: false, old: true, new: true, columns, driver: 'sqlite' };
