@@ -174,6 +174,9 @@ export class CacheopsCore {
     return true;
   }
 
+  /** Takes watchConnection's listener off the client (close(): a client the application gave stays in use). */
+  private unwatch: (() => void) | undefined;
+
   /**
    * A lost connection opens the breaker at once, before any call waits for it.
    * On a client cacheops opened, connection errors go to the breaker (one log
@@ -181,7 +184,9 @@ export class CacheopsCore {
    * unref'd, so a process whose Redis is down can still exit.
    */
   private watchConnection(client: RedisClient, owned: boolean): void {
-    client.on('close', () => this.store.breaker.trip(new Error('connection closed'), 'connection'));
+    const onClose = (): void => this.store.breaker.trip(new Error('connection closed'), 'connection');
+    client.on('close', onClose);
+    this.unwatch = () => client.off('close', onClose);
     if (!owned) return;
     client.on('error', (error: unknown) => this.store.breaker.trip(error, 'connection'));
     client.on('reconnecting', () => (client as unknown as { reconnectTimeout?: NodeJS.Timeout | null }).reconnectTimeout?.unref());
@@ -380,6 +385,7 @@ export class CacheopsCore {
     this.store.breaker.stop();
     this.outage.stop();
     await this.near?.close();
+    this.unwatch?.();
     if (!this.ownsRedis) return;
     // QUIT waits for Redis's answer: a frozen or unreachable Redis gets a short grace, then the socket is dropped.
     if (!wasOpen) await bounded(this.redis.quit().then(() => undefined, () => undefined), CLOSE_GRACE_MS, () => undefined);

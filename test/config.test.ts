@@ -118,6 +118,7 @@ for (const dialect of dialects()) {
     for (const [label, redis, db] of forms) {
       const { sequelize, m } = await setup(dialect);
       const prefix = uniquePrefix(label);
+      const closeListeners = redis instanceof IORedis ? redis.listenerCount('close') : 0;
       const cacheops = installCacheops(sequelize, { redis, prefix, profiles: { '*': ['all'] } });
       const probe = new IORedis(`${url.protocol}//${url.host}/${db}`);
       try {
@@ -133,6 +134,7 @@ for (const dialect of dialects()) {
       }
       if (redis instanceof IORedis) {
         t.is(await redis.ping(), 'PONG', 'close() leaves a client it was given open');
+        t.is(redis.listenerCount('close'), closeListeners, 'close() takes its listener off a client it was given');
         redis.disconnect();
       } else {
         // QUIT is answered before the socket ends.
