@@ -166,7 +166,7 @@ export class WriteProtocol {
       if (this.core.dialect === 'postgres') {
         return this.writeWithImages(model, managed, options, userTx, (sql, table) => rememberedRewrite(model, `pg-${kind}`, sql, () => rewrite(kind, sql, model, table, primaryKeys(model))));
       }
-      if (kind === 'delete' && this.isMysql && await this.deleteReturns()) {
+      if (kind === 'delete' && this.isMysql && deleteReturns(await this.serverVersion())) {
         return this.writeWithImages(model, managed, options, userTx, (sql, table) => rememberedRewrite(model, 'mysql-delete', sql, () => rewriteDelete(sql, model, table)));
       }
       if (this.core.dialect === 'sqlite' && (kind === 'delete' || (kind === 'update' && !spec.setsKey))) {
@@ -199,19 +199,20 @@ export class WriteProtocol {
       const narrowed = spec.narrow && spec.before !== undefined ? lockedOnly(model, spec.before, before) : undefined;
       const o = tx ? { ...options, transaction: tx } : options;
       const images = spec.images === 'insert' && spec.oneRow ? await this.insertImages(model, tx) : undefined;
-      if (images) {
-        const capture: StatementCapture = { sequelize: this.sequelize, rewrite: images.rewrite, take: images.take, state: 'waiting', before: [], after: [] };
-        const result = await captureStatement(capture, () => managed(o, narrowed));
-        if (capture.state === 'captured' && capture.after.length <= this.core.config.maxRowsForGranularWrite) return { result, before, after: capture.after };
-        // Not of the expected shape: the rows are read back, as without images.
-        const after = spec.after?.(result, before);
-        if (after === 'all') return { result, all: true };
-        return this.readAfter(model, result, before, after, tx);
-      }
-      const result = await managed(o, narrowed);
+      const capture: StatementCapture | undefined = images && { sequelize: this.sequelize, ...images, state: 'waiting', before: [], after: [] };
+      const result = capture ? await captureStatement(capture, () => managed(o, narrowed)) : await managed(o, narrowed);
+      if (capture?.state === 'captured' && capture.after.length <= this.core.config.maxRowsForGranularWrite) return { result, before, after: capture.after };
+      // Without images (or a statement not of the expected shape): the rows are read back.
       const after = spec.after?.(result, before);
       if (after === 'all') return { result, all: true };
-      return this.readAfter(model, result, before, after, tx);
+      const afterRows: Row[] = [];
+      if (after?.where !== undefined) {
+        const read = await this.readRows(model, after.where, tx, false);
+        if (read === 'too-many') return { result, all: true };
+        afterRows.push(...read);
+      }
+      if (after?.appRows) afterRows.push(...after.appRows.map((r) => appRow(model, this.core.dialect, r)));
+      return { result, before, after: afterRows };
     };
 
     let outcome: Outcome<R>;
@@ -230,18 +231,6 @@ export class WriteProtocol {
     return outcome.result;
   }
 
-  /** The rows' new states, read back by `after` (and the rows only the application knows). */
-  private async readAfter<R>(model: ModelStatic<Model>, result: R, before: Row[], after: Exclude<AfterSpec, 'all'>, tx: Transaction | undefined): Promise<Outcome<R>> {
-    const afterRows: Row[] = [];
-    if (after?.where !== undefined) {
-      const read = await this.readRows(model, after.where, tx, false);
-      if (read === 'too-many') return { result, all: true };
-      afterRows.push(...read);
-    }
-    if (after?.appRows) afterRows.push(...after.appRows.map((r) => appRow(model, this.core.dialect, r)));
-    return { result, before, after: afterRows };
-  }
-
   /**
    * How a one-row insert's statement returns its new state (SQLite,
    * MariaDB 10.5+: `INSERT ... RETURNING`, see images/); undefined where it
@@ -249,22 +238,13 @@ export class WriteProtocol {
    */
   private async insertImages(model: ModelStatic<Model>, tx: Transaction | undefined): Promise<Pick<StatementCapture, 'rewrite' | 'take'> | undefined> {
     if (this.core.dialect === 'sqlite') return this.sqlite.prepare(model, 'insert', tx);
-    if (!this.isMysql || !(await this.insertReturns())) return undefined;
-    const qg = (this.sequelize.getQueryInterface() as unknown as { queryGenerator: { quoteTable(t: unknown): string } }).queryGenerator;
-    const table = qg.quoteTable(model.getTableName());
+    if (!this.isMysql || !insertReturns(await this.serverVersion())) return undefined;
+    const table = this.quotedTable(model);
     return {
       rewrite: (sql) => rememberedRewrite(model, 'mysql-insert', sql, () => rewriteInsert(sql, model, table)),
       // As findAll builds a row (a TINYINT(1) boolean's 1 becomes true).
       take: (plan, rows) => ({ before: [], after: takeImages(plan, rows).after.map((r) => asBuilt(model, r)) }),
     };
-  }
-
-  private insertReturnsCheck: Promise<boolean> | undefined;
-
-  /** MariaDB: whether the server has INSERT ... RETURNING (asked once; a failed check says no). */
-  private insertReturns(): Promise<boolean> {
-    this.insertReturnsCheck ??= this.sequelize.databaseVersion().then((v) => insertReturns(String(v)), () => false);
-    return this.insertReturnsCheck;
   }
 
   /**
@@ -278,8 +258,7 @@ export class WriteProtocol {
     rewriteStatement: (sql: string, table: string) => Rewrite | undefined,
     take: StatementCapture['take'] = takeImages,
   ): Promise<R> {
-    const qg = (this.sequelize.getQueryInterface() as unknown as { queryGenerator: { quoteTable(t: unknown): string } }).queryGenerator;
-    const table = qg.quoteTable(model.getTableName());
+    const table = this.quotedTable(model);
     const capture: StatementCapture = {
       sequelize: this.sequelize,
       rewrite: (sql) => rewriteStatement(sql, table),
@@ -296,12 +275,18 @@ export class WriteProtocol {
     return result;
   }
 
-  private deleteReturnsCheck: Promise<boolean> | undefined;
+  private versionCheck: Promise<string> | undefined;
 
-  /** MySQL/MariaDB: whether the server has DELETE ... RETURNING (asked once; a failed check says no). */
-  private deleteReturns(): Promise<boolean> {
-    this.deleteReturnsCheck ??= this.sequelize.databaseVersion().then((v) => deleteReturns(String(v)), () => false);
-    return this.deleteReturnsCheck;
+  /** The server's version (asked once; a failed question gives '', which has no RETURNING). */
+  private serverVersion(): Promise<string> {
+    this.versionCheck ??= this.sequelize.databaseVersion().then((v) => String(v), () => '');
+    return this.versionCheck;
+  }
+
+  /** The model's table as the dialect quotes it in the statements Sequelize writes. */
+  private quotedTable(model: ModelStatic<Model>): string {
+    const qg = (this.sequelize.getQueryInterface() as unknown as { queryGenerator: { quoteTable(t: unknown): string } }).queryGenerator;
+    return qg.quoteTable(model.getTableName());
   }
 
   /**

@@ -47,17 +47,16 @@ export function rewriteInsert(sql: string, model: ModelStatic<Model>, table: str
   };
 }
 
-/** Whether a server version (`SELECT VERSION()`) is a MariaDB that has INSERT ... RETURNING (10.5+). */
-export function insertReturns(version: string): boolean {
-  const m = /^(\d+)\.(\d+)\./.exec(version);
-  if (!m || !/mariadb/i.test(version)) return false;
-  return Number(m[1]) > 10 || (Number(m[1]) === 10 && Number(m[2]) >= 5);
-}
-
-/** Whether a server version (`SELECT VERSION()`) is a MariaDB that has DELETE ... RETURNING (10.0.5+ for DELETE). */
-export function deleteReturns(version: string): boolean {
+/** Whether a server version (`SELECT VERSION()`) is a MariaDB of at least this major.minor.patch. */
+function mariadbAtLeast(version: string, major: number, minor: number, patch: number): boolean {
   const m = /^(\d+)\.(\d+)\.(\d+)/.exec(version);
   if (!m || !/mariadb/i.test(version)) return false;
-  const [major, minor, patch] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  return major > 10 || (major === 10 && (minor > 0 || patch >= 5));
+  const [a, b, c] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  return a !== major ? a > major : b !== minor ? b > minor : c >= patch;
 }
+
+/** Whether a server version is a MariaDB that has INSERT ... RETURNING (10.5+). */
+export const insertReturns = (version: string): boolean => mariadbAtLeast(version, 10, 5, 0);
+
+/** Whether a server version is a MariaDB that has DELETE ... RETURNING (10.0.5+). */
+export const deleteReturns = (version: string): boolean => mariadbAtLeast(version, 10, 0, 5);

@@ -47,14 +47,18 @@ function record(capture: StatementCapture, plan: Rewrite, rows: Record<string, u
   capture.state = images.unknown ? 'unknown' : 'captured';
 }
 
+/** An insert's id from its returned rows (the last row's), as the driver gives a bare INSERT; read before record() takes our columns out. */
+function insertIdOf(plan: Rewrite, rows: readonly Record<string, unknown>[]): unknown {
+  const last = rows[rows.length - 1];
+  return plan.insertId !== undefined && last ? last[plan.insertId] : undefined;
+}
+
 /** Takes the images out of the driver's answer; returns the answer Sequelize gets. */
 function finish(capture: StatementCapture, plan: Rewrite, result: unknown): unknown {
   if (plan.driver === 'mysql') {
     // mysql2 answers a statement with RETURNING by its rows; Sequelize expects the header of a DELETE.
     const rows = Array.isArray(result) ? result as Record<string, unknown>[] : [];
-    // Read before the images are taken out of the rows.
-    const last = rows[rows.length - 1];
-    const insertId = plan.insertId !== undefined && last ? Number(last[plan.insertId] ?? 0) : 0;
+    const insertId = Number(insertIdOf(plan, rows) ?? 0);
     record(capture, plan, rows);
     return { fieldCount: 0, affectedRows: rows.length, insertId, info: '', serverStatus: 2, warningStatus: 0, changedRows: 0 };
   }
@@ -124,8 +128,8 @@ async function runSqlite(this: QueryLike, original: (this: QueryLike, sql: strin
     args[last] = function answered(this: Record<string, unknown>, error: unknown, rows: unknown) {
       const list = Array.isArray(rows) ? rows as Record<string, unknown>[] : [];
       if (!error) {
-        const last = list[list.length - 1];
-        if (plan.insertId !== undefined && last) this['lastID'] = last[plan.insertId];
+        const insertId = insertIdOf(plan, list);
+        if (insertId !== undefined) this['lastID'] = insertId;
         record(capture, plan, list);
         this['changes'] = list.length;
       }
