@@ -112,6 +112,13 @@ for (const dialect of dialects()) {
   });
 }
 
+/** SQLite: runs SQL on the connection the library's temp trigger lives on, behind its back (not through Sequelize). */
+async function execOnConnection(sequelize: Sequelize, sql: string): Promise<void> {
+  const conn = await (sequelize as unknown as { connectionManager: { getConnection(o: object): Promise<{ exec(sql: string, cb: (e: Error | null) => void): void }> } })
+    .connectionManager.getConnection({});
+  await new Promise<void>((resolve, reject) => conn.exec(sql, (e) => (e ? reject(e) : resolve())));
+}
+
 if (dialects().includes('sqlite')) {
   // SQLite's update images need a trigger on the connection (src/write/images/sqlite.ts). Dropped
   // behind the library's back (say the table was made anew by another process), the temp table
@@ -121,9 +128,7 @@ if (dialects().includes('sqlite')) {
     try {
       const post = await blog.Post.create({ title: 'a', views: 1 });
       await blog.Post.update({ views: 2 }, { where: { id: post.get('id') as number } }); // makes the trigger, leaves an entry
-      const conn = await (blog.sequelize as unknown as { connectionManager: { getConnection(o: object): Promise<{ exec(sql: string, cb: (e: Error | null) => void): void }> } })
-        .connectionManager.getConnection({});
-      await new Promise<void>((resolve, reject) => conn.exec('DROP TRIGGER "__co_before_update_Posts"', (e) => (e ? reject(e) : resolve())));
+      await execOnConnection(blog.sequelize, 'DROP TRIGGER "__co_before_update_Posts"');
       // Cached while views is 3: the stale entry in the temp table says views was 1.
       await blog.Post.update({ views: 3 }, { where: { id: post.get('id') as number } });
       t.is(await blog.Post.count({ where: { views: 3 } }), 1);
@@ -154,9 +159,7 @@ if (dialects().includes('sqlite')) {
       const post = await blog.Post.create({ title: 'a', views: 1 });
       const id = post.get('id') as number;
       await blog.Post.update({ views: 2 }, { where: { id } }); // makes the trigger
-      const conn = await (blog.sequelize as unknown as { connectionManager: { getConnection(o: object): Promise<{ exec(sql: string, cb: (e: Error | null) => void): void }> } })
-        .connectionManager.getConnection({});
-      const exec = (sql: string): Promise<void> => new Promise((resolve, reject) => conn.exec(sql, (e) => (e ? reject(e) : resolve())));
+      const exec = (sql: string): Promise<void> => execOnConnection(blog.sequelize, sql);
       const info = await blog.sequelize.query('PRAGMA table_info(`Posts`)', { type: 'SELECT', raw: true }) as { name: string; type: string }[];
       const table = (fields: string[]) => ({ fields, types: new Map(info.map((r) => [r.name, r.type])), rowid: 'rowid' });
       const read = async () => ({ ...((await blog.Post.unscoped().findByPk(id, { paranoid: false, cacheops: false } as never))!.dataValues as Record<string, unknown>) });

@@ -11,7 +11,7 @@ import { installCacheops } from '../../src/index';
 import { redisUrl } from '../helpers/env';
 import { defineModels } from './schema';
 import { runSpec, type PeerConfig, type PeerReply, type PeerRequest } from './near-peer';
-import { openShared, sendToParent, sleep } from './stress-shared';
+import { openShared, runChild, sendToParent, sleep } from './stress-shared';
 
 const send = (message: PeerReply): Promise<void> => sendToParent(message);
 
@@ -56,11 +56,4 @@ async function main(config: PeerConfig): Promise<void> {
   await sequelize.close();
 }
 
-const config = JSON.parse(process.argv[2] ?? '{}') as PeerConfig;
-main(config).then(
-  () => process.exit(0),
-  async (error: unknown) => {
-    await send({ type: 'error', message: (error as Error).stack ?? String(error) }).catch(() => undefined);
-    process.exit(1);
-  },
-);
+runChild(main);

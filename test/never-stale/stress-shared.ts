@@ -109,3 +109,19 @@ export const sleep = (ms: number): Promise<void> => new Promise((resolve) => set
 export function sendToParent(message: unknown): Promise<void> {
   return new Promise((resolve, reject) => process.send!(message, (error: Error | null) => (error ? reject(error) : resolve())));
 }
+
+/**
+ * A child process's entry: runs main with the configuration its parent passed
+ * as the first argument (JSON), then exits; a failure is sent to the parent
+ * as `{ type: 'error', message }` first.
+ */
+export function runChild<C>(main: (config: C) => Promise<void>): void {
+  const config = JSON.parse(process.argv[2] ?? '{}') as C;
+  main(config).then(
+    () => process.exit(0),
+    async (error: unknown) => {
+      await sendToParent({ type: 'error', message: (error as Error).stack ?? String(error) }).catch(() => undefined);
+      process.exit(1);
+    },
+  );
+}

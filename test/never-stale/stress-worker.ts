@@ -9,7 +9,7 @@ import { Transaction } from 'sequelize';
 import { installCacheops } from '../../src/index';
 import { redisUrl } from '../helpers/env';
 import { defineBlog } from '../helpers/models';
-import { openShared, sendToParent, sleep, type SamplerResult, type WorkerConfig, type WorkerMessage, type WorkerResult } from './stress-shared';
+import { openShared, runChild, sendToParent, sleep, type SamplerResult, type WorkerConfig, type WorkerMessage, type WorkerResult } from './stress-shared';
 import type { StaleEvent } from '../../src/index';
 import { WRITES, pick, randomRead, rng, runRead, type ReadDescription } from './stress-catalog';
 
@@ -120,11 +120,4 @@ async function main(config: WorkerConfig): Promise<void> {
   await sequelize.close();
 }
 
-const config = JSON.parse(process.argv[2] ?? '{}') as WorkerConfig;
-main(config).then(
-  () => process.exit(0),
-  async (error: unknown) => {
-    await send({ type: 'error', message: (error as Error).stack ?? String(error) }).catch(() => undefined);
-    process.exit(1);
-  },
-);
+runChild(main);
