@@ -147,11 +147,20 @@ export class WriteProtocol {
 
   /** Runs one write with the before/after protocol of the module comment. */
   async write<R>(model: ModelStatic<Model> | undefined, options: Options, spec: WriteSpec<R>, run: RunWrite<R>): Promise<R> {
+    // A transaction that wrote reads around the cache from now on, even when this write opts out of
+    // invalidating; the write is bracketed so that a savepoint opened meanwhile drops none of it.
+    const userTx = this.core.transactions.current(options);
+    const ended = userTx ? this.core.transactions.beginWrite(userTx) : undefined;
+    try {
+      return await this.writeIn(model, options, spec, run, userTx);
+    } finally {
+      ended?.();
+    }
+  }
+
+  private async writeIn<R>(model: ModelStatic<Model> | undefined, options: Options, spec: WriteSpec<R>, run: RunWrite<R>, userTx: Transaction | undefined): Promise<R> {
     const managed = (o: Options, where?: unknown): Promise<R> => insideManagedWrite.run(true, () => run(o, where));
     const optedOut = this.optedOut(options);
-    // A transaction that wrote reads around the cache from now on, even when this write opts out of invalidating.
-    const userTx = this.core.transactions.current(options);
-    if (userTx) this.core.transactions.markWritten(userTx);
     if (!model || optedOut) return managed(options);
     if (spec.wholeModel) {
       const result = await managed(options);

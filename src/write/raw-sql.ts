@@ -23,15 +23,19 @@ export function captureRawWrites(self: WriteProtocol): void {
     if (!isWrite) return originalQuery.call(this, sql, options);
     const optedOut = self.optedOut(options);
     const tx = self.core.transactions.current(options);
-    if (tx) self.core.transactions.markWritten(tx);
-    if (optedOut) return originalQuery.call(this, sql, options);
-    const result = await originalQuery.call(this, sql, options);
-    const models = modelsNamedIn(self.core.sequelize, text);
-    const items = models.map((m) => ({ model: m, table: tableOf(m), rows: 'all' as const }));
-    // DDL (TRUNCATE, ALTER, ...) commits at once on MySQL/MariaDB, whatever the transaction does next.
-    if (tx && self.isMysql && DDL_SQL.test(text)) await invalidateWrite(self.core, items, undefined);
-    await invalidateWrite(self.core, items, tx);
-    return result;
+    const ended = tx ? self.core.transactions.beginWrite(tx) : undefined;
+    try {
+      if (optedOut) return await originalQuery.call(this, sql, options);
+      const result = await originalQuery.call(this, sql, options);
+      const models = modelsNamedIn(self.core.sequelize, text);
+      const items = models.map((m) => ({ model: m, table: tableOf(m), rows: 'all' as const }));
+      // DDL (TRUNCATE, ALTER, ...) commits at once on MySQL/MariaDB, whatever the transaction does next.
+      if (tx && self.isMysql && DDL_SQL.test(text)) await invalidateWrite(self.core, items, undefined);
+      await invalidateWrite(self.core, items, tx);
+      return result;
+    } finally {
+      ended?.();
+    }
   };
   sequelize.query = async function query(this: unknown, sql: unknown, options?: Options) {
     const text = typeof sql === 'string' ? sql : (sql as { query?: string } | undefined)?.query ?? '';
