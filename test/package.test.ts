@@ -1,7 +1,7 @@
 /**
  * The built package: importable by name with require and import (the
  * exports map), with types, and every export of SPEC section 0 present;
- * a fresh checkout builds itself when packed (`prepare`), and the lockfile
+ * a fresh checkout builds itself when packed (`prepack`), and the lockfile
  * matches package.json. Needs `npm run build` first (`npm test` does it).
  * test/consumer.test.ts installs the packed tarball in fresh projects.
  */
@@ -9,7 +9,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { command } from './helpers/consumer';
 
 const root = join(__dirname, '..');
@@ -61,7 +61,7 @@ function freshCheckout(): string {
   return dir;
 }
 
-test('a fresh checkout packs with code: `npm pack` runs `prepare`, which builds dist/; source maps carry their sources', async (t) => {
+test('a fresh checkout packs with code: `npm pack` runs `prepack`, which builds dist/; every source map names shipped files', async (t) => {
   t.timeout(300_000);
   const dir = freshCheckout();
   try {
@@ -70,20 +70,27 @@ test('a fresh checkout packs with code: `npm pack` runs `prepare`, which builds 
     t.is(out.code, 0, out.stderr);
     const [info] = JSON.parse(out.stdout.slice(out.stdout.indexOf('['))) as { files: { path: string }[] }[];
     const paths = info!.files.map((f) => f.path);
-    for (const file of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/cli.js', 'dist/lua/fetch.lua', 'README.md', 'LICENSE', 'package.json']) {
+    for (const file of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/cli.js', 'dist/lua/fetch.lua', 'src/index.ts', 'README.md', 'LICENSE', 'package.json']) {
       t.true(paths.includes(file), `the package has ${file}`);
     }
-    t.false(paths.some((p) => p.startsWith('src/') || p.startsWith('test/')), 'no sources or tests shipped as files');
+    t.false(paths.some((p) => p.startsWith('test/') || p.startsWith('scripts/')), 'no tests or repository scripts shipped');
     const maps = paths.filter((p) => p.endsWith('.map'));
     t.true(maps.length > 0);
     for (const map of maps) {
-      const { sources, sourcesContent } = JSON.parse(readFileSync(join(dir, map), 'utf8')) as { sources: string[]; sourcesContent?: (string | null)[] };
-      t.is(sourcesContent?.length, sources.length, `${map} carries its sources`);
-      t.true((sourcesContent ?? []).every((s) => typeof s === 'string' && s.length > 0), `${map}: every source is inlined`);
+      const { sources } = JSON.parse(readFileSync(join(dir, map), 'utf8')) as { sources: string[] };
+      for (const source of sources) {
+        const shipped = posix.normalize(posix.join(posix.dirname(map), source));
+        t.true(paths.includes(shipped), `${map} names ${shipped}, which the package ships`);
+      }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the package has no install-time lifecycle script (an install of the tarball runs nothing, warns of nothing)', (t) => {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  for (const name of ['preinstall', 'install', 'postinstall', 'prepare']) t.is(pkg.scripts[name], undefined, `no ${name} script`);
 });
 
 test('package-lock.json is in sync with package.json (npm install changes nothing)', async (t) => {
