@@ -52,6 +52,11 @@ export class RedisBreaker {
 
   constructor(private readonly options: BreakerOptions) {}
 
+  /** Where Redis is, as the log lines name it. */
+  get endpoint(): string {
+    return this.options.endpoint;
+  }
+
   /** Called with true when it opens, false when it closes (metrics). */
   watch(watcher: (open: boolean) => void): void {
     this.watchers.push(watcher);

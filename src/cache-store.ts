@@ -19,7 +19,7 @@ import { endpointOf, isCluster, type RedisClient, type ScriptCommands } from './
 import { conjKey, epochsKey, escapeKeyPart, lockKey, namespace, shardOf, simpleKey, valueKey, allKeysPattern, hashText } from './keys';
 import type { Conj } from './tree';
 import { CacheopsRedisError } from './errors';
-import { RedisBreaker } from './breaker';
+import { describeError, RedisBreaker } from './breaker';
 import { bounded } from './bounded';
 
 /** What a cached value depends on: a table and the conjunctions of its rows that matter. */
@@ -81,6 +81,10 @@ export function conjKeyNames(ns: string, dep: Dependency): string[] {
   return dep.conjs.map((c) => conjKey(ns, escapeKeyPart(dep.table), schemeOf(c).conj));
 }
 
+/** Why a read threw and how to make it degrade instead (the error of the strict mode). */
+const STRICT_HINT = 'Reads throw because degradeOnFailure is false (strict mode); '
+  + 'leave it unset or set it to true to have the database answer while Redis is out';
+
 export class CacheStore {
   /** Open while Redis is out: every call skips it at once (breaker.ts). */
   readonly breaker: RedisBreaker;
@@ -103,7 +107,9 @@ export class CacheStore {
       logger: options.logger,
       probe: () => this.probe(),
       ...(options.onAvailable ? { onClose: options.onAvailable } : {}),
-      meanwhile: options.degradeOnFailure ? 'the database answers' : 'cache reads fail with CacheopsRedisError',
+      meanwhile: options.degradeOnFailure
+        ? 'the database answers reads (degradeOnFailure: false would make them throw)'
+        : 'cache reads throw CacheopsRedisError (strict mode, degradeOnFailure: false; true lets the database answer)',
     });
   }
 
@@ -154,7 +160,9 @@ export class CacheStore {
   private failed<T>(what: string, error: unknown, fallback: T): T {
     this.breaker.trip(error, what);
     if (!this.options.degradeOnFailure) {
-      throw new CacheopsRedisError(`Redis failed during ${what}: ${(error as Error).message}`, { cause: error });
+      const own = describeError(error, this.breaker.endpoint);
+      const outage = this.breaker.cause && this.breaker.cause !== own ? ` (Redis unavailable: ${this.breaker.cause})` : '';
+      throw new CacheopsRedisError(`Redis failed during ${what}: ${own}${outage}. ${STRICT_HINT}`, { cause: error });
     }
     return fallback;
   }
@@ -162,7 +170,7 @@ export class CacheStore {
   /** A call made while the breaker is open: nothing is sent. */
   private skipped<T>(what: string, fallback: T): Promise<T> {
     if (this.options.degradeOnFailure) return Promise.resolve(fallback);
-    return Promise.reject(new CacheopsRedisError(`Redis failed during ${what}: unavailable (${this.breaker.cause})`));
+    return Promise.reject(new CacheopsRedisError(`Redis failed during ${what}: unavailable (${this.breaker.cause}). ${STRICT_HINT}`));
   }
 
   get insideout(): boolean {

@@ -76,7 +76,10 @@ export interface CacheopsConfig {
   readonly profiles?: Readonly<Record<string, ProfileSpec>>;
   /** A string put before every key, or a function of the query (tenant per database...). */
   readonly prefix?: string | ((query: QueryInfo) => string);
-  /** Redis errors are logged and the database answers (default false: they throw). */
+  /**
+   * Redis errors are logged and the database answers (default true). false is
+   * the strict mode: cache reads throw CacheopsRedisError while Redis is out.
+   */
   readonly degradeOnFailure?: boolean;
   /** false: every cacheops call is a no-op. */
   readonly enabled?: boolean;
@@ -327,7 +330,7 @@ export function normalizeConfig(config: CacheopsConfig, modelNames: readonly str
   return {
     redis: config.redis ?? process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379/0',
     prefix: prefix as string | ((query: QueryInfo) => string),
-    degradeOnFailure: config.degradeOnFailure === undefined ? false : checkBool(config.degradeOnFailure, 'degradeOnFailure'),
+    degradeOnFailure: config.degradeOnFailure === undefined ? true : checkBool(config.degradeOnFailure, 'degradeOnFailure'),
     enabled: config.enabled === undefined ? true : checkBool(config.enabled, 'enabled'),
     insideout: config.insideout === undefined ? false : checkBool(config.insideout, 'insideout'),
     strict,

@@ -41,7 +41,7 @@ export class CacheMiss extends CacheopsError {
 /** A value that cannot be stored (a function, a symbol, a cyclic model graph...). Nothing is stored. */
 export class CacheopsSerializationError extends CacheopsError {}
 
-/** Redis failed and `degradeOnFailure` is off. The original error is the `cause`. */
+/** Redis failed and `degradeOnFailure` is false (strict mode). The original error is the `cause`. */
 export class CacheopsRedisError extends CacheopsError {}
 
 /**

@@ -1,7 +1,8 @@
 /**
  * Redis failures: with degradeOnFailure the database answers within a
  * bounded time and caching resumes when Redis returns, without serving what
- * was written while it was away; without it, a typed error.
+ * was written while it was away (the default); in strict mode
+ * (degradeOnFailure: false), a typed error that says how to degrade.
  */
 import test from 'ava';
 import { makeBlog } from './helpers/models';
@@ -13,11 +14,12 @@ import { CacheopsRedisError } from '../src/index';
 const unhandled: unknown[] = [];
 process.on('unhandledRejection', (e) => unhandled.push(e));
 
-test.serial('degradeOnFailure: reads fall through while Redis is down, caching resumes after', async (t) => {
+test.serial('by default (degradeOnFailure: true) reads fall through while Redis is down, caching resumes after', async (t) => {
   const redis = await startPrivateRedis();
   const logged: string[] = [];
+  // No degradeOnFailure given: degrading is the default.
   const blog = await makeBlog('sqlite', __filename, {
-    redis: redis.url, degradeOnFailure: true, redisTimeout: 300, logger: (m) => logged.push(m),
+    redis: redis.url, redisTimeout: 300, logger: (m) => logged.push(m),
   }, 'degrade');
   try {
     const { Post, sequelize } = blog;
@@ -35,6 +37,7 @@ test.serial('degradeOnFailure: reads fall through while Redis is down, caching r
     // A write while Redis is away cannot invalidate now...
     await Post.update({ title: 'b' }, { where: { views: 1 } });
     t.true(logged.length > 0, 'the failure was logged');
+    t.regex(logged[0]!, /the database answers reads \(degradeOnFailure: false would make them throw\)/, 'the log line names the strict mode');
 
     await redis.start(); // a fresh, empty server
     for (let i = 0; i < 50 && blog.cacheops.core.outage.dirtyTables.get(blog.cacheops.core.prefixFor([]))?.size; i += 1) {
@@ -85,16 +88,21 @@ test.serial('degradeOnFailure: a write whose invalidation failed makes reads byp
   }
 });
 
-test.serial('without degradeOnFailure a Redis failure is a CacheopsRedisError, bounded in time', async (t) => {
+test.serial('strict mode (degradeOnFailure: false): a Redis failure is a CacheopsRedisError, bounded in time, that says how to degrade', async (t) => {
   const redis = await startPrivateRedis();
-  const blog = await makeBlog('sqlite', __filename, { redis: redis.url, redisTimeout: 300 }, 'strict');
+  const logged: string[] = [];
+  const blog = await makeBlog('sqlite', __filename, { redis: redis.url, redisTimeout: 300, degradeOnFailure: false, logger: (m) => logged.push(m) }, 'strict');
   try {
     const { Post } = blog;
     await Post.create({ title: 'a', views: 1 });
     await redis.stop();
     const started = Date.now();
-    await t.throwsAsync(() => Post.findAll({ where: { views: 1 } }), { instanceOf: CacheopsRedisError });
+    const error = await t.throwsAsync(() => Post.findAll({ where: { views: 1 } }), { instanceOf: CacheopsRedisError });
     t.true(Date.now() - started < 3000);
+    t.regex(error!.message, /degradeOnFailure is false \(strict mode\).*set it to true/, error!.message);
+    t.regex(logged.join('\n'), /strict mode, degradeOnFailure: false/, 'the log line names the strict mode');
+    const again = await t.throwsAsync(() => Post.findAll({ where: { views: 2 } }), { instanceOf: CacheopsRedisError });
+    t.regex(again!.message, /unavailable .*degradeOnFailure is false/, 'a read skipped while Redis is out says so too');
   } finally {
     await blog.cacheops.close().catch(() => undefined);
     await blog.sequelize.close();
