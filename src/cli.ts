@@ -15,6 +15,7 @@ import { progress, type ProgressState } from './cli-progress';
 import { ensureReachable, isRedisClientError } from './cli-redis';
 import { collectStats, renderStats } from './cli-stats';
 import { CacheopsError } from './errors';
+import { closest, unknownName } from './suggest';
 import { defaultFileCacheDir, FileCache } from './file-cache';
 import type { Cacheops } from './install';
 import { allKeysPattern, prefixRegistryKey } from './keys';
@@ -159,7 +160,10 @@ async function invalidate(target: ReturnType<typeof parseTarget>, cacheops: Cach
   const { name, pk } = target;
   const models = cacheops.sequelize.models as Record<string, ModelStatic<Model>>;
   const model = models[name];
-  if (!model) throw new UsageError(`unknown model ${JSON.stringify(name)} (known: ${Object.keys(models).sort().join(', ') || 'none'})`);
+  if (!model) {
+    const known = Object.keys(models).sort();
+    throw new UsageError(known.length ? unknownName(`model ${JSON.stringify(name)}`, name, known) : `unknown model ${JSON.stringify(name)} (the application defines none)`);
+  }
   if (pk === undefined) {
     await cacheops.invalidateModel(model);
     io.stdout.write(`invalidated every cached value depending on ${name} (table ${tableOf(model)})\n`);
@@ -216,7 +220,11 @@ async function run(argv: readonly string[], io: CliIo, session: Session): Promis
   try {
     parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    // Node's message names the option (`Unknown option '--prefx'. To specify...`): one line with the closest one instead.
+    const flag = /^Unknown option '--([^']+)'/.exec((error as Error).message)?.[1];
+    if (flag === undefined) throw new UsageError((error as Error).message);
+    const match = closest(flag, Object.keys(OPTIONS));
+    throw new UsageError(`unknown option --${flag}${match === undefined ? '' : `: did you mean --${match}?`}`);
   }
   const values = parsed.values as Values;
   if (values.help) {
@@ -226,7 +234,7 @@ async function run(argv: readonly string[], io: CliIo, session: Session): Promis
   const [command, ...args] = parsed.positionals;
   if (command === undefined) throw new UsageError('no command given');
   const spec = COMMANDS[command];
-  if (!spec) throw new UsageError(`unknown command ${JSON.stringify(command)} (commands: ${Object.keys(COMMANDS).join(', ')})`);
+  if (!spec) throw new UsageError(unknownName(`command ${JSON.stringify(command)}`, command, Object.keys(COMMANDS), 'commands'));
   for (const name of Object.keys(values) as OptionName[]) {
     if (values[name] !== undefined && !spec.options.includes(name)) throw new UsageError(`--${name} does not apply to ${command}`);
   }

@@ -1,5 +1,6 @@
 import type { Redis, Cluster, RedisOptions } from 'ioredis';
 import { CacheopsConfigError } from './errors';
+import { closest, unknownName } from './suggest';
 import { describeError } from './breaker';
 import { DEFAULT_NEAR_LIMITS, type NearLimits } from './near/near-cache';
 
@@ -193,7 +194,7 @@ export function parseOps(spec: unknown, key: string): Set<CacheOp> {
   for (const op of list) {
     if (typeof op !== 'string' || !OP_WORDS.includes(op)) {
       const shown = typeof op === 'string' ? JSON.stringify(op) : describeValue(op);
-      throw new CacheopsConfigError(key, `unknown op ${shown} (expected one of ${OP_WORDS.join(', ')})`);
+      throw new CacheopsConfigError(key, unknownName(`op ${shown}`, typeof op === 'string' ? op : '', OP_WORDS, 'expected one of'));
     }
     if (op === 'all') for (const o of ALL_OPS) ops.add(o);
     else if (op !== 'just_enable') ops.add(op as CacheOp);
@@ -223,7 +224,7 @@ function profileOptions(spec: unknown, key: string): ProfileOptions {
   }
   if (!isPlainObject(spec)) throw new CacheopsConfigError(key, 'a profile is an object, [ops, timeout] or null');
   for (const k of Object.keys(spec)) {
-    if (!PROFILE_KEYS.has(k)) throw new CacheopsConfigError(`${key}.${k}`, `unknown profile option (known: ${[...PROFILE_KEYS].join(', ')})`);
+    if (!PROFILE_KEYS.has(k)) throw new CacheopsConfigError(`${key}.${k}`, unknownName('profile option', k, [...PROFILE_KEYS]));
   }
   return spec as ProfileOptions;
 }
@@ -260,7 +261,7 @@ function nearLimits(value: unknown, key: string): NearLimits | undefined {
   if (value === true) return DEFAULT_NEAR_LIMITS;
   if (!isPlainObject(value)) throw new CacheopsConfigError(key, 'expected true, false or { maxEntries, maxBytes }');
   for (const k of Object.keys(value)) {
-    if (k !== 'maxEntries' && k !== 'maxBytes') throw new CacheopsConfigError(`${key}.${k}`, 'unknown option (known: maxEntries, maxBytes)');
+    if (k !== 'maxEntries' && k !== 'maxBytes') throw new CacheopsConfigError(`${key}.${k}`, unknownName('option', k, ['maxEntries', 'maxBytes']));
   }
   return {
     maxEntries: positiveInt(value['maxEntries'], DEFAULT_NEAR_LIMITS.maxEntries, `${key}.maxEntries`),
@@ -289,11 +290,23 @@ function positiveInt(value: unknown, fallback: number, key: string): number {
   return value;
 }
 
+/** A top-level key that is not one: the closest top-level key, else the profile option it resembles (`timeout`). */
+function unknownTopKey(k: string): string {
+  const top = [...TOP_KEYS];
+  if (closest(k, top) === undefined) {
+    const option = closest(k, PROFILE_KEYS);
+    if (option !== undefined) {
+      return `unknown option: ${JSON.stringify(option)} is a profile option, given in defaults or profiles.<Model> (known here: ${top.join(', ')})`;
+    }
+  }
+  return unknownName('option', k, top);
+}
+
 /** Validates the whole configuration; throws `CacheopsConfigError` naming the first bad key. */
 export function normalizeConfig(config: CacheopsConfig, modelNames: readonly string[]): NormalizedConfig {
   if (!isPlainObject(config)) throw new CacheopsConfigError('config', 'expected an object');
   for (const k of Object.keys(config)) {
-    if (!TOP_KEYS.has(k)) throw new CacheopsConfigError(k, `unknown option (known: ${[...TOP_KEYS].join(', ')})`);
+    if (!TOP_KEYS.has(k)) throw new CacheopsConfigError(k, unknownTopKey(k));
   }
   const defaults = config.defaults === undefined ? {} : profileOptions(config.defaults, 'defaults');
   // Validate defaults on their own so an error names `defaults`, not a profile.

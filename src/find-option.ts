@@ -8,6 +8,7 @@
  */
 import { checkTimeout, describeValue, parseOps, type CacheOp } from './config';
 import { CacheopsConfigError } from './errors';
+import { unknownName } from './suggest';
 
 /**
  * The option of one read: `'auto'` (absent: the profile's ops decide), `'off'`
@@ -19,12 +20,13 @@ export type ParsedFindOption =
   | { readonly ops: ReadonlySet<CacheOp> | undefined; readonly timeout: number | undefined; readonly lock: boolean | undefined };
 
 /**
- * `invalidate` is a write's key, the others a read's; each side accepts (and
+ * `invalidate` is a write's key, the others a read's. Each side accepts (and
  * checks) the other's because calls that read and write (findOrCreate) hand
- * one options object to both.
+ * one options object to both, but an error names only its own side's keys.
  */
-const KNOWN = ['ops', 'timeout', 'lock', 'invalidate'];
-const KNOWN_ON_WRITES = ['invalidate', 'ops', 'timeout', 'lock'];
+const READ_KEYS = ['ops', 'timeout', 'lock'];
+const WRITE_KEYS = ['invalidate'];
+const ALL_KEYS = [...READ_KEYS, ...WRITE_KEYS];
 
 const MANUAL: ParsedFindOption = { ops: undefined, timeout: undefined, lock: undefined };
 
@@ -44,7 +46,7 @@ export function parseFindOption(option: unknown): ParsedFindOption {
     throw new CacheopsConfigError('cacheops', `the find option is true, false or { ops, timeout, lock }, got ${describeValue(option)}`);
   }
   const record = option as Record<string, unknown>;
-  checkKeys(record, 'find', KNOWN);
+  checkKeys(record, 'find', READ_KEYS);
   checkBoolean(record['invalidate'], 'cacheops.invalidate');
   return readKeys(record);
 }
@@ -59,16 +61,16 @@ export function parseWriteOption(option: unknown): boolean {
     throw new CacheopsConfigError('cacheops', `the write option is true, false or { invalidate }, got ${describeValue(option)}`);
   }
   const record = option as Record<string, unknown>;
-  checkKeys(record, 'write', KNOWN_ON_WRITES);
+  checkKeys(record, 'write', WRITE_KEYS);
   const invalidate = checkBoolean(record['invalidate'], 'cacheops.invalidate');
   readKeys(record);
   return invalidate !== false;
 }
 
-function checkKeys(record: Record<string, unknown>, side: 'find' | 'write', known: readonly string[]): void {
+function checkKeys(record: Record<string, unknown>, side: 'find' | 'write', own: readonly string[]): void {
   for (const key of Object.keys(record)) {
-    if (!known.includes(key)) {
-      throw new CacheopsConfigError(`cacheops.${key}`, `unknown key of the cacheops ${side} option (known: ${known.join(', ')})`);
+    if (!ALL_KEYS.includes(key)) {
+      throw new CacheopsConfigError(`cacheops.${key}`, unknownName(`key of the cacheops ${side} option`, key, own));
     }
   }
 }

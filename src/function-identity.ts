@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { sep } from 'node:path';
 import { checkTimeout } from './config';
 import { CacheopsConfigError } from './errors';
+import { unknownName } from './suggest';
 import { stableStringify } from './query/key';
 
 /**
@@ -57,7 +58,7 @@ export interface FunctionCacheOptions {
 export function checkFunctionOptions(o: object, where: string, known: readonly string[]): void {
   const opts = o as Record<string, unknown>;
   for (const k of Object.keys(opts)) {
-    if (!known.includes(k)) throw new CacheopsConfigError(`${where}.${k}`, `unknown option (known: ${known.join(', ')})`);
+    if (!known.includes(k)) throw new CacheopsConfigError(`${where}.${k}`, unknownName('option', k, known));
   }
   if (opts['timeout'] !== undefined) checkTimeout(opts['timeout'], `${where}.timeout`);
   if (opts['lock'] !== undefined && typeof opts['lock'] !== 'boolean') throw new CacheopsConfigError(`${where}.lock`, 'expected true or false');

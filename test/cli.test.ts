@@ -284,7 +284,9 @@ const BAD: [string[], RegExp][] = [
   [['reap-conjs', '--redis', redisUrl, '--chunk-size', 'lots'], /--chunk-size expects an integer/],
   [['reap-conjs', '--redis', redisUrl, '--chunk-size', '0'], /--chunk-size expects an integer >= 1/],
   [['reap-conjs', '--min-conj-set-size', '-1', '--redis', redisUrl], /min-conj-set-size/],
-  [['stats', '--bogus'], /Unknown option '--bogus'/],
+  [['stats', '--bogus'], /unknown option --bogus\n/],
+  [['stats', '--prefx', 'p'], /unknown option --prefx: did you mean --prefix\?/],
+  [['stast'], /unknown command "stast": did you mean "stats"\?/],
   [['stats', '--prefix', 'x'], /--prefix goes with --redis/],
   [['stats', '--app', APP, '--redis', redisUrl], /not both/],
   [['stats', '--redis', 'http://nope'], /--redis: .*unsupported URL/],
@@ -308,6 +310,7 @@ test('bad arguments: the real binary exits with code 2', async (t) => {
     BAD[0]!, BAD[1]!, BAD[4]!, BAD[12]!,
     // These load the application first.
     [['invalidate', 'Nope.3', '--app', APP], /unknown model "Nope" \(known: Author, Category, Comment, Post, PostTag, Tag\)/],
+    [['invalidate', 'Psot.3', '--app', APP], /unknown model "Psot": did you mean "Post"\? \(known: Author, /],
     [['invalidate', 'Post.abc', '--app', APP], /bad primary key "abc"/],
   ];
   const results = await Promise.all(cases.map(([args]) => cli(args)));

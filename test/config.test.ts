@@ -294,8 +294,8 @@ test.serial('bad configuration throws CacheopsConfigError naming the key', async
     [{ profiles: { Post: { lock: 'yes' } } }, 'profiles.Post.lock: expected true or false, got "yes" (a string)'],
     [{ enabled: 1 }, 'enabled: expected true or false, got 1'],
     [{ degradeOnFailure: {} }, 'degradeOnFailure: expected true or false, got an object'],
-    [{ profiles: { Post: { ops: 'gett' } } }, 'profiles.Post.ops: unknown op "gett" (expected one of get, fetch, count, aggregate, exists, all, just_enable)'],
-    [{ profiles: { Post: { ops: [1] } } }, 'profiles.Post.ops: unknown op 1 (expected one of get, fetch, count, aggregate, exists, all, just_enable)'],
+    [{ profiles: { Post: { ops: 'gett' } } }, 'profiles.Post.ops: unknown op "gett": did you mean "get"? (expected one of: get, fetch, count, aggregate, exists, all, just_enable)'],
+    [{ profiles: { Post: { ops: [1] } } }, 'profiles.Post.ops: unknown op 1 (expected one of: get, fetch, count, aggregate, exists, all, just_enable)'],
     [{ profiles: { Post: { staleWhileRevalidate: '30' } } }, 'profiles.Post.staleWhileRevalidate: expected a number of seconds (0 for off), got "30" (a string)'],
   ];
   for (const [config, message] of messages) {
@@ -347,8 +347,9 @@ for (const dialect of dialects()) {
         ['forbidden model', (o) => m.Audit.findAll(o)],
       ];
       const bad: [unknown, string, RegExp][] = [
-        [{ opz: 1 }, 'cacheops.opz', /unknown key of the cacheops find option \(known: ops, timeout, lock, invalidate\)/],
-        [{ timeout: 60, tiemout: 60 }, 'cacheops.tiemout', /unknown key/],
+        [{ opz: 1 }, 'cacheops.opz', /unknown key of the cacheops find option: did you mean "ops"\? \(known: ops, timeout, lock\)$/],
+        [{ timeout: 60, tiemout: 60 }, 'cacheops.tiemout', /unknown key of the cacheops find option: did you mean "timeout"\? \(known: ops, timeout, lock\)$/],
+        [{ bogus: 1 }, 'cacheops.bogus', /unknown key of the cacheops find option \(known: ops, timeout, lock\)$/],
         [{ lock: 'yes' }, 'cacheops.lock', /expected true or false, got "yes" \(a string\)/],
         [{ timeout: '60' }, 'cacheops.timeout', /got "60" \(a string\)/],
         [{ invalidate: 0 }, 'cacheops.invalidate', /got 0$/],

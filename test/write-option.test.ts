@@ -14,7 +14,7 @@ import { countSql, dialects } from './helpers/env';
 type O = { cacheops: never };
 
 const bad: [unknown, string, RegExp][] = [
-  [{ invalidat: false }, 'cacheops.invalidat', /unknown key of the cacheops write option \(known: invalidate, ops, timeout, lock\)/],
+  [{ invalidat: false }, 'cacheops.invalidat', /unknown key of the cacheops write option: did you mean "invalidate"\? \(known: invalidate\)$/],
   [{ invalidate: false, extra: 1 }, 'cacheops.extra', /unknown key of the cacheops write option/],
   [{ invalidate: 0 }, 'cacheops.invalidate', /expected true or false, got 0$/],
   [{ invalidate: 'false' }, 'cacheops.invalidate', /expected true or false, got "false" \(a string\)/],
