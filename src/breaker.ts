@@ -6,6 +6,12 @@
  * of a timeout per call. A background probe, with a back-off from 100 ms
  * doubling to 5 s, closes it once Redis answers again. One log line when it
  * opens, one when it closes, each with the endpoint and the cause on one line.
+ *
+ * A slow Redis (slow.ts) opens it too (`degrade`): calls skip Redis as in an
+ * outage, but in both degrade modes (nothing failed, so no caller gets an
+ * error), and its probe asks whether Redis is fast again, not only whether it
+ * answers. A reconnected client (its `ready` event) is probed at once
+ * (`probeNow`) rather than at the next back-off step.
  */
 
 /** One line for a Redis error: `ECONNREFUSED 127.0.0.1:6380`, `timed out after 300 ms 127.0.0.1:6379`, ... */
@@ -27,19 +33,28 @@ export interface BreakerOptions {
   readonly logger: (message: string, error?: unknown) => void;
   /** Does Redis answer? Bounded in time by the caller; resolves false or rejects when not. */
   readonly probe: () => Promise<boolean>;
+  /** Is Redis fast again? (after `degrade`; bounded in time by the caller) */
+  readonly probeFast?: () => Promise<boolean>;
   /** Called once when it closes (caching resumes: failed invalidations are retried then). */
-  readonly onClose?: () => void;
+  readonly onClose?: (kind: BreakerKind) => void;
   /** What callers do meanwhile, for the log line. */
   readonly meanwhile: string;
   readonly minDelayMs?: number;
   readonly maxDelayMs?: number;
+  /** The back-off ceiling while Redis is slow (a probe of a slow Redis costs the application nothing). */
+  readonly slowMaxDelayMs?: number;
 }
+
+/** Why it is open: Redis failed, or Redis answers too slowly. */
+export type BreakerKind = 'outage' | 'slow';
 
 export class RedisBreaker {
   /** Read on every Redis call: a plain field, no getter. */
   open = false;
   /** The failure that opened it (for the error a skipped call reports). */
   cause = '';
+  /** Why it is (or last was) open. */
+  kind: BreakerKind = 'outage';
   /** When the last outage began (ms since the epoch). */
   openedAt = 0;
   private delay = 0;
@@ -47,6 +62,9 @@ export class RedisBreaker {
   private stopped = false;
   /** Outages seen (opened) since start, for tests and stats. */
   outages = 0;
+  /** Slow periods seen since start. */
+  slowPeriods = 0;
+  private probing = false;
 
   private readonly watchers: ((open: boolean) => void)[] = [];
 
@@ -65,14 +83,36 @@ export class RedisBreaker {
   /** A call failed: open (and log) unless already open. */
   trip(error: unknown, what: string): void {
     if (this.open || this.stopped) return;
-    this.open = true;
+    this.kind = 'outage';
     this.outages += 1;
-    this.openedAt = Date.now();
     this.cause = describeError(error, this.options.endpoint);
-    this.options.logger(`Redis unavailable: ${this.cause} (${what}); ${this.options.meanwhile} until it is back`, error);
+    this.opened(`Redis unavailable: ${this.cause} (${what}); ${this.options.meanwhile} until it is back`, error);
+  }
+
+  /** Redis answers too slowly (`why`, one line): open (and log) unless already open. */
+  degrade(why: string): void {
+    if (this.open || this.stopped) return;
+    this.kind = 'slow';
+    this.slowPeriods += 1;
+    this.cause = `slow: ${why}`;
+    this.opened(`Redis is slow: ${why} ${this.options.endpoint}; the database answers until it is fast again`);
+  }
+
+  private opened(line: string, error?: unknown): void {
+    this.open = true;
+    this.openedAt = Date.now();
+    this.options.logger(line, error);
     this.delay = this.options.minDelayMs ?? 100;
     this.schedule();
     for (const w of this.watchers) w(true);
+  }
+
+  /** The client is connected again: probe now instead of at the next back-off step. */
+  probeNow(): void {
+    if (!this.open || this.stopped || this.probing) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    void this.runProbe();
   }
 
   private schedule(): void {
@@ -86,23 +126,33 @@ export class RedisBreaker {
   }
 
   private async runProbe(): Promise<void> {
+    if (this.probing) return; // the probe under way reschedules when it fails
     let ok = false;
+    this.probing = true;
+    const slow = this.kind === 'slow';
     try {
-      ok = await this.options.probe();
+      ok = await (slow && this.options.probeFast ? this.options.probeFast() : this.options.probe());
     } catch {
       ok = false;
+    } finally {
+      this.probing = false;
     }
-    if (this.stopped) return;
+    if (this.stopped || !this.open) return;
     if (!ok) {
-      this.delay = Math.min(this.delay * 2, this.options.maxDelayMs ?? 5000);
-      this.schedule();
+      const ceiling = slow ? this.options.slowMaxDelayMs ?? 1000 : this.options.maxDelayMs ?? 5000;
+      this.delay = Math.min(this.delay * 2, ceiling);
+      if (!this.timer) this.schedule();
       return;
     }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     this.open = false;
     const seconds = ((Date.now() - this.openedAt) / 1000).toFixed(1);
-    this.options.logger(`Redis is back: ${this.options.endpoint} after ${seconds} s; caching resumed`);
+    this.options.logger(slow
+      ? `Redis is fast again: ${this.options.endpoint} after ${seconds} s; caching resumed`
+      : `Redis is back: ${this.options.endpoint} after ${seconds} s; caching resumed`);
     for (const w of this.watchers) w(false);
-    this.options.onClose?.();
+    this.options.onClose?.(this.kind);
   }
 
   /** No more probes (close()). Calls skip Redis from now on. */

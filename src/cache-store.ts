@@ -19,8 +19,10 @@ import { endpointOf, isCluster, type RedisClient, type ScriptCommands } from './
 import { conjKey, epochsKey, escapeKeyPart, lockKey, namespace, shardOf, simpleKey, valueKey, allKeysPattern, hashText } from './keys';
 import type { Conj } from './tree';
 import { CacheopsRedisError } from './errors';
-import { describeError, RedisBreaker } from './breaker';
+import { describeError, RedisBreaker, type BreakerKind } from './breaker';
 import { bounded } from './bounded';
+import { FullState, isOomError } from './pressure';
+import { SlowDetector, type SlowRedisOptions } from './slow';
 
 /** What a cached value depends on: a table and the conjunctions of its rows that matter. */
 export interface Dependency {
@@ -50,6 +52,9 @@ export type RefreshResult =
   | { readonly kind: 'stale' | 'gone'; readonly snapshot: Snapshot; readonly lockHeld: boolean }
   | { readonly kind: 'unavailable' };
 
+/** What became of a store: stored, refused (an invalidation raced it, or Redis is out), or dropped because Redis is full. */
+export type StoreResult = 'stored' | 'refused' | 'full';
+
 /** One row to invalidate by: attribute -> token; absent attributes match everything. */
 export type RowTokens = ReadonlyMap<string, string>;
 
@@ -66,9 +71,15 @@ export interface StoreOptions {
   readonly logger: (message: string, error?: unknown) => void;
   /** Memory-limit mode: values carry their invalidators' stamps (see lua/*_insideout.lua). */
   readonly insideout: boolean;
-  /** Called when Redis answers again after an outage. */
-  readonly onAvailable?: () => void;
+  /** Called when Redis answers again after an outage (or is fast again after a slow period). */
+  readonly onAvailable?: (kind: BreakerKind) => void;
+  /** Slow-Redis detection (slow.ts); undefined: off. */
+  readonly slow?: SlowRedisOptions | undefined;
 }
+
+/** Redis 6 and older compile a shebang line as Lua, and fail on it. */
+const isShebangRefused = (error: unknown): boolean =>
+  /Error compiling script|unexpected symbol near '#'/.test(String((error as { message?: unknown } | null)?.message ?? ''));
 
 function schemeOf(conj: Conj): { scheme: string; conj: string } {
   const fields = [...conj.keys()].map(escapeKeyPart).sort();
@@ -95,6 +106,12 @@ export class CacheStore {
    * commands without a timeout while it is not ready, so it always gets one.
    */
   private readonly clientTimesOut: boolean;
+  /** Full Redis (maxmemory, noeviction): stores are dropped, reads and invalidations go on (pressure.ts). */
+  readonly full: FullState;
+  /** Slow Redis: opens the breaker when cache reads take longer than the database would (slow.ts). */
+  readonly slow: SlowDetector | undefined;
+  /** The server does not know script flags (Redis < 7): the allow-oom scripts are sent without them. */
+  private shebangless = false;
 
   constructor(
     readonly client: RedisClient & ScriptCommands,
@@ -102,14 +119,51 @@ export class CacheStore {
   ) {
     const own = isCluster(client) ? undefined : (client as { options?: { commandTimeout?: unknown } }).options?.commandTimeout;
     this.clientTimesOut = typeof own === 'number' && own > 0 && own <= options.timeoutMs;
+    const endpoint = endpointOf(client);
+    this.full = new FullState({ endpoint, logger: options.logger });
+    this.slow = options.slow && new SlowDetector(options.slow, (why) => this.breaker.degrade(why));
     this.breaker = new RedisBreaker({
-      endpoint: endpointOf(client),
+      endpoint,
       logger: options.logger,
       probe: () => this.probe(),
-      ...(options.onAvailable ? { onClose: options.onAvailable } : {}),
+      probeFast: () => this.probeFast(),
+      onClose: (kind) => {
+        this.slow?.reset();
+        options.onAvailable?.(kind);
+      },
       meanwhile: options.degradeOnFailure
         ? 'the database answers reads (degradeOnFailure: false would make them throw)'
         : 'cache reads throw CacheopsRedisError (strict mode, degradeOnFailure: false; true lets the database answer)',
+    });
+  }
+
+  /**
+   * Is Redis fast again? Three round trips in a row (the first shard's epochs
+   * key), each timed; a failed or late one says no.
+   */
+  private async probeFast(): Promise<boolean> {
+    const slow = this.slow;
+    if (!slow || !(await this.probe())) return false;
+    const times: number[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      const started = performance.now();
+      const call = this.client.exists(epochsKey(namespace('', 0)));
+      const ok = await bounded(call.then(() => true), this.options.timeoutMs, () => false).catch(() => false);
+      call.catch(() => undefined);
+      if (!ok) return false;
+      times.push(performance.now() - started);
+      if (!slow.fastAgain(times)) return false;
+    }
+    return true;
+  }
+
+  /** A script that may run on a full Redis (`#!lua flags=allow-oom`), sent without its flags to a Redis < 7. */
+  private allowOom<T>(call: (shebangless: boolean) => Promise<T>): Promise<T> {
+    if (this.shebangless) return call(true);
+    return call(false).catch((error: unknown) => {
+      if (!isShebangRefused(error)) throw error;
+      this.shebangless = true;
+      return call(true);
     });
   }
 
@@ -149,6 +203,15 @@ export class CacheStore {
     } catch (error) {
       pending = Promise.reject(error);
     }
+    // Cache reads Redis answered are timed: a Redis slower than the database is bypassed (slow.ts).
+    const slow = this.slow;
+    if (slow && what === 'a cache read') {
+      const started = performance.now();
+      pending = pending.then((value) => {
+        slow.read(performance.now() - started);
+        return value;
+      });
+    }
     if (this.clientTimesOut) return pending.catch((error: unknown) => this.failed(what, error, fallback));
     const ms = this.options.timeoutMs;
     return bounded(pending, ms, () => {
@@ -158,6 +221,11 @@ export class CacheStore {
 
   /** A failed Redis call: opens the breaker; the fallback when degrading, else a CacheopsRedisError. */
   private failed<T>(what: string, error: unknown, fallback: T): T {
+    // A full Redis refused a write (a lock, a store): not an outage, and never the caller's error.
+    if (isOomError(error)) {
+      this.full.refused(error, what);
+      return fallback;
+    }
     this.breaker.trip(error, what);
     if (!this.options.degradeOnFailure) {
       const own = describeError(error, this.breaker.endpoint);
@@ -169,7 +237,8 @@ export class CacheStore {
 
   /** A call made while the breaker is open: nothing is sent. */
   private skipped<T>(what: string, fallback: T): Promise<T> {
-    if (this.options.degradeOnFailure) return Promise.resolve(fallback);
+    // A slow Redis is bypassed in both modes: nothing failed.
+    if (this.options.degradeOnFailure || this.breaker.kind === 'slow') return Promise.resolve(fallback);
     return Promise.reject(new CacheopsRedisError(`Redis failed during ${what}: unavailable (${this.breaker.cause}). ${STRICT_HINT}`));
   }
 
@@ -235,7 +304,12 @@ export class CacheStore {
    * `timeout` is the key's whole life in seconds (a stale-while-revalidate value's
    * window included): its invalidation structures are kept at least as long.
    */
-  async store(prefix: string, hash: string, bytes: Buffer, timeout: number, deps: readonly Dependency[], snapshot: Snapshot): Promise<boolean> {
+  async store(prefix: string, hash: string, bytes: Buffer, timeout: number, deps: readonly Dependency[], snapshot: Snapshot): Promise<StoreResult> {
+    // While Redis is full, only a probe's store goes (pressure.ts); the others would be refused.
+    if (!this.full.mayStore()) {
+      await this.releaseLease(prefix, hash, snapshot.lockToken);
+      return 'full';
+    }
     const ns = this.nsFor(prefix, hash);
     const insideout = this.options.insideout;
     const args: (string | Buffer | number)[] = [valueKey(ns, hash), epochsKey(ns), lockKey(ns, hash), ns, bytes, Math.max(1, Math.ceil(timeout)), snapshot.lockToken];
@@ -257,8 +331,18 @@ export class CacheStore {
       }
     }
     args.push(count, ...conjs);
-    const stored = await this.guard('a cache store', () => (insideout ? this.client.cacheopsStoreInsideout(...args) : this.client.cacheopsStore(...args)), 0);
-    return stored === 1;
+    const stored = await this.guard('a cache store', async () => {
+      try {
+        return await (insideout ? this.client.cacheopsStoreInsideout(...args) : this.client.cacheopsStore(...args));
+      } catch (error) {
+        if (!isOomError(error)) throw error;
+        this.full.refused(error, 'a cache store');
+        return -1;
+      }
+    }, 0);
+    if (stored === 1) this.full.accepted();
+    if (stored === -1) await this.releaseLease(prefix, hash, snapshot.lockToken);
+    return stored === 1 ? 'stored' : stored === -1 ? 'full' : 'refused';
   }
 
   /** Drops the values that depend on these rows (or tables), in every shard; one round trip per shard. */
@@ -286,7 +370,9 @@ export class CacheStore {
       for (let shard = 0; shard < this.shards; shard += 1) {
         const ns = namespace(prefix, shard);
         const args = [epochsKey(ns), ns, ...body];
-        calls.push(this.options.insideout ? this.client.cacheopsInvalidateInsideout(...args) : this.client.cacheopsInvalidate(...args));
+        calls.push(this.allowOom((bare) => (this.options.insideout
+          ? (bare ? this.client.cacheopsInvalidateInsideoutBare(...args) : this.client.cacheopsInvalidateInsideout(...args))
+          : (bare ? this.client.cacheopsInvalidateBare(...args) : this.client.cacheopsInvalidate(...args)))));
       }
       return (await Promise.all(calls)).reduce((a, b) => a + b, 0);
     }, -1);
@@ -314,7 +400,8 @@ export class CacheStore {
     };
     if (prefix !== undefined) {
       for (let shard = 0; shard < this.shards; shard += 1) {
-        await this.guard('invalidateAll', () => this.client.hincrby(epochsKey(namespace(prefix, shard)), '*', 1), 0);
+        const key = epochsKey(namespace(prefix, shard));
+        await this.guard('invalidateAll', () => this.allowOom((bare) => (bare ? this.client.cacheopsBumpEpochBare(key) : this.client.cacheopsBumpEpoch(key))), 0);
       }
     } else {
       await scanAll(`${pattern}}:epochs`, async (node, keys) => {
@@ -343,9 +430,13 @@ export class CacheStore {
     return this.guard<Buffer | null | undefined>('a cache read', () => this.client.getBuffer(simpleKey(ns, key)), undefined);
   }
 
-  async setSimple(prefix: string, key: string, bytes: Buffer, timeout: number): Promise<void> {
+  /** Stores a plain key/value entry; false when it was not (Redis full or out while degrading). */
+  async setSimple(prefix: string, key: string, bytes: Buffer, timeout: number): Promise<boolean> {
+    if (!this.full.mayStore()) return false;
     const ns = this.nsFor(prefix, hashText(key));
-    await this.guard('a cache write', () => this.client.set(simpleKey(ns, key), bytes, 'EX', Math.max(1, Math.ceil(timeout))), 'OK');
+    const reply = await this.guard<string | null>('a cache write', () => this.client.set(simpleKey(ns, key), bytes, 'EX', Math.max(1, Math.ceil(timeout))), null);
+    if (reply === 'OK') this.full.accepted();
+    return reply === 'OK';
   }
 
   async deleteSimple(prefix: string, key: string): Promise<boolean> {

@@ -13,6 +13,7 @@ import { connectRedis, isCluster, type RedisClient } from './redis';
 import { prefixRegistryKey } from './keys';
 import { CacheopsConfigError, CacheopsError, CacheopsRedisError } from './errors';
 import { OutageRecovery } from './outage';
+import { isOomError } from './pressure';
 import { bounded } from './bounded';
 import { tableOf, treeContext } from './query/dependencies';
 import { rowTokens } from './tree';
@@ -78,6 +79,8 @@ export interface CacheopsStats {
   checks: number;
   /** Of those, how many differed from the database (each emitted as `stale`). */
   stale: number;
+  /** Values not stored because Redis was full (maxmemory reached): the reads were answered all the same. */
+  fullStores: number;
 }
 
 /** What a read through `CacheopsCore.read` may use besides Redis. */
@@ -111,7 +114,7 @@ export class CacheopsCore {
   // inferred `EventEmitter<[never]>` of @types/node 20 is rejected by @types/node 26.
   readonly events: EventEmitter = new EventEmitter();
   readonly counters: CacheopsStats = {
-    hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0, nearHits: 0, staleHits: 0, checks: 0, stale: 0,
+    hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0, nearHits: 0, staleHits: 0, checks: 0, stale: 0, fullStores: 0,
   };
   /** The near caches of the profiles with `near`, and their tracking connections; undefined when none has it. */
   readonly near: NearTier | undefined;
@@ -146,6 +149,7 @@ export class CacheopsCore {
       logger: this.config.logger,
       insideout: this.config.insideout,
       onAvailable: () => this.outage.resumed(),
+      slow: this.config.slowRedis,
     });
     this.watchConnection(client, owned);
     this.transactions = new TransactionTracker(sequelize, (error) => this.config.logger('a queued invalidation failed', error));
@@ -185,8 +189,14 @@ export class CacheopsCore {
    */
   private watchConnection(client: RedisClient, owned: boolean): void {
     const onClose = (): void => this.store.breaker.trip(new Error('connection closed'), 'connection');
+    // Connected again: the breaker probes at once instead of at its next back-off step.
+    const onReady = (): void => this.store.breaker.probeNow();
     client.on('close', onClose);
-    this.unwatch = () => client.off('close', onClose);
+    client.on('ready', onReady);
+    this.unwatch = () => {
+      client.off('close', onClose);
+      client.off('ready', onReady);
+    };
     if (!owned) return;
     client.on('error', (error: unknown) => this.store.breaker.trip(error, 'connection'));
     client.on('reconnecting', () => (client as unknown as { reconnectTimeout?: NodeJS.Timeout | null }).reconnectTimeout?.unref());
@@ -209,7 +219,9 @@ export class CacheopsCore {
       this.registeredPrefixes.add(prefix);
       this.redis.sadd(prefixRegistryKey, prefix).catch((error: unknown) => {
         this.registeredPrefixes.delete(prefix);
-        this.store.breaker.trip(error, 'a key prefix registration');
+        // A full Redis refuses it: registered by the next call (its values are not stored meanwhile).
+        if (isOomError(error)) this.store.full.refused(error, 'a key prefix registration');
+        else this.store.breaker.trip(error, 'a key prefix registration');
       });
     }
     return prefix;
@@ -274,6 +286,7 @@ export class CacheopsCore {
     if (outcome.tier === 'near') this.counters.nearHits += 1;
     if (outcome.stale === true) this.counters.staleHits += 1;
     if (outcome.stored) this.counters.stores += 1;
+    else if (outcome.full === true) this.counters.fullStores += 1;
     else if (!outcome.hit && req.canStore) this.counters.refusedStores += 1;
     // A stale value is not kept: process memory never extends its life. A fresh one no longer than its fresh time.
     if (localGet && (outcome.hit || outcome.stored) && outcome.stale !== true) {
@@ -344,7 +357,9 @@ export class CacheopsCore {
       // This process's near caches drop what the invalidation deleted before the write resolves.
       await this.near?.tracker.barrier();
       if (deleted < 0) {
-        this.outage.invalidationFailed(prefix, items.map((it) => it.table), failure, !explicit);
+        // Skipped while Redis is slow: nothing failed, the tables are invalidated when it is fast again.
+        const slow = failure === undefined && this.store.breaker.kind === 'slow';
+        this.outage.invalidationFailed(prefix, items.map((it) => it.table), failure, !explicit && !slow);
         if (explicit && failure) throw failure;
       }
       for (const it of items) {

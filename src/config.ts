@@ -3,6 +3,7 @@ import { CacheopsConfigError } from './errors';
 import { closest, unknownName } from './suggest';
 import { describeError } from './breaker';
 import { DEFAULT_NEAR_LIMITS, type NearLimits } from './near/near-cache';
+import type { SlowRedisOptions } from './slow';
 
 /** The kinds of read a profile may cache automatically. */
 export type CacheOp = 'get' | 'fetch' | 'count' | 'aggregate' | 'exists';
@@ -94,6 +95,12 @@ export interface CacheopsConfig {
   readonly maxRowsForGranularWrite?: number;
   /** Milliseconds a Redis command may take before it counts as failed (default 1000). */
   readonly redisTimeout?: number;
+  /**
+   * A Redis slower than this is bypassed like an outage until it is fast again
+   * (see docs/pressure.md). Default `{ thresholdMs: redisTimeout / 2, dbFactor: 1,
+   * floorMs: 10, windowMs: 1000 }`; `false`: off.
+   */
+  readonly slowRedis?: false | Partial<SlowRedisOptions>;
   /** Where `degradeOnFailure` logs; default `console.warn`. */
   readonly logger?: (message: string, error?: unknown) => void;
   /** Cluster only: how many hash-tag shards the cache data is spread over (default 16). */
@@ -134,6 +141,8 @@ export interface NormalizedConfig {
   readonly maxInListLength: number;
   readonly maxRowsForGranularWrite: number;
   readonly redisTimeout: number;
+  /** Slow-Redis detection; undefined: off. */
+  readonly slowRedis: SlowRedisOptions | undefined;
   readonly logger: (message: string, error?: unknown) => void;
   readonly clusterShards: number;
   readonly raceProtection: boolean;
@@ -151,7 +160,7 @@ export interface NormalizedConfig {
 const TOP_KEYS = new Set([
   'redis', 'defaults', 'profiles', 'prefix', 'degradeOnFailure', 'enabled', 'insideout', 'strict',
   'maxInListLength', 'maxRowsForGranularWrite', 'redisTimeout', 'logger', 'clusterShards', 'raceProtection',
-  'verifySampleRate',
+  'verifySampleRate', 'slowRedis',
 ]);
 const PROFILE_KEYS = new Set(['ops', 'timeout', 'lock', 'localGet', 'cacheOnSave', 'dbAgnostic', 'near', 'staleWhileRevalidate']);
 
@@ -269,6 +278,32 @@ function nearLimits(value: unknown, key: string): NearLimits | undefined {
   };
 }
 
+const SLOW_KEYS = ['thresholdMs', 'dbFactor', 'floorMs', 'windowMs'] as const;
+
+/** Validates `slowRedis`: false, or thresholds in ms and a factor, each optional. */
+function slowRedis(value: unknown, redisTimeout: number): SlowRedisOptions | undefined {
+  if (value === false) return undefined;
+  const spec = value === undefined || value === true ? {} : value;
+  if (!isPlainObject(spec)) throw new CacheopsConfigError('slowRedis', `expected false or { ${SLOW_KEYS.join(', ')} }, got ${describeValue(value)}`);
+  for (const k of Object.keys(spec)) {
+    if (!(SLOW_KEYS as readonly string[]).includes(k)) throw new CacheopsConfigError(`slowRedis.${k}`, `unknown option (known: ${SLOW_KEYS.join(', ')})`);
+  }
+  const number = (k: (typeof SLOW_KEYS)[number], fallback: number, min: number): number => {
+    const v = spec[k];
+    if (v === undefined) return fallback;
+    if (typeof v !== 'number' || !(v >= min) || Number.isNaN(v)) {
+      throw new CacheopsConfigError(`slowRedis.${k}`, `expected a number of at least ${min}, got ${describeValue(v)}`);
+    }
+    return v;
+  };
+  return {
+    thresholdMs: number('thresholdMs', redisTimeout / 2, 1),
+    dbFactor: number('dbFactor', 1, 0),
+    floorMs: number('floorMs', 10, 0),
+    windowMs: number('windowMs', 1000, 100),
+  };
+}
+
 function sampleRate(value: unknown): number {
   if (value === undefined) return 0;
   if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
@@ -340,6 +375,7 @@ export function normalizeConfig(config: CacheopsConfig, modelNames: readonly str
 
   const logger = config.logger ?? defaultLogger;
   if (typeof logger !== 'function') throw new CacheopsConfigError('logger', 'expected a function');
+  const redisTimeout = positiveInt(config.redisTimeout, 1000, 'redisTimeout');
   return {
     redis: config.redis ?? process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379/0',
     prefix: prefix as string | ((query: QueryInfo) => string),
@@ -349,7 +385,8 @@ export function normalizeConfig(config: CacheopsConfig, modelNames: readonly str
     strict,
     maxInListLength: positiveInt(config.maxInListLength, 200, 'maxInListLength'),
     maxRowsForGranularWrite: positiveInt(config.maxRowsForGranularWrite, 1000, 'maxRowsForGranularWrite'),
-    redisTimeout: positiveInt(config.redisTimeout, 1000, 'redisTimeout'),
+    redisTimeout,
+    slowRedis: slowRedis(config.slowRedis, redisTimeout),
     logger: logger as (message: string, error?: unknown) => void,
     clusterShards: positiveInt(config.clusterShards, 16, 'clusterShards'),
     raceProtection: config.raceProtection === undefined ? true : checkBool(config.raceProtection, 'raceProtection'),

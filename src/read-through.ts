@@ -63,6 +63,8 @@ export interface ReadOutcome<T> {
   readonly stale?: boolean;
   /** On a hit: Date.now() until which it is fresh (Infinity without stale-while-revalidate). */
   readonly freshUntil?: number;
+  /** Not stored because Redis is full (maxmemory reached). */
+  readonly full?: boolean;
 }
 
 export interface ReadThroughOptions {
@@ -104,9 +106,17 @@ class Read<T> {
     return deps && [...new Set(deps.map((d) => d.table))];
   }
 
+  /** Runs the read's query, timed: what the database costs is what a slow Redis is measured against (slow.ts). */
+  async compute(): Promise<T> {
+    const started = performance.now();
+    const value = await this.req.compute();
+    this.store.slow?.database(performance.now() - started);
+    return value;
+  }
+
   /** The value straight from the database, not stored. */
   async computeOnly(): Promise<ReadOutcome<T>> {
-    return { value: await this.req.compute(), hit: false, stored: false };
+    return { value: await this.compute(), hit: false, stored: false };
   }
 
   /** Computes and stores under the snapshot (which holds our lease, if any; the store releases it). */
@@ -114,7 +124,7 @@ class Read<T> {
     const { req, store } = this;
     let value: T;
     try {
-      value = await req.compute();
+      value = await this.compute();
     } catch (error) {
       // A refresh that failed gives its lease back: readers stop serving the stale value at once.
       if (releaseOnFailure) await store.releaseLease(req.prefix, req.hash, snapshot.lockToken);
@@ -125,8 +135,8 @@ class Read<T> {
     const payload = req.encode(value);
     const bytes = swrMs > 0 ? withFreshness(payload, Date.now() + req.timeout * 1000) : payload;
     const checked = req.raceProtection === false ? { fields: [], values: [], lockToken: snapshot.lockToken } : snapshot;
-    const stored = await store.store(req.prefix, req.hash, bytes, req.timeout + swrMs / 1000, req.refineDeps ? req.refineDeps(value) : deps, checked);
-    return { value, hit: false, stored };
+    const result = await store.store(req.prefix, req.hash, bytes, req.timeout + swrMs / 1000, req.refineDeps ? req.refineDeps(value) : deps, checked);
+    return { value, hit: false, stored: result === 'stored', ...(result === 'full' ? { full: true } : {}) };
   }
 
   /**
@@ -189,7 +199,8 @@ export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>, opt
   }
   const tables = read.tables();
   if (tables === undefined) return read.computeOnly();
-  const lockMs = req.lock && req.canStore ? LEASE_TTL_MS : 0;
+  // No lease while Redis is full: it would be refused, and the store is dropped anyway.
+  const lockMs = req.lock && req.canStore && !store.full.full ? LEASE_TTL_MS : 0;
   let fetched = await store.fetch(req.prefix, req.hash, tables, lockMs);
   // Bounded: past it the waiter reads the database (and does not store: the holder will).
   const deadline = Date.now() + LEASE_WAIT_MS;

@@ -11,14 +11,22 @@ import { CacheopsConfigError } from './errors';
 
 export type RedisClient = Redis | Cluster;
 
-/** The scripts of lua/*.lua, by command name and key count (lua/includes/ holds what they share). */
-const SCRIPTS = {
+/**
+ * The scripts of lua/*.lua, by command name and key count (lua/includes/ holds what they share).
+ * The scripts that only delete or bump small counters start with `#!lua flags=allow-oom`, so they
+ * run on a full Redis (7 and later); `bare` is the same script without that line, for a Redis < 7.
+ */
+const SCRIPTS: Readonly<Record<string, { readonly file: string; readonly keys: number | undefined; readonly bare?: true }>> = {
   cacheopsFetch: { file: 'fetch.lua', keys: 3 },
   cacheopsStore: { file: 'store.lua', keys: 3 },
   cacheopsInvalidate: { file: 'invalidate.lua', keys: 1 },
+  cacheopsInvalidateBare: { file: 'invalidate.lua', keys: 1, bare: true },
+  cacheopsBumpEpoch: { file: 'bump_epoch.lua', keys: 1 },
+  cacheopsBumpEpochBare: { file: 'bump_epoch.lua', keys: 1, bare: true },
   cacheopsFetchInsideout: { file: 'fetch_insideout.lua', keys: 3 },
   cacheopsStoreInsideout: { file: 'store_insideout.lua', keys: 3 },
   cacheopsInvalidateInsideout: { file: 'invalidate_insideout.lua', keys: 1 },
+  cacheopsInvalidateInsideoutBare: { file: 'invalidate_insideout.lua', keys: 1, bare: true },
   // Stale-while-revalidate: who refreshes a value past its fresh time (read-through.ts).
   cacheopsRefresh: { file: 'refresh.lua', keys: 3 },
   cacheopsRefreshInsideout: { file: 'refresh_insideout.lua', keys: 3 },
@@ -28,7 +36,7 @@ const SCRIPTS = {
   cacheopsNearReadInsideout: { file: 'near_read_insideout.lua', keys: 1 },
   // Dynamic key count: the first argument says how many keys follow.
   cacheopsReapConjs: { file: 'reap_conjs.lua', keys: undefined },
-} as const;
+};
 
 type ScriptArg = string | Buffer | number;
 
@@ -37,9 +45,14 @@ export interface ScriptCommands {
   cacheopsFetchBuffer(...args: ScriptArg[]): Promise<Buffer | Buffer[]>;
   cacheopsStore(...args: ScriptArg[]): Promise<number>;
   cacheopsInvalidate(...args: ScriptArg[]): Promise<number>;
+  cacheopsInvalidateBare(...args: ScriptArg[]): Promise<number>;
+  /** bump_epoch.lua: (epochs key) -> the new "*" epoch. */
+  cacheopsBumpEpoch(...args: ScriptArg[]): Promise<number>;
+  cacheopsBumpEpochBare(...args: ScriptArg[]): Promise<number>;
   cacheopsFetchInsideoutBuffer(...args: ScriptArg[]): Promise<Buffer | Buffer[]>;
   cacheopsStoreInsideout(...args: ScriptArg[]): Promise<number>;
   cacheopsInvalidateInsideout(...args: ScriptArg[]): Promise<number>;
+  cacheopsInvalidateInsideoutBare(...args: ScriptArg[]): Promise<number>;
   /** reap_conjs.lua: (number of keys, ...keys, mode) -> [removed, conj set gone]. */
   cacheopsReapConjs(...args: ScriptArg[]): Promise<[number, number]>;
   /** refresh.lua: the value when it changed, else [state, lock state, ...epochs]. */
@@ -130,8 +143,9 @@ export function connectRedis(config: RedisConfig, defaults: RedisOptions): { cli
 
 /** Registers the scripts of lua/ on a client (once). */
 export function defineScripts<C extends RedisClient>(client: C): C & ScriptCommands {
-  for (const [name, { file, keys }] of Object.entries(SCRIPTS)) {
-    if (!(name in client)) client.defineCommand(name, { numberOfKeys: keys, lua: scriptSource(file) });
+  for (const [name, { file, keys, bare }] of Object.entries(SCRIPTS)) {
+    const lua = scriptSource(file);
+    if (!(name in client)) client.defineCommand(name, { numberOfKeys: keys, lua: bare ? lua.replace(/^#!.*\n/, '') : lua });
   }
   return client as C & ScriptCommands;
 }

@@ -36,7 +36,8 @@ export class SimpleCache {
     const ttl = timeout === undefined ? this.core.config.defaultTimeout : checkTimeout(timeout, 'timeout');
     const bytes = encodeValue(value);
     if (!this.core.config.enabled) return;
-    await this.core.store.setSimple(this.prefix(), key, bytes, ttl);
+    const stored = await this.core.store.setSimple(this.prefix(), key, bytes, ttl);
+    if (!stored && this.core.store.full.isFull()) this.core.counters.fullStores += 1;
   }
 
   /** Deletes key; true when something was there. */

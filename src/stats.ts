@@ -164,7 +164,7 @@ export function statsPrefix(core: CacheopsCore): string {
 /** Adds the counters since the last flush to the stats hash (one round trip). */
 export async function flushStats(core: CacheopsCore): Promise<void> {
   if (!core.config.enabled || core.closed) return;
-  const before: CacheopsStats = flushed.get(core) ?? { hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0, nearHits: 0, staleHits: 0, checks: 0, stale: 0 };
+  const before: CacheopsStats = flushed.get(core) ?? { hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0, nearHits: 0, staleHits: 0, checks: 0, stale: 0, fullStores: 0 };
   const now = { ...core.counters };
   const deltas = COUNTER_NAMES.map((name) => [name, now[name] - before[name]] as const).filter(([, d]) => d !== 0);
   if (deltas.length === 0) return;

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Invalidates every cached value whose conjunctions match the given rows, or
   every value of a table, and bumps the tables' epochs so that a value read

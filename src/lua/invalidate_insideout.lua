@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Insideout mode: invalidates by deleting the stamps of the conjunctions the
   rows match (values holding those stamps become misses when next read), or
