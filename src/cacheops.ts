@@ -22,6 +22,7 @@ import { parseFindOption, type ParsedFindOption } from './find-option';
 import { readThrough, type ReadRequest } from './read-through';
 import { NearTier, type TieredOutcome } from './near/near-tier';
 import { Sampler } from './sampler';
+import { ReadGate, type ReadAdmission } from './read-gate';
 import type { Redis } from 'ioredis';
 
 /** The `cacheops` option of a find call. */
@@ -97,7 +98,8 @@ export interface ReadExtras {
 export interface ReadPlan {
   readonly timeout: number;
   readonly lock: boolean;
-  readonly canStore: boolean;
+  /** The read gate's answer (read-gate.ts). */
+  readonly admission: ReadAdmission;
   readonly profile: Profile;
 }
 
@@ -121,6 +123,8 @@ export class CacheopsCore {
   readonly sampler: Sampler;
   /** Dirty tables and lost invalidations of Redis outages (outage.ts): the cache is bypassed while any is left. */
   readonly outage: OutageRecovery = new OutageRecovery(this);
+  /** Whether a read may use the cache now, for every kind of cached read (read-gate.ts). */
+  readonly gate: ReadGate = new ReadGate(this);
   private readonly invalidationOff = new AsyncLocalStorage<boolean>();
   private readonly ownsRedis: boolean;
   private readonly localGets = new Map<string, { expires: number; bytes: Buffer }>();
@@ -245,7 +249,6 @@ export class CacheopsCore {
 
   /** planRead with the `cacheops` option already parsed (the fast path keeps it per fingerprint). */
   planParsed(model: ModelStatic<Model>, op: CacheOp, opt: ParsedFindOption, options: { transaction?: Transaction | null; lock?: unknown }): ReadPlan | undefined {
-    if (!this.config.enabled || this.closed) return undefined;
     if (opt === 'off' || options.lock) return undefined;
     const profile = this.profileOf(model);
     if (!profile) return undefined;
@@ -258,13 +261,15 @@ export class CacheopsCore {
       if (opt.timeout !== undefined) timeout = opt.timeout;
       if (opt.lock !== undefined) lock = opt.lock;
     }
-    const t = this.transactions.current(options);
-    if (t && this.transactions.hasWritten(t)) return undefined;
-    if (this.outage.bypassing) return undefined;
-    return { timeout, lock, canStore: t === undefined, profile };
+    const admission = this.gate.admit(options);
+    if (!admission) return undefined;
+    return { timeout, lock, admission, profile };
   }
 
-  /** Read through the cache (near cache, Redis), counting and emitting `read`; samples hits when asked. */
+  /**
+   * Read through the cache (near cache, Redis), counting and emitting `read`;
+   * samples hits when asked. Only for a read the gate admitted (`req.admission`).
+   */
   async read<T>(req: ReadRequest<T>, event: Omit<ReadEvent, 'hit'>, extras: ReadExtras = {}): Promise<T> {
     const localGet = extras.localGet === true;
     if (localGet) {
@@ -287,14 +292,14 @@ export class CacheopsCore {
     if (outcome.stale === true) this.counters.staleHits += 1;
     if (outcome.stored) this.counters.stores += 1;
     else if (outcome.full === true) this.counters.fullStores += 1;
-    else if (!outcome.hit && req.canStore) this.counters.refusedStores += 1;
+    else if (!outcome.hit && req.admission.canStore) this.counters.refusedStores += 1;
     // A stale value is not kept: process memory never extends its life. A fresh one no longer than its fresh time.
     if (localGet && (outcome.hit || outcome.stored) && outcome.stale !== true) {
       const expires = Math.min(Date.now() + req.timeout * 1000, outcome.freshUntil ?? Infinity);
       this.localGets.set(req.hash, { expires, bytes: req.encode(outcome.value) });
     }
     // The sampler re-runs the query outside any transaction only (a transaction may be over by then).
-    if (extras.sample && outcome.hit && outcome.bytes && req.canStore && !this.closed && this.sampler.picks()) {
+    if (extras.sample && outcome.hit && outcome.bytes && req.admission.canStore && !this.closed && this.sampler.picks()) {
       const { bytes, at } = outcome;
       this.sampler.check({
         model: event.model, hash: req.hash, bytes, at: at ?? Date.now(), tier: outcome.tier ?? 'redis',

@@ -73,15 +73,15 @@ function makeCached<A extends unknown[], R>(core: CacheopsCore, spec: FunctionCa
   const name = fn.name || 'anonymous';
 
   const wrapped = (async (...args: A): Promise<R> => {
-    const t = core.transactions.current(undefined);
-    if (!core.config.enabled || core.closed || (t && core.transactions.hasWritten(t))) return fn(...args);
+    const admission = core.gate.admit();
+    if (!admission) return fn(...args);
     return core.read<R>({
       prefix: prefix(),
       hash: hashOf(args),
       deps: spec.deps,
       timeout: spec.timeout,
       lock: spec.lock,
-      canStore: t === undefined,
+      admission,
       compute: async () => fn(...args),
       encode: encodeValue,
       decode: (bytes) => decodeValue(bytes, core.sequelize) as { value: R } | undefined,
@@ -93,6 +93,8 @@ function makeCached<A extends unknown[], R>(core: CacheopsCore, spec: FunctionCa
     const hash = hashOf(args);
     return {
       async get() {
+        // What the gate refuses to read (an invalidation may not have reached Redis) is no entry.
+        if (!core.gate.admit()) throw new CacheMiss(`${name}(${stableStringify(args)})`);
         const res = await core.store.fetch(prefix(), hash, [], 0);
         if (res.kind === 'hit') {
           const decoded = decodeValue(res.bytes, core.sequelize);

@@ -295,8 +295,8 @@ export class CacheopsExtension {
     });
     if (kw['lock'] !== undefined && typeof kw['lock'] !== 'boolean') throw new CacheopsError(`${where}: lock= must be true or false`);
     if (kw['name'] !== undefined && (typeof kw['name'] !== 'string' || kw['name'] === '')) throw new CacheopsError(`${where}: name= must be a non-empty string`);
-    const t = core.transactions.current(undefined);
-    if (!core.config.enabled || core.closed || (t && core.transactions.hasWritten(t))) return renderBody(body);
+    const admission = core.gate.admit();
+    if (!admission) return renderBody(body);
 
     const { deps, models } = sampleDependencies(core, samples, where);
     let timeout: number;
@@ -314,7 +314,7 @@ export class CacheopsExtension {
       deps,
       timeout,
       lock: kw['lock'] === true,
-      canStore: t === undefined,
+      admission,
       compute: () => renderBody(body),
       encode: (html) => encodeRaw(html),
       decode: (bytes) => {

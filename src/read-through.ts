@@ -23,6 +23,7 @@
  */
 import type { CacheStore, Dependency, Snapshot } from './cache-store';
 import { readFreshness, withFreshness, type Freshness } from './freshness';
+import type { ReadAdmission } from './read-gate';
 
 export interface ReadRequest<T> {
   readonly prefix: string;
@@ -35,8 +36,8 @@ export interface ReadRequest<T> {
   /** Seconds past `timeout` during which the value may be served stale while one caller refreshes it (0 or absent: off). */
   readonly staleWhileRevalidate?: number;
   readonly lock: boolean;
-  /** false inside a transaction: the value may be read from cache but is never stored. */
-  readonly canStore: boolean;
+  /** The read gate's answer (read-gate.ts); its `canStore` false: the value may be read from cache but is never stored. */
+  readonly admission: ReadAdmission;
   /** false only to demonstrate the race in tests: the store skips the epoch check. */
   readonly raceProtection?: boolean;
   readonly compute: () => Promise<T>;
@@ -159,7 +160,7 @@ class Read<T> {
     const { req, store } = this;
     const tables = this.tables();
     // Inside a transaction nothing is stored, so nobody could be counted on to refresh.
-    if (!req.canStore || tables === undefined || found.header === undefined) return this.computeOnly();
+    if (!req.admission.canStore || tables === undefined || found.header === undefined) return this.computeOnly();
     const refresh = await store.refresh(req.prefix, req.hash, tables, found.header, LEASE_TTL_MS);
     switch (refresh.kind) {
       case 'unavailable':
@@ -200,7 +201,7 @@ export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>, opt
   const tables = read.tables();
   if (tables === undefined) return read.computeOnly();
   // No lease while Redis is full: it would be refused, and the store is dropped anyway.
-  const lockMs = req.lock && req.canStore && !store.full.full ? LEASE_TTL_MS : 0;
+  const lockMs = req.lock && req.admission.canStore && !store.full.full ? LEASE_TTL_MS : 0;
   let fetched = await store.fetch(req.prefix, req.hash, tables, lockMs);
   // Bounded: past it the waiter reads the database (and does not store: the holder will).
   const deadline = Date.now() + LEASE_WAIT_MS;
@@ -212,6 +213,6 @@ export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>, opt
     const answered = await read.answer(fetched.bytes);
     if (answered) return answered;
   }
-  if (fetched.kind !== 'miss' || fetched.lockHeld || !req.canStore) return read.computeOnly();
+  if (fetched.kind !== 'miss' || fetched.lockHeld || !req.admission.canStore) return read.computeOnly();
   return read.computeAndStore(fetched.snapshot, false);
 }

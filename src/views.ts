@@ -228,8 +228,8 @@ export function cachedViewFactory(core: CacheopsCore, samplesAndOptions: readonl
     const cachedHandler = (async (req: Req, res: Res, nextArg?: Next): Promise<void> => {
       const next = nextArg as unknown as AnyNext | undefined;
       const method = (req.method ?? 'GET').toUpperCase();
-      const t = core.transactions.current(undefined);
-      if ((method !== 'GET' && method !== 'HEAD') || !core.config.enabled || core.closed || (t && core.transactions.hasWritten(t))) {
+      const admission = method === 'GET' || method === 'HEAD' ? core.gate.admit() : undefined;
+      if (!admission) {
         await plain(req, res, next ?? (() => undefined));
         return;
       }
@@ -244,7 +244,7 @@ export function cachedViewFactory(core: CacheopsCore, samplesAndOptions: readonl
           deps,
           timeout,
           lock,
-          canStore: t === undefined,
+          admission,
           compute: async () => {
             outcome = await runAndCapture(plain, req, res, next);
             return outcome.kind === 'complete' ? outcome.response : undefined;

@@ -122,7 +122,7 @@ export function readPrepared(
     timeout: plan.timeout,
     staleWhileRevalidate: plan.profile.staleWhileRevalidate,
     lock: plan.lock,
-    canStore: plan.canStore,
+    admission: plan.admission,
     compute: () => run(sql),
     refineDeps: (value) => prepared.dependencies(core)!.refine(value),
     encode: (value) => encodeRaw(toCacheable(value, options)),
