@@ -24,6 +24,7 @@ import { NearTier, type TieredOutcome } from './near/near-tier';
 import { Sampler } from './sampler';
 import { ReadGate, type ReadAdmission } from './read-gate';
 import type { Redis } from 'ioredis';
+import type { ChangeSource } from './stream/source';
 
 /** The `cacheops` option of a find call. */
 export type FindCacheopsOption = boolean | { readonly ops?: CacheOp | readonly CacheOp[] | 'all'; readonly timeout?: number; readonly lock?: boolean };
@@ -54,6 +55,13 @@ export interface ReadEvent {
   readonly fn?: string;
   readonly op: CacheOp | 'function' | 'fragment' | 'view';
   readonly hit: boolean;
+}
+
+/** One table's invalidation: by row states (attribute-keyed), or the whole table. */
+export interface InvalidationItem {
+  readonly model?: ModelStatic<Model>;
+  readonly table: string;
+  readonly rows: readonly Readonly<Record<string, unknown>>[] | 'all';
 }
 
 export interface InvalidatedEvent {
@@ -131,6 +139,8 @@ export class CacheopsCore {
   /** Prefixes a prefix function returned in this process (also kept in Redis, see prefixFor). */
   private readonly registeredPrefixes = new Set<string>();
   closed = false;
+  /** The change stream (stream/change-stream.ts), when `changeStream` is on. */
+  stream: ChangeSource | undefined;
   /** Set by installFastPath (query/fast-path.ts). */
   fastPath: { enabled: boolean; readonly served: number } | undefined;
 
@@ -339,44 +349,66 @@ export class CacheopsCore {
    * An explicit call (`explicit`: invalidateModel, invalidateObj...) marks them
    * too, and rejects unless degrading.
    */
-  async invalidate(items: readonly { model?: ModelStatic<Model>; table: string; rows: readonly Readonly<Record<string, unknown>>[] | 'all' }[], transaction?: Transaction, explicit = false): Promise<void> {
+  async invalidate(items: readonly InvalidationItem[], transaction?: Transaction, explicit = false): Promise<void> {
     if (!this.invalidationEnabled || items.length === 0) return;
     const run = async (): Promise<void> => {
-      const payload: TableInvalidation[] = items.map((it) => ({
-        table: it.table,
-        rows: it.rows === 'all' || !it.model ? 'all' : this.rowsOf(it.model, it.rows),
-      }));
-      const prefix = this.prefixFor(items.map((i) => i.table));
-      let failure: CacheopsRedisError | undefined;
-      let deleted: number;
-      try {
-        deleted = await this.store.invalidate(prefix, payload);
-      } catch (error) {
-        // Without degradeOnFailure too: the write has committed, so rejecting would tell a
-        // retrying caller it had not. The tables are marked instead, and the failure emitted.
-        if (!(error instanceof CacheopsRedisError)) throw error;
-        failure = error;
-        deleted = -1;
-      }
-      if (deleted >= 0) this.outage.noteInvalidated(prefix, items);
-      // This process's near caches drop what the invalidation deleted before the write resolves.
-      await this.near?.tracker.barrier();
-      if (deleted < 0) {
-        // Skipped while Redis is slow: nothing failed, the tables are invalidated when it is fast again.
-        const slow = failure === undefined && this.store.breaker.kind === 'slow';
-        this.outage.invalidationFailed(prefix, items.map((it) => it.table), failure, !explicit && !slow);
-        if (explicit && failure) throw failure;
-      }
-      for (const it of items) {
-        this.counters.invalidations += 1;
-        if (it.rows === 'all') this.counters.modelInvalidations += 1;
-        if (this.events.listenerCount('invalidated') > 0) {
-          this.events.emit('invalidated', { model: it.model, table: it.table, values: it.rows } satisfies InvalidatedEvent);
-        }
-      }
+      const { failure } = await this.send(items, explicit);
+      if (explicit && failure) throw failure;
     };
     if (transaction) this.transactions.defer(transaction, run);
     else await run();
+  }
+
+  /**
+   * Invalidates now, outside any transaction or noInvalidation context (the change
+   * stream): true once Redis acknowledged it, false when it did not arrive.
+   */
+  async invalidateNow(items: readonly InvalidationItem[]): Promise<boolean> {
+    if (!this.config.enabled || items.length === 0) return true;
+    try {
+      return (await this.send(items, false, true)).arrived;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Sends one invalidation: whether it arrived, and the Redis error when one was
+   * thrown. A failure marks the tables (outage.ts) and, unless `explicit` or `quiet`, emits `error`.
+   */
+  private async send(items: readonly InvalidationItem[], explicit: boolean, quiet = false): Promise<{ arrived: boolean; failure: CacheopsRedisError | undefined }> {
+    const payload: TableInvalidation[] = items.map((it) => ({
+      table: it.table,
+      rows: it.rows === 'all' || !it.model ? 'all' : this.rowsOf(it.model, it.rows),
+    }));
+    const prefix = this.prefixFor(items.map((i) => i.table));
+    let failure: CacheopsRedisError | undefined;
+    let deleted: number;
+    try {
+      deleted = await this.store.invalidate(prefix, payload);
+    } catch (error) {
+      // Without degradeOnFailure too: the write has committed, so rejecting would tell a
+      // retrying caller it had not. The tables are marked instead, and the failure emitted.
+      if (!(error instanceof CacheopsRedisError)) throw error;
+      failure = error;
+      deleted = -1;
+    }
+    if (deleted >= 0) this.outage.noteInvalidated(prefix, items);
+    // This process's near caches drop what the invalidation deleted before the write resolves.
+    await this.near?.tracker.barrier();
+    if (deleted < 0) {
+      // Skipped while Redis is slow: nothing failed, the tables are invalidated when it is fast again.
+      const slow = failure === undefined && this.store.breaker.kind === 'slow';
+      this.outage.invalidationFailed(prefix, items.map((it) => it.table), failure, !explicit && !quiet && !slow);
+    }
+    for (const it of items) {
+      this.counters.invalidations += 1;
+      if (it.rows === 'all') this.counters.modelInvalidations += 1;
+      if (this.events.listenerCount('invalidated') > 0) {
+        this.events.emit('invalidated', { model: it.model, table: it.table, values: it.rows } satisfies InvalidatedEvent);
+      }
+    }
+    return { arrived: deleted >= 0, failure };
   }
 
   /** Invalidates a whole model (every cached value depending on its table). */
@@ -404,6 +436,7 @@ export class CacheopsCore {
     const wasOpen = this.store.breaker.open;
     this.store.breaker.stop();
     this.outage.stop();
+    await this.stream?.close();
     await this.near?.close();
     this.unwatch?.();
     if (!this.ownsRedis) return;

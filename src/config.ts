@@ -4,6 +4,7 @@ import { closest, unknownName } from './suggest';
 import { describeError } from './breaker';
 import { DEFAULT_NEAR_LIMITS, type NearLimits } from './near/near-cache';
 import type { SlowRedisOptions } from './slow';
+import { normalizeStreamOptions, type ChangeStreamOptions, type NormalizedStreamOptions } from './stream/options';
 
 /** The kinds of read a profile may cache automatically. */
 export type CacheOp = 'get' | 'fetch' | 'count' | 'aggregate' | 'exists';
@@ -115,6 +116,11 @@ export interface CacheopsConfig {
    * after answering; a difference emits `stale` (default 0).
    */
   readonly verifySampleRate?: number;
+  /**
+   * Invalidate by the database's own change stream too, so writes by any program
+   * are seen (default off; see docs/change-stream.md).
+   */
+  readonly changeStream?: boolean | ChangeStreamOptions;
 }
 
 /** A profile after defaults and validation. */
@@ -147,6 +153,8 @@ export interface NormalizedConfig {
   readonly clusterShards: number;
   readonly raceProtection: boolean;
   readonly verifySampleRate: number;
+  /** The change stream's options; undefined when it is off. */
+  readonly changeStream: NormalizedStreamOptions | undefined;
   /** `defaults.timeout`, or 3600: for caches with no profile of their own (simple, cached, fragments). */
   readonly defaultTimeout: number;
   /** Exact model names first. */
@@ -160,7 +168,7 @@ export interface NormalizedConfig {
 const TOP_KEYS = new Set([
   'redis', 'defaults', 'profiles', 'prefix', 'degradeOnFailure', 'enabled', 'insideout', 'strict',
   'maxInListLength', 'maxRowsForGranularWrite', 'redisTimeout', 'logger', 'clusterShards', 'raceProtection',
-  'verifySampleRate', 'slowRedis',
+  'verifySampleRate', 'slowRedis', 'changeStream',
 ]);
 const PROFILE_KEYS = new Set(['ops', 'timeout', 'lock', 'localGet', 'cacheOnSave', 'dbAgnostic', 'near', 'staleWhileRevalidate']);
 
@@ -391,6 +399,7 @@ export function normalizeConfig(config: CacheopsConfig, modelNames: readonly str
     clusterShards: positiveInt(config.clusterShards, 16, 'clusterShards'),
     raceProtection: config.raceProtection === undefined ? true : checkBool(config.raceProtection, 'raceProtection'),
     verifySampleRate: sampleRate(config.verifySampleRate),
+    changeStream: normalizeStreamOptions(config.changeStream),
     defaultTimeout: defaults.timeout === undefined ? DEFAULT_TIMEOUT : checkTimeout(defaults.timeout, 'defaults.timeout'),
     exactProfiles: exact,
     globProfiles: globs,

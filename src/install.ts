@@ -14,6 +14,8 @@ import { instrument } from './otel';
 import { SimpleCache } from './simple';
 import { cachedAsFactory, cachedFactory, type CachedFunction, type CachedOptions, type Sample } from './functions';
 import { flushStats } from './stats';
+import { startChangeStream } from './stream/change-stream';
+import { emptyStats, type ChangeStreamStats } from './stream/source';
 import { cachedViewFactory, type ViewCacheOptions, type ViewDecorator } from './views';
 
 const installations = new WeakMap<Sequelize, Cacheops>();
@@ -60,9 +62,9 @@ export class Cacheops {
     return this;
   }
 
-  /** Counters since install (hits, misses, stores, refused stores, invalidations). */
-  stats(): Readonly<CacheopsStats> {
-    return { ...this.core.counters };
+  /** Counters since install (hits, misses, stores, refused stores, invalidations), and the change stream's. */
+  stats(): Readonly<CacheopsStats & { changeStream: Readonly<ChangeStreamStats> }> {
+    return { ...this.core.counters, changeStream: { ...(this.core.stream?.stats ?? emptyStats('off')) } };
   }
 
   /**
@@ -179,6 +181,7 @@ export function installCacheops(sequelize: Sequelize, config: CacheopsConfig = {
   installFastPath(cacheops.core);
   installWriteCapture(cacheops.core);
   instrument(cacheops.core); // only when @opentelemetry/api is installed (otel.ts)
+  cacheops.core.stream = startChangeStream(cacheops.core);
   installations.set(sequelize, cacheops);
   all.add(cacheops);
   return cacheops;

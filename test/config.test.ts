@@ -159,7 +159,7 @@ for (const dialect of dialects()) {
       await cacheops.invalidateModel(m.Post);
       await cacheops.invalidateAll();
       t.deepEqual(await keysMatching(`${prefix}*`), [], 'nothing written to Redis');
-      t.deepEqual(cacheops.stats(), { hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0, nearHits: 0, staleHits: 0, checks: 0, stale: 0, fullStores: 0 });
+      t.deepEqual(cacheops.stats(), { hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0, nearHits: 0, staleHits: 0, checks: 0, stale: 0, fullStores: 0, changeStream: { role: 'off', lagMs: null, retainedBytes: null, events: 0, resets: 0 } });
     } finally {
       await cacheops.close();
       await sequelize.close();

@@ -1,0 +1,25 @@
+/**
+ * Starts the change source of an installation's dialect (`changeStream`).
+ * Each dialect's source lives in its own file behind ChangeSource.
+ */
+import type { CacheopsCore } from '../cacheops';
+import { CacheopsConfigError } from '../errors';
+import { SQLITE_POLL_MS, SqliteDataVersion, sqliteFile } from './sqlite-data-version';
+import { emptyStats, type ChangeSource } from './source';
+
+/** A source that reads nothing (a SQLite database in memory: no other connection can write it). */
+class NoSource implements ChangeSource {
+  readonly stats = emptyStats('off');
+  async close(): Promise<void> { /* nothing runs */ }
+}
+
+export function startChangeStream(core: CacheopsCore): ChangeSource | undefined {
+  const options = core.config.changeStream;
+  if (!options || !core.config.enabled) return undefined;
+  switch (core.dialect) {
+    case 'sqlite':
+      return sqliteFile(core) === undefined ? new NoSource() : new SqliteDataVersion(core, options.pollIntervalMs ?? SQLITE_POLL_MS);
+    default:
+      throw new CacheopsConfigError('changeStream', `not available on ${core.dialect} yet (PostgreSQL and SQLite are)`);
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * What every change source (one per dialect) offers its installation, and the
+ * tables a stream covers.
+ */
+import type { Model, ModelStatic } from 'sequelize';
+import type { CacheopsCore, InvalidationItem } from '../cacheops';
+import { tableOf } from '../query/dependencies';
+
+/** `consumer`: this process reads the stream; `standby`: another one does; `off`: no stream. */
+export type StreamRole = 'consumer' | 'standby' | 'off';
+
+/** `stats().changeStream`. */
+export interface ChangeStreamStats {
+  role: StreamRole;
+  /** Milliseconds from the last invalidated transaction's commit to its invalidation (null: none yet). */
+  lagMs: number | null;
+  /** Bytes of WAL the slot keeps on the server (PostgreSQL; null elsewhere or not known yet). */
+  retainedBytes: number | null;
+  /** Changes (rows, truncates, foreign commits on SQLite) turned into invalidations. */
+  events: number;
+  /** Times the stream's position was lost and everything it covers invalidated. */
+  resets: number;
+}
+
+/** A running change source: its counters and how to stop it. */
+export interface ChangeSource {
+  readonly stats: ChangeStreamStats;
+  /** Stops reading; resolves when no invalidation of it is in flight. */
+  close(): Promise<void>;
+}
+
+export function emptyStats(role: StreamRole): ChangeStreamStats {
+  return { role, lagMs: null, retainedBytes: null, events: 0, resets: 0 };
+}
+
+/** The models of the installation by table name (as invalidations name tables). */
+export function modelsByTable(core: CacheopsCore): Map<string, ModelStatic<Model>> {
+  const out = new Map<string, ModelStatic<Model>>();
+  for (const model of Object.values(core.sequelize.models)) out.set(tableOf(model), model);
+  return out;
+}
+
+/** Every table of the installation, model-wide: what a lost position costs. */
+export function everything(core: CacheopsCore): InvalidationItem[] {
+  return [...modelsByTable(core)].map(([table, model]) => ({ model, table, rows: 'all' as const }));
+}
+
+/** Resolves after ms, or at once when the signal fires; never keeps the process alive. */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) { resolve(); return; }
+    const done = (): void => { clearTimeout(timer); signal.removeEventListener('abort', done); resolve(); };
+    const timer = setTimeout(done, ms);
+    timer.unref();
+    signal.addEventListener('abort', done);
+  });
+}
