@@ -130,7 +130,7 @@ for (const dialect of dialects()) {
           t.is(await twice(() => (categories[0] as unknown as Methods)['getPosts']!({ transaction })), 2, 'a getter in a transaction');
         });
         const association = (Post.associations as Record<string, unknown>)['Category'] as unknown as Methods;
-        t.is(await twice(() => association['get']!([posts[0], posts[1]])), 2, 'several source instances');
+        t.is(await twice(() => association['get']!([posts[0], posts[1]])), 1, 'several source instances: the method steps aside, its findAll is fast');
         Post.addScope('popular', { where: { views: { [Op.gte]: 30 } } });
         t.is(await twice(() => (categories[0] as unknown as Methods)['getPosts']!({ scope: 'popular' })), 2, 'a scope option');
         // A write: the next count is a fast miss that runs the remembered SQL and sees it.
