@@ -4,7 +4,8 @@
  *   BENCH_DIALECTS=sqlite,postgres,mariadb   which databases (default all three;
  *                                    PostgreSQL and MariaDB are skipped with a note
  *                                    when they do not answer)
- *   BENCH_SECTIONS=hits,saves,writes which sections (default all); hits include the near cache
+ *   BENCH_SECTIONS=hits,saves,writes,assoc which sections (default all); hits include the near cache;
+ *                                    assoc: association, count and aggregate hits (bench/assoc.ts)
  *   BENCH_THROUGHPUT_REQUESTS=20000  findByPk requests per tier in the 64-concurrent throughput test
  *   BENCH_FOREIGN=20000              values other processes store and drop in the near cache's
  *                                    tracking-mode comparison (default vs BCAST)
@@ -39,6 +40,7 @@ import { ratio, table, us, verdict } from './measure';
 import { countCommands, valueKeys } from './redis-probe';
 import { measureCls, printCls } from './cls';
 import { measureOtel, printOtel } from './otel';
+import { measureAssocHits, type AssocHitResult } from './assoc';
 import { measureWrites, statementShape, UNRELATED_WRITES, WRITE_TARGET, type WriteResult } from './writes';
 
 const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
@@ -65,7 +67,7 @@ const THROUGHPUT_REQUESTS = positive('BENCH_THROUGHPUT_REQUESTS', 20_000);
 const FOREIGN_VALUES = positive('BENCH_FOREIGN', 20_000);
 /** A near hit of findByPk should take no more than this (µs). */
 const TARGET_NEAR_US = 10;
-const SECTIONS = new Set(list('BENCH_SECTIONS', 'hits,saves,writes', ['hits', 'saves', 'writes']));
+const SECTIONS = new Set(list('BENCH_SECTIONS', 'hits,saves,writes,assoc', ['hits', 'saves', 'writes', 'assoc']));
 
 interface Setup {
   readonly sequelize: Sequelize;
@@ -107,13 +109,15 @@ interface DialectResult {
   readonly writes: WriteResult[];
   readonly near: NearHitResult[];
   readonly throughput: ThroughputResult | undefined;
+  readonly assoc: AssocHitResult[];
 }
 
 async function runDialect(dialect: BenchDialect): Promise<DialectResult> {
   const { hits, saves, near, throughput } = SECTIONS.has('hits') || SECTIONS.has('saves') ? await runReads(dialect)
     : { hits: [], saves: undefined, near: [], throughput: undefined };
   const writes = SECTIONS.has('writes') ? await runWrites(dialect) : [];
-  return { dialect, hits, saves, writes, near, throughput };
+  const assoc = SECTIONS.has('assoc') ? await runAssoc(dialect) : [];
+  return { dialect, hits, saves, writes, near, throughput, assoc };
 }
 
 interface ReadResults {
@@ -214,6 +218,34 @@ async function runWrites(dialect: BenchDialect): Promise<WriteResult[]> {
   }
 }
 
+async function runAssoc(dialect: BenchDialect): Promise<AssocHitResult[]> {
+  const raw = new IORedis(redisUrl);
+  try {
+    const t0 = Date.now();
+    const results = await measureAssocHits(dialect, redisUrl, raw, ITERATIONS);
+    console.log(`  association and count hits measured, ${ITERATIONS} iterations each (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    printAssoc(results);
+    return results;
+  } finally {
+    raw.disconnect();
+  }
+}
+
+/** Targets of the association and count hits (issue 24). */
+const TARGET_ASSOC_NEAR_US = 15;
+const TARGET_ASSOC_FLOOR = 1.2;
+
+function printAssoc(results: readonly AssocHitResult[]): void {
+  console.log('  association and count hits (bench/assoc.ts), medians in µs; "before": the same call with association, count and');
+  console.log('  aggregate fast paths off (as before they existed); near back to back: no I/O wait before each near hit; floor: GET + decode + build:');
+  console.log(table(
+    ['read', 'near b2b before', 'near b2b', 'near before', 'near', 'Redis before', 'Redis hit', 'floor', 'Redis/floor before', 'Redis/floor', 'near gain', 'Redis gain', 'targets'],
+    results.map((r) => [r.name, us(r.nearBackToBackBefore), us(r.nearBackToBack), us(r.nearBefore), us(r.near), us(r.redisBefore), us(r.redis), us(r.floor),
+      ratio(r.redisBefore / r.floor), ratio(r.redis / r.floor), ratio(r.nearBackToBackBefore / r.nearBackToBack), ratio(r.redisBefore / r.redis),
+      `near≤${TARGET_ASSOC_NEAR_US} µs ${verdict(r.nearBackToBack <= TARGET_ASSOC_NEAR_US)}, Redis≤${TARGET_ASSOC_FLOOR}x floor ${verdict(r.redis / r.floor <= TARGET_ASSOC_FLOOR)}`]),
+  ));
+}
+
 const shapes = (sql: readonly string[]): string => sql.map(statementShape).join('; ');
 
 function printWrites(dialect: BenchDialect, writes: readonly WriteResult[]): void {
@@ -312,6 +344,10 @@ function printSummary(results: readonly DialectResult[]): void {
       rows.push([`${r.dialect} ${w.kind}`, us(w.cached), us(w.plain), us(w.floor), `${ratio(w.cached / w.plain)} (floor ${ratio(w.floor / w.plain)})`,
         `${w.cachedSql.length} vs ${w.plainSql.length} stmt`,
         `≤${target}x ${verdict(w.cached / w.plain <= target)}`]);
+    }
+    for (const a of r.assoc) {
+      rows.push([`${r.dialect} ${a.name} (near ${us(a.nearBackToBack)}, before ${us(a.nearBackToBackBefore)})`, us(a.redis), us(a.redisBefore), us(a.floor),
+        ratio(a.redis / a.floor), '', `${verdict(a.nearBackToBack <= TARGET_ASSOC_NEAR_US)}/${verdict(a.redis / a.floor <= TARGET_ASSOC_FLOOR)}`]);
     }
     const s = r.saves;
     if (!s) continue;

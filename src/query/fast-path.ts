@@ -19,15 +19,17 @@
  * definitions are assumed settled once queried; defining a model, an
  * association, a scope or changing attributes forgets everything remembered.
  */
-import { EmptyResultError, Model, type ModelStatic, type Sequelize } from 'sequelize';
+import { EmptyResultError, Model, type Sequelize } from 'sequelize';
 import type { CacheopsCore } from '../cacheops';
-import { CAPTURE, SelectCapture } from './capture';
+import { CAPTURE, SelectCapture, carriesCapture, type RawPrepared } from './capture';
 import { isPlainObject } from '../tree';
 import { findFingerprint } from './fingerprint';
 import { parseFindOption, type ParsedFindOption } from '../find-option';
-import { readPrepared, type PreparedSelect } from './intercept';
+import { rawResult, readPrepared, type PreparedSelect } from './intercept';
+import { FIND_HOOKS, hasHooks, type AnyModel } from './hooks';
+import { fastAggregate, fastCount, fastFindAndCountAll } from './fast-aggregate';
+import { patchAssociations } from './fast-association';
 
-const FIND_HOOKS = ['beforeFind', 'beforeFindAfterExpandIncludeAll', 'beforeFindAfterOptions', 'afterFind'] as const;
 
 /** How many prepared selects an installation keeps (the oldest go first). */
 const CAPACITY = 5000;
@@ -35,10 +37,13 @@ const CAPACITY = 5000;
 /** Bumped by every change to model definitions; entries of an older generation are not used. */
 let generation = 0;
 
-interface Entry {
+/** What one fingerprint remembers: the selects its first call prepared. */
+export interface Entry {
   readonly generation: number;
-  /** undefined: this call shape always takes the normal path. */
-  readonly prepared: PreparedSelect | undefined;
+  /** The call's select (findAll's); undefined when it made none or one the fast path cannot replay. */
+  readonly select: PreparedSelect | undefined;
+  /** The call's raw select (count's, aggregate's). */
+  readonly raw: RawPrepared | undefined;
   /**
    * The call's `cacheops` option, parsed once: the fingerprint encodes it exactly,
    * and a call whose option is bad throws before its select is remembered.
@@ -46,7 +51,7 @@ interface Entry {
   readonly option: ParsedFindOption;
 }
 
-type FindOptions = Record<PropertyKey, unknown> & {
+export type FindOptions = Record<PropertyKey, unknown> & {
   transaction?: unknown;
   lock?: unknown;
   hooks?: unknown;
@@ -56,22 +61,11 @@ type FindOptions = Record<PropertyKey, unknown> & {
   rejectOnEmpty?: unknown;
 };
 
-type AnyModel = ModelStatic<Model> & {
-  options: { hooks?: Record<string, unknown[] | undefined>; rejectOnEmpty?: unknown };
-  sequelize: Sequelize & { options: { hooks?: Record<string, unknown[] | undefined> } };
-};
 
 interface Include { readonly separate?: boolean; readonly include?: readonly Include[] }
 
 function hasSeparate(includes: readonly Include[] | undefined): boolean {
   return (includes ?? []).some((inc) => inc.separate === true || hasSeparate(inc.include));
-}
-
-function hasFindHooks(model: AnyModel): boolean {
-  const own = model.options.hooks;
-  const global = model.sequelize.options.hooks;
-  for (const h of FIND_HOOKS) if ((own?.[h]?.length ?? 0) > 0 || (global?.[h]?.length ?? 0) > 0) return true;
-  return false;
 }
 
 /** As findAll tests its result for rejectOnEmpty (lodash's isEmpty on null, arrays, instances and raw rows). */
@@ -85,22 +79,55 @@ export class FastPath {
   private readonly memo = new Map<string, Entry>();
   /** Off: every call takes the normal path (the benchmark compares the two). */
   enabled = true;
+  /**
+   * Off: count, aggregate (max, min, sum), findAndCountAll and the association
+   * methods take the normal path (findAll, findOne and findByPk keep theirs);
+   * the benchmark compares the two.
+   */
+  extended = true;
   /** Calls served from a remembered select (hits and misses), for tests and the benchmark. */
   served = 0;
 
-  constructor(private readonly core: CacheopsCore) {}
+  constructor(readonly core: CacheopsCore) {}
 
-  /** Whether a call may use the fast path at all (before fingerprinting it). */
-  private eligible(model: AnyModel, options: FindOptions | undefined): boolean {
+  /**
+   * Whether a call may use the fast path at all (before fingerprinting it):
+   * not for a transaction (explicit or CLS), a lock, `cacheops: false`, a
+   * call carrying another's capture, or a model with any of `hooks` (unless
+   * the call turns hooks off) or without a primary key.
+   */
+  eligible(model: AnyModel, options: FindOptions | undefined, hooks: readonly string[] = FIND_HOOKS): boolean {
     const core = this.core;
     if (!this.enabled || !core.config.enabled || core.closed) return false;
     if (options?.transaction || options?.lock || options?.cacheops === false) return false;
-    if (options?.hooks !== false && hasFindHooks(model)) return false;
+    if (options !== undefined && carriesCapture(options)) return false;
+    if (options?.hooks !== false && hasHooks(model, hooks)) return false;
     if (options?.transaction === undefined) {
       const cls = (model.sequelize.constructor as { _cls?: { get(key: string): unknown } })._cls;
       if (cls?.get('transaction')) return false;
     }
     return model.primaryKeyAttributes.length > 0;
+  }
+
+  /** The entry of a fingerprint, if it is of the current generation. */
+  entry(fingerprint: string): Entry | undefined {
+    const entry = this.memo.get(fingerprint);
+    return entry && entry.generation === generation ? entry : undefined;
+  }
+
+  /**
+   * Runs a call the normal way with a capture in its options, and remembers
+   * the selects it prepared under the fingerprint (also when the call throws
+   * after preparing them: rejectOnEmpty).
+   */
+  async capture<T>(fingerprint: string, model: AnyModel, options: FindOptions | undefined, call: (options: FindOptions) => Promise<T>): Promise<T> {
+    const at = generation;
+    const capture = new SelectCapture(model);
+    try {
+      return await call({ ...options, [CAPTURE]: capture });
+    } finally {
+      if ((capture.select || capture.raw) && at === generation) this.remember(fingerprint, at, capture, options?.cacheops);
+    }
   }
 
   /**
@@ -118,17 +145,14 @@ export class FastPath {
     if (!this.eligible(model, options)) return call(options);
     const fingerprint = findFingerprint(kind, model, options, param);
     if (fingerprint === undefined) return call(options);
-    const entry = this.memo.get(fingerprint);
-    if (!entry || entry.generation !== generation) {
-      const at = generation;
-      const capture = new SelectCapture(model, (prepared) => this.remember(fingerprint, at, prepared, options?.cacheops));
-      return call({ ...options, [CAPTURE]: capture });
-    }
-    if (!entry.prepared) return call(options);
-    return this.read(model, options, entry.prepared, entry.option, call);
+    const entry = this.entry(fingerprint);
+    if (!entry) return this.capture(fingerprint, model, options, call);
+    if (!entry.select) return call(options);
+    return this.read(model, options, entry.select, entry.option, call);
   }
 
-  private async read(model: AnyModel, options: FindOptions | undefined, prepared: PreparedSelect, option: ParsedFindOption, call: (options: unknown) => Promise<unknown>): Promise<unknown> {
+  /** A remembered select read through the cache, built with the call's model; rejectOnEmpty as findAll applies it. */
+  async read(model: AnyModel, options: FindOptions | undefined, prepared: PreparedSelect, option: ParsedFindOption, call: (options: FindOptions | undefined) => Promise<unknown>): Promise<unknown> {
     // No transaction and no lock here (eligible() sent those calls the normal way).
     const plan = this.core.planParsed(model, prepared.op, option, {});
     if (!plan) return call(options);
@@ -145,16 +169,27 @@ export class FastPath {
     return result;
   }
 
-  private remember(fingerprint: string, at: number, prepared: PreparedSelect, cacheops: unknown): void {
-    if (at !== generation) return;
-    // The select is offered after planRead accepted this very option, so parsing cannot fail here.
+  /** A remembered raw select (count, aggregate) read through the cache: what rawSelect returns. */
+  async readRaw(model: AnyModel, options: FindOptions | undefined, raw: RawPrepared, option: ParsedFindOption, call: (options: FindOptions | undefined) => Promise<unknown>): Promise<unknown> {
+    const { prepared, shape } = raw;
+    const plan = this.core.planParsed(model, prepared.op, option, {});
+    if (!plan) return call(options);
+    this.served += 1;
+    // As rawSelect runs it: the remembered options, no model; this call's logging.
+    const run = (sql: string): Promise<unknown> => model.sequelize.query(sql, { ...prepared.options, logging: options?.logging, benchmark: options?.benchmark } as never);
+    return rawResult(await readPrepared(this.core, prepared, plan, model, run), shape);
+  }
+
+  private remember(fingerprint: string, at: number, capture: SelectCapture, cacheops: unknown): void {
+    // The selects are offered after planRead accepted this very option, so parsing cannot fail here.
     const option = parseFindOption(cacheops);
-    const usable = !hasSeparate(prepared.options.include as readonly Include[] | undefined);
+    const select = capture.select;
+    const usable = select === undefined || !hasSeparate(select.options.include as readonly Include[] | undefined);
     if (this.memo.size >= CAPACITY && !this.memo.has(fingerprint)) {
       const oldest = this.memo.keys().next();
       if (!oldest.done) this.memo.delete(oldest.value);
     }
-    this.memo.set(fingerprint, { generation: at, prepared: usable ? prepared : undefined, option });
+    this.memo.set(fingerprint, { generation: at, select: usable ? select : undefined, raw: usable ? capture.raw : undefined, option });
   }
 }
 
@@ -191,6 +226,25 @@ export function installFastPath(core: CacheopsCore): FastPath {
     if (!f || !simple) return findByPk.call(this, param, options);
     return f.find('P', this, options, param, (o) => findByPk.call(this, param, o) as Promise<unknown>);
   };
+  const count = M['count']!;
+  const aggregate = M['aggregate']!;
+  const findAndCountAll = M['findAndCountAll']!;
+  M['count'] = function (this: AnyModel, options?: unknown) {
+    const f = fastPaths.get(this.sequelize);
+    if (!f) return count.call(this, options);
+    return fastCount(f, this, options, (o) => count.call(this, o) as Promise<unknown>);
+  };
+  M['aggregate'] = function (this: AnyModel, field?: unknown, fn?: unknown, options?: unknown) {
+    const f = fastPaths.get(this.sequelize);
+    if (!f) return aggregate.call(this, field, fn, options);
+    return fastAggregate(f, this, field, fn, options, (o) => aggregate.call(this, field, fn, o) as Promise<unknown>);
+  };
+  M['findAndCountAll'] = function (this: AnyModel, options?: unknown) {
+    const f = fastPaths.get(this.sequelize);
+    if (!f) return findAndCountAll.call(this, options);
+    return fastFindAndCountAll(f, this, options, (o) => findAndCountAll.call(this, o) as Promise<unknown>);
+  };
+  patchAssociations((a) => fastPaths.get(a.target.sequelize));
   // Whatever changes how a model's SQL is generated starts a new generation.
   for (const name of ['init', 'hasMany', 'hasOne', 'belongsTo', 'belongsToMany', 'removeAttribute', 'refreshAttributes', 'addScope']) {
     const original = M[name]!;

@@ -33,12 +33,22 @@ function idOf(o: object): number {
 /** Options that change neither the SQL nor the result's shape, applied per call by the fast path. */
 const PER_CALL = new Set(['logging', 'benchmark', 'rejectOnEmpty']);
 
-/** The find options the fingerprint knows; any other makes it give up. */
-const KNOWN = new Set([
+const FIND_OPTIONS = [
   'where', 'attributes', 'include', 'order', 'group', 'having', 'limit', 'offset', 'raw', 'nest', 'plain',
   'paranoid', 'subQuery', 'cacheops', 'transaction', 'useMaster', 'searchPath', 'hooks', 'indexHints',
   'tableHint', 'minifyAliases',
-]);
+];
+
+/** The find options the fingerprint knows; any other makes it give up. */
+export const FIND_KNOWN: ReadonlySet<string> = new Set(FIND_OPTIONS);
+/** count's, aggregate's and findAndCountAll's: find's and the two that shape the aggregate (a `dataType` is a class instance: given up on). */
+export const COUNT_KNOWN: ReadonlySet<string> = new Set([...FIND_OPTIONS, 'distinct', 'col']);
+/**
+ * An association method's: find's and the two a belongsToMany read takes.
+ * `scope` and `schema` are not among them: they make the method read through
+ * a class made per call, which the result would be built with.
+ */
+export const ASSOCIATION_KNOWN: ReadonlySet<string> = new Set([...FIND_OPTIONS, 'through', 'joinTableAttributes']);
 
 const MAX_LENGTH = 8192;
 const MAX_DEPTH = 24;
@@ -134,12 +144,26 @@ class Encoder {
  * fingerprintable, take the normal path.
  */
 export function findFingerprint(kind: string, model: unknown, options: unknown, param?: unknown): string | undefined {
+  return callFingerprint(kind, model, param === undefined ? [] : [param], options, FIND_KNOWN);
+}
+
+/**
+ * The fingerprint of any read call: its kind, the model it reads, its other
+ * arguments (each a value the encoder knows: an association, a key, the
+ * conditions a has* call makes of its targets) and its options, of which only
+ * the `known` keys are accepted. Every part is self-delimiting, so the
+ * concatenation stays injective for a given kind and number of arguments.
+ */
+export function callFingerprint(kind: string, model: unknown, params: readonly unknown[], options: unknown, known: ReadonlySet<string>): string | undefined {
   const e = new Encoder();
   e.out = kind;
   if (!e.model(model, 0)) return undefined;
-  if (param !== undefined && !e.value(param, 0)) return undefined;
+  for (const param of params) {
+    if (!e.value(param, 0)) return undefined;
+    e.out += ';';
+  }
   if (options !== undefined && options !== null) {
-    if (!isPlainObject(options) || !e.properties(options, 0, KNOWN)) return undefined;
+    if (!isPlainObject(options) || !e.properties(options, 0, known)) return undefined;
   }
   return e.out.length > MAX_LENGTH ? undefined : e.out;
 }

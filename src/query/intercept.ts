@@ -24,7 +24,7 @@ import { copyValue } from './copy';
 import { selectDependencies, type FinalDependencies } from './dependencies';
 import { queryHash } from './key';
 import { fromCacheable, toCacheable, type SelectOptions } from './rehydrate';
-import { captureOf, type SelectCapture } from './capture';
+import { captureOf, type RawShape, type SelectCapture } from './capture';
 
 interface QueryInterfaceLike {
   sequelize: { query(sql: string, options: unknown): Promise<unknown> };
@@ -144,13 +144,22 @@ async function cachedSelect(
   shape: string,
   run: (sql: string) => Promise<unknown>,
   capture?: SelectCapture,
+  raw?: RawShape,
 ): Promise<unknown> {
   const plan = core.planRead(model, op, options as never);
   if (!plan && !capture) return run(generate());
   const prepared = PreparedSelect.generate(model, op, shape, options, generate);
-  capture?.offer(model, prepared);
+  if (raw) capture?.offerRaw(model, prepared, raw);
+  else capture?.offer(model, prepared);
   if (!plan) return run(prepared.sql);
   return readPrepared(core, prepared, plan, model, run);
+}
+
+/** What rawSelect returns for the rows its query gave (the row itself unless plain; else its selected column, parsed). */
+export function rawResult(data: unknown, shape: RawShape): unknown {
+  if (!shape.plain) return data;
+  const result = data ? (data as Record<string, unknown>)[shape.selector] : null;
+  return parseAggregate(result, shape.dataType);
 }
 
 function parseAggregate(result: unknown, dataType: unknown): unknown {
@@ -183,11 +192,10 @@ export function interceptReads(core: CacheopsCore): void {
     options.plain ??= true;
     (options as Record<string, unknown>)['type'] ??= QueryTypes.SELECT;
     const op: CacheOp = selector === 'count' ? 'count' : 'aggregate';
+    const shape: RawShape = { selector, plain: Boolean(options.plain), dataType: options.dataType };
     // The cached value is the query's raw result; selecting and parsing stay outside, as in Sequelize.
     const data = await cachedSelect(core, model, op, options, () => this.queryGenerator.selectQuery(tableName, options, model),
-      `raw:${options.plain ? 'p' : ''}`, (sql) => this.sequelize.query(sql, options));
-    if (!options.plain) return data;
-    const result = data ? (data as Record<string, unknown>)[selector] : null;
-    return parseAggregate(result, options.dataType);
+      `raw:${options.plain ? 'p' : ''}`, (sql) => this.sequelize.query(sql, options), captureOf(options as Record<PropertyKey, unknown>), shape);
+    return rawResult(data, shape);
   };
 }
