@@ -1,13 +1,21 @@
 /**
  * The fault matrix: private Redis servers killed, frozen, restarted empty,
- * slowed down by a proxy, failed over by Sentinel, and a Cluster node
- * killed, each under concurrent reads and writes with degradeOnFailure.
- * Every scenario asserts that the application saw no error, that no read is
- * stale once Redis is back, that caching resumed within a few seconds, and
- * that the outage was logged once when it began and once when it ended.
+ * slowed down by a proxy (above redisTimeout: an outage; below it: a slow
+ * Redis), failed over by Sentinel, and a Cluster node killed, each under
+ * concurrent reads and writes with degradeOnFailure. Every scenario asserts
+ * that the application saw no error, that no read is stale once Redis is
+ * back, that caching resumed, and that the fault was logged once when it
+ * began and once when it ended.
+ *
+ * The time bounds follow from what the scenario configured (redisTimeout, the
+ * breaker's back-off ceiling, ioredis's reconnect ceiling, the slow-Redis
+ * window) plus what it measured in the same run (the uncached reads' latency,
+ * the event loop's delay), so a loaded machine cannot fail a correct library
+ * while one that never resumes, or resumes only at a fixed late time, still fails.
  */
 import test, { type ExecutionContext } from 'ava';
 import type { Cluster } from 'ioredis';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { RedisConfig } from '../src/index';
 import { makeBlog } from './helpers/models';
 import { startPrivateRedis } from './helpers/private-redis';
@@ -17,6 +25,15 @@ import { DelayProxy, KEYS, p99, staleReads, startPrivateSentinel, startWorkload 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const REDIS_TIMEOUT = 500;
 const FAULT_MS = 1500;
+/** The breaker's back-off ceilings (breaker.ts): an outage, a slow Redis. */
+const OUTAGE_BACKOFF_MS = 5000;
+const SLOW_BACKOFF_MS = 1000;
+/** ioredis's default reconnect delay ceiling (retryStrategy: min(times * 50, 2000)). */
+const RECONNECT_MS = 2000;
+/** The outage recovery's retry interval of failed invalidations (outage.ts). */
+const RETRY_MS = 500;
+/** The slow-Redis window (slowRedis.windowMs, its default). */
+const SLOW_WINDOW_MS = 1000;
 
 interface Fault {
   readonly redis: RedisConfig;
@@ -35,55 +52,97 @@ interface Fault {
    * to redisTimeout, so under load more than 1% of its reads can carry one such wait.
    */
   readonly slackMs?: number;
+  /** 'slow': Redis answers, later than the database (below redisTimeout); default 'outage'. */
+  readonly kind?: 'outage' | 'slow';
+  /** The time each Redis call gets slower by (slow faults), ms. */
+  readonly addedMs?: number;
+  readonly redisTimeout?: number;
+  /** How long the fault lasts (default FAULT_MS). */
+  readonly faultMs?: number;
+  /** The client's connection drops and is made again (so its ready event comes when Redis is back). */
+  readonly reconnects?: boolean;
 }
 
+const OPENED: Record<'outage' | 'slow', RegExp> = { outage: /^Redis unavailable/, slow: /^Redis is slow/ };
+const CLOSED: Record<'outage' | 'slow', RegExp> = { outage: /^Redis is back/, slow: /^Redis is fast again/ };
+
 async function scenario(t: ExecutionContext, name: string, fault: Fault): Promise<void> {
-  const logged: string[] = [];
+  const kind = fault.kind ?? 'outage';
+  const redisTimeout = fault.redisTimeout ?? REDIS_TIMEOUT;
+  const logged: { at: number; message: string }[] = [];
   const blog = await makeBlog('sqlite', __filename, {
-    redis: fault.redis, degradeOnFailure: true, redisTimeout: REDIS_TIMEOUT, logger: (m) => logged.push(m),
+    redis: fault.redis, degradeOnFailure: true, redisTimeout, logger: (message) => logged.push({ at: Date.now(), message }),
   }, name);
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
   try {
     await blog.Post.bulkCreate(KEYS.flatMap((k) => [{ title: `a${k}`, views: k }, { title: `b${k}`, views: k }]));
     const work = startWorkload(blog);
     await sleep(500);
     const injected = Date.now();
     await fault.inject();
-    await sleep(FAULT_MS);
+    await sleep(fault.faultMs ?? FAULT_MS);
     await fault.heal();
     const healed = Date.now();
     // Resumed: the first cache hit after the fault ended.
     let resumedAt: number | undefined;
     const probe = (e: { hit: boolean }): void => { if (e.hit && resumedAt === undefined) resumedAt = Date.now(); };
     blog.cacheops.on('read', probe);
-    for (let i = 0; i < 200 && resumedAt === undefined; i += 1) await sleep(50);
+    for (let i = 0; i < 400 && resumedAt === undefined; i += 1) await sleep(50);
     blog.cacheops.off('read', probe);
     await sleep(500);
     const result = await work.stop();
     const stale = await staleReads(blog);
+    loop.disable();
 
+    const opened = logged.filter((l) => OPENED[kind].test(l.message));
+    const closed = logged.filter((l) => CLOSED[kind].test(l.message));
+    const openedAt = opened[0]?.at ?? Infinity;
+    const closedAt = closed[closed.length - 1]?.at ?? Infinity;
     const during = result.latencies.filter((l) => l.at >= injected && l.at < healed).map((l) => l.ms);
-    // Once the outage was met (the first calls wait up to redisTimeout), a read costs what the database costs.
-    const settled = result.latencies.filter((l) => l.at >= injected + REDIS_TIMEOUT + 100 && l.at < healed).map((l) => l.ms);
-    const base = p99(result.plain.filter((l) => l.at >= injected + REDIS_TIMEOUT + 100 && l.at < healed).map((l) => l.ms));
+    // Once the fault was met (an outage: the first calls wait up to redisTimeout; a slow Redis: once
+    // it was detected), a read costs what the database costs.
+    const metFrom = kind === 'slow' ? openedAt : injected + redisTimeout + 100;
+    const settled = result.latencies.filter((l) => l.at >= metFrom && l.at < healed).map((l) => l.ms);
+    const base = p99(result.plain.filter((l) => l.at >= metFrom && l.at < healed).map((l) => l.ms));
+    const plainMax = Math.max(...result.plain.map((l) => l.ms));
+    const lag = loop.max / 1e6;
     const added = p99(settled) - base;
-    const opened = logged.filter((m) => m.startsWith('Redis unavailable')).length;
-    const closed = logged.filter((m) => m.startsWith('Redis is back')).length;
     const resume = resumedAt === undefined ? Infinity : (resumedAt - healed) / 1000;
     t.log(`${name}: ${result.reads} reads, ${result.writes} writes, ${result.errors.length} errors, ${stale} stale reads after recovery, ` +
       `read p99 meanwhile ${base.toFixed(1)} ms with cacheops: false, during the fault ${p99(during).toFixed(1)} ms (max ${Math.max(...during).toFixed(0)} ms), ` +
       `once met ${p99(settled).toFixed(1)} ms (${added >= 0 ? '+' : ''}${added.toFixed(1)} ms), ` +
-      `log lines ${logged.length} (${opened} opened, ${closed} closed), resumed ${resume.toFixed(2)} s after the fault ended ` +
-      `(${((resumedAt ?? Infinity) - injected) / 1000} s after it began)`);
+      `log lines ${logged.length} (${opened.length} opened, ${closed.length} closed)` +
+      `${kind === 'slow' ? `, detected ${((openedAt - injected) / 1000).toFixed(2)} s after it began` : ''}, ` +
+      `resumed ${resume.toFixed(2)} s after the fault ended (closed after ${((closedAt - healed) / 1000).toFixed(2)} s; ` +
+      `${((resumedAt ?? Infinity) - injected) / 1000} s after it began); event loop delay max ${lag.toFixed(0)} ms, slowest uncached read ${plainMax.toFixed(0)} ms`);
     t.deepEqual(result.errors, [], 'no error reached the application');
     t.is(stale, 0, 'no stale read after recovery');
-    t.true(resume < 8, `caching resumed (${resume} s)`);
-    t.true(opened >= 1 && opened <= (fault.maxOutages ?? 1), `outages logged: ${logged.join(' | ')}`);
-    t.is(closed, opened, 'every outage logged as ended');
-    t.is(logged.length, opened + closed, 'nothing else logged');
+    t.true(opened.length >= 1 && opened.length <= (fault.maxOutages ?? 1), `faults logged: ${logged.map((l) => l.message).join(' | ')}`);
+    t.is(closed.length, opened.length, 'every fault logged as ended');
+    t.is(logged.length, opened.length + closed.length, 'nothing else logged');
+    // What the machine's load adds to any step below: the event loop's worst delay and the slowest
+    // uncached read, both measured in this run.
+    const load = lag + plainMax;
+    // The breaker closes at its next probe: at once when the client reconnects (its ready event),
+    // else at the next back-off step; a reconnect waits up to ioredis's ceiling; the probe takes
+    // up to redisTimeout (a slow Redis's probe, three round trips).
+    const closeBound = (kind === 'slow' ? SLOW_BACKOFF_MS + 3 * redisTimeout : (fault.reconnects === true ? RECONNECT_MS : OUTAGE_BACKOFF_MS) + redisTimeout) + load;
+    t.true(closedAt - healed <= closeBound, `the breaker closed ${closedAt - healed} ms after the fault ended (bound ${closeBound.toFixed(0)} ms)`);
+    // Then the failed invalidations are redone (a retry interval at most), and a miss, its store and a hit follow.
+    const hitBound = RETRY_MS + redisTimeout + 4 * load;
+    t.true(resumedAt !== undefined && resumedAt - Math.max(closedAt, healed) <= hitBound,
+      `caching resumed ${resumedAt === undefined ? 'never' : `${resumedAt - Math.max(closedAt, healed)} ms`} after the breaker closed (bound ${hitBound.toFixed(0)} ms)`);
+    if (kind === 'slow') {
+      // Detected within two windows (the one the fault began in may be mostly fast), each read of which may take three slow round trips.
+      const detectBound = 2 * SLOW_WINDOW_MS + 3 * (fault.addedMs ?? 0) + load;
+      t.true(openedAt - injected <= detectBound, `detected ${openedAt - injected} ms after it began (bound ${detectBound.toFixed(0)} ms)`);
+    }
     // A ratio too: the machine may be loaded (without the breaker each read would cost redisTimeout).
-    if (fault.degradedReads !== false) t.true(settled.length > 0 && p99(settled) <= base * 2 + (fault.slackMs ?? 10), `read p99 added once the outage was met: ${added.toFixed(1)} ms`);
-    t.true(Math.max(...during) < 2 * REDIS_TIMEOUT + base + 100, `the slowest read during the fault: ${Math.max(...during).toFixed(0)} ms`);
+    if (fault.degradedReads !== false) t.true(settled.length > 0 && p99(settled) <= base * 2 + (fault.slackMs ?? 10), `read p99 added once the fault was met: ${added.toFixed(1)} ms`);
+    t.true(Math.max(...during) < 2 * redisTimeout + base + load, `the slowest read during the fault: ${Math.max(...during).toFixed(0)} ms`);
   } finally {
+    loop.disable();
     await blog.close().catch(() => undefined);
     await fault.teardown();
   }
@@ -96,6 +155,7 @@ test.serial('fault: Redis killed, down 1.5 s, started again', async (t) => {
     inject: () => redis.stop(),
     heal: () => redis.start(),
     teardown: () => redis.stop(),
+    reconnects: true,
   });
 });
 
@@ -117,6 +177,7 @@ test.serial('fault: Redis restarted empty', async (t) => {
     heal: () => undefined,
     degradedReads: false,
     teardown: () => redis.stop(),
+    reconnects: true,
   });
 });
 
@@ -142,6 +203,7 @@ test.serial('fault: Sentinel failover (master killed, replica promoted)', async 
       if (sentinel.masterPort() !== sentinel.replica.port) throw new Error('Sentinel did not fail over');
     },
     teardown: () => sentinel.stop(),
+    reconnects: true,
   });
 });
 
@@ -158,3 +220,22 @@ test.serial('fault: Redis Cluster node killed, started again', async (t) => {
     slackMs: REDIS_TIMEOUT,
   });
 });
+
+for (const addedMs of [200, 50]) {
+  test.serial(`fault: slow Redis (a proxy adds ${addedMs} ms to every call, below redisTimeout)`, async (t) => {
+    const redis = await startPrivateRedis();
+    const proxy = new DelayProxy();
+    await proxy.start(redis.port);
+    await scenario(t, `slow${addedMs}`, {
+      redis: `redis://127.0.0.1:${proxy.port}`,
+      kind: 'slow',
+      addedMs,
+      redisTimeout: 1000,
+      faultMs: 4000,
+      // Half each way: a call (request and answer) is `addedMs` slower.
+      inject: () => { proxy.delayMs = addedMs / 2; },
+      heal: () => { proxy.delayMs = 0; },
+      teardown: async () => { await proxy.stop(); await redis.stop(); },
+    });
+  });
+}

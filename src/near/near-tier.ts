@@ -60,7 +60,8 @@ export class NearTier {
   }
 
   async read<T>(store: CacheStore, cache: NearCache, req: ReadRequest<T>, readOptions: Parameters<typeof readThrough>[2]): Promise<TieredOutcome<T>> {
-    if (!this.tracker.active) return readThrough(store, req, readOptions);
+    // While the breaker is open (Redis out or slow) the tracked connection is not relied on either.
+    if (!this.tracker.active || store.breaker.open) return readThrough(store, req, readOptions);
     const key = valueKey(store.nsFor(req.prefix, req.hash), req.hash);
     const now = Date.now();
     const entry = cache.get(key, now);
