@@ -166,6 +166,10 @@ export class CacheopsCore {
       slow: this.config.slowRedis,
     });
     this.watchConnection(client, owned);
+    // A slow Redis is bypassed by every kind of cached read, the process-memory tiers included.
+    // A full one is not read-only here: its stores are skipped by the store itself, which lets one
+    // through now and then as the probe that finds room again (pressure.ts).
+    this.gate.consult(() => (this.store.breaker.open && this.store.breaker.kind === 'slow' ? 'bypass' : 'read-write'));
     this.transactions = new TransactionTracker(sequelize, (error) => this.config.logger('a queued invalidation failed', error));
     this.events.setMaxListeners(0);
     this.near = this.config.enabled && this.nearProfiles() ? new NearTier(client as Redis, {
