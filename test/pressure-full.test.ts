@@ -15,47 +15,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import IORedis from 'ioredis';
 import nunjucks from 'nunjucks';
 import type { Model, ModelStatic } from 'sequelize';
 import { CacheMiss, renderAsync, type ReadEvent } from '../src/index';
 import { makeBlog, type Blog } from './helpers/models';
-import { startPrivateRedis, type PrivateRedis } from './helpers/private-redis';
+import { startPrivateRedis } from './helpers/private-redis';
+import { fillRedis, unfillRedis } from './helpers/faults';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Writes 64 KB values from another client until Redis refuses one with OOM (and stays full); returns their keys. */
-async function fill(redis: PrivateRedis): Promise<string[]> {
-  const raw = new IORedis(redis.url);
-  const keys: string[] = [];
-  try {
-    for (let i = 0; i < 10_000; i += 1) {
-      try {
-        await raw.set(`filler:${i}`, Buffer.alloc(64 * 1024, 1));
-        keys.push(`filler:${i}`);
-      } catch (error) {
-        if (!/OOM/.test((error as Error).message)) throw error;
-        // The filling client's buffers count too and go with it: the limit is set just below
-        // what the data holds, so Redis stays full once this client has gone.
-        const used = Number(/used_memory:(\d+)/.exec(await raw.info('memory'))?.[1]);
-        await raw.config('SET', 'maxmemory', String(used - 256 * 1024));
-        return keys;
-      }
-    }
-    throw new Error('Redis never filled');
-  } finally {
-    raw.disconnect();
-  }
-}
-
-async function unfill(redis: PrivateRedis, keys: readonly string[]): Promise<void> {
-  const raw = new IORedis(redis.url);
-  try {
-    for (let i = 0; i < keys.length; i += 100) await raw.del(...keys.slice(i, i + 100));
-  } finally {
-    raw.disconnect();
-  }
-}
 
 /** One kind of cached read, by key k; `truth` is what the database says. */
 interface Kind {
@@ -117,7 +84,7 @@ for (const degradeOnFailure of [true, false]) {
       }
       await cacheops.cache.set('simple-before', 'kept');
 
-      const filler = await fill(redis);
+      const filler = await fillRedis(redis.url);
       t.log(`filled with ${filler.length} values of 64 KB`);
       for (const kind of kinds) {
         const got = await read(kind, 1);
@@ -147,7 +114,7 @@ for (const degradeOnFailure of [true, false]) {
       t.false(core.outage.bypassing, 'no invalidation failed');
       t.true(core.store.full.isFull());
 
-      await unfill(redis, filler);
+      await unfillRedis(redis.url, filler);
       await sleep(300); // the first probe interval
       for (let i = 0; i < 20 && core.store.full.isFull(); i += 1) {
         for (const kind of kinds) await read(kind, 2);

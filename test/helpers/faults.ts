@@ -2,13 +2,15 @@
  * What the fault-matrix tests share: a TCP proxy that delays every byte
  * (latency without touching Redis), a Sentinel setup that can fail over, and
  * a workload of concurrent reads and writes that records latencies, errors,
- * cache hits and, once it stopped, stale reads.
+ * cache hits and, once it stopped, stale reads; and a filler that makes a
+ * Redis with maxmemory full.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import IORedis from 'ioredis';
 import type { Blog } from './models';
 import { freePort, startPrivateRedis, type PrivateRedis } from './private-redis';
 
@@ -178,4 +180,37 @@ export async function staleReads(blog: Blog): Promise<number> {
 export function p99(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] ?? 0;
+}
+
+/** Writes 64 KB values from another client until Redis refuses one with OOM (and stays full); returns their keys. */
+export async function fillRedis(url: string): Promise<string[]> {
+  const raw = new IORedis(url);
+  const keys: string[] = [];
+  try {
+    for (let i = 0; i < 10_000; i += 1) {
+      try {
+        await raw.set(`filler:${i}`, Buffer.alloc(64 * 1024, 1));
+        keys.push(`filler:${i}`);
+      } catch (error) {
+        if (!/OOM/.test((error as Error).message)) throw error;
+        // The filling client's buffers count too and go with it: the limit is set just below
+        // what the data holds, so Redis stays full once this client has gone.
+        const used = Number(/used_memory:(\d+)/.exec(await raw.info('memory'))?.[1]);
+        await raw.config('SET', 'maxmemory', String(used - 256 * 1024));
+        return keys;
+      }
+    }
+    throw new Error('Redis never filled');
+  } finally {
+    raw.disconnect();
+  }
+}
+
+export async function unfillRedis(url: string, keys: readonly string[]): Promise<void> {
+  const raw = new IORedis(url);
+  try {
+    for (let i = 0; i < keys.length; i += 100) await raw.del(...keys.slice(i, i + 100));
+  } finally {
+    raw.disconnect();
+  }
 }
