@@ -23,6 +23,7 @@ import { readThrough, type ReadRequest } from './read-through';
 import { NearTier, type TieredOutcome } from './near/near-tier';
 import { Sampler } from './sampler';
 import { ReadGate, type ReadAdmission } from './read-gate';
+import { LruMap } from './lru';
 import type { Redis } from 'ioredis';
 import type { ChangeSource } from './stream/source';
 
@@ -111,6 +112,9 @@ export interface ReadPlan {
   readonly profile: Profile;
 }
 
+/** Bytes counted per localGet entry on top of its value and key (the map entry and the Buffer object). */
+const LOCAL_GET_OVERHEAD = 200;
+
 /** How long close() lets QUIT take before dropping the connection. */
 const CLOSE_GRACE_MS = 200;
 
@@ -135,9 +139,13 @@ export class CacheopsCore {
   readonly gate: ReadGate = new ReadGate(this);
   private readonly invalidationOff = new AsyncLocalStorage<boolean>();
   private readonly ownsRedis: boolean;
-  private readonly localGets = new Map<string, { expires: number; bytes: Buffer }>();
-  /** Prefixes a prefix function returned in this process (also kept in Redis, see prefixFor). */
-  private readonly registeredPrefixes = new Set<string>();
+  /** localGet's gets by hash (bounded: `memory.localGet`). */
+  private readonly localGets: LruMap<string, Buffer>;
+  /**
+   * Prefixes a prefix function returned in this process and registered in Redis
+   * (see prefixFor); bounded by `memory.prefixes`: one forgotten is registered again.
+   */
+  private readonly registeredPrefixes: LruMap<string, true>;
   closed = false;
   /** The change stream (stream/change-stream.ts), when `changeStream` is on. */
   stream: ChangeSource | undefined;
@@ -147,6 +155,8 @@ export class CacheopsCore {
   constructor(readonly sequelize: Sequelize, config: CacheopsConfig) {
     this.config = normalizeConfig(config, Object.keys(sequelize.models));
     this.dialect = sequelize.getDialect();
+    this.localGets = new LruMap(this.config.memory.localGet);
+    this.registeredPrefixes = new LruMap(this.config.memory.prefixes);
     const degrade = this.config.degradeOnFailure;
     const { client, owned } = connectRedis(this.config.redis, {
       commandTimeout: this.config.redisTimeout,
@@ -231,10 +241,10 @@ export class CacheopsCore {
     const info: QueryInfo = { tables, db: this.db, dialect: this.dialect };
     const prefix = p(info).replace(/[{}]/g, '_');
     // Not while Redis is out (the breaker): the next call after it is back registers it.
-    if (!this.registeredPrefixes.has(prefix) && !this.store.breaker.open) {
+    if (this.registeredPrefixes.get(prefix) === undefined && !this.store.breaker.open) {
       // invalidateAll must find every prefix the function chose, in any process. The SADD goes
       // out on this connection before anything stored under the prefix, so it lands first.
-      this.registeredPrefixes.add(prefix);
+      this.registeredPrefixes.set(prefix, true);
       this.redis.sadd(prefixRegistryKey, prefix).catch((error: unknown) => {
         this.registeredPrefixes.delete(prefix);
         // A full Redis refuses it: registered by the next call (its values are not stored meanwhile).
@@ -288,8 +298,8 @@ export class CacheopsCore {
     const localGet = extras.localGet === true;
     if (localGet) {
       const local = this.localGets.get(req.hash);
-      if (local && local.expires > Date.now()) {
-        const decoded = req.decode(local.bytes);
+      if (local) {
+        const decoded = req.decode(local);
         if (decoded) {
           this.count(true, event);
           return decoded.value;
@@ -310,7 +320,8 @@ export class CacheopsCore {
     // A stale value is not kept: process memory never extends its life. A fresh one no longer than its fresh time.
     if (localGet && (outcome.hit || outcome.stored) && outcome.stale !== true) {
       const expires = Math.min(Date.now() + req.timeout * 1000, outcome.freshUntil ?? Infinity);
-      this.localGets.set(req.hash, { expires, bytes: req.encode(outcome.value) });
+      const bytes = req.encode(outcome.value);
+      this.localGets.set(req.hash, bytes, { expires, size: bytes.length + req.hash.length + LOCAL_GET_OVERHEAD });
     }
     // The sampler re-runs the query outside any transaction only (a transaction may be over by then).
     if (extras.sample && outcome.hit && outcome.bytes && req.admission.canStore && !this.closed && this.sampler.picks()) {
@@ -429,7 +440,7 @@ export class CacheopsCore {
     } else {
       // A prefix function: every prefix it returned, in any process, is registered in Redis.
       const prefixes = await this.store.guard('invalidateAll', () => this.redis.smembers(prefixRegistryKey), [] as string[]);
-      for (const prefix of new Set([...prefixes, ...this.registeredPrefixes])) await this.store.invalidateAll(prefix);
+      for (const prefix of new Set([...prefixes, ...this.registeredPrefixes.keys()])) await this.store.invalidateAll(prefix);
     }
     await this.near?.tracker.barrier();
   }

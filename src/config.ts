@@ -5,6 +5,7 @@ import { describeError } from './breaker';
 import { DEFAULT_NEAR_LIMITS, type NearLimits } from './near/near-cache';
 import type { SlowRedisOptions } from './slow';
 import { normalizeStreamOptions, type ChangeStreamOptions, type NormalizedStreamOptions } from './stream/options';
+import { DEFAULT_MEMORY_LIMITS, MEMORY_KEYS, type MemoryLimits, type MemoryOptions } from './memory-limits';
 
 /** The kinds of read a profile may cache automatically. */
 export type CacheOp = 'get' | 'fetch' | 'count' | 'aggregate' | 'exists';
@@ -121,6 +122,8 @@ export interface CacheopsConfig {
    * are seen (default off; see docs/change-stream.md).
    */
   readonly changeStream?: boolean | ChangeStreamOptions;
+  /** Bounds of the process-memory structures that grow with the key space (docs/memory.md). */
+  readonly memory?: MemoryOptions;
 }
 
 /** A profile after defaults and validation. */
@@ -155,6 +158,7 @@ export interface NormalizedConfig {
   readonly verifySampleRate: number;
   /** The change stream's options; undefined when it is off. */
   readonly changeStream: NormalizedStreamOptions | undefined;
+  readonly memory: MemoryLimits;
   /** `defaults.timeout`, or 3600: for caches with no profile of their own (simple, cached, fragments). */
   readonly defaultTimeout: number;
   /** Exact model names first. */
@@ -168,7 +172,7 @@ export interface NormalizedConfig {
 const TOP_KEYS = new Set([
   'redis', 'defaults', 'profiles', 'prefix', 'degradeOnFailure', 'enabled', 'insideout', 'strict',
   'maxInListLength', 'maxRowsForGranularWrite', 'redisTimeout', 'logger', 'clusterShards', 'raceProtection',
-  'verifySampleRate', 'slowRedis', 'changeStream',
+  'verifySampleRate', 'slowRedis', 'changeStream', 'memory',
 ]);
 const PROFILE_KEYS = new Set(['ops', 'timeout', 'lock', 'localGet', 'cacheOnSave', 'dbAgnostic', 'near', 'staleWhileRevalidate']);
 
@@ -312,6 +316,24 @@ function slowRedis(value: unknown, redisTimeout: number): SlowRedisOptions | und
   };
 }
 
+function memoryLimits(value: unknown): MemoryLimits {
+  if (value === undefined) return DEFAULT_MEMORY_LIMITS;
+  if (!isPlainObject(value)) throw new CacheopsConfigError('memory', 'expected { localGet?, fastPath?, prefixes? }');
+  const limits: Record<string, Record<string, number>> = {};
+  for (const [part, given] of Object.entries(value)) {
+    const known = MEMORY_KEYS[part as keyof MemoryLimits] as readonly string[] | undefined;
+    if (!known) throw new CacheopsConfigError(`memory.${part}`, `unknown option (known: ${Object.keys(MEMORY_KEYS).join(', ')})`);
+    if (!isPlainObject(given)) throw new CacheopsConfigError(`memory.${part}`, `expected { ${known.join(', ')} }`);
+    for (const k of Object.keys(given)) if (!known.includes(k)) throw new CacheopsConfigError(`memory.${part}.${k}`, `unknown option (known: ${known.join(', ')})`);
+  }
+  for (const [part, known] of Object.entries(MEMORY_KEYS)) {
+    const given = (value[part] ?? {}) as Record<string, unknown>;
+    const fallback = DEFAULT_MEMORY_LIMITS[part as keyof MemoryLimits] as unknown as Record<string, number>;
+    limits[part] = Object.fromEntries(known.map((k) => [k, positiveInt(given[k], fallback[k]!, `memory.${part}.${k}`)]));
+  }
+  return limits as unknown as MemoryLimits;
+}
+
 function sampleRate(value: unknown): number {
   if (value === undefined) return 0;
   if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
@@ -400,6 +422,7 @@ export function normalizeConfig(config: CacheopsConfig, modelNames: readonly str
     raceProtection: config.raceProtection === undefined ? true : checkBool(config.raceProtection, 'raceProtection'),
     verifySampleRate: sampleRate(config.verifySampleRate),
     changeStream: normalizeStreamOptions(config.changeStream),
+    memory: memoryLimits(config.memory),
     defaultTimeout: defaults.timeout === undefined ? DEFAULT_TIMEOUT : checkTimeout(defaults.timeout, 'defaults.timeout'),
     exactProfiles: exact,
     globProfiles: globs,

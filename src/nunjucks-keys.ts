@@ -13,6 +13,8 @@ import type { CacheopsCore } from './cacheops';
 import { CacheopsError } from './errors';
 import type { Cacheops } from './install';
 import { stableStringify } from './query/key';
+import { prefixRegistryKey } from './keys';
+import { LruMap } from './lru';
 
 /** The identity of an unnamed fragment: template name + position (`'12'` or `'12:30'`). */
 export function templateFragmentId(template: string, position: string): string {
@@ -50,24 +52,27 @@ export function isPosition(v: unknown): v is number | string {
 /**
  * Where fragments were stored: with a prefix function the prefix depends on
  * the tables of the samples, which invalidateFragment cannot know otherwise.
+ * Pairs of (fragment identity, prefix), bounded by `memory.prefixes` (least
+ * recently stored go first); invalidateFragment also deletes under every
+ * prefix of the registry in Redis, so a pair forgotten here (or stored by
+ * another process) is still reached.
  */
-const prefixesSeen = new WeakMap<CacheopsCore, Map<string, Set<string>>>();
-const MAX_REMEMBERED = 10_000;
+const prefixesSeen = new WeakMap<CacheopsCore, LruMap<string, true>>();
 
 /** Remembers that fragments of this identity were stored under this prefix. */
 export function rememberPrefix(core: CacheopsCore, id: string, prefix: string): void {
-  let byId = prefixesSeen.get(core);
-  if (!byId) prefixesSeen.set(core, (byId = new Map()));
-  const set = byId.get(id);
-  if (set) set.add(prefix);
-  else {
-    if (byId.size >= MAX_REMEMBERED) byId.clear();
-    byId.set(id, new Set([prefix]));
-  }
+  let seen = prefixesSeen.get(core);
+  if (!seen) prefixesSeen.set(core, (seen = new LruMap(core.config.memory.prefixes)));
+  seen.set(`${id}\0${prefix}`, true);
 }
 
-function prefixesOf(core: CacheopsCore, id: string): string[] {
-  return [...new Set([core.prefixFor([]), ...(prefixesSeen.get(core)?.get(id) ?? [])])];
+async function prefixesOf(core: CacheopsCore, id: string): Promise<string[]> {
+  const prefixes = new Set([core.prefixFor([])]);
+  if (typeof core.config.prefix === 'string') return [...prefixes];
+  const head = `${id}\0`;
+  for (const pair of prefixesSeen.get(core)?.keys() ?? []) if (pair.startsWith(head)) prefixes.add(pair.slice(head.length));
+  for (const prefix of await core.store.guard('invalidateFragment', () => core.redis.smembers(prefixRegistryKey), [] as string[])) prefixes.add(prefix);
+  return [...prefixes];
 }
 
 /**
@@ -88,7 +93,7 @@ export async function invalidateFragmentOf(cacheops: Cacheops, nameOrTemplate: s
   const deletes: Promise<boolean>[] = [];
   for (const t of targets) {
     const hash = fragmentHash(t.id, t.extras);
-    for (const prefix of prefixesOf(core, t.id)) deletes.push(core.store.deleteValue(prefix, hash));
+    for (const prefix of await prefixesOf(core, t.id)) deletes.push(core.store.deleteValue(prefix, hash));
   }
   return (await Promise.all(deletes)).some(Boolean);
 }

@@ -36,8 +36,13 @@ export interface OutageHost {
 export class OutageRecovery {
   /** Per prefix, tables whose invalidation failed or may have been lost: the cache is bypassed until it is redone. */
   readonly dirtyTables = new Map<string, Set<string>>();
-  /** Per prefix, when each table was last invalidated (acknowledged by Redis). */
+  /**
+   * Per prefix, when each table was last invalidated (acknowledged by Redis);
+   * only the last LOST_WINDOW_MS matter, so older entries are pruned (it would
+   * otherwise grow with every prefix a prefix function ever returned).
+   */
   private readonly lastInvalidated = new Map<string, Map<string, number>>();
+  private prunedAt = 0;
   private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly host: OutageHost) {}
@@ -54,6 +59,22 @@ export class OutageRecovery {
     if (!tables) this.lastInvalidated.set(prefix, (tables = new Map()));
     const now = Date.now();
     for (const it of items) tables.set(it.table, now);
+    if (now - this.prunedAt >= LOST_WINDOW_MS) this.prune(now);
+  }
+
+  /**
+   * Drops the invalidation times no outage can reach back to any more: with
+   * Redis up, the next outage begins after now, so it looks back no further
+   * than now - LOST_WINDOW_MS. While it is out, resumed() prunes instead.
+   */
+  private prune(now: number): void {
+    if (this.host.store.breaker.open) return;
+    this.prunedAt = now;
+    const since = now - LOST_WINDOW_MS;
+    for (const [prefix, tables] of this.lastInvalidated) {
+      for (const [table, at] of tables) if (at < since) tables.delete(table);
+      if (tables.size === 0) this.lastInvalidated.delete(prefix);
+    }
   }
 
   /**
@@ -77,6 +98,7 @@ export class OutageRecovery {
     for (const [prefix, tables] of this.lastInvalidated) {
       for (const [table, at] of tables) if (at < since) tables.delete(table);
       if (tables.size > 0) this.markDirty(prefix, tables.keys());
+      else this.lastInvalidated.delete(prefix);
     }
     void this.flush();
   }
@@ -89,8 +111,10 @@ export class OutageRecovery {
       const covered = [...tables];
       const deleted = await this.host.store.invalidate(prefix, covered.map((table) => ({ table, rows: 'all' as const }))).catch(() => -1);
       await this.host.near?.tracker.barrier();
-      if (deleted >= 0) for (const table of covered) tables.delete(table);
-      else this.scheduleRetry();
+      if (deleted >= 0) {
+        for (const table of covered) tables.delete(table);
+        if (tables.size === 0) this.dirtyTables.delete(prefix);
+      } else this.scheduleRetry();
     }
   }
 

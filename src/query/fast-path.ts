@@ -29,10 +29,8 @@ import { rawResult, readPrepared, type PreparedSelect } from './intercept';
 import { FIND_HOOKS, hasHooks, type AnyModel } from './hooks';
 import { fastAggregate, fastCount, fastFindAndCountAll } from './fast-aggregate';
 import { patchAssociations } from './fast-association';
+import { LruMap } from '../lru';
 
-
-/** How many prepared selects an installation keeps (the oldest go first). */
-const CAPACITY = 5000;
 
 /** Bumped by every change to model definitions; entries of an older generation are not used. */
 let generation = 0;
@@ -76,7 +74,8 @@ function isEmptyResult(result: unknown): boolean {
 }
 
 export class FastPath {
-  private readonly memo = new Map<string, Entry>();
+  /** Remembered selects by fingerprint; the least recently used go first past `memory.fastPath`. */
+  private readonly memo: LruMap<string, Entry>;
   /** Off: every call takes the normal path (the benchmark compares the two). */
   enabled = true;
   /**
@@ -88,7 +87,14 @@ export class FastPath {
   /** Calls served from a remembered select (hits and misses), for tests and the benchmark. */
   served = 0;
 
-  constructor(readonly core: CacheopsCore) {}
+  constructor(readonly core: CacheopsCore) {
+    this.memo = new LruMap(core.config.memory.fastPath);
+  }
+
+  /** Selects remembered. */
+  get size(): number {
+    return this.memo.size;
+  }
 
   /**
    * Whether a call may use the fast path at all (before fingerprinting it):
@@ -185,10 +191,6 @@ export class FastPath {
     const option = parseFindOption(cacheops);
     const select = capture.select;
     const usable = select === undefined || !hasSeparate(select.options.include as readonly Include[] | undefined);
-    if (this.memo.size >= CAPACITY && !this.memo.has(fingerprint)) {
-      const oldest = this.memo.keys().next();
-      if (!oldest.done) this.memo.delete(oldest.value);
-    }
     this.memo.set(fingerprint, { generation: at, select: usable ? select : undefined, raw: usable ? capture.raw : undefined, option });
   }
 }

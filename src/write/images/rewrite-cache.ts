@@ -6,20 +6,24 @@
  * the library's work on the statement.
  */
 import type { Rewrite } from './postgres';
+import { LruMap } from '../../lru';
 
-/** Statements kept per model; past it the model's entries are dropped (a WHERE with values in its text never repeats). */
+/** Statements kept per model, the least recently used going first (a WHERE with values in its text never repeats). */
 const LIMIT = 256;
 
-const byModel = new WeakMap<object, Map<string, Rewrite | undefined>>();
+/** A rewrite, or none: the statement is not rewritten (remembered too). */
+interface Remembered { readonly rewrite: Rewrite | undefined }
+
+const byModel = new WeakMap<object, LruMap<string, Remembered>>();
 
 /** The rewrite `make` gives for this model, kind and statement, made once. */
 export function rememberedRewrite(model: object, kind: string, sql: string, make: () => Rewrite | undefined): Rewrite | undefined {
   let cache = byModel.get(model);
-  if (!cache) byModel.set(model, (cache = new Map()));
+  if (!cache) byModel.set(model, (cache = new LruMap({ maxEntries: LIMIT })));
   const key = `${kind}\u0000${sql}`;
-  if (cache.has(key)) return cache.get(key);
-  const made = make();
-  if (cache.size >= LIMIT) cache.clear();
-  cache.set(key, made);
-  return made;
+  const found = cache.get(key);
+  if (found) return found.rewrite;
+  const rewrite = make();
+  cache.set(key, { rewrite });
+  return rewrite;
 }
