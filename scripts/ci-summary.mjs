@@ -7,13 +7,19 @@
 // With CI_SUMMARY_FILE set, the summary line is also written to that file.
 // With CI_TEST_TIMEOUT (seconds) set, AVA is stopped after that long, and the
 // stop counts as one failure; the summary is still printed.
+// After AVA, one more result: that the run left no key in Redis (every test
+// key prefix carries TEST_RUN_TAG, set here; scripts/test-keys.cjs).
 // Usage: node scripts/ci-summary.mjs [ava arguments...]
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const runner = fileURLToPath(new URL('./ava-tap.mjs', import.meta.url));
+const { ensureRunTag, runKeyStart, sweepKeys } = createRequire(import.meta.url)('./test-keys.cjs');
+const tag = ensureRunTag();
+const started = Date.now();
 // AVA and its workers get a process group of their own, so that stopping
 // them also stops a worker busy in a hung test (AVA alone would leave it).
 const child = spawn(process.execPath, [runner, ...process.argv.slice(2)], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
@@ -68,12 +74,28 @@ const [code, signal] = await new Promise((resolve) => {
 });
 killGroup('SIGKILL'); // what a test left running (servers, browsers) ends with the run
 
+// The last check: nothing of this run is left in Redis (found keys are removed, and fail it).
+try {
+  const left = await sweepKeys(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', runKeyStart(tag), { remove: true });
+  if (left.length === 0) {
+    counts.passed += 1;
+    process.stdout.write(`ok - redis › no key left by this run (prefix ${runKeyStart(tag)})\n`);
+  } else {
+    counts.failed += 1;
+    process.stdout.write(`not ok - redis › this run left ${left.length} keys: ${left.slice(0, 10).join(', ')}${left.length > 10 ? ', ...' : ''}\n`);
+  }
+} catch (error) {
+  counts.failed += 1;
+  process.stdout.write(`not ok - redis › could not check for keys left behind: ${error.message}\n`);
+}
+
 let failed = counts.failed + counts.remaining + (stoppedAfter ? 1 : 0);
 if ((code !== 0 || signal) && failed === 0) failed = 1; // AVA failed without reporting a test (config error, crash)
 const skipped = counts.skipped + counts.todo;
 
 const details = [
   `ava exit ${signal ?? code}`,
+  `${((Date.now() - started) / 1000).toFixed(0)} s`,
   stoppedAfter ? `stopped after ${stoppedAfter} s (counted as 1 failed)` : '',
   counts.knownFailures ? `${counts.knownFailures} known failures (test.failing) counted as failed` : '',
   counts.remaining ? `${counts.remaining} tests not run in crashed files counted as failed` : '',

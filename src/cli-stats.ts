@@ -98,6 +98,39 @@ const COLUMNS: readonly [keyof KeyCounts, string][] = [
   ['simple', 'simple'], ['epochs', 'epochs'], ['other', 'other'], ['total', 'total'],
 ];
 
+/** How many prefixes the text lists (`--json` has them all). */
+export const LISTED_PREFIXES = 20;
+
+/**
+ * The prefix table: the selected prefixes when some are (--prefix, an
+ * application's), else every one; the ones with most keys first, at most
+ * LISTED_PREFIXES, then one line for the rest.
+ */
+function prefixTable(all: readonly PrefixReport[]): string[] {
+  const narrowed = all.some((p) => !p.selected);
+  const candidates = narrowed ? all.filter((p) => p.selected) : all;
+  if (candidates.length === 0) return [`Prefixes found in this Redis: ${all.length}, none of them selected (the selected prefix has no key)`];
+  const ranked = [...candidates].sort((a, b) => b.keys.total - a.keys.total || (a.prefix < b.prefix ? -1 : 1));
+  const listed = ranked.slice(0, LISTED_PREFIXES);
+  const out = [narrowed
+    ? `Prefixes found in this Redis: ${all.length}; the ${candidates.length === 1 ? 'selected one' : `${candidates.length} selected`} (r: registered in cacheops:prefixes):`
+    : `Prefixes found in this Redis: ${all.length}${listed.length < all.length ? `, the ${listed.length} with most keys listed` : ''} (r: registered in cacheops:prefixes):`];
+  const names = listed.map((p) => JSON.stringify(p.prefix));
+  const width = Math.max(8, ...names.map((n) => n.length));
+  out.push(`    ${'prefix'.padEnd(width)}${COLUMNS.map(([, h]) => h.padStart(9)).join('')}`);
+  listed.forEach((p, i) => {
+    out.push(`  ${p.registered ? 'r' : ' '} ${names[i]!.padEnd(width)}${COLUMNS.map(([c]) => String(p.keys[c]).padStart(9)).join('')}`);
+  });
+  const moreListed = candidates.length - listed.length;
+  if (moreListed > 0) {
+    const keys = ranked.slice(LISTED_PREFIXES).reduce((n, p) => n + p.keys.total, 0);
+    out.push(`  ... and ${moreListed} more ${moreListed === 1 ? 'prefix' : 'prefixes'} with ${keys} ${keys === 1 ? 'key' : 'keys'} (--json lists every one)`);
+  }
+  const others = all.length - candidates.length;
+  if (others > 0) out.push(`  (${others} other ${others === 1 ? 'prefix' : 'prefixes'} in this Redis, not counted above; without --prefix they are listed)`);
+  return out;
+}
+
 /** The text form of the report. */
 export function renderStats(r: StatsReport, describe: string): string {
   const k = r.keys;
@@ -111,14 +144,7 @@ export function renderStats(r: StatsReport, describe: string): string {
   if (r.prefixes.length === 0) {
     out.push('Prefixes found in this Redis: none (no cacheops key, and nothing in cacheops:prefixes)');
   } else {
-    out.push(`Prefixes found in this Redis (${r.prefixes.length}; * counted above, r registered in cacheops:prefixes):`);
-    const names = r.prefixes.map((p) => JSON.stringify(p.prefix));
-    const width = Math.max(8, ...names.map((n) => n.length));
-    out.push(`     ${'prefix'.padEnd(width)}${COLUMNS.map(([, h]) => h.padStart(9)).join('')}`);
-    r.prefixes.forEach((p, i) => {
-      const marks = `${p.selected ? '*' : ' '}${p.registered ? 'r' : ' '}`;
-      out.push(`  ${marks} ${names[i]!.padEnd(width)}${COLUMNS.map(([c]) => String(p.keys[c]).padStart(9)).join('')}`);
-    });
+    out.push(...prefixTable(r.prefixes));
   }
 
   out.push(`Redis used memory (whole server): ${humanBytes(r.redis.usedMemory)} (${r.redis.usedMemory} bytes)`);

@@ -5,7 +5,7 @@
  * and `opz` suggests `ops`, but `bogus` suggests nothing.
  */
 
-/** Edits (insert, delete, replace, swap of neighbours) from `a` to `b`; stops counting past `limit`. */
+/** Edits (insert, delete, replace, swap of neighbours) from `a` to `b`; `limit + 1` for anything past `limit`. */
 export function editDistance(a: string, b: string, limit = Number.POSITIVE_INFINITY): number {
   if (Math.abs(a.length - b.length) > limit) return limit + 1;
   // Three rows of the optimal-string-alignment table: two before and the current one.
@@ -26,7 +26,7 @@ export function editDistance(a: string, b: string, limit = Number.POSITIVE_INFIN
     before = previous;
     previous = current;
   }
-  return previous[b.length]!;
+  return Math.min(previous[b.length]!, limit + 1);
 }
 
 /** The known word closest to `word` (at most 2 edits, 1 for words of 3 letters or fewer), if any. */

@@ -10,7 +10,8 @@ import { main, type CliIo } from '../src/cli';
 import { indexKeyOfConj, statsKey } from '../src/keys';
 import { defineBlog } from './helpers/models';
 import { countSql, rawRedis, redisUrl, uniquePrefix } from './helpers/env';
-import { freePort } from './helpers/private-redis';
+import { freePort, startPrivateRedis } from './helpers/private-redis';
+import IORedis from 'ioredis';
 import { progress } from '../src/cli-progress';
 import { startExample } from '../templates-example/server';
 
@@ -333,7 +334,7 @@ test('main(): reap-conjs draws a bar on a terminal, plain lines elsewhere; the s
   const tty = await inProcess(['reap-conjs', '--redis', redisUrl, '--prefix', prefix], true);
   t.is(tty.code, 0);
   t.regex(tty.stderr, /\r\x1b\[K\[#{30}\] (\d+) of \1 keys \(100%\) in [\d.]+ s, [\d.]+ keys\/s, 0 dead members removed\n$/);
-  t.regex(tty.stdout, /^reap-conjs \(prefix "t-clibar-[0-9a-f]+:"\): checked 0 of 0 conj sets/);
+  t.regex(tty.stdout, /^reap-conjs \(prefix "t-[a-z0-9]+-[0-9a-f]+-clibar-[0-9a-f]+:"\): checked 0 of 0 conj sets/);
   const pipe = await inProcess(['reap-conjs', '--redis', redisUrl, '--prefix', prefix], false);
   t.is(pipe.code, 0);
   t.regex(pipe.stderr, /^(reap-conjs: \d+ of \d+ keys .*\n)*reap-conjs: done, (\d+) of \2 keys \(100%\) in [\d.]+ s, [\d.]+ keys\/s, 0 dead members removed\n$/);
@@ -446,11 +447,39 @@ test('stats lists every prefix it finds (keys and cacheops:prefixes) with counts
   const text = await cli(['stats', '--redis', redisUrl, '--prefix', other]);
   t.is(text.code, 0, text.stderr);
   t.regex(text.stdout, new RegExp(`cacheops keys \\(prefix "${other}"\\):\n  values \\(q:\\)\\s+1\n`));
-  t.regex(text.stdout, /Prefixes found in this Redis \(\d+; \* counted above, r registered in cacheops:prefixes\):/);
-  const row = (prefix: string): string | undefined => text.stdout.split('\n').find((l) => /^  [* ][r ] "/.test(l) && l.includes(`"${prefix}"`));
-  t.regex(row(other) ?? '', new RegExp(`^  \\*  "${other}"\\s+1\\s`));
-  t.regex(row(byTable) ?? '', new RegExp(`^   r "${byTable}"\\s+1\\s`));
-  t.regex(row(tw.prefix) ?? '', new RegExp(`^     "${tw.prefix}"\\s+2\\s`));
+  t.regex(text.stdout, /Prefixes found in this Redis: \d+; the selected one \(r: registered in cacheops:prefixes\):/);
+  const row = (prefix: string): string | undefined => text.stdout.split('\n').find((l) => /^  [r ] "/.test(l) && l.includes(`"${prefix}"`));
+  t.regex(row(other) ?? '', new RegExp(`^    "${other}"\\s+1\\s`));
+  t.is(row(byTable), undefined, '--prefix lists only its prefix');
+  t.is(row(tw.prefix), undefined, '--prefix lists only its prefix');
+  t.regex(text.stdout, /\(\d+ other prefix(es)? in this Redis, not counted above; without --prefix they are listed\)/);
+});
+
+test('stats lists at most 20 prefixes, those with most keys, and one line for the rest', async (t) => {
+  const redis = await startPrivateRedis();
+  const client = new IORedis(redis.url);
+  t.teardown(async () => {
+    client.disconnect();
+    await redis.stop();
+  });
+  // 25 prefixes: p00 has 25 keys, p01 24, ... p24 1; one registered by a prefix function.
+  for (let i = 0; i < 25; i += 1) {
+    const prefix = `p${String(i).padStart(2, '0')}:`;
+    for (let k = 0; k < 25 - i; k += 1) await client.set(`${prefix}cacheops:{0}:q:${k}`, 'x');
+  }
+  await client.sadd('cacheops:prefixes', 'p03:');
+  const text = await cli(['stats', '--redis', redis.url]);
+  t.is(text.code, 0, text.stderr);
+  const rows = text.stdout.split('\n').filter((l) => /^  [r ] "/.test(l));
+  t.deepEqual(rows.map((l) => /"([^"]+)"/.exec(l)?.[1]), Array.from({ length: 20 }, (_, i) => `p${String(i).padStart(2, '0')}:`), 'the 20 with most keys, most first');
+  t.regex(rows[3]!, /^  r "p03:"\s+22\s/);
+  t.regex(text.stdout, /Prefixes found in this Redis: 25, the 20 with most keys listed/);
+  t.regex(text.stdout, /\n  \.\.\. and 5 more prefixes with 15 keys \(--json lists every one\)\n/);
+  const json = JSON.parse((await cli(['stats', '--redis', redis.url, '--json'])).stdout) as { prefixes: unknown[] };
+  t.is(json.prefixes.length, 25, '--json lists every prefix');
+  const one = await cli(['stats', '--redis', redis.url, '--prefix', 'p24:']);
+  t.is(one.stdout.split('\n').filter((l) => /^  [r ] "/.test(l)).length, 1);
+  t.regex(one.stdout, /\(24 other prefixes in this Redis, not counted above/);
 });
 
 test('the README\'s commands against the running example work as written', async (t) => {

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { basename } from 'node:path';
 import IORedis from 'ioredis';
 import { Sequelize, type Options } from 'sequelize';
+import { inAvaWorker, removeKeysAfterFile } from './keys-cleanup';
 
 export type Dialect = 'sqlite' | 'postgres' | 'mysql';
 
@@ -19,9 +20,22 @@ export function dialects(): Dialect[] {
   return raw.map((d) => (d === 'mariadb' ? 'mysql' : d)) as Dialect[];
 }
 
+/**
+ * Every key prefix of a test file starts with `t-<run tag>-<file tag>-`: the
+ * run tag (TEST_RUN_TAG, set by scripts/test-run.mjs) lets a run check on a
+ * shared Redis that it left nothing behind; the file tag lets the file remove
+ * its own keys when it ends (keys-cleanup.ts). Processes a test file starts
+ * inherit both through the environment.
+ */
+const tagPart = (text: string): string => text.replace(/[^a-z0-9]/gi, '').toLowerCase().slice(0, 16);
+export const runTag = tagPart(process.env['TEST_RUN_TAG'] ?? '') || 'dev';
+process.env['TEST_FILE_TAG'] ??= randomBytes(3).toString('hex');
+export const filePrefixStart = `t-${runTag}-${tagPart(process.env['TEST_FILE_TAG'])}-`;
+if (inAvaWorker()) removeKeysAfterFile(redisUrl, filePrefixStart);
+
 /** A unique key prefix for one test (no braces, ends with ':'). */
 export function uniquePrefix(label: string): string {
-  return `t-${label.replace(/[^a-z0-9]/gi, '').slice(0, 20)}-${randomBytes(4).toString('hex')}:`;
+  return `${filePrefixStart}${label.replace(/[^a-z0-9]/gi, '').slice(0, 20)}-${randomBytes(4).toString('hex')}:`;
 }
 
 /**
