@@ -59,3 +59,10 @@ export class CacheopsInvalidationError extends CacheopsRedisError {
     this.tables = tables;
   }
 }
+
+/**
+ * The change stream cannot run: the server is not set up for it (wal_level,
+ * rights to create the publication or slot), or the dialect has none. The
+ * message says what is missing and the statement that fixes it.
+ */
+export class CacheopsStreamError extends CacheopsError {}

@@ -68,6 +68,17 @@ export class Cacheops {
   }
 
   /**
+   * Resolves once the change stream has checked the server and taken its role
+   * (`stats().changeStream.role`: consumer or standby); rejects with
+   * CacheopsStreamError saying what the server lacks. Resolves at once without `changeStream`.
+   * @example
+   * await cacheops.changeStreamReady();
+   */
+  async changeStreamReady(): Promise<void> {
+    await this.core.stream?.ready;
+  }
+
+  /**
    * Adds this process's read counters (since the last flush) to a hash in
    * Redis, so that `cacheops stats` can report hits and misses of every
    * process. Counting in Redis on every read would cost a round trip per read;

@@ -5,11 +5,13 @@
 import type { CacheopsCore } from '../cacheops';
 import { CacheopsConfigError } from '../errors';
 import { SQLITE_POLL_MS, SqliteDataVersion, sqliteFile } from './sqlite-data-version';
+import { PgChangeStream } from './pg-consumer';
 import { emptyStats, type ChangeSource } from './source';
 
 /** A source that reads nothing (a SQLite database in memory: no other connection can write it). */
 class NoSource implements ChangeSource {
   readonly stats = emptyStats('off');
+  readonly ready: Promise<void> = Promise.resolve();
   async close(): Promise<void> { /* nothing runs */ }
 }
 
@@ -19,7 +21,9 @@ export function startChangeStream(core: CacheopsCore): ChangeSource | undefined 
   switch (core.dialect) {
     case 'sqlite':
       return sqliteFile(core) === undefined ? new NoSource() : new SqliteDataVersion(core, options.pollIntervalMs ?? SQLITE_POLL_MS);
+    case 'postgres':
+      return new PgChangeStream(core, options);
     default:
-      throw new CacheopsConfigError('changeStream', `not available on ${core.dialect} yet (PostgreSQL and SQLite are)`);
+      throw new CacheopsConfigError('changeStream', `not available on ${core.dialect} yet (PostgreSQL and SQLite have it)`);
   }
 }

@@ -23,6 +23,8 @@ export interface ChangeStreamOptions {
   readonly connection?: StreamConnection;
   /** Milliseconds between two reads of the stream (default 50 on PostgreSQL, 100 on SQLite). */
   readonly pollIntervalMs?: number;
+  /** Milliseconds between a standby process's checks whether the consumer is gone (default 1000): the handover bound. */
+  readonly handoverMs?: number;
   /** A warning is logged when the lag from commit to invalidation passes this (default 5000). */
   readonly lagWarningMs?: number;
   /** A warning is logged when the WAL the slot retains passes this many bytes (default 1 GiB). */
@@ -40,12 +42,13 @@ export interface NormalizedStreamOptions {
   readonly createSlot: boolean;
   readonly connection: StreamConnection | undefined;
   readonly pollIntervalMs: number | undefined;
+  readonly handoverMs: number;
   readonly lagWarningMs: number;
   readonly retainedWarningBytes: number;
   readonly awaitVisibility: boolean;
 }
 
-const KEYS = ['slot', 'publication', 'createSlot', 'connection', 'pollIntervalMs', 'lagWarningMs', 'retainedWarningBytes', 'awaitVisibility'];
+const KEYS = ['slot', 'publication', 'createSlot', 'connection', 'pollIntervalMs', 'handoverMs', 'lagWarningMs', 'retainedWarningBytes', 'awaitVisibility'];
 const NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 function name(value: unknown, key: string): string | undefined {
@@ -90,6 +93,7 @@ export function normalizeStreamOptions(value: unknown): NormalizedStreamOptions 
     createSlot: bool(given['createSlot'], 'changeStream.createSlot', true),
     connection: connection as StreamConnection | undefined,
     pollIntervalMs: positive(given['pollIntervalMs'], 'changeStream.pollIntervalMs'),
+    handoverMs: positive(given['handoverMs'], 'changeStream.handoverMs') ?? 1000,
     lagWarningMs: positive(given['lagWarningMs'], 'changeStream.lagWarningMs') ?? 5000,
     retainedWarningBytes: positive(given['retainedWarningBytes'], 'changeStream.retainedWarningBytes') ?? 2 ** 30,
     awaitVisibility: bool(given['awaitVisibility'], 'changeStream.awaitVisibility', true),

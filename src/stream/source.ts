@@ -25,6 +25,8 @@ export interface ChangeStreamStats {
 /** A running change source: its counters and how to stop it. */
 export interface ChangeSource {
   readonly stats: ChangeStreamStats;
+  /** Settles once the source has taken its role; rejects (CacheopsStreamError) when it cannot run. */
+  readonly ready: Promise<void>;
   /** Stops reading; resolves when no invalidation of it is in flight. */
   close(): Promise<void>;
 }

@@ -33,6 +33,7 @@ export function sqliteFile(core: CacheopsCore): string | undefined {
 
 export class SqliteDataVersion implements ChangeSource {
   readonly stats: ChangeStreamStats = emptyStats('consumer');
+  readonly ready: Promise<void> = Promise.resolve();
   private readonly abort = new AbortController();
   private readonly running: Promise<void>;
 

@@ -1,0 +1,312 @@
+/**
+ * PostgreSQL change stream against a private server with wal_level=logical:
+ * writes by other programs (a plain pg client, psql) are seen by cached reads,
+ * granular with REPLICA IDENTITY FULL and model-wide without it, TRUNCATE, a
+ * lost slot, one consumer among processes with handover, and the stream's
+ * position acknowledged only after Redis took the invalidation.
+ */
+import test from 'ava';
+import { execFileSync, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Model, ModelStatic, Sequelize } from 'sequelize';
+import { CacheopsStreamError, installCacheops, type Cacheops, type InvalidatedEvent } from '../src/index';
+import { dialects, makeSequelize, redisUrl, uniquePrefix } from './helpers/env';
+import { startPrivatePostgres, type PgClient, type PrivatePostgres } from './helpers/private-postgres';
+import { startPrivateRedis } from './helpers/private-redis';
+import { defineItem, privateSequelize } from './helpers/stream-models';
+
+const run = dialects().includes('postgres') ? test.serial : test.serial.skip;
+const DB = 'app';
+let server: PrivatePostgres;
+let admin: PgClient;
+
+test.before(async () => {
+  if (!dialects().includes('postgres')) return;
+  server = await startPrivatePostgres();
+  admin = await server.client();
+  await admin.query(`CREATE DATABASE ${DB}`);
+});
+
+test.after.always(async () => {
+  await admin?.end();
+  await server?.stop();
+});
+
+async function appClient(): Promise<PgClient> {
+  const { Client } = await import('./helpers/private-postgres');
+  const c = new Client({ host: '127.0.0.1', port: server.port, user: 'postgres', database: DB });
+  await c.connect();
+  return c;
+}
+
+interface App {
+  readonly sequelize: Sequelize;
+  readonly Item: ModelStatic<Model>;
+  readonly cacheops: Cacheops;
+  readonly events: InvalidatedEvent[];
+  readonly logs: string[];
+  readonly table: string;
+  readonly slot: string;
+  readonly prefix: string;
+  close(): Promise<void>;
+}
+
+let counter = 0;
+
+/** A table of its own (FULL or DEFAULT identity), rows 1..3, cacheops with the stream on its own slot. */
+async function makeApp(t: { log(...a: unknown[]): void }, opts: { identity?: 'full' | 'default'; redis?: string; slot?: string; table?: string; prefix?: string; stream?: Record<string, unknown>; seed?: boolean } = {}): Promise<App> {
+  counter += 1;
+  const table = opts.table ?? `items_${counter}`;
+  const slot = opts.slot ?? `s_${counter}_${process.pid}`;
+  const prefix = opts.prefix ?? uniquePrefix('pgstream');
+  const sequelize = privateSequelize(server.port, DB);
+  const Item = defineItem(sequelize, table);
+  if (opts.seed !== false) {
+    await Item.sync({ force: true });
+    if (opts.identity !== 'default') await sequelize.query(`ALTER TABLE "${table}" REPLICA IDENTITY FULL`);
+    await Item.bulkCreate([{ name: 'a', n: 1 }, { name: 'b', n: 2 }, { name: 'c', n: 3 }]);
+  }
+  const logs: string[] = [];
+  const cacheops = installCacheops(sequelize, {
+    redis: opts.redis ?? redisUrl, prefix, profiles: { Item: { ops: 'all' } },
+    changeStream: { slot, pollIntervalMs: 20, handoverMs: 200, ...opts.stream },
+    logger: (m) => { logs.push(m); },
+  });
+  const events: InvalidatedEvent[] = [];
+  cacheops.on('invalidated', (e) => events.push(e));
+  await cacheops.changeStreamReady();
+  return {
+    sequelize, Item, cacheops, events, logs, table, slot, prefix,
+    async close() {
+      await cacheops.invalidateAll().catch(() => undefined);
+      await cacheops.close();
+      await sequelize.close();
+    },
+  };
+}
+
+async function dropSlot(slot: string): Promise<void> {
+  for (let i = 0; i < 100; i += 1) {
+    try {
+      await admin.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 20)); // active for a moment (a read of it)
+    }
+  }
+}
+
+const nameOf = async (app: App, id: number): Promise<unknown> => ((await app.Item.findOne({ where: { id } })) as unknown as { name: string } | null)?.name;
+
+/** Reads until `expected`; milliseconds it took (Infinity past the limit). */
+async function msUntil(read: () => Promise<unknown>, expected: unknown, limitMs = 1000): Promise<number> {
+  const start = Date.now();
+  while (Date.now() - start < limitMs) {
+    if ((await read()) === expected) return Date.now() - start;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  return Infinity;
+}
+
+/** Reads twice: the second must be a hit (the value is cached). */
+async function cached(app: App, read: () => Promise<unknown>): Promise<unknown> {
+  await read();
+  const hits = app.cacheops.stats().hits;
+  const value = await read();
+  if (app.cacheops.stats().hits !== hits + 1) throw new Error('the read was not served from the cache');
+  return value;
+}
+
+const percentile = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
+
+run('writes by a plain pg client and by psql are seen by cached reads within 1 s', async (t) => {
+  const app = await makeApp(t);
+  const writer = await appClient();
+  try {
+    t.is(app.cacheops.stats().changeStream.role, 'consumer');
+    const lags: number[] = [];
+    for (let i = 0; i < 20; i += 1) {
+      t.is(await cached(app, () => nameOf(app, 1)), i === 0 ? 'a' : `pg${i - 1}`);
+      await writer.query(`UPDATE "${app.table}" SET name = $1 WHERE id = 1`, [`pg${i}`]);
+      lags.push(await msUntil(() => nameOf(app, 1), `pg${i}`));
+    }
+    t.log(`pg client: seen after p50 ${percentile(lags, 0.5)} ms, max ${Math.max(...lags)} ms (poll 20 ms)`);
+    t.true(Math.max(...lags) <= 1000);
+
+    t.is(await cached(app, () => app.Item.count()), 3);
+    execFileSync('psql', ['-h', '127.0.0.1', '-p', String(server.port), '-U', 'postgres', '-d', DB, '-c', `INSERT INTO "${app.table}" (name, n) VALUES ('psql', 9)`]);
+    const ms = await msUntil(() => app.Item.count(), 4);
+    t.log(`psql: seen after ${ms} ms`);
+    t.true(ms <= 1000);
+    const stats = app.cacheops.stats().changeStream;
+    t.true(stats.events >= 21);
+    t.true(typeof stats.lagMs === 'number');
+    await new Promise((r) => setTimeout(r, 1100));
+    t.true(typeof app.cacheops.stats().changeStream.retainedBytes === 'number', 'retained WAL is reported');
+  } finally {
+    await writer.end();
+    await app.close();
+    await dropSlot(app.slot);
+  }
+});
+
+run('REPLICA IDENTITY FULL: a foreign update invalidates granularly; DEFAULT: the whole model, never granular', async (t) => {
+  for (const identity of ['full', 'default'] as const) {
+    const app = await makeApp(t, { identity });
+    const writer = await appClient();
+    try {
+      if (identity === 'default') t.true(app.logs.some((l) => l.includes('REPLICA IDENTITY FULL') && l.includes(app.table)), 'the start-up check names the table');
+      await cached(app, () => nameOf(app, 2));
+      await cached(app, () => nameOf(app, 1));
+      app.events.length = 0;
+      await writer.query(`UPDATE "${app.table}" SET name = 'x', n = 10 WHERE id = 1`);
+      t.true(await msUntil(() => nameOf(app, 1), 'x') <= 1000);
+      const event = app.events.find((e) => e.table === app.table)!;
+      if (identity === 'full') {
+        t.deepEqual((event.values as Record<string, unknown>[]).map((r) => [r['id'], r['name'], r['n']]), [['1', 'a', '1'], ['1', 'x', '10']], 'old and new row');
+        const hits = app.cacheops.stats().hits;
+        t.is(await nameOf(app, 2), 'b');
+        t.is(app.cacheops.stats().hits, hits + 1, 'row 2 stayed cached');
+      } else {
+        t.is(event.values, 'all');
+        const misses = app.cacheops.stats().misses;
+        t.is(await nameOf(app, 2), 'b');
+        t.is(app.cacheops.stats().misses, misses + 1, 'row 2 was invalidated with the model');
+      }
+      // A delete: the old row (FULL), or its key only (DEFAULT), which matches every other conjunction.
+      await cached(app, () => app.Item.count({ where: { name: 'b' } }));
+      app.events.length = 0;
+      await writer.query(`DELETE FROM "${app.table}" WHERE id = 2`);
+      t.true(await msUntil(() => app.Item.count({ where: { name: 'b' } }), 0) <= 1000, `${identity}: ${JSON.stringify(app.events)}`);
+    } finally {
+      await writer.end();
+      await app.close();
+      await dropSlot(app.slot);
+    }
+  }
+});
+
+run('TRUNCATE by another program invalidates the model', async (t) => {
+  const app = await makeApp(t);
+  const writer = await appClient();
+  try {
+    t.is(await cached(app, () => app.Item.count()), 3);
+    app.events.length = 0;
+    await writer.query(`TRUNCATE "${app.table}"`);
+    t.true(await msUntil(() => app.Item.count(), 0) <= 1000);
+    t.is(app.events.find((e) => e.table === app.table)?.values, 'all');
+  } finally {
+    await writer.end();
+    await app.close();
+    await dropSlot(app.slot);
+  }
+});
+
+run('a lost slot invalidates everything once, loudly, and the stream starts afresh', async (t) => {
+  const app = await makeApp(t);
+  const writer = await appClient();
+  try {
+    t.is(await cached(app, () => nameOf(app, 3)), 'c');
+    await dropSlot(app.slot);
+    // Written while no slot exists: no stream carries it.
+    await writer.query(`UPDATE "${app.table}" SET name = 'unseen' WHERE id = 3`);
+    t.true(await msUntil(() => nameOf(app, 3), 'unseen', 3000) <= 3000);
+    t.is(app.cacheops.stats().changeStream.resets, 1);
+    t.true(app.logs.some((l) => l.includes(`replication slot ${app.slot} was dropped`)));
+    // And the new slot streams.
+    await cached(app, () => nameOf(app, 3));
+    await writer.query(`UPDATE "${app.table}" SET name = 'after' WHERE id = 3`);
+    t.true(await msUntil(() => nameOf(app, 3), 'after') <= 1000);
+  } finally {
+    await writer.end();
+    await app.close();
+    await dropSlot(app.slot);
+  }
+});
+
+run('two application processes: one consumer; when it is killed mid-stream the other takes over and loses nothing', async (t) => {
+  const table = `items_handover`;
+  const slot = `s_handover_${process.pid}`;
+  const prefix = uniquePrefix('pghandover');
+  const setup = privateSequelize(server.port, DB);
+  const Item = defineItem(setup, table);
+  await Item.sync({ force: true });
+  await setup.query(`ALTER TABLE "${table}" REPLICA IDENTITY FULL`);
+  await Item.bulkCreate(Array.from({ length: 50 }, (_, i) => ({ name: 'v0', n: i })));
+  await setup.close();
+  const child = spawn(process.execPath, ['--import=tsx', join(__dirname, 'fixtures', 'stream-app.ts'), String(server.port), DB, redisUrl, prefix, slot, table], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const roles: string[] = [];
+  const firstRole = new Promise<string>((resolve) => createInterface({ input: child.stdout! }).on('line', (l) => { roles.push(l); resolve(l); }));
+  t.is(await firstRole, 'consumer');
+  const app = await makeApp(t, { table, slot, prefix, seed: false });
+  const writer = await appClient();
+  try {
+    t.is(app.cacheops.stats().changeStream.role, 'standby');
+    for (let id = 1; id <= 50; id += 1) await cached(app, () => nameOf(app, id));
+    // Writes go on while the consumer is killed.
+    const writing = (async () => {
+      for (let id = 1; id <= 50; id += 1) {
+        await writer.query(`UPDATE "${table}" SET name = 'v1' WHERE id = $1`, [id]);
+        await new Promise((r) => setTimeout(r, 4));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 60));
+    const killedAt = Date.now();
+    child.kill('SIGKILL');
+    await writing;
+    while (app.cacheops.stats().changeStream.role !== 'consumer' && Date.now() - killedAt < 5000) await new Promise((r) => setTimeout(r, 5));
+    const handoverMs = Date.now() - killedAt;
+    t.log(`handover after ${handoverMs} ms (handoverMs 200)`);
+    t.is(app.cacheops.stats().changeStream.role, 'consumer');
+    t.true(handoverMs <= 200 * 3 + 500, 'within handoverMs, a reconnect and a poll');
+    for (let id = 1; id <= 50; id += 1) t.true(await msUntil(() => nameOf(app, id), 'v1') <= 1000, `row ${id}`);
+  } finally {
+    child.kill('SIGKILL');
+    await writer.end();
+    await app.close();
+    await dropSlot(slot);
+  }
+});
+
+run('Redis stopped mid-stream: nothing is acknowledged until it takes the invalidations; then they are replayed', async (t) => {
+  const redis = await startPrivateRedis();
+  const app = await makeApp(t, { redis: redis.url });
+  const writer = await appClient();
+  try {
+    for (const id of [1, 2, 3]) await cached(app, () => nameOf(app, id));
+    const eventsBefore = app.cacheops.stats().changeStream.events;
+    redis.pause();
+    for (const id of [1, 2, 3]) await writer.query(`UPDATE "${app.table}" SET name = 'during' WHERE id = $1`, [id]);
+    await new Promise((r) => setTimeout(r, 1500));
+    t.is(app.cacheops.stats().changeStream.events, eventsBefore, 'nothing acknowledged while Redis is out');
+    const resumedAt = Date.now();
+    redis.resume();
+    // The breaker's probe finds Redis back (its back-off reaches 5 s), then the stream replays the batch.
+    while (app.cacheops.stats().changeStream.events < eventsBefore + 3 && Date.now() - resumedAt < 10_000) await new Promise((r) => setTimeout(r, 10));
+    t.log(`replayed ${app.cacheops.stats().changeStream.events - eventsBefore} changes ${Date.now() - resumedAt} ms after Redis was back`);
+    t.true(app.cacheops.stats().changeStream.events >= eventsBefore + 3, 'replayed');
+    for (const id of [1, 2, 3]) t.is(await cached(app, () => nameOf(app, id)), 'during');
+  } finally {
+    redis.resume();
+    await writer.end();
+    await app.close();
+    await redis.stop();
+    await dropSlot(app.slot);
+  }
+});
+
+run('a server without wal_level=logical: changeStreamReady rejects with a plain message', async (t) => {
+  const sequelize = await makeSequelize('postgres', __filename);
+  defineItem(sequelize, 'items_plain');
+  const logs: string[] = [];
+  const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: uniquePrefix('pgplain'), changeStream: true, logger: (m) => { logs.push(m); } });
+  try {
+    const error = await t.throwsAsync(cacheops.changeStreamReady(), { instanceOf: CacheopsStreamError });
+    t.regex(error!.message, /wal_level=replica; it needs wal_level=logical/);
+    t.is(cacheops.stats().changeStream.role, 'off');
+  } finally {
+    await cacheops.close();
+    await sequelize.close();
+  }
+});
