@@ -36,4 +36,11 @@ export const PROBES: readonly Read[] = [
   query('Owner', 'findAll', () => ({})),
   getter('Item', 1, 'getLabels', () => ({})),
   getter('Owner', 1, 'getItems', () => ({ where: { flag: true } })),
+  // Association methods with a fast path of their own (query/fast-association.ts).
+  getter('Item', 1, 'hasLabels', () => ({}), false, { model: 'Label', ids: [1, 2], instances: true, list: true }),
+  getter('Owner', 1, 'hasItem', () => ({}), false, { model: 'Item', ids: [2], instances: false, list: false }),
+  getter('Item', 2, 'countNotes', () => ({})),
+  getter('Label', 1, 'countItems', () => ({ where: { flag: true } })),
+  getter('Label', 2, 'getFirstLink', () => ({ order: [['itemId', 'ASC']] })),
+  query('Item', 'findAndCountAll', (r) => ({ include: [{ model: r('Owner') }], limit: 2, order: [['id', 'ASC']] })),
 ];

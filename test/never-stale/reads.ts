@@ -70,16 +70,26 @@ export function query(model: ModelName, op: ReadOp, build: (r: Resolve) => Recor
   };
 }
 
-/** An association getter on one instance (fetched around the cache). */
-export function getter(model: ModelName, id: number, method: string, build: (r: Resolve) => Record<string, unknown>, ordered = false): Read {
+/** A has* argument: keys of the target model, passed as instances (fetched around the cache) or as the keys. */
+export interface Targets { readonly model: ModelName; readonly ids: readonly number[]; readonly instances: boolean; readonly list: boolean }
+
+/** An association method on one instance (fetched around the cache), with its targets first for has*. */
+export function getter(model: ModelName, id: number, method: string, build: (r: Resolve) => Record<string, unknown>, ordered = false, targets?: Targets): Read {
+  const shownTargets = targets ? `${targets.instances ? `${targets.model}#` : ''}${targets.list ? `[${targets.ids.join(',')}]` : targets.ids[0]}, ` : '';
   return {
-    label: `(await ${model}.findByPk(${id})).${method}(${show(build(refs))})`,
+    label: `(await ${model}.findByPk(${id})).${method}(${shownTargets}${show(build(refs))})`,
     async run(w, o) {
       const transaction = o.transaction ?? null;
       const inst = await w.m[model].findByPk(id, { transaction, paranoid: false, cacheops: false } as never);
       if (!inst) return 'no instance';
       const options = { ...build(real(w)), transaction, ...(o.cached ? {} : { cacheops: false }) };
-      const result = await (inst as unknown as Record<string, (o: unknown) => Promise<unknown>>)[method]!(options);
+      const args: unknown[] = [options];
+      if (targets) {
+        const values = await Promise.all(targets.ids.map(async (t) => (targets.instances
+          ? await w.m[targets.model].findByPk(t, { transaction, paranoid: false, cacheops: false } as never) ?? t : t)));
+        args.unshift(targets.list ? values : values[0]);
+      }
+      const result = await (inst as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[method]!(...args);
       return JSON.stringify(normalize(result, ordered));
     },
   };
@@ -218,6 +228,29 @@ const getterRead: fc.Arbitrary<Read> = fc.oneof(
   fc.record({ id: fc.constantFrom(...LABEL_IDS), where: whereOf('Item', 1) }).map((s) => getter('Label', s.id, 'getItems', () => w(s.where))),
 );
 
+/** has*, count* and hasOne getters: the association methods with a fast path of their own (query/fast-association.ts). */
+const targetsArb = (model: ModelName, ids: readonly number[]): fc.Arbitrary<Targets> => fc.record({
+  model: fc.constant(model), ids: fc.uniqueArray(fc.constantFrom(...ids), { minLength: 1, maxLength: 3 }), instances: fc.boolean(), list: fc.boolean(),
+}).map((t) => (t.list ? t : { ...t, ids: t.ids.slice(0, 1) }));
+const ownerIds = OWNER_IDS.filter((x): x is number => x !== null);
+const associationRead: fc.Arbitrary<Read> = fc.oneof(
+  fc.record({ id: fc.constantFrom(...ITEM_IDS), where: whereOf('Label', 1), through: whereOf('ItemLabel', 1), targets: targetsArb('Label', LABEL_IDS) })
+    .map((s) => getter('Item', s.id, s.targets.list ? 'hasLabels' : 'hasLabel', () => ({ ...w(s.where), ...(s.through ? { through: w(s.through) } : {}) }), false, s.targets)),
+  fc.record({ id: fc.constantFrom(...ownerIds), where: whereOf('Item', 1), paranoid: fc.boolean(), targets: targetsArb('Item', ITEM_IDS) })
+    .map((s) => getter('Owner', s.id, s.targets.list ? 'hasItems' : 'hasItem', () => ({ ...w(s.where), ...(s.paranoid ? {} : { paranoid: false }) }), false, s.targets)),
+  fc.record({ id: fc.constantFrom(...LABEL_IDS), where: whereOf('Item', 1), targets: targetsArb('Item', ITEM_IDS) })
+    .map((s) => getter('Label', s.id, s.targets.list ? 'hasItems' : 'hasItem', () => w(s.where), false, s.targets)),
+  fc.record({ id: fc.constantFrom(...ITEM_IDS), where: whereOf('Note', 1) }).map((s) => getter('Item', s.id, 'countNotes', () => w(s.where))),
+  fc.record({ id: fc.constantFrom(...LABEL_IDS), where: whereOf('Item', 1), paranoid: fc.boolean() })
+    .map((s) => getter('Label', s.id, 'countItems', () => ({ ...w(s.where), ...(s.paranoid ? {} : { paranoid: false }) }))),
+  fc.record({ id: fc.constantFrom(...LABEL_IDS), where: whereOf('ItemLabel', 1) })
+    .map((s) => getter('Label', s.id, 'getFirstLink', () => ({ ...w(s.where), order: [['itemId', 'ASC']] }))),
+  fc.record({ id: fc.constantFrom(...ITEM_IDS), attrs: fc.boolean() })
+    .map((s) => getter('Item', s.id, 'getOwner', () => (s.attrs ? { attributes: ['id', 'name'] } : {}))),
+  fc.record({ id: fc.constantFrom(...ITEM_IDS), where: whereOf('Label', 1) })
+    .map((s) => getter('Item', s.id, 'getLabels', () => ({ ...w(s.where), joinTableAttributes: ['w'], order: [['id', 'ASC']] }), true)),
+);
+
 /** Limited reads ordered by an included model's column: the included rows decide which parents come back. */
 const includeOrdered = fc.record({
   op: fc.constantFrom('findAll' as const, 'findOne' as const),
@@ -251,6 +284,7 @@ export const readArb: fc.Arbitrary<Read> = fc.oneof(
   { weight: 1, arbitrary: labelFind },
   { weight: 1, arbitrary: plainFind },
   { weight: 2, arbitrary: getterRead },
+  { weight: 2, arbitrary: associationRead },
   { weight: 1, arbitrary: nestedKeyFind },
   { weight: 1, arbitrary: includeOrdered },
   { weight: 1, arbitrary: groupedOrLiteral },

@@ -93,6 +93,8 @@ export function defineModels(sequelize: Sequelize): Models {
   Note.belongsTo(Item, { foreignKey: 'itemId', ...loose });
   Item.belongsToMany(Label, { through: ItemLabel, foreignKey: 'itemId', otherKey: 'labelId', ...loose });
   Label.belongsToMany(Item, { through: ItemLabel, foreignKey: 'labelId', otherKey: 'itemId', ...loose });
+  // A hasOne, for its getter (reads.ts); nothing includes ItemLabel from Label by model.
+  Label.hasOne(ItemLabel, { as: 'FirstLink', foreignKey: 'labelId', ...loose });
   return { Owner, Item, Note, Label, ItemLabel };
 }
 

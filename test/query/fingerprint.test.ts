@@ -8,8 +8,8 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { DataTypes, Op, Sequelize, Utils } from 'sequelize';
-import { findFingerprint } from '../../src/query/fingerprint';
+import { Association, DataTypes, Op, Sequelize, Utils } from 'sequelize';
+import { ASSOCIATION_KNOWN, COUNT_KNOWN, callFingerprint, findFingerprint } from '../../src/query/fingerprint';
 
 const sequelize = new Sequelize('sqlite::memory:', { logging: false });
 const Post = sequelize.define('Post', { title: DataTypes.STRING, views: DataTypes.INTEGER });
@@ -69,6 +69,8 @@ const findOptions = fc.record({
 function sameOptions(a: unknown, b: unknown): boolean {
   if (typeof a !== typeof b) return false;
   if (typeof a !== 'object' || a === null || b === null) return Object.is(a, b);
+  // An association is itself, not its (cyclic) contents.
+  if (a instanceof Association || b instanceof Association) return a === b;
   const bo = b as object;
   // A null-prototype object is as plain as an object literal (to Sequelize too).
   const proto = (x: object): unknown => Object.getPrototypeOf(x) ?? Object.prototype;
@@ -142,4 +144,73 @@ test('per-call options that change neither SQL nor shape are left out; what cann
     new Custom(),
   ]) t.is(findFingerprint('A', Post, options), undefined, JSON.stringify(Object.keys(options)));
   t.is(findFingerprint('A', class NotAModel {}, {}), undefined);
+});
+
+/** Every call kind the fast paths fingerprint, with the option keys each accepts. */
+const KINDS = [
+  ['A', new Set<string>()], ['O', new Set<string>()], ['P', new Set<string>()], ['C', COUNT_KNOWN], ['G', COUNT_KNOWN], ['F', COUNT_KNOWN],
+  ['aHg', ASSOCIATION_KNOWN], ['aHc', ASSOCIATION_KNOWN], ['aHh', ASSOCIATION_KNOWN], ['aMg', ASSOCIATION_KNOWN], ['aMc', ASSOCIATION_KNOWN],
+  ['aMh', ASSOCIATION_KNOWN], ['aOg', ASSOCIATION_KNOWN], ['aBg', ASSOCIATION_KNOWN],
+] as const;
+const associations = [Post.associations['Category']!, Category.hasMany(Post, { as: 'entries' }), Post.belongsToMany(Category, { through: 'PostCategory', as: 'shelves' })];
+
+/** A call: its kind, model, arguments (associations, keys, has* conditions, aggregate field and function) and options. */
+const anyCall = fc.record({
+  kind: fc.constantFrom(...KINDS.map(([k]) => k)),
+  model: fc.constantFrom<unknown>(Post, Category),
+  params: fc.array(fc.oneof(fc.constantFrom<unknown>(...associations), tree.value, fc.constantFrom('views', 'count', 'max', 'views;'),
+    fc.array(tiny.object, { maxLength: 2 })), { maxLength: 3 }),
+  options: fc.option(fc.record({
+    where: fc.oneof(tree.object, tiny.object),
+    distinct: fc.constantFrom(undefined, true, 'true'),
+    col: fc.constantFrom(undefined, 'id', 'views'),
+    through: fc.constantFrom(undefined, { where: { w: 1 } }, { paranoid: false }),
+    joinTableAttributes: fc.constantFrom(undefined, [], ['w']),
+    limit: fc.constantFrom(undefined, 1, '1', null),
+  }, { requiredKeys: ['where'] }), { nil: undefined }),
+});
+
+test('the calls of every fast path share a fingerprint exactly when kind, model, arguments and options are the same', (t) => {
+  let equalPairs = 0;
+  const known = new Set([...COUNT_KNOWN, ...ASSOCIATION_KNOWN]);
+  fc.assert(fc.property(anyCall, anyCall, (a, b) => {
+    const fa = callFingerprint(a.kind, a.model, a.params, a.options, known);
+    const fb = callFingerprint(b.kind, b.model, b.params, b.options, known);
+    if (fa === undefined || fb === undefined) throw new Error('every generated call is fingerprintable');
+    const same = a.kind === b.kind && a.model === b.model && sameOptions(a.params, b.params) && sameOptions(a.options, b.options);
+    if (same) equalPairs += 1;
+    return (fa === fb) === same;
+  }), { numRuns: 20_000 });
+  // Pairs drawn from a small domain, so that equal ones are common too.
+  const small = fc.record({
+    kind: fc.constantFrom('aHh', 'aMh'),
+    model: fc.constant<unknown>(Post),
+    params: fc.array(fc.constantFrom<unknown>(associations[0], 1, '1', null, [{ id: 1 }], [{ id: '1' }]), { maxLength: 2 }),
+    options: fc.option(fc.constantFrom(1, '1', null).map((v) => ({ where: { a: v } })), { nil: undefined }),
+  });
+  fc.assert(fc.property(small, small, (a, b) => {
+    const fa = callFingerprint(a.kind, a.model, a.params, a.options, known);
+    const fb = callFingerprint(b.kind, b.model, b.params, b.options, known);
+    const same = a.kind === b.kind && sameOptions(a.params, b.params) && sameOptions(a.options, b.options);
+    if (same) equalPairs += 1;
+    return fa !== undefined && (fa === fb) === same;
+  }), { numRuns: 20_000 });
+  t.log(`${equalPairs} equal pairs`);
+  t.true(equalPairs > 100, 'equal pairs are drawn too');
+});
+
+test('each kind accepts its own option keys only; scope, schema and data types give up', (t) => {
+  for (const [kind, known] of KINDS) {
+    if (known.size === 0) continue;
+    t.truthy(callFingerprint(kind, Post, [], { where: { views: 1 } }, known));
+    for (const options of [{ scope: false }, { schema: 'x' }, { schemaDelimiter: '_' }, { dataType: DataTypes.INTEGER() }, { groupedLimit: {} }]) {
+      t.is(callFingerprint(kind, Post, [], options, known), undefined, `${kind} ${Object.keys(options)[0]}`);
+    }
+  }
+  t.is(callFingerprint('C', Post, [], { through: {} }, COUNT_KNOWN), undefined, 'count does not take through');
+  t.is(callFingerprint('aMg', Post, [], { distinct: true }, ASSOCIATION_KNOWN), undefined, 'a getter does not take distinct');
+  t.is(callFingerprint('aHg', Post, [new Map()], {}, ASSOCIATION_KNOWN), undefined, 'an argument it cannot encode');
+  t.not(callFingerprint('aHg', Post, [associations[0], 1], {}, ASSOCIATION_KNOWN), callFingerprint('aHg', Post, [associations[1], 1], {}, ASSOCIATION_KNOWN));
+  t.not(callFingerprint('G', Post, ['views', 'max'], {}, COUNT_KNOWN), callFingerprint('G', Post, ['views', 'min'], {}, COUNT_KNOWN));
+  t.not(callFingerprint('G', Post, ['views', 'max'], undefined, COUNT_KNOWN), callFingerprint('G', Post, ['views', 'max'], {}, COUNT_KNOWN));
 });
