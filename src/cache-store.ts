@@ -18,7 +18,8 @@ import { randomBytes } from 'node:crypto';
 import { endpointOf, isCluster, type RedisClient, type ScriptCommands } from './redis';
 import { conjKey, epochsKey, escapeKeyPart, lockKey, namespace, shardOf, simpleKey, valueKey, allKeysPattern, hashText } from './keys';
 import type { Conj } from './tree';
-import { CacheopsRedisError } from './errors';
+import { CacheopsRedisError, type CacheopsPermissionError } from './errors';
+import { isPermissionError } from './permissions';
 import { RedisBreaker } from './breaker';
 import { bounded } from './bounded';
 
@@ -68,6 +69,10 @@ export interface StoreOptions {
   readonly insideout: boolean;
   /** Called when Redis answers again after an outage. */
   readonly onAvailable?: () => void;
+  /** The key prefix the probe's keys take (a user restricted to the installation's keys may read them). */
+  readonly probePrefix?: string;
+  /** Called when Redis refuses a call to the user (ACL): not an outage, so the breaker stays closed. */
+  readonly onPermissionDenied?: () => void;
 }
 
 function schemeOf(conj: Conj): { scheme: string; conj: string } {
@@ -81,6 +86,9 @@ export function conjKeyNames(ns: string, dep: Dependency): string[] {
   return dep.conjs.map((c) => conjKey(ns, escapeKeyPart(dep.table), schemeOf(c).conj));
 }
 
+/** What an invalidation's guard is called (it runs while permissions are refused too). */
+const INVALIDATION = 'an invalidation';
+
 export class CacheStore {
   /** Open while Redis is out: every call skips it at once (breaker.ts). */
   readonly breaker: RedisBreaker;
@@ -91,6 +99,12 @@ export class CacheStore {
    * commands without a timeout while it is not ready, so it always gets one.
    */
   private readonly clientTimesOut: boolean;
+  /**
+   * Set while the Redis user lacks commands cacheops needs (permissions.ts):
+   * every call but an invalidation skips Redis, as with the breaker open.
+   * Invalidations are still sent (a lost one would be a stale read elsewhere).
+   */
+  refusal: CacheopsPermissionError | undefined;
 
   constructor(
     readonly client: RedisClient & ScriptCommands,
@@ -117,7 +131,13 @@ export class CacheStore {
     const status = (this.client as { status?: string }).status;
     if (status !== 'ready' && status !== 'wait') return false;
     const calls: Promise<number>[] = [];
-    for (let shard = 0; shard < this.shards; shard += 1) calls.push(this.client.exists(epochsKey(namespace('', shard))));
+    const prefix = this.options.probePrefix ?? '';
+    // A refusal to the user (ACL) is an answer too: Redis is up.
+    const answered = (error: unknown): number => {
+      if (isPermissionError(error)) return 0;
+      throw error;
+    };
+    for (let shard = 0; shard < this.shards; shard += 1) calls.push(this.client.exists(epochsKey(namespace(prefix, shard))).catch(answered));
     try {
       return await bounded(Promise.all(calls).then(() => true), this.options.timeoutMs, () => false);
     } finally {
@@ -137,6 +157,7 @@ export class CacheStore {
   /** Runs a Redis call bounded in time; on failure, degrades or throws CacheopsRedisError. */
   guard<T>(what: string, call: () => Promise<T>, fallback: T): Promise<T> {
     if (this.breaker.open) return this.skipped(what, fallback);
+    if (this.refusal && what !== INVALIDATION) return this.refused(this.refusal, fallback);
     let pending: Promise<T>;
     try {
       pending = call();
@@ -152,11 +173,17 @@ export class CacheStore {
 
   /** A failed Redis call: opens the breaker; the fallback when degrading, else a CacheopsRedisError. */
   private failed<T>(what: string, error: unknown, fallback: T): T {
-    this.breaker.trip(error, what);
+    if (isPermissionError(error)) this.options.onPermissionDenied?.();
+    else this.breaker.trip(error, what);
     if (!this.options.degradeOnFailure) {
       throw new CacheopsRedisError(`Redis failed during ${what}: ${(error as Error).message}`, { cause: error });
     }
     return fallback;
+  }
+
+  /** A call made while the user lacks permissions: nothing is sent. */
+  private refused<T>(error: CacheopsPermissionError, fallback: T): Promise<T> {
+    return this.options.degradeOnFailure ? Promise.resolve(fallback) : Promise.reject(error);
   }
 
   /** A call made while the breaker is open: nothing is sent. */
@@ -273,7 +300,7 @@ export class CacheStore {
       }
     }
     // Invalidation failures are never silent when not degrading: a lost invalidation is a stale read.
-    return this.guard('an invalidation', async () => {
+    return this.guard(INVALIDATION, async () => {
       const calls: Promise<number>[] = [];
       for (let shard = 0; shard < this.shards; shard += 1) {
         const ns = namespace(prefix, shard);

@@ -22,6 +22,8 @@ import { readThrough, type ReadRequest } from './read-through';
 import { NearTier, type TieredOutcome } from './near/near-tier';
 import { Sampler } from './sampler';
 import type { Redis } from 'ioredis';
+import { PermissionWatch } from './permission-watch';
+import { isPermissionError } from './permissions';
 
 /** The `cacheops` option of a find call. */
 export type FindCacheopsOption = boolean | { readonly ops?: CacheOp | readonly CacheOp[] | 'all'; readonly timeout?: number; readonly lock?: boolean };
@@ -116,6 +118,8 @@ export class CacheopsCore {
   /** The near caches of the profiles with `near`, and their tracking connections; undefined when none has it. */
   readonly near: NearTier | undefined;
   readonly sampler: Sampler;
+  /** The check that the Redis user may run every command cacheops needs (permission-watch.ts). */
+  readonly permissions: PermissionWatch | undefined;
   /** Dirty tables and lost invalidations of Redis outages (outage.ts): the cache is bypassed while any is left. */
   readonly outage: OutageRecovery = new OutageRecovery(this);
   private readonly invalidationOff = new AsyncLocalStorage<boolean>();
@@ -146,6 +150,8 @@ export class CacheopsCore {
       logger: this.config.logger,
       insideout: this.config.insideout,
       onAvailable: () => this.outage.resumed(),
+      onPermissionDenied: () => this.permissions?.check(),
+      probePrefix: typeof this.config.prefix === 'string' ? this.config.prefix : '',
     });
     this.watchConnection(client, owned);
     this.transactions = new TransactionTracker(sequelize, (error) => this.config.logger('a queued invalidation failed', error));
@@ -153,6 +159,11 @@ export class CacheopsCore {
     this.near = this.config.enabled && this.nearProfiles() ? new NearTier(client as Redis, {
       insideout: this.config.insideout, timeoutMs: this.config.redisTimeout, logger: this.config.logger,
     }) : undefined;
+    const prefix = this.config.prefix;
+    this.permissions = this.config.enabled ? new PermissionWatch(client, this.store, {
+      prefix: typeof prefix === 'string' ? prefix : '', prefixFunction: typeof prefix !== 'string', near: this.near !== undefined, cluster: isCluster(client),
+      db: isCluster(client) ? 0 : (client.options.db ?? 0),
+    }, this.config.logger) : undefined;
     this.sampler = new Sampler(this.config.verifySampleRate, (event) => {
       this.counters.stale += 1;
       this.events.emit('stale', event);
@@ -209,7 +220,8 @@ export class CacheopsCore {
       this.registeredPrefixes.add(prefix);
       this.redis.sadd(prefixRegistryKey, prefix).catch((error: unknown) => {
         this.registeredPrefixes.delete(prefix);
-        this.store.breaker.trip(error, 'a key prefix registration');
+        if (isPermissionError(error)) this.permissions?.check();
+        else this.store.breaker.trip(error, 'a key prefix registration');
       });
     }
     return prefix;
@@ -384,6 +396,7 @@ export class CacheopsCore {
     const wasOpen = this.store.breaker.open;
     this.store.breaker.stop();
     this.outage.stop();
+    this.permissions?.close();
     await this.near?.close();
     this.unwatch?.();
     if (!this.ownsRedis) return;

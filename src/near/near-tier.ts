@@ -60,7 +60,8 @@ export class NearTier {
   }
 
   async read<T>(store: CacheStore, cache: NearCache, req: ReadRequest<T>, readOptions: Parameters<typeof readThrough>[2]): Promise<TieredOutcome<T>> {
-    if (!this.tracker.active) return readThrough(store, req, readOptions);
+    // While the Redis user lacks permissions (permissions.ts) every read skips the cache.
+    if (!this.tracker.active || store.refusal) return readThrough(store, req, readOptions);
     const key = valueKey(store.nsFor(req.prefix, req.hash), req.hash);
     const now = Date.now();
     const entry = cache.get(key, now);
