@@ -18,7 +18,8 @@ import { randomBytes } from 'node:crypto';
 import { endpointOf, isCluster, type RedisClient, type ScriptCommands } from './redis';
 import { conjKey, epochsKey, escapeKeyPart, lockKey, namespace, shardOf, simpleKey, valueKey, allKeysPattern, hashText } from './keys';
 import type { Conj } from './tree';
-import { CacheopsRedisError } from './errors';
+import { CacheopsRedisError, type CacheopsPermissionError } from './errors';
+import { isPermissionError } from './permissions';
 import { describeError, RedisBreaker, type BreakerKind } from './breaker';
 import { bounded } from './bounded';
 import { FullState, isOomError } from './pressure';
@@ -75,6 +76,10 @@ export interface StoreOptions {
   readonly onAvailable?: (kind: BreakerKind) => void;
   /** Slow-Redis detection (slow.ts); undefined: off. */
   readonly slow?: SlowRedisOptions | undefined;
+  /** The key prefix the probe's keys take (a user restricted to the installation's keys may read them). */
+  readonly probePrefix?: string;
+  /** Called when Redis refuses a call to the user (ACL): not an outage, so the breaker stays closed. */
+  readonly onPermissionDenied?: () => void;
 }
 
 /** Redis 6 and older compile a shebang line as Lua, and fail on it. */
@@ -95,6 +100,8 @@ export function conjKeyNames(ns: string, dep: Dependency): string[] {
 /** Why a read threw and how to make it degrade instead (the error of the strict mode). */
 const STRICT_HINT = 'Reads throw because degradeOnFailure is false (strict mode); '
   + 'leave it unset or set it to true to have the database answer while Redis is out';
+/** What an invalidation's guard is called (it runs while permissions are refused too). */
+const INVALIDATION = 'an invalidation';
 
 export class CacheStore {
   /** Open while Redis is out: every call skips it at once (breaker.ts). */
@@ -112,6 +119,12 @@ export class CacheStore {
   readonly slow: SlowDetector | undefined;
   /** The server does not know script flags (Redis < 7): the allow-oom scripts are sent without them. */
   private shebangless = false;
+  /**
+   * Set while the Redis user lacks commands cacheops needs (permissions.ts):
+   * every call but an invalidation skips Redis, as with the breaker open.
+   * Invalidations are still sent (a lost one would be a stale read elsewhere).
+   */
+  refusal: CacheopsPermissionError | undefined;
 
   constructor(
     readonly client: RedisClient & ScriptCommands,
@@ -177,7 +190,13 @@ export class CacheStore {
     const status = (this.client as { status?: string }).status;
     if (status !== 'ready' && status !== 'wait') return false;
     const calls: Promise<number>[] = [];
-    for (let shard = 0; shard < this.shards; shard += 1) calls.push(this.client.exists(epochsKey(namespace('', shard))));
+    const prefix = this.options.probePrefix ?? '';
+    // A refusal to the user (ACL) is an answer too: Redis is up.
+    const answered = (error: unknown): number => {
+      if (isPermissionError(error)) return 0;
+      throw error;
+    };
+    for (let shard = 0; shard < this.shards; shard += 1) calls.push(this.client.exists(epochsKey(namespace(prefix, shard))).catch(answered));
     try {
       return await bounded(Promise.all(calls).then(() => true), this.options.timeoutMs, () => false);
     } finally {
@@ -197,6 +216,7 @@ export class CacheStore {
   /** Runs a Redis call bounded in time; on failure, degrades or throws CacheopsRedisError. */
   guard<T>(what: string, call: () => Promise<T>, fallback: T): Promise<T> {
     if (this.breaker.open) return this.skipped(what, fallback);
+    if (this.refusal && what !== INVALIDATION) return this.refused(this.refusal, fallback);
     let pending: Promise<T>;
     try {
       pending = call();
@@ -226,13 +246,19 @@ export class CacheStore {
       this.full.refused(error, what);
       return fallback;
     }
-    this.breaker.trip(error, what);
+    if (isPermissionError(error)) this.options.onPermissionDenied?.();
+    else this.breaker.trip(error, what);
     if (!this.options.degradeOnFailure) {
       const own = describeError(error, this.breaker.endpoint);
       const outage = this.breaker.cause && this.breaker.cause !== own ? ` (Redis unavailable: ${this.breaker.cause})` : '';
       throw new CacheopsRedisError(`Redis failed during ${what}: ${own}${outage}. ${STRICT_HINT}`, { cause: error });
     }
     return fallback;
+  }
+
+  /** A call made while the user lacks permissions: nothing is sent. */
+  private refused<T>(error: CacheopsPermissionError, fallback: T): Promise<T> {
+    return this.options.degradeOnFailure ? Promise.resolve(fallback) : Promise.reject(error);
   }
 
   /** A call made while the breaker is open: nothing is sent. */
@@ -365,7 +391,7 @@ export class CacheStore {
       }
     }
     // Invalidation failures are never silent when not degrading: a lost invalidation is a stale read.
-    return this.guard('an invalidation', async () => {
+    return this.guard(INVALIDATION, async () => {
       const calls: Promise<number>[] = [];
       for (let shard = 0; shard < this.shards; shard += 1) {
         const ns = namespace(prefix, shard);

@@ -26,6 +26,8 @@ import { ReadGate, type ReadAdmission } from './read-gate';
 import { LruMap } from './lru';
 import type { Redis } from 'ioredis';
 import type { ChangeSource } from './stream/source';
+import { PermissionWatch } from './permission-watch';
+import { isPermissionError } from './permissions';
 
 /** The `cacheops` option of a find call. */
 export type FindCacheopsOption = boolean | { readonly ops?: CacheOp | readonly CacheOp[] | 'all'; readonly timeout?: number; readonly lock?: boolean };
@@ -133,6 +135,8 @@ export class CacheopsCore {
   /** The near caches of the profiles with `near`, and their tracking connections; undefined when none has it. */
   readonly near: NearTier | undefined;
   readonly sampler: Sampler;
+  /** The check that the Redis user may run every command cacheops needs (permission-watch.ts). */
+  readonly permissions: PermissionWatch | undefined;
   /** Dirty tables and lost invalidations of Redis outages (outage.ts): the cache is bypassed while any is left. */
   readonly outage: OutageRecovery = new OutageRecovery(this);
   /** Whether a read may use the cache now, for every kind of cached read (read-gate.ts). */
@@ -174,6 +178,8 @@ export class CacheopsCore {
       insideout: this.config.insideout,
       onAvailable: () => this.outage.resumed(),
       slow: this.config.slowRedis,
+      onPermissionDenied: () => this.permissions?.check(),
+      probePrefix: typeof this.config.prefix === 'string' ? this.config.prefix : '',
     });
     this.watchConnection(client, owned);
     // A slow Redis is bypassed by every kind of cached read, the process-memory tiers included.
@@ -185,6 +191,11 @@ export class CacheopsCore {
     this.near = this.config.enabled && this.nearProfiles() ? new NearTier(client as Redis, {
       insideout: this.config.insideout, timeoutMs: this.config.redisTimeout, logger: this.config.logger,
     }) : undefined;
+    const prefix = this.config.prefix;
+    this.permissions = this.config.enabled ? new PermissionWatch(client, this.store, {
+      prefix: typeof prefix === 'string' ? prefix : '', prefixFunction: typeof prefix !== 'string', near: this.near !== undefined, cluster: isCluster(client),
+      db: isCluster(client) ? 0 : (client.options.db ?? 0),
+    }, this.config.logger) : undefined;
     this.sampler = new Sampler(this.config.verifySampleRate, (event) => {
       this.counters.stale += 1;
       this.events.emit('stale', event);
@@ -249,6 +260,7 @@ export class CacheopsCore {
         this.registeredPrefixes.delete(prefix);
         // A full Redis refuses it: registered by the next call (its values are not stored meanwhile).
         if (isOomError(error)) this.store.full.refused(error, 'a key prefix registration');
+        if (isPermissionError(error)) this.permissions?.check();
         else this.store.breaker.trip(error, 'a key prefix registration');
       });
     }
@@ -452,6 +464,7 @@ export class CacheopsCore {
     this.store.breaker.stop();
     this.outage.stop();
     await this.stream?.close();
+    this.permissions?.close();
     await this.near?.close();
     this.unwatch?.();
     if (!this.ownsRedis) return;

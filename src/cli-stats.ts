@@ -10,6 +10,7 @@
  */
 import { progress, type ProgressSink } from './cli-progress';
 import { prefixRegistryKey } from './keys';
+import { mayRun } from './permissions';
 import type { RedisClient } from './redis';
 import { addCounts, countKeysByPrefix, flushedCounters, serverInfo, type FlushedCounters, type KeyCounts } from './stats';
 
@@ -58,7 +59,9 @@ export async function collectStats(t: StatsTarget, stderr: ProgressSink): Promis
     bar.update(last);
   });
   bar.finish(last);
-  const registered = new Set(await t.client.smembers(prefixRegistryKey));
+  // A user restricted to one prefix's keys may not read the registry (only prefix functions use it).
+  const registry = (await mayRun(t.client, ['smembers', prefixRegistryKey])) !== false;
+  const registered = new Set(registry ? await t.client.smembers(prefixRegistryKey) : []);
   const names = new Set([...found.prefixes.keys(), ...registered, ...found.withStats]);
   const selected = new Set(t.selected ?? names);
   const flushedOf = async (prefix: string): Promise<FlushedCounters | null> =>

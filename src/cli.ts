@@ -21,7 +21,8 @@ import type { Cacheops } from './install';
 import { allKeysPattern, prefixRegistryKey } from './keys';
 import { tableOf } from './query/dependencies';
 import { reapConjs, type ReapProgress } from './reap';
-import { connectRedis, type RedisClient, type ScriptCommands } from './redis';
+import { connectRedis, endpointOf, isCluster, type RedisClient, type ScriptCommands } from './redis';
+import { checkPermissions, type Features } from './permissions';
 
 export interface CliIo {
   readonly stdout: { write(text: string): unknown };
@@ -117,11 +118,13 @@ async function target(values: Values, io: CliIo, session: Session, command: stri
     session.ownClient = client;
     await ensureReachable(client);
     const prefix = values.prefix;
+    await ensurePermitted(client, { prefix: prefix ?? '', prefixFunction: prefix === undefined, cli: true, cluster: isCluster(client) });
     return { client, prefix, selected: prefix === undefined ? undefined : [prefix], flushedFrom: undefined, insideout: false };
   }
   const app = await requireApp(values, io, session, command);
   const client = app.core.redis as RedisClient & ScriptCommands;
   const p = app.core.config.prefix;
+  await ensurePermitted(client, { prefix: typeof p === 'string' ? p : '', prefixFunction: typeof p !== 'string', cli: true, cluster: isCluster(client) });
   if (typeof p === 'string') return { client, prefix: p, selected: [p], flushedFrom: undefined, insideout: app.core.config.insideout };
   // A prefix function registers every prefix it returns; its flushed counters are under ''.
   const registered = (await client.smembers(prefixRegistryKey)).sort();
@@ -134,7 +137,14 @@ async function requireApp(values: Values, io: CliIo, session: Session, command: 
   }
   session.app = await loadApp(values.app, io.cwd);
   await ensureReachable(session.app.core.redis);
+  await session.app.ready();
   return session.app;
+}
+
+/** Fails with one CacheopsPermissionError line when the Redis user may not run what the command sends. */
+async function ensurePermitted(client: RedisClient, features: Features): Promise<void> {
+  const result = await checkPermissions(client, features, endpointOf(client));
+  if (result.kind === 'missing') throw result.error;
 }
 
 const patternOf = (prefix: string | undefined): string => (prefix === undefined ? '*cacheops:{*' : allKeysPattern(prefix));

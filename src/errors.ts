@@ -66,3 +66,26 @@ export class CacheopsInvalidationError extends CacheopsRedisError {
  * message says what is missing and the statement that fixes it.
  */
 export class CacheopsStreamError extends CacheopsError {}
+
+/**
+ * The Redis user (ACL) may not run commands cacheops needs, on its keys or
+ * channel: found by the check each connection makes when it becomes ready,
+ * reported once (logged, and by `cacheops.ready()`). Meanwhile the cache is
+ * bypassed (reads go to the database; without `degradeOnFailure` they reject
+ * with this error) and invalidations are still sent.
+ *
+ * @example
+ * await cacheops.ready(); // CacheopsPermissionError: the Redis user at 127.0.0.1:6379 may not run: sunion ...
+ */
+export class CacheopsPermissionError extends CacheopsRedisError {
+  /** The ACL names of the commands refused (`sunion`, `client|tracking`, ...). */
+  readonly missing: readonly string[];
+  /** Every command the configuration needs (what the user's ACL should allow). */
+  readonly needed: readonly string[];
+  constructor(missing: readonly string[], endpoint: string, needed: readonly string[]) {
+    super(`the Redis user at ${endpoint} may not run ${missing.join(', ')} on the cacheops keys; `
+      + `the cache is bypassed until it may (it needs: ${needed.join(' ')}; see docs/redis-security.md)`);
+    this.missing = missing;
+    this.needed = needed;
+  }
+}

@@ -62,6 +62,18 @@ export class Cacheops {
     return this;
   }
 
+  /**
+   * Resolves once Redis confirmed that its user may run every command and key
+   * cacheops needs (or could not be asked: Redis did not answer, or has no
+   * ACL); rejects with `CacheopsPermissionError` naming the missing commands.
+   * The same error is logged once either way; await this at start-up to fail fast.
+   * @example
+   * await cacheops.ready();
+   */
+  ready(): Promise<void> {
+    return this.core.permissions?.ready() ?? Promise.resolve();
+  }
+
   /** Counters since install (hits, misses, stores, refused stores, invalidations), and the change stream's. */
   stats(): Readonly<CacheopsStats & { changeStream: Readonly<ChangeStreamStats> }> {
     return { ...this.core.counters, changeStream: { ...(this.core.stream?.stats ?? emptyStats('off')) } };

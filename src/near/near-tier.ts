@@ -60,8 +60,9 @@ export class NearTier {
   }
 
   async read<T>(store: CacheStore, cache: NearCache, req: ReadRequest<T>, readOptions: Parameters<typeof readThrough>[2]): Promise<TieredOutcome<T>> {
-    // While the breaker is open (Redis out or slow) the tracked connection is not relied on either.
-    if (!this.tracker.active || store.breaker.open) return readThrough(store, req, readOptions);
+    // While the breaker is open (Redis out or slow) the tracked connection is not relied on either;
+    // while the Redis user lacks permissions (permissions.ts) every read skips the cache.
+    if (!this.tracker.active || store.breaker.open || store.refusal) return readThrough(store, req, readOptions);
     const key = valueKey(store.nsFor(req.prefix, req.hash), req.hash);
     const now = Date.now();
     const entry = cache.get(key, now);

@@ -40,9 +40,10 @@
  */
 import type { Redis } from 'ioredis';
 import { defineScripts, type ScriptCommands } from '../redis';
+import { isPermissionError, TRACKING_CHANNEL } from '../permissions';
 import type { NearCache } from './near-cache';
 
-const CHANNEL = '__redis__:invalidate';
+const CHANNEL = TRACKING_CHANNEL;
 /** While reads are in flight, how many named keys to remember before giving up on the in-flight reads. */
 const RECENT_LIMIT = 50_000;
 const HEARTBEAT_MS = 1000;
@@ -164,7 +165,8 @@ export class Tracker {
       const mode = this.broadcast ? ['BCAST', ...this.broadcast.flatMap((p) => ['PREFIX', p])] : [];
       await this.reader.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', this.subscriberId, ...mode);
     } catch (error) {
-      this.warn('near cache: could not turn client tracking on', error);
+      // A refusal to the user is reported once by the permission check (permissions.ts).
+      if (!isPermissionError(error)) this.warn('near cache: could not turn client tracking on', error);
       return;
     }
     // A connection dropped meanwhile: its ready event tries again.
@@ -239,7 +241,7 @@ export class Tracker {
         ttlMs = Number(reply[1]);
       }
     } catch (error) {
-      this.warn('near cache: a tracked read failed; the normal path answers', error);
+      if (!isPermissionError(error)) this.warn('near cache: a tracked read failed; the normal path answers', error);
       return FAILED;
     } finally {
       this.inflight -= 1;
