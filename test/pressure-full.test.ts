@@ -2,7 +2,7 @@
  * A full Redis: a private redis-server with maxmemory and the default
  * `noeviction` policy, filled by another client until it answers OOM. For
  * every kind of cached read (query, get, count, cached function, view,
- * fragment, the plain cache) and in both degrade modes: values cached before
+ * fragment, the plain cache), in both degrade modes and in insideout mode: values cached before
  * are still served from Redis, new reads are answered by the database and
  * not stored (counted in `fullStores`), never a reader's error; a write's
  * invalidation still runs (nothing stale afterwards) and the breaker never
@@ -60,11 +60,11 @@ async function kindsOf(blog: Blog, dir: string): Promise<{ kinds: Kind[]; server
   return { kinds, server };
 }
 
-for (const degradeOnFailure of [true, false]) {
-  test.serial(`a full Redis (noeviction), degradeOnFailure: ${String(degradeOnFailure)}`, async (t) => {
+for (const [degradeOnFailure, insideout] of [[true, false], [false, false], [true, true]] as const) {
+  test.serial(`a full Redis (noeviction), degradeOnFailure: ${String(degradeOnFailure)}${insideout ? ', insideout' : ''}`, async (t) => {
     const redis = await startPrivateRedis(['--maxmemory', '4mb', '--maxmemory-policy', 'noeviction']);
     const logged: string[] = [];
-    const blog = await makeBlog('sqlite', __filename, { redis: redis.url, degradeOnFailure, redisTimeout: 1000, logger: (m) => logged.push(m) }, 'full');
+    const blog = await makeBlog('sqlite', __filename, { redis: redis.url, degradeOnFailure, insideout, redisTimeout: 1000, logger: (m) => logged.push(m) }, 'full');
     const dir = mkdtempSync(join(tmpdir(), 'cacheops-full-'));
     const { kinds, server } = await kindsOf(blog, dir);
     const { Post, cacheops } = blog;
@@ -139,3 +139,26 @@ for (const degradeOnFailure of [true, false]) {
     }
   });
 }
+
+test.serial('the invalidation scripts without their flags line (as sent to a Redis < 7) invalidate the same', async (t) => {
+  const blog = await makeBlog('sqlite', __filename, {}, 'bare');
+  try {
+    const { Post, cacheops, sequelize } = blog;
+    (cacheops.core.store as unknown as { shebangless: boolean }).shebangless = true;
+    await Post.create({ title: 'a', views: 1 });
+    const read = async (): Promise<string> => String((await Post.findAll({ where: { views: 1 } }))[0]!.get('title'));
+    await read();
+    const sql: string[] = [];
+    const opts = (sequelize as unknown as { options: { logging?: unknown } }).options;
+    opts.logging = (s: string) => sql.push(s);
+    t.is(await read(), 'a');
+    t.is(sql.length, 0, 'cached');
+    await Post.update({ title: 'b' }, { where: { views: 1 } });
+    t.is(await read(), 'b', 'invalidated by the bare script');
+    await cacheops.invalidateAll(); // the bare epoch bump
+    t.false(cacheops.core.outage.bypassing);
+    opts.logging = false;
+  } finally {
+    await blog.close();
+  }
+});
