@@ -20,10 +20,14 @@ const MAX_PROBE_MS = 30_000;
 /** Room that lasted this long resets the probe interval. */
 const STABLE_MS = 60_000;
 
-/** Is this a Redis OOM reply (`OOM command not allowed when used memory > 'maxmemory'`)? */
+/**
+ * Is this a Redis OOM reply (`OOM command not allowed when used memory > 'maxmemory'`)? A
+ * MULTI whose commands were refused so fails with EXECABORT, carrying them as `previousErrors`.
+ */
 export function isOomError(error: unknown): boolean {
-  const message = (error as { message?: unknown } | null)?.message;
-  return typeof message === 'string' && /^(ERR )?OOM\b|\bOOM command not allowed\b/.test(message);
+  const e = error as { message?: unknown; previousErrors?: unknown } | null;
+  if (typeof e?.message === 'string' && /^(ERR )?OOM\b|\bOOM command not allowed\b/.test(e.message)) return true;
+  return Array.isArray(e?.previousErrors) && e.previousErrors.some(isOomError);
 }
 
 export interface FullStateOptions {

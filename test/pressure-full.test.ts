@@ -21,6 +21,7 @@ import { CacheMiss, renderAsync, type ReadEvent } from '../src/index';
 import { makeBlog, type Blog } from './helpers/models';
 import { startPrivateRedis } from './helpers/private-redis';
 import { fillRedis, unfillRedis } from './helpers/faults';
+import { FullState, isOomError } from '../src/pressure';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -86,6 +87,11 @@ for (const [degradeOnFailure, insideout] of [[true, false], [false, false], [tru
 
       const filler = await fillRedis(redis.url);
       t.log(`filled with ${filler.length} values of 64 KB`);
+      // The first write Redis refuses is a miss's dog-pile lease (taken in the script that looks for the value).
+      t.is((await Post.findAll({ where: { views: 2 }, cacheops: { lock: true } } as object)).length, 1);
+      t.regex(logged[0] ?? '', /^Redis is full: OOM .*\(a cache read\)/);
+      // Counters flushed in a MULTI that Redis aborts (EXECABORT, from OOM): no outage either.
+      await cacheops.flushStats();
       for (const kind of kinds) {
         const got = await read(kind, 1);
         t.true(got.hit, `${kind.name}: a value cached before is still served from Redis`);
@@ -161,4 +167,25 @@ test.serial('the invalidation scripts without their flags line (as sent to a Red
   } finally {
     await blog.close();
   }
+});
+
+test('a Redis that fills again within a minute of having room is probed less often', async (t) => {
+  const logged: string[] = [];
+  const full = new FullState({ endpoint: 'here', logger: (m) => logged.push(m) });
+  const oom = new Error("OOM command not allowed when used memory > 'maxmemory'.");
+  t.true(full.mayStore());
+  full.refused(oom, 'a cache store');
+  t.false(full.mayStore(), 'stores skipped');
+  await sleep(300);
+  t.true(full.mayStore(), 'one store goes as the probe after 250 ms');
+  t.false(full.mayStore(), 'only one');
+  full.accepted();
+  full.refused(oom, 'a cache store');
+  await sleep(300);
+  t.false(full.mayStore(), 'filled again at once: the interval doubled');
+  await sleep(250);
+  t.true(full.mayStore());
+  t.deepEqual(logged.map((m) => m.split(':')[0]), ['Redis is full', 'Redis has room again', 'Redis is full']);
+  t.true(isOomError(Object.assign(new Error('EXECABORT Transaction discarded because of previous errors.'), { previousErrors: [oom] })));
+  t.false(isOomError(new Error('ECONNREFUSED')));
 });

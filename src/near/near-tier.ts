@@ -81,7 +81,10 @@ export class NearTier {
         return near(reuse.copy(decoded.value), held.payload, held.freshUntil);
       }
     }
+    const started = performance.now();
     const read = await this.tracker.read(key);
+    // Timed like the store's reads: a slow Redis is bypassed whichever connection meets it (slow.ts).
+    if (read.kind !== 'failed') store.slow?.read(performance.now() - started);
     if (read.kind === 'value') {
       const found = freshnessOf(req, read.bytes);
       // Past its fresh time (stale-while-revalidate): the normal path decides who refreshes it.
