@@ -447,12 +447,20 @@ export class CacheopsCore {
     if (!this.config.enabled) return;
     const p = this.config.prefix;
     this.localGets.clear();
+    let prefixes: string[];
     if (typeof p === 'string') {
-      await this.store.invalidateAll(p);
+      prefixes = [p];
     } else {
       // A prefix function: every prefix it returned, in any process, is registered in Redis.
-      const prefixes = await this.store.guard('invalidateAll', () => this.redis.smembers(prefixRegistryKey), [] as string[]);
-      for (const prefix of new Set([...prefixes, ...this.registeredPrefixes.keys()])) await this.store.invalidateAll(prefix);
+      const registered = await this.store.guard('invalidateAll', () => this.redis.smembers(prefixRegistryKey), [] as string[]);
+      prefixes = [...new Set([...registered, ...this.registeredPrefixes.keys()])];
+    }
+    for (const prefix of prefixes) await this.store.invalidateAll(prefix);
+    // Skipped in part or whole (Redis out or slow, the call degraded): every table of the
+    // installation is bypassed until a model-wide invalidation of it succeeds.
+    if (this.store.breaker.open && !this.closed) {
+      const tables = [...new Set(Object.values(this.sequelize.models).map((m) => tableOf(m)))];
+      for (const prefix of prefixes) this.outage.invalidationFailed(prefix, tables, undefined, false);
     }
     await this.near?.tracker.barrier();
   }

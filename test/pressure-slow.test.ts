@@ -52,8 +52,12 @@ test.serial('without degradeOnFailure a slow Redis is bypassed, not an error; no
     slowRedis: { windowMs: 600 }, logger: (m) => logged.push(m),
   }, 'slow');
   try {
-    const { Post, sequelize } = blog;
+    const { Post, Tag, sequelize, cacheops } = blog;
     await Post.create({ title: 'a', views: 1 });
+    // A table no write of this test invalidates: only invalidateAll can drop what is cached of it.
+    await cacheops.noInvalidation(() => Tag.create({ name: 't1' }));
+    const tags = async (): Promise<string> => (await Tag.findAll()).map((tag) => String(tag.get('name'))).join(',');
+    t.is(await tags(), 't1');
     const read = () => Post.findAll({ where: { views: 1 } });
     for (let i = 0; i < 10; i += 1) await Post.findAll({ where: { views: 2 + i } }); // the database's latency
     await read();
@@ -69,11 +73,15 @@ test.serial('without degradeOnFailure a slow Redis is bypassed, not an error; no
     t.is(bypassed.sql.length, 1, 'the database answers');
     await Post.update({ title: 'b' }, { where: { views: 1 } }); // not an error either
     await blog.cacheops.invalidateModel(Post); // explicit: deferred, not rejected
+    await cacheops.noInvalidation(() => Tag.update({ name: 't2' }, { where: {} }));
+    await cacheops.invalidateAll(); // skipped while slow: redone when Redis is fast again
+    t.is(await tags(), 't2');
 
     proxy.delayMs = 0;
     for (let i = 0; i < 60 && (blog.cacheops.core.store.breaker.open || blog.cacheops.core.outage.bypassing); i += 1) await sleep(50);
     t.false(blog.cacheops.core.store.breaker.open, 'fast again');
     t.is(String((await read())[0]!.get('title')), 'b', 'not stale');
+    t.is(await tags(), 't2', 'invalidateAll was not lost');
     await read();
     t.is((await countSql(sequelize, read)).sql.length, 0, 'caching resumed');
     t.deepEqual(logged.map((m) => m.split(':')[0]), ['Redis is slow', 'Redis is fast again'], logged.join(' | '));
