@@ -15,8 +15,9 @@
  * the cache is read but nothing is stored (the transaction may see a state
  * no other reader does).
  *
- * Conditions of Redis (full, slow...) plug in with `consult`: each says what
- * it allows now, and the most restrictive answer wins.
+ * Conditions of Redis plug in with `consult`: each says what it allows now
+ * ('bypass' for a slow Redis; 'read-only' for a state in which reads may go
+ * on but stores may not), and the most restrictive answer wins.
  */
 import type { Transaction } from 'sequelize';
 
@@ -54,10 +55,7 @@ export class ReadGate {
 
   constructor(private readonly host: GateHost) {}
 
-  /**
-   * Adds a condition consulted by every read from now on (a full Redis:
-   * `'read-only'`; a slow one: `'bypass'`). Returns a function that removes it.
-   */
+  /** Adds a condition consulted by every read from now on; returns a function that removes it. */
   consult(condition: GateCondition): () => void {
     this.conditions.push(condition);
     return () => {
