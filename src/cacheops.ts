@@ -152,6 +152,7 @@ export class CacheopsCore {
     this.events.setMaxListeners(0);
     this.near = this.config.enabled && this.nearProfiles() ? new NearTier(client as Redis, {
       insideout: this.config.insideout, timeoutMs: this.config.redisTimeout, logger: this.config.logger,
+      probePrefix: typeof this.config.prefix === 'string' ? this.config.prefix : '',
     }) : undefined;
     this.sampler = new Sampler(this.config.verifySampleRate, (event) => {
       this.counters.stale += 1;
