@@ -1,4 +1,4 @@
-import type { Redis, Cluster, RedisOptions } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
 import { CacheopsConfigError } from './errors';
 import { closest, unknownName } from './suggest';
 import { describeError } from './breaker';
@@ -62,7 +62,20 @@ export interface SentinelConfig {
   readonly [option: string]: unknown;
 }
 
-export type RedisConfig = string | RedisOptions | Redis | Cluster | SentinelConfig;
+/**
+ * An application's ioredis client, `Redis` or `Cluster`, of ioredis 5 or 6 and
+ * either protocol: described by what cacheops uses of it, so that the
+ * application's own copy of ioredis is accepted whichever major it is (the
+ * classes of two copies are different types to TypeScript).
+ */
+export interface RedisClientLike {
+  readonly isCluster: boolean;
+  readonly status: string;
+  defineCommand(name: string, definition: { lua: string; numberOfKeys?: number }): void;
+  duplicate(...args: never[]): unknown;
+}
+
+export type RedisConfig = string | RedisOptions | RedisClientLike | SentinelConfig;
 
 /**
  * The configuration of `installCacheops`.

@@ -11,7 +11,7 @@ export { createAsyncLocalNamespace } from './async-namespace';
 export type { AsyncLocalNamespace, ClsContext } from './async-namespace';
 export type { FileCacheOptions, FileCachedOptions } from './file-cache';
 export { CacheopsError, CacheopsConfigError, CacheMiss, CacheopsSerializationError, CacheopsRedisError, CacheopsInvalidationError, CacheopsStreamError, CacheopsPermissionError } from './errors';
-export type { CacheopsConfig, ProfileOptions, ProfileSpec, CacheOp, OpsSpec, QueryInfo, RedisConfig } from './config';
+export type { CacheopsConfig, ProfileOptions, ProfileSpec, CacheOp, OpsSpec, QueryInfo, RedisConfig, RedisClientLike } from './config';
 export type { MemoryOptions } from './memory-limits';
 export type { FindCacheopsOption, WriteCacheopsOption, CacheopsOption, ReadEvent, InvalidatedEvent, CacheopsStats } from './cacheops';
 export type { StaleEvent } from './sampler';

@@ -37,8 +37,23 @@
  * Redis queued the invalidation messages on the subscriber's connection while
  * it ran the script, so the PONG comes after them: once the barrier resolves,
  * this process's near caches no longer hold anything the write invalidated.
+ *
+ * Protocol: both connections speak RESP2, whatever the application's client
+ * speaks. Redis sends a RESP3 redirect target an `invalidate` push frame
+ * instead of a message on the channel, and ioredis 6 drops push frames it does
+ * not know (it emits nothing for them), so a RESP3 subscriber would never
+ * hear of an invalidation. The client's `protocol` option pins RESP2 on
+ * ioredis 6; ioredis 5 speaks nothing else.
+ *
+ * Self-test: before the near caches are used (and after every reconnection),
+ * the reader reads a probe key of its own, writes it, and the subscriber
+ * PINGs: the invalidation message of that write must arrive before the PONG.
+ * When it does not, or Redis refuses tracking (no CLIENT TRACKING, no
+ * permission), tracking cannot be trusted: the near cache turns off for good
+ * with one log line, and every read takes the normal path.
  */
-import type { Redis } from 'ioredis';
+import { randomBytes } from 'node:crypto';
+import type { Redis, RedisOptions } from 'ioredis';
 import { defineScripts, type ScriptCommands } from '../redis';
 import { isPermissionError, TRACKING_CHANNEL } from '../permissions';
 import type { NearCache } from './near-cache';
@@ -76,6 +91,19 @@ export interface TrackerOptions {
   readonly insideout: boolean;
   readonly timeoutMs: number;
   readonly logger: (message: string, error?: unknown) => void;
+  /** Where the self-test's probe key lives (the installation's key prefix, so ACL key patterns allow it). */
+  readonly probePrefix?: string;
+}
+
+/** The tracking connections' own options (ioredis 6's `protocol` and `replyMapping` are unknown to ioredis 5's types and ignored by it). */
+const OWN_OPTIONS = {
+  lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: 1, autoResubscribe: false, connectionName: undefined,
+  protocol: 2, replyMapping: 'legacy',
+};
+
+/** A Redis reply error (the server refused the command), as opposed to a connection or timeout error. */
+function refusedByServer(error: unknown): boolean {
+  return error instanceof Error && error.name === 'ReplyError';
 }
 
 export class Tracker {
@@ -103,9 +131,15 @@ export class Tracker {
   flushes = 0;
   /** BCAST with these key prefixes instead of default tracking (see useBroadcast). */
   private broadcast: readonly string[] | undefined;
+  /** Set when tracking could not be verified: the near cache stays off (see the top of this file). */
+  private disabledBecause: string | undefined;
+  /** Whether tracking was ever verified (a refusal after that is a passing trouble, not a missing feature). */
+  private verified = false;
+  /** The self-test in progress: its probe key and whether its invalidation arrived. */
+  private probe: { readonly key: string; seen: boolean } | undefined;
 
   constructor(main: Redis, private readonly options: TrackerOptions) {
-    const own = { lazyConnect: false, enableOfflineQueue: true, commandTimeout: options.timeoutMs, maxRetriesPerRequest: 1, autoResubscribe: false, connectionName: undefined };
+    const own = { ...OWN_OPTIONS, commandTimeout: options.timeoutMs } as Partial<RedisOptions>;
     this.reader = defineScripts(main.duplicate(own));
     this.subscriber = main.duplicate(own);
     for (const [conn, name] of [[this.reader, 'reader'], [this.subscriber, 'subscriber']] as const) {
@@ -124,6 +158,11 @@ export class Tracker {
   /** Whether reads may be served from and admitted to the near caches. */
   get active(): boolean {
     return this.on;
+  }
+
+  /** Why the near cache is off for good (undefined while it is not). */
+  get disabled(): string | undefined {
+    return this.disabledBecause;
   }
 
   register(cache: NearCache): void {
@@ -152,7 +191,9 @@ export class Tracker {
 
   /** Sets tracking up once both connections are ready (again). */
   private async up(): Promise<void> {
-    if (this.closed || this.on || this.reader.status !== 'ready' || this.subscriber.status !== 'ready') return;
+    if (this.closed || this.on || this.disabledBecause !== undefined || this.settingUp) return;
+    if (this.reader.status !== 'ready' || this.subscriber.status !== 'ready') return;
+    this.settingUp = true;
     const epoch = this.epoch;
     try {
       if (this.subscriberId === undefined) {
@@ -164,15 +205,62 @@ export class Tracker {
       await this.reader.client('TRACKING', 'OFF');
       const mode = this.broadcast ? ['BCAST', ...this.broadcast.flatMap((p) => ['PREFIX', p])] : [];
       await this.reader.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', this.subscriberId, ...mode);
+      // BCAST (the benchmark's comparison) tracks the value prefixes only: the default mode's test stands for it.
+      if (!this.broadcast && !(await this.selfTest())) {
+        this.disable('Redis accepted client tracking but did not deliver the self-test invalidation to the tracking connection');
+        return;
+      }
     } catch (error) {
       // A refusal to the user is reported once by the permission check (permissions.ts).
-      if (!isPermissionError(error)) this.warn('near cache: could not turn client tracking on', error);
+      if (isPermissionError(error)) return;
+      // Refused at the first setup: this Redis (or this user) cannot track; later, a passing trouble.
+      if (!this.verified && refusedByServer(error)) this.disable(`Redis refused client tracking (${(error as Error).message})`);
+      else this.warn('near cache: could not turn client tracking on; trying again', error);
       return;
+    } finally {
+      this.settingUp = false;
     }
-    // A connection dropped meanwhile: its ready event tries again.
+    // A connection dropped meanwhile: its ready event (or the heartbeat) tries again.
     if (epoch !== this.epoch || this.closed) return;
+    this.verified = true;
     this.flush();
     this.on = true;
+  }
+
+  private settingUp = false;
+
+  /**
+   * Whether an invalidation reaches the subscriber: the reader reads a probe
+   * key (tracked), then writes it; Redis queues the message on the
+   * subscriber's connection while it runs the write, so it must come before
+   * the reply of a PING sent after the write returned.
+   */
+  private async selfTest(): Promise<boolean> {
+    const key = `${this.options.probePrefix ?? ''}near-probe:${randomBytes(8).toString('hex')}`;
+    const probe = { key, seen: false };
+    this.probe = probe;
+    try {
+      await this.reader.get(key);
+      await this.reader.set(key, '1', 'PX', 60_000);
+      await this.subscriber.ping();
+      return probe.seen;
+    } finally {
+      this.probe = undefined;
+      // No longer tracked once invalidated: this deletion sends nothing.
+      await this.reader.del(key).catch(() => undefined);
+    }
+  }
+
+  /** Turns the near cache off for good, with one log line saying why. */
+  private disable(reason: string): void {
+    if (this.disabledBecause !== undefined || this.closed) return;
+    this.disabledBecause = reason;
+    this.on = false;
+    this.flush();
+    this.options.logger(`near cache off: ${reason}; every read takes the normal path (see docs/clients.md)`);
+    clearInterval(this.heartbeat);
+    this.reader.disconnect();
+    this.subscriber.disconnect();
   }
 
   /**
@@ -189,13 +277,20 @@ export class Tracker {
   }
 
   private onMessage(message: unknown): void {
-    this.messages += 1;
     if (!Array.isArray(message)) {
+      this.messages += 1;
       this.flush(); // FLUSHDB / FLUSHALL
       return;
     }
+    let counted = false;
     for (const raw of message as Buffer[]) {
       const key = raw.toString();
+      if (this.probe?.key === key) {
+        this.probe.seen = true;
+        continue;
+      }
+      if (!counted) this.messages += 1;
+      counted = true;
       this.seq += 1;
       this.keysNamed += 1;
       if (this.inflight > 0) {
@@ -209,7 +304,7 @@ export class Tracker {
       }
       for (const cache of this.caches) cache.drop(key);
     }
-    this.lastMessageAt = process.hrtime.bigint();
+    if (counted) this.lastMessageAt = process.hrtime.bigint();
   }
 
   /** Reads a value on the tracked connection; `admissible` says whether it may enter a near cache. */
@@ -279,8 +374,9 @@ export class Tracker {
 
   /** A subscriber that stopped answering is treated as lost (messages may be lost with it). */
   private async beat(): Promise<void> {
-    if (!this.on || this.closed) return;
-    await this.barrier();
+    if (this.closed) return;
+    if (!this.on) await this.up(); // a setup that failed is tried again
+    else await this.barrier();
   }
 
   async close(): Promise<void> {

@@ -10,7 +10,12 @@
  * are copied the same way; Dates, Buffers, plain objects and arrays (JSON
  * columns, raw rows) are copied; other objects are structured-cloned.
  * Sequelize's own shared option parts (include, includeMap) stay shared, as
- * they are between the instances of one bulkBuild.
+ * they are between the instances of one bulkBuild, except the include
+ * elements whose `parent` is the options of an instance of the result (a
+ * build that validates its includes points them at the last instance's
+ * options): those are copied once per result and point at the copied
+ * instance's options, so a copy has the same cycles as a fresh build (Node
+ * 24's deep equality compares cycles, not only values).
  */
 import { Model } from 'sequelize';
 
@@ -21,39 +26,99 @@ interface Internals {
   [key: string]: unknown;
 }
 
+type Options = Record<string, unknown>;
+
+/** What one copy of a result remembers: each instance's options and their copies, and the include elements copied. */
+interface CopyContext {
+  readonly options: Map<Options, Options>;
+  readonly includes: Map<Options, Options>;
+}
+
 /** A copy of a value found in a result: instances and containers are copied, primitives returned. */
 export function copyValue(value: unknown): unknown {
+  const ctx: CopyContext = { options: new Map(), includes: new Map() };
+  const out = copyIn(value, ctx);
+  relinkIncludes(ctx);
+  return out;
+}
+
+/** A copy of a built instance, as the constructor would have made it from the same values. */
+export function copyInstance<M extends Model>(instance: M): M {
+  return copyValue(instance) as M;
+}
+
+function copyIn(value: unknown, ctx: CopyContext): unknown {
   if (value === null || typeof value !== 'object') return value;
-  if (value instanceof Model) return copyInstance(value);
-  if (Array.isArray(value)) return value.map(copyValue);
+  if (value instanceof Model) return copyInstanceIn(value, ctx);
+  if (Array.isArray(value)) return value.map((v) => copyIn(v, ctx));
   if (value instanceof Date) return new Date(value.getTime());
   if (Buffer.isBuffer(value)) return Buffer.from(value);
   const proto = Object.getPrototypeOf(value) as unknown;
   if (proto === Object.prototype || proto === null) {
     const out: Record<string, unknown> = proto === null ? Object.create(null) as Record<string, unknown> : {};
-    for (const key of Object.keys(value)) out[key] = copyValue((value as Record<string, unknown>)[key]);
+    for (const key of Object.keys(value)) out[key] = copyIn((value as Record<string, unknown>)[key], ctx);
     return out;
   }
   return structuredClone(value);
 }
 
 /** An instance's own options object (the constructor makes one per instance; its parts are shared). */
-function copyOptions(options: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+function copyOptions(options: Options | undefined, ctx: CopyContext): Options | undefined {
   if (!options) return options;
   const attributes = options['attributes'];
-  return Array.isArray(attributes) ? { ...options, attributes: [...attributes] } : { ...options };
+  const out = Array.isArray(attributes) ? { ...options, attributes: [...attributes] } : { ...options };
+  ctx.options.set(options, out);
+  return out;
 }
 
-/** A copy of a built instance, as the constructor would have made it from the same values. */
-export function copyInstance<M extends Model>(instance: M): M {
+/**
+ * An include element whose parent is the options of an instance of the
+ * result (or a copied element): copied once, pointing at the copies; nested
+ * elements follow. Others stay shared.
+ */
+function includeOf(element: unknown, ctx: CopyContext): unknown {
+  if (element === null || typeof element !== 'object') return element;
+  const include = element as Options;
+  const done = ctx.includes.get(include);
+  if (done) return done;
+  const parent = include['parent'] as Options | undefined;
+  // The parent chain ends at options no instance of the result owns (a query's options, say): shared.
+  const parentCopy = parent && (ctx.options.get(parent) ?? includeOf(parent, ctx));
+  if (!parentCopy || parentCopy === parent) return include;
+  const out: Options = { ...include, parent: parentCopy };
+  ctx.includes.set(include, out);
+  relinkOptions(include, out, ctx);
+  return out;
+}
+
+/** Points a copied options object's include list and map at the copied elements. */
+function relinkOptions(from: Options, to: Options, ctx: CopyContext): void {
+  const list = from['include'];
+  if (!Array.isArray(list)) return;
+  const copied = list.map((e) => includeOf(e, ctx));
+  if (copied.every((e, i) => e === list[i])) return;
+  to['include'] = copied;
+  const map = from['includeMap'];
+  if (map && typeof map === 'object') {
+    const out: Options = {};
+    for (const [key, e] of Object.entries(map as Options)) out[key] = includeOf(e, ctx);
+    to['includeMap'] = out;
+  }
+}
+
+function relinkIncludes(ctx: CopyContext): void {
+  for (const [from, to] of ctx.options) relinkOptions(from, to, ctx);
+}
+
+function copyInstanceIn(instance: Model, ctx: CopyContext): Model {
   const src = instance as unknown as Internals;
   const values = src.dataValues;
   const dataValues: Record<string, unknown> = {};
-  for (const key of Object.keys(values)) dataValues[key] = copyValue(values[key]);
+  for (const key of Object.keys(values)) dataValues[key] = copyIn(values[key], ctx);
   // Same value as in dataValues (the usual case after a build): the same copy, so identities match.
   const same = (from: Record<string, unknown>): Record<string, unknown> => {
     const out: Record<string, unknown> = {};
-    for (const key of Object.keys(from)) out[key] = from[key] === values[key] && Object.prototype.hasOwnProperty.call(values, key) ? dataValues[key] : copyValue(from[key]);
+    for (const key of Object.keys(from)) out[key] = from[key] === values[key] && Object.prototype.hasOwnProperty.call(values, key) ? dataValues[key] : copyIn(from[key], ctx);
     return out;
   };
   const out = Object.create(Object.getPrototypeOf(instance) as object) as Internals;
@@ -62,10 +127,10 @@ export function copyInstance<M extends Model>(instance: M): M {
     if (key === 'dataValues') out[key] = dataValues;
     else if (key === '_previousDataValues') out[key] = same(src._previousDataValues);
     else if (key === '_changed') out[key] = new Set(v as Set<string>);
-    else if (key === '_options') out[key] = copyOptions(src._options);
+    else if (key === '_options') out[key] = copyOptions(src._options, ctx);
     // Included instances are also own properties (instance.Author === instance.dataValues.Author).
     else if (key in values && v === values[key]) out[key] = dataValues[key];
-    else out[key] = copyValue(v);
+    else out[key] = copyIn(v, ctx);
   }
-  return out as unknown as M;
+  return out as unknown as Model;
 }

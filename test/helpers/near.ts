@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Sequelize } from 'sequelize';
 import { installCacheops, type Cacheops, type CacheopsConfig } from '../../src/index';
 import { makeSequelize, redisUrl, uniquePrefix, type Dialect } from './env';
+import type { AppClient } from './clients';
 import { defineBlog } from './models';
 
 export type BlogModels = ReturnType<typeof defineBlog>;
@@ -38,8 +39,12 @@ export async function nearReady(cacheops: Cacheops): Promise<void> {
   await until('near cache tracking', () => cacheops.core.near?.tracker.active === true);
 }
 
-export async function makePair(dialect: Dialect, file: string, config: Partial<CacheopsConfig>, label: string): Promise<Pair> {
+/** A client of the application's own per installation (see helpers/clients.ts); default: a URL (cacheops's own client). */
+export type ClientFactory = () => AppClient;
+
+export async function makePair(dialect: Dialect, file: string, config: Partial<CacheopsConfig>, label: string, client?: ClientFactory): Promise<Pair> {
   const prefix = uniquePrefix(label);
+  const clients: AppClient[] = [];
   let dir: string | undefined;
   const open = async (): Promise<Sequelize> => {
     if (dialect !== 'sqlite') return makeSequelize(dialect, file);
@@ -50,21 +55,32 @@ export async function makePair(dialect: Dialect, file: string, config: Partial<C
     const sequelize = await open();
     const models = defineBlog(sequelize);
     if (sync) await sequelize.sync({ force: true });
-    const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix, profiles: { '*': { ops: 'all', near: true } }, ...config });
+    const redis = client ? client() : redisUrl;
+    if (typeof redis !== 'string') clients.push(redis);
+    const cacheops = installCacheops(sequelize, { redis, prefix, profiles: { '*': { ops: 'all', near: true } }, ...config });
     return { sequelize, cacheops, ...models };
   };
-  const a = await side(true);
-  const b = await side(false);
-  await Promise.all([nearReady(a.cacheops), nearReady(b.cacheops)]);
-  return {
-    a, b,
-    async close() {
-      await a.cacheops.invalidateAll();
-      for (const s of [a, b]) {
+  const sides: Side[] = [];
+  const close = async (): Promise<void> => {
+    try {
+      await sides[0]?.cacheops.invalidateAll();
+    } finally {
+      for (const s of sides) {
         await s.cacheops.close();
         await s.sequelize.close();
       }
+      for (const c of clients) c.disconnect();
       if (dir) rmSync(dir, { recursive: true, force: true });
-    },
+    }
   };
+  try {
+    sides.push(await side(true));
+    sides.push(await side(false));
+    await Promise.all(sides.map((s) => nearReady(s.cacheops)));
+  } catch (error) {
+    // Nothing may outlive a failed setup: open connections would keep the test worker alive.
+    await close().catch(() => undefined);
+    throw error;
+  }
+  return { a: sides[0]!, b: sides[1]!, close };
 }

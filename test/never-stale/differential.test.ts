@@ -1,8 +1,7 @@
 /**
- * The cache never serves stale data: random sequences of reads, writes
- * (through every write path) and transactions with savepoints; after every
- * step each probe read, each recent generated read and the step's own read
- * must give through the cache exactly what it gives with `{ cacheops: false }`.
+ * The cache never serves stale data (the property: differential-run.ts), with
+ * cacheops's own Redis client; test/clients.test.ts runs it with each client
+ * an application may hand in.
  *
  *   FC_STEPS  total steps per dialect (default 2000)
  *   FC_NEAR_STEPS  the same with the near cache on in two installations (default 600): steps
@@ -12,71 +11,14 @@
  *   FC_SEEDS  distinct seeds per dialect (default 1): FC_STEPS steps with each, seed, seed + 1, ...
  *   FC_PATH   fast-check replay path (printed on failure, with FC_SEED)
  */
-import test from 'ava';
-import fc from 'fast-check';
-import { dialects, rawRedis } from '../helpers/env';
-import { WorldFactory } from './schema';
-import { assertInRounds } from './rounds';
-import { Runner, stepArb } from './steps';
+import { registerDifferential } from './differential-run';
 
 const STEPS = Number(process.env['FC_STEPS'] ?? 2000);
-const MAX_STEPS_PER_RUN = 30;
-/** Mean steps per run observed (a transaction counts itself and each step inside it). */
-const EXPECTED_STEPS_PER_RUN = 24;
+const NEAR_STEPS = Number(process.env['FC_NEAR_STEPS'] ?? 600);
 
-const NEAR_TARGET = Number(process.env['FC_NEAR_STEPS'] ?? 600);
-const SEEDS = Math.max(1, Number(process.env['FC_SEEDS'] ?? 1));
-
-for (const dialect of dialects()) for (const near of [false, true]) {
-  const TARGET = (near ? NEAR_TARGET : STEPS) * SEEDS;
-  const title = near ? `${dialect}, near cache on in two installations` : dialect;
-  test.serial(`${title}: a read through the cache always equals the same read around it`, async (t) => {
-    t.timeout(60 * 60_000);
-    const seed = process.env['FC_SEED'] !== undefined ? Number(process.env['FC_SEED']) : Math.floor(Math.random() * 0x7fffffff);
-    const path = process.env['FC_PATH'];
-    const redis = rawRedis();
-    const factory = new WorldFactory(dialect, __filename, redis, near);
-    const totals = { runs: 0, steps: 0, reads: 0, hits: 0, stores: 0, fast: 0, nearHits: 0 };
-    const started = Date.now();
-    try {
-      const property = fc.asyncProperty(
-        fc.array(stepArb(dialect), { minLength: 1, maxLength: MAX_STEPS_PER_RUN, size: 'max' }),
-        async (steps) => {
-          const world = await factory.fresh();
-          const runner = new Runner(world);
-          const before = world.cacheops.stats();
-          const fastBefore = world.cacheops.core.fastPath?.served ?? 0;
-          const nearBefore = (world.peer?.cacheops.stats().nearHits ?? 0) + before.nearHits;
-          try {
-            for (const step of steps) await runner.run(step);
-          } finally {
-            totals.runs += 1;
-            totals.steps += runner.steps;
-            totals.reads += runner.reads;
-            const after = world.cacheops.stats();
-            totals.hits += after.hits - before.hits;
-            totals.stores += after.stores - before.stores;
-            totals.fast += (world.cacheops.core.fastPath?.served ?? 0) - fastBefore;
-            totals.nearHits += (world.peer?.cacheops.stats().nearHits ?? 0) + after.nearHits - nearBefore;
-            await factory.release(world);
-          }
-        },
-      );
-      // Rounds until the target is reached (one, usually); each round has its own seed.
-      await assertInRounds(property, {
-        label: dialect, target: TARGET, seeds: SEEDS, steps: () => totals.steps, expectedStepsPerRun: EXPECTED_STEPS_PER_RUN, seed, path, log: (m) => t.log(m),
-      });
-    } finally {
-      const seconds = ((Date.now() - started) / 1000).toFixed(1);
-      t.log(`${title}: ${totals.runs} runs, ${totals.steps} steps, ${totals.reads} checked reads (${totals.hits} cache hits, ${totals.stores} stores, ${totals.fast} through the fast path${near ? `, ${totals.nearHits} near hits over both installations` : ''}), ${seconds} s`);
-      await factory.close();
-      redis.disconnect();
-    }
-    t.true(path !== undefined || totals.steps >= TARGET, `ran ${totals.steps} of ${TARGET} steps`);
-    // Not vacuous: a good share of the cached reads came from the cache.
-    t.true(totals.hits * 10 > totals.reads, `only ${totals.hits} cache hits in ${totals.reads} reads`);
-    // The fast path (query/fast-path.ts) is among what is checked.
-    t.true(totals.fast * 20 > totals.reads, `only ${totals.fast} reads through the fast path in ${totals.reads}`);
-    if (near) t.true(totals.nearHits * 20 > totals.reads, `only ${totals.nearHits} near hits in ${totals.reads} reads`);
-  });
-}
+registerDifferential({
+  file: __filename,
+  label: '',
+  steps: (near) => (near ? NEAR_STEPS : STEPS),
+  seeds: Math.max(1, Number(process.env['FC_SEEDS'] ?? 1)),
+});

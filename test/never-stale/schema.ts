@@ -12,9 +12,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type IORedis from 'ioredis';
 import { DataTypes, Sequelize, type Model, type ModelStatic } from 'sequelize';
-import { installCacheops, type Cacheops } from '../../src/index';
+import { installCacheops, type Cacheops, type RedisClientLike } from '../../src/index';
 import { makeSequelize, uniquePrefix, type Dialect } from '../helpers/env';
 import type { Columns } from './where';
 
@@ -135,7 +134,7 @@ export class WorldFactory {
   private dir: string | undefined;
   private runs = 0;
 
-  constructor(private readonly dialect: Dialect, private readonly file: string, private readonly redis: IORedis, private readonly near = false) {
+  constructor(private readonly dialect: Dialect, private readonly file: string, private readonly redis: RedisClientLike, private readonly near = false) {
     this.prefix = uniquePrefix(`ns-${dialect}${near ? '-near' : ''}`);
   }
 
@@ -158,7 +157,12 @@ export class WorldFactory {
     });
     if (this.near) {
       for (let i = 0; !cacheops.core.near?.tracker.active; i += 1) {
-        if (i > 1000) throw new Error('near cache tracking did not come up');
+        if (i > 1000) {
+          // Nothing may outlive a failed setup: open connections would keep the test worker alive.
+          await cacheops.close();
+          await sequelize.close();
+          throw new Error('near cache tracking did not come up');
+        }
         await new Promise((r) => setTimeout(r, 5));
       }
     }
