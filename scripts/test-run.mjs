@@ -23,7 +23,7 @@ try {
   if (left.length === 0) {
     console.log(`\nRedis: no key left by this run (prefix ${runKeyStart(tag)})`);
   } else {
-    console.log(`\nRedis: this run left ${left.length} keys (now removed); a test does not clean up:`);
+    console.log(`\nRedis: this run left ${left.length} ${left.length === 1 ? "key" : "keys"} (now removed); a test does not clean up:`);
     for (const key of left.slice(0, 20)) console.log(`  ${key}`);
     if (left.length > 20) console.log(`  and ${left.length - 20} more`);
     if (exit === 0) exit = 1;

@@ -10,7 +10,7 @@ import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
 import { CacheStore, type Dependency, type RowTokens, type TableInvalidation } from './cache-store';
 import { normalizeConfig, profileFor, type CacheOp, type CacheopsConfig, type NormalizedConfig, type Profile, type QueryInfo } from './config';
 import { connectRedis, isCluster, type RedisClient } from './redis';
-import { prefixRegistryKey } from './keys';
+import { prefixRegistryKey, valueKey } from './keys';
 import { CacheopsConfigError, CacheopsError, CacheopsRedisError } from './errors';
 import { OutageRecovery } from './outage';
 import { isOomError } from './pressure';
@@ -58,7 +58,14 @@ export interface ReadEvent {
   readonly fn?: string;
   readonly op: CacheOp | 'function' | 'fragment' | 'view';
   readonly hit: boolean;
+  /** A miss whose value was stored (false for a hit, and for a miss that stored nothing). */
+  readonly stored: boolean;
+  /** The Redis key of the value: while it exists, the value is cached (EXISTS tells what an invalidation dropped). */
+  readonly key: string;
 }
+
+/** What a read says about itself; the rest of its ReadEvent comes from the outcome. */
+type ReadEventSource = Omit<ReadEvent, 'hit' | 'stored' | 'key'>;
 
 /** One table's invalidation: by row states (attribute-keyed), or the whole table. */
 export interface InvalidationItem {
@@ -307,14 +314,14 @@ export class CacheopsCore {
    * Read through the cache (near cache, Redis), counting and emitting `read`;
    * samples hits when asked. Only for a read the gate admitted (`req.admission`).
    */
-  async read<T>(req: ReadRequest<T>, event: Omit<ReadEvent, 'hit'>, extras: ReadExtras = {}): Promise<T> {
+  async read<T>(req: ReadRequest<T>, event: ReadEventSource, extras: ReadExtras = {}): Promise<T> {
     const localGet = extras.localGet === true;
     if (localGet) {
       const local = this.localGets.get(req.hash);
       if (local) {
         const decoded = req.decode(local);
         if (decoded) {
-          this.count(true, event);
+          this.count(true, event, req, false);
           return decoded.value;
         }
       }
@@ -324,7 +331,7 @@ export class CacheopsCore {
     const outcome: TieredOutcome<T> = nearLimits && this.near
       ? await this.near.read(this.store, this.near.cacheOf(extras.profile!, nearLimits), request, {})
       : await readThrough(this.store, request);
-    this.count(outcome.hit, event);
+    this.count(outcome.hit, event, req, outcome.stored);
     if (outcome.tier === 'near') this.counters.nearHits += 1;
     if (outcome.stale === true) this.counters.staleHits += 1;
     if (outcome.stored) this.counters.stores += 1;
@@ -347,10 +354,13 @@ export class CacheopsCore {
     return outcome.value;
   }
 
-  private count(hit: boolean, event: Omit<ReadEvent, 'hit'>): void {
+  private count(hit: boolean, event: ReadEventSource, req: { readonly prefix: string; readonly hash: string }, stored: boolean): void {
     if (hit) this.counters.hits += 1;
     else this.counters.misses += 1;
-    if (this.events.listenerCount('read') > 0) this.events.emit('read', { ...event, hit });
+    if (this.events.listenerCount('read') > 0) {
+      const key = valueKey(this.store.nsFor(req.prefix, req.hash), req.hash);
+      this.events.emit('read', { ...event, hit, stored, key } satisfies ReadEvent);
+    }
   }
 
   // ---- invalidation -------------------------------------------------------

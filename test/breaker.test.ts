@@ -15,13 +15,20 @@ import { CacheopsInvalidationError } from '../src/index';
 import { main } from '../src/cli';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const p99 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.99)] ?? Infinity;
+const quantile = (xs: number[], q: number): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * q)] ?? Infinity;
+const p90 = (xs: number[]): number => quantile(xs, 0.9);
 /**
- * "Costs what the database costs": within a few ms of the same reads with
- * cacheops: false, interleaved with them; the ratio absorbs a loaded machine
- * (without the breaker every degraded read would cost redisTimeout).
+ * "Costs what the database costs", against the same reads with cacheops:
+ * false interleaved with them: the p90 within twice theirs plus a few ms, and
+ * no more reads of redisTimeout or longer than they had (plus one). Without
+ * the breaker every degraded read would cost redisTimeout. A p99 of 200 reads
+ * is their second slowest, which one scheduling stall of a loaded machine
+ * decides (66.7 ms against 10.6 ms seen), so it is not compared.
  */
-const likeTheDatabase = (cached: number[], plain: number[]): boolean => p99(cached) <= p99(plain) * 2 + 5;
+const likeTheDatabase = (cached: number[], plain: number[], timeoutMs: number): boolean =>
+  p90(cached) <= p90(plain) * 2 + 5 && cached.filter((ms) => ms >= timeoutMs).length <= plain.filter((ms) => ms >= timeoutMs).length + 1;
+const describeTimes = (cached: number[], plain: number[]): string =>
+  `degraded p90 ${p90(cached).toFixed(1)} ms, max ${Math.max(...cached).toFixed(1)} ms vs cacheops: false p90 ${p90(plain).toFixed(1)} ms, max ${Math.max(...plain).toFixed(1)} ms`;
 
 async function timings(n: number, fn: () => Promise<unknown>): Promise<number[]> {
   const out: number[] = [];
@@ -53,7 +60,7 @@ test.serial('Redis never reachable: one log line naming host:port and cause, rea
       cached.push(...await timings(1, () => Post.findAll({ where: { views: 1 } })));
       plain.push(...await timings(1, () => Post.findAll({ where: { views: 1 }, cacheops: false })));
     }
-    t.true(likeTheDatabase(cached, plain), `degraded p99 ${p99(cached).toFixed(1)} ms vs cacheops: false ${p99(plain).toFixed(1)} ms`);
+    t.true(likeTheDatabase(cached, plain, 300), describeTimes(cached, plain));
     t.is(logged.length, 1, logged.map((l) => l.message).join(' | '));
     t.regex(logged[0]!.message, new RegExp(`^Redis unavailable: ECONNREFUSED 127\\.0\\.0\\.1:${port} `));
     t.false(logged[0]!.message.includes('\n'));
@@ -86,7 +93,7 @@ test.serial('Redis frozen then resumed: reads skip it at once, two log lines, ca
       cached.push(...await timings(1, read));
       plain.push(...await timings(1, () => Post.findAll({ where: { views: 1 }, cacheops: false })));
     }
-    t.true(likeTheDatabase(cached, plain), `degraded p99 ${p99(cached).toFixed(1)} ms vs cacheops: false ${p99(plain).toFixed(1)} ms`);
+    t.true(likeTheDatabase(cached, plain, 300), describeTimes(cached, plain));
     t.is(logged.length, 1);
     t.regex(logged[0]!.message, new RegExp(`^Redis unavailable: ETIMEDOUT 127\\.0\\.0\\.1:${redis.port} `));
     redis.resume();

@@ -482,11 +482,11 @@ test('stats lists at most 20 prefixes, those with most keys, and one line for th
   t.regex(one.stdout, /\(24 other prefixes in this Redis, not counted above/);
 });
 
-test('the README\'s commands against the running example work as written', async (t) => {
-  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+test('the commands docs/operations.md shows against the running example work as written', async (t) => {
+  const readme = readFileSync(join(ROOT, 'docs', 'operations.md'), 'utf8');
   const commands = readme.split('\n').filter((l) => l.startsWith('npx tsx src/cli.ts ')).map((l) => l.slice('npx tsx src/cli.ts '.length).split(/\s+/));
-  t.true(commands.some((c) => c[0] === 'stats'), 'the README shows stats');
-  t.true(commands.some((c) => c[0] === 'invalidate'), 'the README shows invalidate');
+  t.true(commands.some((c) => c[0] === 'stats'), 'docs/operations.md shows stats');
+  t.true(commands.some((c) => c[0] === 'invalidate'), 'docs/operations.md shows invalidate');
   const dir = mkdtempSync(join(tmpdir(), 'cacheops-example-cli-'));
   const storage = join(dir, 'blog.sqlite');
   const prefix = uniquePrefix('exCli');

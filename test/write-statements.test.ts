@@ -10,7 +10,7 @@ import { Op, type Model, type Sequelize } from 'sequelize';
 import { topLevelKeyword } from '../src/write/images/sql-scan';
 import { installSql } from '../src/write/images/sqlite';
 import type { InvalidatedEvent } from '../src/index';
-import { countSql, dialects, makeSequelize, redisUrl } from './helpers/env';
+import { countSql, dialects, makeSequelize, redisUrl, uniquePrefix } from './helpers/env';
 import { DataTypes } from 'sequelize';
 import { installCacheops } from '../src/index';
 import { defineBlog, makeBlog, type Blog } from './helpers/models';
@@ -199,7 +199,7 @@ if (dialects().includes('sqlite')) {
         title: DataTypes.TEXT,
         views: DataTypes.INTEGER,
       }, { tableName: 'Notes', timestamps: false });
-      const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: `rowid-${shape.length}-${process.pid}:`, profiles: { Note: { ops: 'all' } } });
+      const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: uniquePrefix(`rowid${shape.length}`), profiles: { Note: { ops: 'all' } } });
       const seen: unknown[] = [];
       cacheops.on('invalidated', (e: InvalidatedEvent) => { if (e.table === 'Notes') seen.push(e.values); });
       const read = async (id: number) => ({ ...((await Note.findByPk(id, { cacheops: false } as never))!.dataValues as Record<string, unknown>) });
