@@ -23,6 +23,8 @@ import { tableOf } from './query/dependencies';
 import { reapConjs, type ReapProgress } from './reap';
 import { connectRedis, endpointOf, isCluster, type RedisClient, type ScriptCommands } from './redis';
 import { checkPermissions, type Features } from './permissions';
+import { withoutChangeStreams } from './stream/change-stream';
+import { dropStreamSlot, renderStreamStatus, streamStatus } from './stream/pg-admin';
 
 export interface CliIo {
   readonly stdout: { write(text: string): unknown };
@@ -41,6 +43,10 @@ Commands:
                                        (default dir: $CACHEOPS_FILE_CACHE_DIR, else ./.cache/cacheops)
   stats                                keys by kind and by prefix, Redis memory and hit counts
                                        (needs --app or --redis)
+  stream status                        the change stream's server side: wal_level, publication,
+                                       slot (retained WAL), consumer, replica identities (needs --app)
+  stream drop                          drop the change stream's replication slot (needs --app;
+                                       refused while a consumer runs)
 
 Options:
   --app <module>             the application: its default or \`sequelize\` export is a Sequelize
@@ -77,6 +83,7 @@ const COMMANDS: Readonly<Record<string, { options: readonly OptionName[]; args: 
   'reap-conjs': { options: ['app', 'redis', 'prefix', 'chunk-size', 'min-conj-set-size'], args: [0, 0] },
   'clean-file-cache': { options: [], args: [0, 1] },
   stats: { options: ['app', 'redis', 'prefix', 'json'], args: [0, 0] },
+  stream: { options: ['app', 'json'], args: [1, 1] },
 };
 
 function integer(values: Values, name: 'chunk-size' | 'min-conj-set-size', fallback: number, min: number): number {
@@ -135,7 +142,8 @@ async function requireApp(values: Values, io: CliIo, session: Session, command: 
   if (values.app === undefined) {
     throw new UsageError(`${command} needs the application: --app path/to/module${command === 'invalidate' ? '' : ' (or --redis <url>)'}`);
   }
-  session.app = await loadApp(values.app, io.cwd);
+  // Loaded to act on its cache, not to consume its change stream.
+  session.app = await withoutChangeStreams(() => loadApp(values.app!, io.cwd));
   await ensureReachable(session.app.core.redis);
   await session.app.ready();
   return session.app;
@@ -248,10 +256,21 @@ async function run(argv: readonly string[], io: CliIo, session: Session): Promis
   for (const name of Object.keys(values) as OptionName[]) {
     if (values[name] !== undefined && !spec.options.includes(name)) throw new UsageError(`--${name} does not apply to ${command}`);
   }
-  if (args.length < spec.args[0]) throw new UsageError(`${command} needs ${command === 'invalidate' ? 'a target: Model.pk, Model or all' : 'an argument'}`);
+  if (args.length < spec.args[0]) throw new UsageError(`${command} needs ${command === 'invalidate' ? 'a target: Model.pk, Model or all' : command === 'stream' ? 'status or drop' : 'an argument'}`);
   if (args.length > spec.args[1]) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(args[spec.args[1]])}`);
 
-  if (command === 'invalidate') {
+  if (command === 'stream') {
+    const sub = args[0]!;
+    if (sub !== 'status' && sub !== 'drop') throw new UsageError(`stream: expected status or drop, got ${JSON.stringify(sub)}`);
+    const app = await requireApp(values, io, session, 'stream');
+    if (sub === 'status') {
+      const status = await streamStatus(app.core);
+      io.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : renderStreamStatus(status));
+    } else {
+      const { slot, dropped } = await dropStreamSlot(app.core);
+      io.stdout.write(dropped ? `dropped replication slot ${slot}\n` : `replication slot ${slot} does not exist\n`);
+    }
+  } else if (command === 'invalidate') {
     const parsedTarget = parseTarget(args[0]!);
     await invalidate(parsedTarget, await requireApp(values, io, session, command), io);
   } else if (command === 'clean-file-cache') {

@@ -47,6 +47,7 @@ interface ObservableCounter {
 }
 interface OtelMeter {
   createObservableCounter(name: string, options?: { description?: string; unit?: string }): ObservableCounter;
+  createObservableGauge(name: string, options?: { description?: string; unit?: string }): ObservableCounter;
 }
 /** What cacheops uses of `@opentelemetry/api`. */
 export interface OtelApi {
@@ -215,13 +216,30 @@ function meterCounters(core: CacheopsCore, api: OtelApi): void {
     ['cacheops.stores', 'values stored in the cache', () => core.counters.stores],
     ['cacheops.invalidations', 'invalidations (one per table and write)', () => core.counters.invalidations],
     ['cacheops.degraded.time', 'time during which Redis calls failed', () => clock.seconds(), 's'],
+    ['cacheops.stream.events', 'changes of other programs the change stream invalidated', () => core.stream?.stats.events ?? 0],
   ];
-  const registered = counters.map(([name, description, value, unit]) => {
-    const counter = meter.createObservableCounter(name, { description, ...(unit ? { unit } : {}) });
-    const callback: ObservableCallback = (result) => result.observe(value(), attributes);
-    counter.addCallback(callback);
-    return () => counter.removeCallback(callback);
-  });
+  // The change stream's gauges report only once known (null: no stream, nothing read yet).
+  const gauges: [string, string, () => number | null, string][] = [
+    ['cacheops.stream.lag', 'milliseconds from commit to invalidation of the last change-stream batch', () => core.stream?.stats.lagMs ?? null, 'ms'],
+    ['cacheops.stream.retained', 'bytes of WAL the change stream\'s slot retains', () => core.stream?.stats.retainedBytes ?? null, 'By'],
+  ];
+  const registered = [
+    ...counters.map(([name, description, value, unit]) => {
+      const counter = meter.createObservableCounter(name, { description, ...(unit ? { unit } : {}) });
+      const callback: ObservableCallback = (result) => result.observe(value(), attributes);
+      counter.addCallback(callback);
+      return () => counter.removeCallback(callback);
+    }),
+    ...gauges.map(([name, description, value, unit]) => {
+      const gauge = meter.createObservableGauge(name, { description, unit });
+      const callback: ObservableCallback = (result) => {
+        const v = value();
+        if (v !== null) result.observe(v, attributes);
+      };
+      gauge.addCallback(callback);
+      return () => gauge.removeCallback(callback);
+    }),
+  ];
   // A closed installation stops reporting (and is not kept alive by the meter).
   const close = core.close.bind(core);
   core.close = async function closeAndUnregister() {

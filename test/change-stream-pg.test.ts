@@ -296,6 +296,60 @@ run('Redis stopped mid-stream: nothing is acknowledged until it takes the invali
   }
 });
 
+run('a transaction of more rows than maxRowsForGranularWrite invalidates the model once', async (t) => {
+  const app = await makeApp(t);
+  const writer = await appClient();
+  try {
+    await cached(app, () => app.Item.count());
+    app.events.length = 0;
+    await writer.query(`INSERT INTO "${app.table}" (name, n) SELECT 'bulk', g FROM generate_series(1, 1500) g`);
+    t.true(await msUntil(() => app.Item.count(), 1503) <= 1000);
+    const mine = app.events.filter((e) => e.table === app.table);
+    t.is(mine.length, 1);
+    t.is(mine[0]!.values, 'all', 'over maxRowsForGranularWrite (1000): model-wide');
+  } finally {
+    await writer.end();
+    await app.close();
+    await dropSlot(app.slot);
+  }
+});
+
+run('cacheops stream status and stream drop', async (t) => {
+  const app = await makeApp(t, { table: 'items_cli' });
+  const { main } = await import('../src/cli');
+  const fixture = join(__dirname, 'fixtures', 'stream-cli-app.ts');
+  const cli = async (...args: string[]): Promise<{ code: number; out: string; err: string }> => {
+    let out = '';
+    let err = '';
+    const env = { ...process.env, STREAM_PG_PORT: String(server.port), STREAM_SLOT: app.slot };
+    Object.assign(process.env, env);
+    delete require.cache[require.resolve(fixture)]; // the CLI closes the application it loaded: a fresh one each time
+    const code = await main(args, { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) }, env, cwd: process.cwd() });
+    return { code, out, err };
+  };
+  try {
+    const status = await cli('stream', 'status', '--app', fixture, '--json');
+    t.is(status.code, 0, status.err);
+    const json = JSON.parse(status.out) as { walLevel: string; slot: { exists: boolean; retainedBytes: number }; consumerPid: number | null; publication: { exists: boolean } };
+    t.is(json.walLevel, 'logical');
+    t.true(json.slot.exists);
+    t.true(json.publication.exists);
+    t.is(typeof json.consumerPid, 'number', 'the lease holder is found');
+    const refused = await cli('stream', 'drop', '--app', fixture);
+    t.is(refused.code, 1);
+    t.regex(refused.err, /has a consumer/);
+    await app.close();
+    const dropped = await cli('stream', 'drop', '--app', fixture);
+    t.is(dropped.code, 0, dropped.err);
+    t.regex(dropped.out, new RegExp(`dropped replication slot ${app.slot}`));
+    t.regex((await cli('stream', 'status', '--app', fixture)).out, /missing/);
+    t.is((await cli('stream', 'bogus', '--app', fixture)).code, 2);
+  } finally {
+    await app.close();
+    await dropSlot(app.slot);
+  }
+});
+
 run('a server without wal_level=logical: changeStreamReady rejects with a plain message', async (t) => {
   const sequelize = await makeSequelize('postgres', __filename);
   defineItem(sequelize, 'items_plain');

@@ -15,9 +15,21 @@ class NoSource implements ChangeSource {
   async close(): Promise<void> { /* nothing runs */ }
 }
 
+let disabled = false;
+
+/** The CLI loads the application to look at its stream, not to consume it: no stream starts while fn runs. */
+export async function withoutChangeStreams<T>(fn: () => Promise<T>): Promise<T> {
+  disabled = true;
+  try {
+    return await fn();
+  } finally {
+    disabled = false;
+  }
+}
+
 export function startChangeStream(core: CacheopsCore): ChangeSource | undefined {
   const options = core.config.changeStream;
-  if (!options || !core.config.enabled) return undefined;
+  if (!options || !core.config.enabled || disabled) return undefined;
   switch (core.dialect) {
     case 'sqlite':
       return sqliteFile(core) === undefined ? new NoSource() : new SqliteDataVersion(core, options.pollIntervalMs ?? SQLITE_POLL_MS);
