@@ -18,6 +18,11 @@
  * their where for `instance.where()`), and any option it does not know. Model
  * definitions are assumed settled once queried; defining a model, an
  * association, a scope or changing attributes forgets everything remembered.
+ *
+ * count, aggregate (max, min, sum) and findAndCountAll (fast-aggregate.ts) and
+ * the association methods that read (fast-association.ts) have fast paths of
+ * their own on the same memo and the same rules; `extended = false` turns
+ * just those off.
  */
 import { EmptyResultError, Model, type Sequelize } from 'sequelize';
 import type { CacheopsCore } from '../cacheops';

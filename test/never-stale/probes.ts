@@ -39,6 +39,11 @@ export const PROBES: readonly Read[] = [
   // Association methods with a fast path of their own (query/fast-association.ts).
   getter('Item', 1, 'hasLabels', () => ({}), false, { model: 'Label', ids: [1, 2], instances: true, list: true }),
   getter('Owner', 1, 'hasItem', () => ({}), false, { model: 'Item', ids: [2], instances: false, list: false }),
+  // Two calls that differ in their second target only: their fingerprints must too.
+  getter('Owner', 1, 'hasItems', () => ({}), false, { model: 'Item', ids: [1, 2], instances: false, list: true }),
+  getter('Owner', 1, 'hasItems', () => ({}), false, { model: 'Item', ids: [1, 3], instances: false, list: true }),
+  getter('Item', 3, 'hasLabels', () => ({}), false, { model: 'Label', ids: [1, 2], instances: true, list: true }),
+  getter('Item', 3, 'hasLabels', () => ({}), false, { model: 'Label', ids: [1, 3], instances: true, list: true }),
   getter('Item', 2, 'countNotes', () => ({})),
   getter('Label', 1, 'countItems', () => ({ where: { flag: true } })),
   getter('Label', 2, 'getFirstLink', () => ({ order: [['itemId', 'ASC']] })),

@@ -229,16 +229,17 @@ const getterRead: fc.Arbitrary<Read> = fc.oneof(
 );
 
 /** has*, count* and hasOne getters: the association methods with a fast path of their own (query/fast-association.ts). */
+// Few target keys, so that calls differing in one target only meet often (a key that left one out would collide).
 const targetsArb = (model: ModelName, ids: readonly number[]): fc.Arbitrary<Targets> => fc.record({
   model: fc.constant(model), ids: fc.uniqueArray(fc.constantFrom(...ids), { minLength: 1, maxLength: 3 }), instances: fc.boolean(), list: fc.boolean(),
 }).map((t) => (t.list ? t : { ...t, ids: t.ids.slice(0, 1) }));
 const ownerIds = OWNER_IDS.filter((x): x is number => x !== null);
 const associationRead: fc.Arbitrary<Read> = fc.oneof(
-  fc.record({ id: fc.constantFrom(...ITEM_IDS), where: whereOf('Label', 1), through: whereOf('ItemLabel', 1), targets: targetsArb('Label', LABEL_IDS) })
+  fc.record({ id: fc.constantFrom(...ITEM_IDS), where: whereOf('Label', 1), through: whereOf('ItemLabel', 1), targets: targetsArb('Label', LABEL_IDS.slice(0, 3)) })
     .map((s) => getter('Item', s.id, s.targets.list ? 'hasLabels' : 'hasLabel', () => ({ ...w(s.where), ...(s.through ? { through: w(s.through) } : {}) }), false, s.targets)),
-  fc.record({ id: fc.constantFrom(...ownerIds), where: whereOf('Item', 1), paranoid: fc.boolean(), targets: targetsArb('Item', ITEM_IDS) })
+  fc.record({ id: fc.constantFrom(...ownerIds), where: whereOf('Item', 1), paranoid: fc.boolean(), targets: targetsArb('Item', ITEM_IDS.slice(0, 4)) })
     .map((s) => getter('Owner', s.id, s.targets.list ? 'hasItems' : 'hasItem', () => ({ ...w(s.where), ...(s.paranoid ? {} : { paranoid: false }) }), false, s.targets)),
-  fc.record({ id: fc.constantFrom(...LABEL_IDS), where: whereOf('Item', 1), targets: targetsArb('Item', ITEM_IDS) })
+  fc.record({ id: fc.constantFrom(...LABEL_IDS), where: whereOf('Item', 1), targets: targetsArb('Item', ITEM_IDS.slice(0, 4)) })
     .map((s) => getter('Label', s.id, s.targets.list ? 'hasItems' : 'hasItem', () => w(s.where), false, s.targets)),
   fc.record({ id: fc.constantFrom(...ITEM_IDS), where: whereOf('Note', 1) }).map((s) => getter('Item', s.id, 'countNotes', () => w(s.where))),
   fc.record({ id: fc.constantFrom(...LABEL_IDS), where: whereOf('Item', 1), paranoid: fc.boolean() })
@@ -284,7 +285,7 @@ export const readArb: fc.Arbitrary<Read> = fc.oneof(
   { weight: 1, arbitrary: labelFind },
   { weight: 1, arbitrary: plainFind },
   { weight: 2, arbitrary: getterRead },
-  { weight: 2, arbitrary: associationRead },
+  { weight: 3, arbitrary: associationRead },
   { weight: 1, arbitrary: nestedKeyFind },
   { weight: 1, arbitrary: includeOrdered },
   { weight: 1, arbitrary: groupedOrLiteral },
