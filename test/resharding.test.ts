@@ -53,13 +53,14 @@ test.serial('an invalidation meeting a slot split between two masters is not los
   }
 });
 
-test.serial('fault: Redis Cluster resharding under load (MOVED, ASK, TRYAGAIN during scripts)', async (t) => {
+for (const insideout of [false, true]) {
+test.serial(`fault: Redis Cluster resharding under load (MOVED, ASK, TRYAGAIN during scripts)${insideout ? ', insideout' : ''}`, async (t) => {
   const cluster = await startPrivateCluster();
   const client: Cluster = cluster.client();
   client.on('error', () => undefined);
   const logged: string[] = [];
   const blog = await makeBlog('sqlite', __filename, {
-    redis: client, degradeOnFailure: true, redisTimeout: 500, clusterShards: SHARDS, logger: (m) => logged.push(m),
+    redis: client, degradeOnFailure: true, redisTimeout: 500, clusterShards: SHARDS, insideout, logger: (m) => logged.push(m),
   }, 'reshard');
   const resharder = new Resharder(cluster.ports);
   try {
@@ -130,7 +131,7 @@ test.serial('fault: Redis Cluster resharding under load (MOVED, ASK, TRYAGAIN du
     const during = result.latencies.filter((l) => l.at >= started && l.at < ended).map((l) => l.ms);
     const base = p99(result.plain.filter((l) => l.at >= started && l.at < ended).map((l) => l.ms));
     const hitsDuring = result.hits.filter((at) => at >= started && at < ended).length;
-    t.log(`resharding: ${moves.length} slot moves (${moves.reduce((n, m) => n + m.keys, 0)} keys) in ${((ended - started) / 1000).toFixed(1)} s; ` +
+    t.log(`resharding${insideout ? ' (insideout)' : ''}: ${moves.length} slot moves (${moves.reduce((n, m) => n + m.keys, 0)} keys) in ${((ended - started) / 1000).toFixed(1)} s; ` +
       `${result.reads} reads (${hitsDuring} hits while moving), ${result.writes} writes, ${result.errors.length} errors, ` +
       `${staleDuring} stale of ${checks} checked reads while moving, ${stale} stale after; read p99 while moving ${p99(during).toFixed(1)} ms ` +
       `(cacheops: false ${base.toFixed(1)} ms); log lines ${logged.length}`);
@@ -147,3 +148,4 @@ test.serial('fault: Redis Cluster resharding under load (MOVED, ASK, TRYAGAIN du
     await cluster.stop();
   }
 });
+}
