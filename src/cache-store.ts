@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { endpointOf, isCluster, type RedisClient, type ScriptCommands } from './redis';
-import { conjKey, epochsKey, escapeKeyPart, lockKey, namespace, shardOf, simpleKey, valueKey, allKeysPattern, hashText } from './keys';
+import { conjKey, epochsKey, fenceKey, escapeKeyPart, lockKey, namespace, shardOf, simpleKey, valueKey, allKeysPattern, hashText } from './keys';
 import type { Conj } from './tree';
 import { CacheopsRedisError, type CacheopsPermissionError } from './errors';
 import { isPermissionError } from './permissions';
@@ -338,7 +338,7 @@ export class CacheStore {
     }
     const ns = this.nsFor(prefix, hash);
     const insideout = this.options.insideout;
-    const args: (string | Buffer | number)[] = [valueKey(ns, hash), epochsKey(ns), lockKey(ns, hash), ns, bytes, Math.max(1, Math.ceil(timeout)), snapshot.lockToken];
+    const args: (string | Buffer | number)[] = [valueKey(ns, hash), epochsKey(ns), lockKey(ns, hash), fenceKey(ns), ns, bytes, Math.max(1, Math.ceil(timeout)), snapshot.lockToken];
     if (insideout) args.push(randomBytes(8).toString('hex'));
     args.push(snapshot.fields.length);
     snapshot.fields.forEach((f, i) => args.push(f, snapshot.values[i] ?? '0'));
@@ -395,7 +395,7 @@ export class CacheStore {
       const calls: Promise<number>[] = [];
       for (let shard = 0; shard < this.shards; shard += 1) {
         const ns = namespace(prefix, shard);
-        const args = [epochsKey(ns), ns, ...body];
+        const args = [epochsKey(ns), fenceKey(ns), ns, ...body];
         calls.push(this.allowOom((bare) => (this.options.insideout
           ? (bare ? this.client.cacheopsInvalidateInsideoutBare(...args) : this.client.cacheopsInvalidateInsideout(...args))
           : (bare ? this.client.cacheopsInvalidateBare(...args) : this.client.cacheopsInvalidate(...args)))));

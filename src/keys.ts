@@ -78,6 +78,16 @@ export const prefixRegistryKey = 'cacheops:prefixes';
 export const valueKey = (ns: string, hash: string): string => `${ns}q:${hash}`;
 export const lockKey = (ns: string, hash: string): string => `${ns}lock:${hash}`;
 export const epochsKey = (ns: string): string => `${ns}epochs`;
+/**
+ * A key that never exists, declared by the scripts that touch keys they do
+ * not declare (store, invalidate: conj, index and scheme sets). While a
+ * cluster slot migrates, a multi-key command with a missing key is refused
+ * with TRYAGAIN on both nodes, so such a script never runs on a slot whose
+ * keys are split between them (it would miss the keys not moved yet, or
+ * create copies that the migration then overwrites); the client retries it
+ * once the slot has settled. Elsewhere a missing declared key costs nothing.
+ */
+export const fenceKey = (ns: string): string => `${ns}fence`;
 export const simpleKey = (ns: string, key: string): string => `${ns}simple:${key}`;
 /** Used by the Lua scripts too; keep them in step (see lua/*.lua). */
 export const schemesKey = (ns: string, table: string): string => `${ns}schemes:${table}`;

@@ -57,8 +57,8 @@ const CLI: readonly Sample[] = [
   ['evalsha', SHA, '1', K], ['eval', 'return 0', '1', K],
 ];
 
-/** A Redis Cluster client: ioredis reads the slot map and checks the cluster state. */
-const CLUSTER: readonly Sample[] = [['cluster', 'slots'], ['cluster', 'info']];
+/** A Redis Cluster client: ioredis reads the slot map, checks the cluster state and names its slot-map connection. */
+const CLUSTER: readonly Sample[] = [['cluster', 'slots'], ['cluster', 'info'], ['client', 'setname', 'n']];
 
 export interface Features {
   /** The installation's key prefix ('' when none). */

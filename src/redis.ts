@@ -18,15 +18,15 @@ export type RedisClient = Redis | Cluster;
  */
 const SCRIPTS: Readonly<Record<string, { readonly file: string; readonly keys: number | undefined; readonly bare?: true }>> = {
   cacheopsFetch: { file: 'fetch.lua', keys: 3 },
-  cacheopsStore: { file: 'store.lua', keys: 3 },
-  cacheopsInvalidate: { file: 'invalidate.lua', keys: 1 },
-  cacheopsInvalidateBare: { file: 'invalidate.lua', keys: 1, bare: true },
+  cacheopsStore: { file: 'store.lua', keys: 4 },
+  cacheopsInvalidate: { file: 'invalidate.lua', keys: 2 },
+  cacheopsInvalidateBare: { file: 'invalidate.lua', keys: 2, bare: true },
   cacheopsBumpEpoch: { file: 'bump_epoch.lua', keys: 1 },
   cacheopsBumpEpochBare: { file: 'bump_epoch.lua', keys: 1, bare: true },
   cacheopsFetchInsideout: { file: 'fetch_insideout.lua', keys: 3 },
-  cacheopsStoreInsideout: { file: 'store_insideout.lua', keys: 3 },
-  cacheopsInvalidateInsideout: { file: 'invalidate_insideout.lua', keys: 1 },
-  cacheopsInvalidateInsideoutBare: { file: 'invalidate_insideout.lua', keys: 1, bare: true },
+  cacheopsStoreInsideout: { file: 'store_insideout.lua', keys: 4 },
+  cacheopsInvalidateInsideout: { file: 'invalidate_insideout.lua', keys: 2 },
+  cacheopsInvalidateInsideoutBare: { file: 'invalidate_insideout.lua', keys: 2, bare: true },
   // Stale-while-revalidate: who refreshes a value past its fresh time (read-through.ts).
   cacheopsRefresh: { file: 'refresh.lua', keys: 3 },
   cacheopsRefreshInsideout: { file: 'refresh_insideout.lua', keys: 3 },

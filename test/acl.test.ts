@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express, { type Request, type Response } from 'express';
-import IORedis from 'ioredis';
+import IORedis, { Cluster } from 'ioredis';
 import nunjucks from 'nunjucks';
 import { Sequelize } from 'sequelize';
 import { CacheopsPermissionError, renderAsync, type CacheopsConfig } from '../src/index';
@@ -22,6 +22,7 @@ import { countSql } from './helpers/env';
 import { makeBlog, type Blog } from './helpers/models';
 import { nearReady, until } from './helpers/near';
 import { startPrivateRedis, type PrivateRedis } from './helpers/private-redis';
+import { startPrivateCluster } from './helpers/private-cluster';
 
 const ROOT = join(__dirname, '..');
 const PREFIX = 'myapp:';
@@ -236,5 +237,43 @@ test.serial('without degradeOnFailure, reads reject with the permission error; g
     t.true(await noSql(blog, () => Post.findAll({ where: { views: 1 } })), 'a hit again');
   } finally {
     await blog.close();
+  }
+});
+
+test.serial('a Redis Cluster under the documented user (+cluster|slots +cluster|info +client|setname): queries and invalidation, nothing refused on any master', async (t) => {
+  const cluster = await startPrivateCluster();
+  const rules = aclRules({ prefix: PREFIX, cluster: true });
+  t.true(documentedRules().split(' ').filter((r) => !['+client|id', '+client|tracking', '+subscribe', '+ping', '+dbsize', '+hgetall', '+scard', '+sscan', '&__redis__:invalidate'].includes(r))
+    .concat('+client|setname', '+cluster|info', '+cluster|slots').sort().join(' ') === rules.split(' ').sort().join(' '), `the documented variant: ${rules}`);
+  const admins = cluster.ports.map((port) => new IORedis({ port, host: '127.0.0.1' }));
+  const client = new Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })), { redisOptions: { username: 'cacheops', password: 'secret' } });
+  client.on('error', () => undefined);
+  const logs: string[] = [];
+  let blog: Blog | undefined;
+  try {
+    for (const a of admins) {
+      await a.call('ACL', 'SETUSER', 'cacheops', 'on', '>secret', ...rules.split(' '));
+      await a.call('ACL', 'LOG', 'RESET');
+    }
+    blog = await makeBlog('sqlite', __filename, {
+      redis: client, prefix: PREFIX, degradeOnFailure: false, clusterShards: 6, profiles: { '*': { ops: 'all' } }, logger: (m) => logs.push(m),
+    }, 'aclcluster');
+    const { cacheops, Post } = blog;
+    await cacheops.ready();
+    await Post.bulkCreate(Array.from({ length: 12 }, (_, i) => ({ title: `p${i}`, views: i })));
+    for (let v = 0; v < 12; v += 1) await Post.findAll({ where: { views: v } });
+    for (let v = 0; v < 12; v += 1) t.true(await noSql(blog, () => Post.findAll({ where: { views: v } })), `hit ${v}`);
+    await Post.update({ title: 'changed' }, { where: { views: 3 } });
+    t.is((await Post.findAll({ where: { views: 3 } }))[0]?.get('title'), 'changed');
+    await cacheops.invalidateModel(Post);
+    await cacheops.flushStats();
+    const refused = (await Promise.all(admins.map((a) => a.call('ACL', 'LOG') as Promise<unknown[]>))).flat();
+    t.is(refused.length, 0, JSON.stringify(refused));
+    t.deepEqual(logs, []);
+  } finally {
+    await blog?.close().catch(() => undefined);
+    client.disconnect();
+    for (const a of admins) a.disconnect();
+    await cluster.stop();
   }
 });

@@ -5,6 +5,7 @@
   from the database before this call can no longer be stored (see store.lua).
 
   KEYS[1]  epochs hash           N epochs
+  KEYS[2]  fence key             N fence (never exists; see fenceKey in keys.ts)
   ARGV[1]  namespace N
   ARGV[2]  T, the number of tables, then for each table:
              table name (escaped)

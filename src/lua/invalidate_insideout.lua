@@ -6,6 +6,7 @@
   a scheme). Bumps the epochs like invalidate.lua.
 
   KEYS[1]  epochs hash           N epochs
+  KEYS[2]  fence key             N fence (never exists; see fenceKey in keys.ts)
   ARGV     as in invalidate.lua
 
   Returns the number of stamps deleted plus generations moved.

@@ -6,6 +6,7 @@
   KEYS[1]  value key             N q:<hash>
   KEYS[2]  epochs hash           N epochs
   KEYS[3]  lock key              N lock:<hash>
+  KEYS[4]  fence key             N fence (never exists; see fenceKey in keys.ts)
   ARGV[1]  namespace N (the conj/scheme/index keys are built from it; they share its hash tag)
   ARGV[2]  the encoded value
   ARGV[3]  timeout in seconds
