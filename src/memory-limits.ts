@@ -8,7 +8,7 @@ import type { LruLimits } from './lru';
 export interface MemoryOptions {
   /** Gets of `localGet` profiles kept in process memory (default 10,000 entries, 16 MiB). */
   readonly localGet?: { readonly maxEntries?: number; readonly maxBytes?: number };
-  /** Prepared selects the fast path keeps, one per call shape (default 2,000; about 5 KB each). */
+  /** Prepared selects the fast path keeps, one per call shape (default 2,000; about 4 KB each). */
   readonly fastPath?: { readonly maxEntries?: number };
   /** Key prefixes a prefix function returned, and the prefixes of each fragment (default 10,000). */
   readonly prefixes?: { readonly maxEntries?: number };

@@ -1,7 +1,8 @@
 /**
  * Bounded process memory: tens of thousands of distinct gets (each a
- * localGet entry and a remembered fast-path select) leave the heap where the
- * bounds say, in a child process run with --expose-gc (test/fixtures/memory-reader.ts).
+ * localGet entry and a remembered fast-path select) leave the memory
+ * JavaScript holds (heap used plus buffers, after a full GC) where the bounds
+ * say, in a child process run with --expose-gc (test/fixtures/memory-reader.ts).
  * The bound checked is derived from what the same run measures: the heap
  * cost per key while the structures fill up to their bounds.
  */
@@ -42,7 +43,7 @@ test.serial('20,000 distinct gets: localGet and the fast path stay within their 
   const r = await measure({ KEYS: '20000', FIRST: String(bound), TIMEOUT: '3600', MEMORY: JSON.stringify({ localGet: { maxEntries: bound }, fastPath: { maxEntries: bound } }) });
   const perKey = (r.afterFirst - r.base) / r.first;
   const laterGrowth = r.afterAll - r.afterFirst;
-  t.log(`heap after GC: ${mb(r.base)} before, ${mb(r.afterFirst)} after ${r.first} keys (${(perKey / 1024).toFixed(1)} KB per key), ${mb(r.afterAll)} after ${r.keys}`);
+  t.log(`heap and buffers after GC: ${mb(r.base)} before, ${mb(r.afterFirst)} after ${r.first} keys (${(perKey / 1024).toFixed(1)} KB per key), ${mb(r.afterAll)} after ${r.keys}`);
   t.log(`entries: localGet ${r.sizesAll.localGet}, fast path ${r.sizesAll.fastPath}; ${r.readMs} ms of reads`);
   t.true(perKey > 0, 'the first keys cost memory: the structures filled');
   t.true(r.sizesAll.localGet <= bound && r.sizesAll.fastPath <= bound, 'no structure past its bound');
@@ -53,6 +54,6 @@ test.serial('20,000 distinct gets: localGet and the fast path stay within their 
 
 test.serial('localGet entries past their timeout go (1 s timeout, default bounds)', async (t) => {
   const r = await measure({ KEYS: '5000', FIRST: '500', TIMEOUT: '1' });
-  t.log(`localGet entries: ${r.sizesAll.localGet} after ${r.keys} gets, ${r.sizesExpiry.localGet} once they expired; heap ${mb(r.base)} -> ${mb(r.afterAll)} -> ${mb(r.afterExpiry)}`);
+  t.log(`localGet entries: ${r.sizesAll.localGet} after ${r.keys} gets, ${r.sizesExpiry.localGet} once they expired; heap and buffers ${mb(r.base)} -> ${mb(r.afterAll)} -> ${mb(r.afterExpiry)}`);
   t.true(r.sizesExpiry.localGet <= 2, `${r.sizesExpiry.localGet} left`);
 });
