@@ -224,9 +224,11 @@ test.serial('without degradeOnFailure, reads reject with the permission error; g
   try {
     await t.throwsAsync(cacheops.ready(), { instanceOf: CacheopsPermissionError });
     await Post.create({ title: 'a', views: 1 });
+    // The near cache's start-up self-test may have been refused its GET once: the read is what counts here.
+    const before = await refusedCalls();
     const error = await t.throwsAsync(Post.findAll({ where: { views: 1 } }), { instanceOf: CacheopsPermissionError });
     t.deepEqual(error?.missing, ['get']);
-    t.is(await refusedCalls(), 0, 'the read sent nothing Redis refused');
+    t.is(await refusedCalls() - before, 0, 'the read sent nothing Redis refused');
     await admin.call('ACL', 'SETUSER', 'lacks-get-strict', '+get');
     const outages = cacheops.core.store.breaker.outages;
     await admin.call('CLIENT', 'KILL', 'USER', 'lacks-get-strict');

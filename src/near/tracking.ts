@@ -236,7 +236,8 @@ export class Tracker {
    * the reply of a PING sent after the write returned.
    */
   private async selfTest(): Promise<boolean> {
-    const key = `${this.options.probePrefix ?? ''}near-probe:${randomBytes(8).toString('hex')}`;
+    // Under the installation's key space, which a least-privilege Redis user may read and write.
+    const key = `${this.options.probePrefix ?? ''}cacheops:near-probe:${randomBytes(8).toString('hex')}`;
     const probe = { key, seen: false };
     this.probe = probe;
     try {
