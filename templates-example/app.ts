@@ -7,7 +7,7 @@
  * - a cached view: the post page (`cachedViewAs`), replayed until a write
  *   to a post, comment, category or author invalidates it;
  * - a form editing a post (POST, then redirect): the edit shows at once;
- * - /invalidations: what each write invalidated, live (server-sent events).
+ * - /invalidations: what each write invalidated and dropped, live (server-sent events).
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -111,6 +111,7 @@ export async function createExample(options: ExampleOptions = {}): Promise<Examp
   app.locals['Category'] = Category;
   app.locals['Post'] = Post;
   nunjucksEnv(app, cacheops, models);
+  app.use('/static', express.static(join(__dirname, 'public'), { maxAge: '1h' }));
   app.use(panel());
   app.use(express.urlencoded({ extended: false }));
 
@@ -174,7 +175,7 @@ export async function createExample(options: ExampleOptions = {}): Promise<Examp
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store' });
     res.write(': live\n\n');
     const off = log.subscribe((e) => {
-      res.write(`data: ${JSON.stringify({ at: e.at, request: e.request, model: e.model, html: invalidationHtml(e) })}\n\n`);
+      res.write(`data: ${JSON.stringify({ at: e.at, request: e.request, html: invalidationHtml(e) })}\n\n`);
     });
     req.on('close', off);
   });

@@ -14,22 +14,33 @@
  * so the panel lists it. And a write usually answers with a redirect, which
  * shows no panel: its invalidations are handed to the next page the same
  * browser loads (a short-lived cookie), which lists them as the previous
- * request's.
+ * request's, apart from the request's own count.
+ *
+ * What an invalidation dropped: every read event names the value's Redis key;
+ * the example remembers the keys it saw cached, and once a write's
+ * invalidation is reported, the keys no longer in Redis are what it dropped.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
-import type { Cacheops, InvalidatedEvent } from '../src/index';
+import type { Cacheops, InvalidatedEvent, ReadEvent } from '../src/index';
 
-/** One invalidation: the model and the row state (a conjunction of its values) or 'every cached value'. */
-export interface InvalidationEntry {
+/** One row state an invalidation went by: the model and the conjunction of the values written. */
+export interface InvalidatedRows {
   readonly model: string;
   readonly table: string;
-  /** `id=1 & title="…" & …` per row state (old and new), or one 'all'. */
+  /** `id=1 & title="…" & …` per row state (old and new), or one 'every cached value of the model'. */
   readonly conjunctions: readonly string[];
+}
+
+/** One invalidation (one write's call to Redis): by which rows, and what it dropped. */
+export interface InvalidationEntry {
   /** The request that wrote: `POST /posts/1/edit`. */
   readonly request: string;
   readonly at: string;
+  readonly rows: InvalidatedRows[];
+  /** What the example had seen cached and is gone now: `page /posts/1`, `Post list, read by /`, ...; undefined while being checked. */
+  dropped?: readonly string[];
 }
 
 export interface RequestStats {
@@ -39,7 +50,7 @@ export interface RequestStats {
   /** `GET /posts/1`. */
   readonly request: string;
   readonly path: string;
-  /** What was read, e.g. 'fetch Post: hit', 'page /posts/1 (cached view): miss, rendered'. */
+  /** What was read, e.g. 'Post list: hit', 'page /posts/1 (cached view): miss, rendered'. */
   readonly reads: string[];
   readonly invalidations: InvalidationEntry[];
   /** The invalidations of the previous request (a write that redirected here). */
@@ -98,52 +109,106 @@ function conjunctionsOf(values: InvalidatedEvent['values']): string[] {
     .map(([k, v]) => `${k}=${show(v)}`).join(' & '));
 }
 
-const label = (e: { op: string; model?: { name: string } | undefined; fn?: string | undefined }, stats: RequestStats): string => {
-  if (e.op === 'view') return `page ${stats.path} (cached view)`;
-  if (e.op === 'fragment') return `fragment ${e.fn ?? ''}`;
-  if (e.op === 'function') return `function ${e.fn ?? ''}`;
-  return `${e.op} ${e.model?.name ?? ''}`;
-};
+const OP_WORDS: Record<string, string> = { fetch: 'list', get: 'by key', count: 'count', aggregate: 'aggregate', exists: 'exists' };
 
-/** Counts cacheops reads and invalidations of the current request, and logs every invalidation. */
+/** What a read is, in the words the panel lists it with. */
+function label(e: ReadEvent, stats: RequestStats): string {
+  if (e.op === 'view') return `page ${stats.path} (cached view)`;
+  if (e.op === 'fragment') return `fragment "${e.fn ?? ''}"`;
+  if (e.op === 'function') return `function ${e.fn ?? ''}`;
+  return `${e.model?.name ?? ''} ${OP_WORDS[e.op] ?? e.op}`;
+}
+
+/** What the example has seen cached, by Redis key: after an invalidation, the keys gone are what it dropped. */
+class CachedIndex {
+  private readonly known = new Map<string, string>();
+
+  note(key: string, what: string): void {
+    this.known.set(key, what);
+  }
+
+  /** The values no longer in Redis (forgotten here): one EXISTS per known key, sent together. */
+  async dropped(redis: Cacheops['core']['redis']): Promise<string[]> {
+    const keys = [...this.known.keys()];
+    const present = await Promise.all(keys.map((k) => redis.exists(k)));
+    const gone = keys.filter((_, i) => present[i] === 0);
+    const described = [...new Set(gone.map((k) => this.known.get(k)!))];
+    for (const k of gone) this.known.delete(k);
+    return described;
+  }
+}
+
+/** Counts cacheops reads and invalidations of the current request, and logs every invalidation with what it dropped. */
 export function watch(cacheops: Cacheops, log: InvalidationLog): void {
+  const index = new CachedIndex();
   cacheops.on('read', (e) => {
     const stats = storage.getStore();
     if (!stats) return;
+    const what = label(e, stats);
+    if (e.hit || e.stored) index.note(e.key, e.op === 'view' ? what.replace(' (cached view)', '') : `${what}, read by ${stats.path}`);
     if (e.op === 'view' && !e.hit && stats.viewRendered) return; // already listed by viewRendered()
     if (e.hit) stats.hits += 1;
     else stats.misses += 1;
-    stats.reads.push(`${label(e, stats)}: ${e.hit ? 'hit' : 'miss'}`);
+    stats.reads.push(`${what}: ${e.hit ? 'hit' : 'miss'}`);
   });
+  // One write's tables are invalidated by one call to Redis, then reported one event each, in one go:
+  // they make one entry, and what is gone from Redis once they are all reported is what it dropped.
+  let open: InvalidationEntry | undefined;
   cacheops.on('invalidated', (e) => {
+    const rows: InvalidatedRows = { model: e.model?.name ?? e.table, table: e.table, conjunctions: conjunctionsOf(e.values) };
+    if (open) {
+      open.rows.push(rows);
+      return;
+    }
     const stats = storage.getStore();
-    const entry: InvalidationEntry = {
-      model: e.model?.name ?? e.table, table: e.table, conjunctions: conjunctionsOf(e.values),
-      request: stats?.request ?? 'outside a request', at: new Date().toISOString(),
-    };
+    const entry: InvalidationEntry = { request: stats?.request ?? 'outside a request', at: new Date().toISOString(), rows: [rows] };
+    open = entry;
     stats?.invalidations.push(entry);
-    log.add(entry);
+    queueMicrotask(() => {
+      open = undefined;
+      index.dropped(cacheops.core.redis)
+        .then((dropped) => { entry.dropped = dropped; }, () => { entry.dropped = []; })
+        .finally(() => log.add(entry));
+    });
   });
 }
 
 export const escapeHtml = (s: string): string => s.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
 
-/** One invalidation as list items (used by the panel and the live page). */
+/** `1 cache hit`, `2 cache hits`. */
+export const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+
+/** One invalidation: the row states it went by, and what it dropped (used by the panel and the live page). */
 export function invalidationHtml(entry: InvalidationEntry): string {
-  return entry.conjunctions.map((c) => `<li data-model="${escapeHtml(entry.model)}"><b>${escapeHtml(entry.model)}</b> `
-    + `<code>${escapeHtml(c)}</code></li>`).join('');
+  const rows = entry.rows.flatMap((r) => r.conjunctions.map((c) => `<li data-model="${escapeHtml(r.model)}"><b>${escapeHtml(r.model)}</b> `
+    + `<code>${escapeHtml(c)}</code></li>`)).join('');
+  const dropped = entry.dropped === undefined ? '<li class="meta">checking…</li>'
+    : entry.dropped.length === 0 ? '<li class="meta">nothing this example had cached</li>'
+      : entry.dropped.map((d) => `<li data-dropped>${escapeHtml(d)}</li>`).join('');
+  return `<div class="invalidation"><p class="by">By the row states written:</p><ul class="rows">${rows}</ul>`
+    + `<p class="by">Dropped from the cache:</p><ul class="dropped">${dropped}</ul></div>`;
+}
+
+/** `1 invalidation, 4 cached values dropped`. */
+function invalidationsSummary(entries: readonly InvalidationEntry[]): string {
+  const dropped = entries.reduce((n, e) => n + (e.dropped?.length ?? 0), 0);
+  return `${plural(entries.length, 'invalidation')}, ${plural(dropped, 'cached value')} dropped`;
 }
 
 function panelHtml(s: RequestStats): string {
   const reads = s.reads.map((r) => `<li>${escapeHtml(r)}</li>`).join('');
-  const own = s.invalidations.map(invalidationHtml).join('');
-  const previous = s.previous ? s.previous.invalidations.map(invalidationHtml).join('') : '';
-  return `<aside id="cacheops-panel">This request: <b data-stat="hits">${s.hits}</b> cache hits · `
-    + `<b data-stat="misses">${s.misses}</b> misses · <b data-stat="invalidations">${s.invalidations.length}</b> invalidations · `
-    + `<b data-stat="sql">${s.sql}</b> SQL queries · <a href="/invalidations">live invalidations</a>`
-    + (reads ? `<details id="cacheops-reads"><summary>reads</summary><ul>${reads}</ul></details>` : '')
-    + (own ? `<details id="cacheops-invalidations" open><summary>invalidated by this request</summary><ul>${own}</ul></details>` : '')
-    + (previous ? `<details id="cacheops-previous" open><summary>invalidated by the previous request, ${escapeHtml(s.previous!.request)}</summary><ul>${previous}</ul></details>` : '')
+  const section = (id: string, title: string, entries: readonly InvalidationEntry[]): string =>
+    `<details id="${id}" open><summary>${escapeHtml(title)}: ${invalidationsSummary(entries)}</summary>${entries.map(invalidationHtml).join('')}</details>`;
+  const stat = (name: string, n: number, one: string, many?: string): string => {
+    const words = plural(n, one, many).slice(String(n).length);
+    return `<span class="stat"><b data-stat="${name}">${n}</b>${words}</span>`;
+  };
+  return `<aside id="cacheops-panel"><p class="summary"><span class="what">This request, <code>${escapeHtml(s.request)}</code>:</span> `
+    + `${stat('hits', s.hits, 'cache hit')} ${stat('misses', s.misses, 'miss', 'misses')} ${stat('sql', s.sql, 'SQL query', 'SQL queries')} `
+    + `${stat('invalidations', s.invalidations.length, 'invalidation')} <a href="/invalidations">live invalidations</a></p>`
+    + (reads ? `<details id="cacheops-reads" open><summary>${plural(s.reads.length, 'read')} through the cache</summary><ul>${reads}</ul></details>` : '')
+    + (s.invalidations.length ? section('cacheops-invalidations', 'Invalidated by this request', s.invalidations) : '')
+    + (s.previous ? section('cacheops-previous', `Invalidated by the previous request, ${s.previous.request}`, s.previous.invalidations) : '')
     + '</aside>';
 }
 

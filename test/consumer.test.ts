@@ -112,7 +112,7 @@ for (const [file, module] of [['plain.cjs', 'commonjs'], ['plain.mjs', 'esm']] a
       module,
       configError: true,
       key: 'cacheops.opz',
-      message: 'cacheops.opz: unknown key of the cacheops find option (known: ops, timeout, lock, invalidate)',
+      message: 'cacheops.opz: unknown key of the cacheops find option: did you mean "ops"? (known: ops, timeout, lock)',
     });
   });
 }
