@@ -367,6 +367,7 @@ export class CacheStore {
       }
     }, 0);
     if (stored === 1) this.full.accepted();
+    else if (stored === 0) this.full.inconclusive();
     if (stored === -1) await this.releaseLease(prefix, hash, snapshot.lockToken);
     return stored === 1 ? 'stored' : stored === -1 ? 'full' : 'refused';
   }

@@ -6,7 +6,8 @@
  * reply never opens the breaker and never reaches a reader: the store is
  * dropped (counted in `stats().fullStores`), the state turns full (one log
  * line), and stores are skipped while it lasts, except one store per probe
- * interval that goes through as the probe: the first that Redis accepts ends
+ * interval that goes through as the probe (one refused for a raced invalidation does not count):
+ * the first that Redis accepts ends
  * the state (one log line) and caching resumes. A Redis that fills again
  * soon after it had room doubles the interval (up to MAX_PROBE_MS), so a
  * Redis hovering at its limit logs at most two lines per interval.
@@ -54,6 +55,11 @@ export class FullState {
     return this.full;
   }
 
+  /** Would a store go to Redis now? (mayStore without taking the probe) */
+  probeDue(): boolean {
+    return !this.full || Date.now() >= this.nextProbe;
+  }
+
   /** May a store go to Redis now? While full, one per probe interval (it is the probe). */
   mayStore(): boolean {
     if (!this.full) return true;
@@ -75,6 +81,15 @@ export class FullState {
     this.nextProbe = now + this.probeMs;
     const reply = ((error as { message?: string }).message ?? 'OOM').split('\n')[0]!.replace(/\. script:.*$/, '');
     this.options.logger(`Redis is full: ${reply} (${what}) ${this.options.endpoint}; values are not stored until it has room, hits and invalidations go on`);
+  }
+
+  /**
+   * The probe's store was refused for another reason (an invalidation raced it) before it wrote
+   * anything: it said nothing of memory, so the next store probes at once. Under a steady stream
+   * of writes, a probe per interval could otherwise race one every time and never find room.
+   */
+  inconclusive(): void {
+    if (this.full) this.nextProbe = 0;
   }
 
   /** Redis accepted a write: it has room (again). */

@@ -197,6 +197,8 @@ export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>, opt
       const answered = await read.answer(bytes);
       if (answered) return answered;
     }
+    // Redis is full and no probe is due: the store would be skipped, so the snapshot is not taken.
+    if (req.admission.canStore && !store.full.probeDue()) return { ...await read.computeOnly(), full: true };
   }
   const tables = read.tables();
   if (tables === undefined) return read.computeOnly();

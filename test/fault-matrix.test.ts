@@ -154,7 +154,13 @@ async function scenario(t: ExecutionContext, name: string, fault: Fault): Promis
       t.true(openedAt - injected <= detectBound, `detected ${openedAt - injected} ms after it began (bound ${detectBound.toFixed(0)} ms)`);
     }
     // A ratio too: the machine may be loaded (without the breaker each read would cost redisTimeout).
-    if (fault.degradedReads !== false) t.true(settled.length > 0 && p99(settled) <= base * 2 + (fault.slackMs ?? 10), `read p99 added once the fault was met: ${added.toFixed(1)} ms`);
+    // A full Redis still serves hits and answers a miss's GET: its reads may cost what cached reads
+    // cost before the fault (measured), which is more than the database alone on a loaded machine.
+    const normal = kind === 'full' ? p99(result.latencies.filter((l) => l.at < injected).map((l) => l.ms)) : 0;
+    if (fault.degradedReads !== false) {
+      t.true(settled.length > 0 && p99(settled) <= Math.max(base, normal) * 2 + (fault.slackMs ?? 10),
+        `read p99 added once the fault was met: ${added.toFixed(1)} ms${kind === 'full' ? ` (cached reads before it: p99 ${normal.toFixed(1)} ms)` : ''}`);
+    }
     t.true(Math.max(...during) < 2 * redisTimeout + base + load, `the slowest read during the fault: ${Math.max(...during).toFixed(0)} ms`);
   } finally {
     loop.disable();
