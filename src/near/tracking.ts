@@ -91,7 +91,7 @@ export interface TrackerOptions {
   readonly insideout: boolean;
   readonly timeoutMs: number;
   readonly logger: (message: string, error?: unknown) => void;
-  /** Where the self-test's probe key lives (the installation's key prefix, so ACL key patterns allow it). */
+  /** The installation's key prefix: the self-test's probe key is one of its `cacheops:` keys, which its ACL key pattern allows. */
   readonly probePrefix?: string;
 }
 
@@ -211,9 +211,10 @@ export class Tracker {
         return;
       }
     } catch (error) {
-      // A refusal to the user is reported once by the permission check (permissions.ts).
+      // A refusal to the user is reported once by the permission check (permissions.ts), which
+      // holds the cache bypassed; the heartbeat tries again, so granting the permission is enough.
       if (isPermissionError(error)) return;
-      // Refused at the first setup: this Redis (or this user) cannot track; later, a passing trouble.
+      // Refused otherwise at the first setup: this Redis cannot track; later, a passing trouble.
       if (!this.verified && refusedByServer(error)) this.disable(`Redis refused client tracking (${(error as Error).message})`);
       else this.warn('near cache: could not turn client tracking on; trying again', error);
       return;
