@@ -93,6 +93,12 @@ export interface TrackerOptions {
   readonly logger: (message: string, error?: unknown) => void;
   /** The installation's key prefix: the self-test's probe key is one of its `cacheops:` keys, which its ACL key pattern allows. */
   readonly probePrefix?: string;
+  /**
+   * Whether the Redis user may run what cacheops needs (the permission check,
+   * permissions.ts): tracking is set up only then, so that a restricted user
+   * is sent nothing Redis refuses; asked again at each attempt.
+   */
+  readonly permitted?: () => Promise<boolean>;
 }
 
 /** The tracking connections' own options (ioredis 6's `protocol` and `replyMapping` are unknown to ioredis 5's types and ignored by it). */
@@ -196,6 +202,7 @@ export class Tracker {
     this.settingUp = true;
     const epoch = this.epoch;
     try {
+      if (this.options.permitted && !(await this.options.permitted())) return;
       if (this.subscriberId === undefined) {
         const id = String(await this.subscriber.client('ID'));
         await this.subscriber.subscribe(CHANNEL);
@@ -212,7 +219,7 @@ export class Tracker {
       }
     } catch (error) {
       // A refusal to the user is reported once by the permission check (permissions.ts), which
-      // holds the cache bypassed; the heartbeat tries again, so granting the permission is enough.
+      // holds the cache bypassed; the heartbeat tries again once the check passes.
       if (isPermissionError(error)) return;
       // Refused otherwise at the first setup: this Redis cannot track; later, a passing trouble.
       if (!this.verified && refusedByServer(error)) this.disable(`Redis refused client tracking (${(error as Error).message})`);
