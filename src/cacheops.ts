@@ -198,6 +198,7 @@ export class CacheopsCore {
     this.near = this.config.enabled && this.nearProfiles() ? new NearTier(client as Redis, {
       insideout: this.config.insideout, timeoutMs: this.config.redisTimeout, logger: this.config.logger,
       probePrefix: typeof this.config.prefix === 'string' ? this.config.prefix : '',
+      permitted: () => (this.permissions ? this.permissions.ready().then(() => true, () => false) : Promise.resolve(true)),
     }) : undefined;
     const prefix = this.config.prefix;
     this.permissions = this.config.enabled ? new PermissionWatch(client, this.store, {

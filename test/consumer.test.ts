@@ -20,6 +20,8 @@ const MATRIX: readonly ConsumerSpec[] = [
   { name: 'ts5.9', typescript: '5.9', typesNode: 'latest' },
   OLDEST,
 ];
+/** An application on ioredis 6 (the newest TypeScript): its clients are accepted as `redis`. */
+const IOREDIS6: ConsumerSpec = { name: 'ioredis6', typescript: 'latest', typesNode: 'latest', extra: ['ioredis@6', '@types/redis-errors'] };
 
 const work = workDir();
 const fixtures = join(root, 'test', 'fixtures', 'consumer');
@@ -33,6 +35,7 @@ function consumer(spec: ConsumerSpec): Promise<Consumer> {
     c = tarball.then(async (file) => {
       const installed = await installConsumer(work, file, spec);
       for (const ext of ['mts', 'cts']) copyFileSync(join(fixtures, 'consumer.source.ts'), join(installed.dir, `consumer.${ext}`));
+      for (const ext of ['mts', 'cts']) copyFileSync(join(fixtures, 'ioredis6.source.ts'), join(installed.dir, `ioredis6.${ext}`));
       for (const name of ['plain.cjs', 'plain.mjs']) copyFileSync(join(fixtures, name), join(installed.dir, name));
       return installed;
     });
@@ -42,7 +45,7 @@ function consumer(spec: ConsumerSpec): Promise<Consumer> {
 }
 
 // The projects install side by side while the first tests wait for theirs (each test reports its own failure).
-for (const spec of MATRIX) consumer(spec).catch(() => undefined);
+for (const spec of [...MATRIX, IOREDIS6]) consumer(spec).catch(() => undefined);
 
 test.after.always(() => rmSync(work, { recursive: true, force: true }));
 
@@ -58,6 +61,14 @@ for (const spec of MATRIX) {
     t.is(out.stdout.trim(), '', 'no diagnostics');
   });
 }
+
+test.serial('consumer (ioredis 6): an application\'s ioredis 6 Redis (RESP3 and RESP2) and Cluster pass as `redis`, tsc --strict without skipLibCheck, ESM and CommonJS', async (t) => {
+  t.timeout(600_000);
+  const c = await consumer(IOREDIS6);
+  const out = await typecheck(c, 'tsconfig.ioredis6.json', { ...NODENEXT, noEmit: true }, ['ioredis6.mts', 'ioredis6.cts']);
+  t.is(out.code, 0, `tsc: ${out.stdout}${out.stderr}`);
+  t.is(out.stdout.trim(), '', 'no diagnostics');
+});
 
 test.serial('consumer (oldest): also with the classic CommonJS setup (module commonjs, moduleResolution node)', async (t) => {
   t.timeout(600_000);

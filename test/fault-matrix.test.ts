@@ -80,10 +80,12 @@ async function scenario(t: ExecutionContext, name: string, fault: Fault): Promis
   }, name);
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
+  // Stopped in the finally block too: a scenario that throws must not leave its readers and writers running.
+  let work: ReturnType<typeof startWorkload> | undefined;
   try {
     await blog.Post.bulkCreate(KEYS.flatMap((k) => [{ title: `a${k}`, views: k }, { title: `b${k}`, views: k }]));
     const started = Date.now();
-    const work = startWorkload(blog);
+    work = startWorkload(blog);
     await sleep(1000);
     const injected = Date.now();
     await fault.inject();
@@ -164,6 +166,7 @@ async function scenario(t: ExecutionContext, name: string, fault: Fault): Promis
     t.true(Math.max(...during) < 2 * redisTimeout + base + load, `the slowest read during the fault: ${Math.max(...during).toFixed(0)} ms`);
   } finally {
     loop.disable();
+    await work?.stop().catch(() => undefined);
     await blog.close().catch(() => undefined);
     await fault.teardown();
   }

@@ -91,8 +91,14 @@ export interface TrackerOptions {
   readonly insideout: boolean;
   readonly timeoutMs: number;
   readonly logger: (message: string, error?: unknown) => void;
-  /** Where the self-test's probe key lives (the installation's key prefix, so ACL key patterns allow it). */
+  /** The installation's key prefix: the self-test's probe key is one of its `cacheops:` keys, which its ACL key pattern allows. */
   readonly probePrefix?: string;
+  /**
+   * Whether the Redis user may run what cacheops needs (the permission check,
+   * permissions.ts): tracking is set up only then, so that a restricted user
+   * is sent nothing Redis refuses; asked again at each attempt.
+   */
+  readonly permitted?: () => Promise<boolean>;
 }
 
 /** The tracking connections' own options (ioredis 6's `protocol` and `replyMapping` are unknown to ioredis 5's types and ignored by it). */
@@ -196,6 +202,7 @@ export class Tracker {
     this.settingUp = true;
     const epoch = this.epoch;
     try {
+      if (this.options.permitted && !(await this.options.permitted())) return;
       if (this.subscriberId === undefined) {
         const id = String(await this.subscriber.client('ID'));
         await this.subscriber.subscribe(CHANNEL);
@@ -211,9 +218,10 @@ export class Tracker {
         return;
       }
     } catch (error) {
-      // A refusal to the user is reported once by the permission check (permissions.ts).
+      // A refusal to the user is reported once by the permission check (permissions.ts), which
+      // holds the cache bypassed; the heartbeat tries again once the check passes.
       if (isPermissionError(error)) return;
-      // Refused at the first setup: this Redis (or this user) cannot track; later, a passing trouble.
+      // Refused otherwise at the first setup: this Redis cannot track; later, a passing trouble.
       if (!this.verified && refusedByServer(error)) this.disable(`Redis refused client tracking (${(error as Error).message})`);
       else this.warn('near cache: could not turn client tracking on; trying again', error);
       return;

@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import { Association, DataTypes, Op, Sequelize, Utils } from 'sequelize';
 import { ASSOCIATION_KNOWN, COUNT_KNOWN, callFingerprint, findFingerprint } from '../../src/query/fingerprint';
 
-const sequelize = new Sequelize('sqlite::memory:', { logging: false });
+const sequelize = new Sequelize({ dialect: 'sqlite', storage: ':memory:', logging: false });
 const Post = sequelize.define('Post', { title: DataTypes.STRING, views: DataTypes.INTEGER });
 const Category = sequelize.define('Category', { name: DataTypes.STRING });
 Post.belongsTo(Category);
