@@ -9,7 +9,8 @@ import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Model, ModelStatic, Sequelize } from 'sequelize';
+import fc from 'fast-check';
+import { DataTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
 import { CacheopsStreamError, installCacheops, type Cacheops, type InvalidatedEvent } from '../src/index';
 import { dialects, makeSequelize, redisUrl, uniquePrefix } from './helpers/env';
 import { startPrivatePostgres, type PgClient, type PrivatePostgres } from './helpers/private-postgres';
@@ -347,6 +348,48 @@ run('cacheops stream status and stream drop', async (t) => {
   } finally {
     await app.close();
     await dropSlot(app.slot);
+  }
+});
+
+run('the rows the stream carries tokenize as the rows a read gives (every tokenized type, random values)', async (t) => {
+  const sequelize = privateSequelize(server.port, DB);
+  const Typed = sequelize.define('Typed', {
+    s: DataTypes.STRING, i: DataTypes.INTEGER, big: DataTypes.BIGINT, dec: DataTypes.DECIMAL(12, 3), b: DataTypes.BOOLEAN,
+    at: DataTypes.DATE, day: DataTypes.DATEONLY, u: DataTypes.UUID, blob: DataTypes.BLOB, txt: DataTypes.TEXT, e: DataTypes.ENUM('x', 'y'),
+  }, { tableName: 'typed_rows', timestamps: false });
+  await Typed.sync({ force: true });
+  await sequelize.query('ALTER TABLE typed_rows REPLICA IDENTITY FULL');
+  const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: uniquePrefix('pgtyped'), profiles: { Typed: { ops: 'all' } }, changeStream: { slot: 's_typed', pollIntervalMs: 20 }, logger: () => undefined });
+  const events: InvalidatedEvent[] = [];
+  cacheops.on('invalidated', (e) => { if (e.table === 'typed_rows' && e.values !== 'all') events.push(e); });
+  await cacheops.changeStreamReady();
+  const writer = await appClient();
+  try {
+    const rows = fc.sample(fc.record({
+      s: fc.string({ maxLength: 12 }), i: fc.integer(), big: fc.bigInt({ min: -(2n ** 62n), max: 2n ** 62n }), dec: fc.integer({ min: -1e9, max: 1e9 }).map((n) => (n / 1000).toFixed(3)),
+      b: fc.boolean(), at: fc.date({ min: new Date('1970-01-01'), max: new Date('2100-01-01'), noInvalidDate: true }), day: fc.date({ min: new Date('1900-01-01'), max: new Date('2200-01-01'), noInvalidDate: true }).map((d) => d.toISOString().slice(0, 10)),
+      u: fc.uuid(), blob: fc.uint8Array({ maxLength: 8 }).map((a) => Buffer.from(a)), txt: fc.string({ maxLength: 40 }), e: fc.constantFrom('x', 'y'),
+    }).map((r) => ({ ...r, s: r.s.replace(/\0/g, ''), txt: r.txt.replace(/\0/g, '') })), 20);
+    for (const r of rows) {
+      const { rows: [ins] } = await writer.query(
+        'INSERT INTO typed_rows (s, i, big, dec, b, at, day, u, blob, txt, e) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id',
+        [r.s, r.i, r.big.toString(), r.dec, r.b, r.at, r.day, r.u, r.blob, r.txt, r.e]);
+      const id = String(ins!['id']);
+      const deadline = Date.now() + 2000;
+      let event: InvalidatedEvent | undefined;
+      while (!(event = events.find((e) => (e.values as Record<string, unknown>[]).some((v) => String(v['id']) === id))) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+      t.truthy(event, `insert ${id} arrived`);
+      const streamed = (event!.values as Record<string, unknown>[]).find((v) => String(v['id']) === id)!;
+      const read = (await Typed.findByPk(id, { cacheops: false } as never))!.get({ plain: true }) as Record<string, unknown>;
+      const tokens = (row: Record<string, unknown>) => Object.fromEntries(cacheops.core.rowsOf(Typed, [row])[0]!);
+      t.deepEqual(tokens(streamed), tokens(read), `row ${JSON.stringify(r, (_, v) => (typeof v === 'bigint' ? v.toString() : v))}`);
+    }
+  } finally {
+    await writer.end();
+    await cacheops.invalidateAll();
+    await cacheops.close();
+    await sequelize.close();
+    await dropSlot('s_typed');
   }
 });
 

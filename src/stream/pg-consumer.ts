@@ -34,6 +34,8 @@ const STATE_EVERY_MS = 1000;
 const RETRY_MS = 500;
 /** Idle with more retained than this: a logical message moves the slot on. */
 const HEARTBEAT_BYTES = 16 * 2 ** 20;
+/** Retained past this: ask for a logged snapshot, so the restart point moves on (PostgreSQL 16+). */
+const SNAPSHOT_BYTES = 2 ** 20;
 
 /** The internal event each decoded batch emits before its visibility wait and invalidation (tests, bench). */
 export const DECODED_EVENT = 'changeStream:decoded';
@@ -52,6 +54,8 @@ export class PgChangeStream implements ChangeSource {
   private relations = new Map<number, Relation>();
   private lastStateAt = 0;
   private hadSlot = false;
+  /** Whether pg_log_standby_snapshot() is there and permitted (PostgreSQL 16+); undefined: not tried yet. */
+  private canLogSnapshot: boolean | undefined;
   private warned = { lag: false, retained: false, connection: false };
 
   constructor(private readonly core: CacheopsCore, private readonly options: NormalizedStreamOptions) {
@@ -82,6 +86,8 @@ export class PgChangeStream implements ChangeSource {
         }
         if (!this.warned.connection) this.log('change stream: PostgreSQL connection failed; retrying', error);
         this.warned.connection = true;
+        // The first attempt decides what changeStreamReady says; the stream keeps retrying.
+        this.settle(new CacheopsStreamError(`change stream: cannot read from PostgreSQL yet (${(error as Error).message}); retrying every ${RETRY_MS} ms`, { cause: error }));
         this.stats.role = 'standby';
       } finally {
         await this.disconnect();
@@ -236,6 +242,12 @@ export class PgChangeStream implements ChangeSource {
       `change stream: slot ${this.slot} retains ${retained} bytes of WAL (retainedWarningBytes ${this.options.retainedWarningBytes})`);
     // WAL of other databases or unpublished tables gives the slot nothing to acknowledge: a message of ours does.
     if (retained > HEARTBEAT_BYTES) await client.query("SELECT pg_logical_emit_message(true, 'cacheops', '')");
+    // Each read decodes again from the slot's restart point, which moves only past a logged
+    // snapshot of running transactions (every 15 s, or at a checkpoint). PostgreSQL 16 can log
+    // one on request: then a busy database costs each read less. Tried once; kept if permitted.
+    if (retained > SNAPSHOT_BYTES && this.canLogSnapshot !== false) {
+      this.canLogSnapshot = await client.query('SELECT pg_log_standby_snapshot()').then(() => true, () => false);
+    }
   }
 
   private warnOnce(kind: 'lag' | 'retained', over: boolean, message: string): void {

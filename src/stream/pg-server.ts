@@ -31,7 +31,7 @@ export async function connectPg(core: CacheopsCore, options: NormalizedStreamOpt
   client.on('error', onError);
   await client.connect();
   // Decoded timestamps are printed by this session's settings: fixed, so pg-rows.ts reads them exactly.
-  await client.query("SET DateStyle = 'ISO'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'");
+  await client.query("SET DateStyle = 'ISO'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'");
   return client;
 }
 
