@@ -193,6 +193,9 @@ export class CacheopsCore {
     // A full one is not read-only here: its stores are skipped by the store itself, which lets one
     // through now and then as the probe that finds room again (pressure.ts).
     this.gate.consult(() => (this.store.breaker.open && this.store.breaker.kind === 'slow' ? 'bypass' : 'read-write'));
+    // A Redis user lacking commands cacheops needs: every cached read is bypassed, in either degrade
+    // mode (the error was reported once, at start-up: permission-watch.ts), not failed one by one.
+    this.gate.consult(() => (this.store.refusal ? 'bypass' : 'read-write'));
     this.transactions = new TransactionTracker(sequelize, (error) => this.config.logger('a queued invalidation failed', error));
     this.events.setMaxListeners(0);
     this.near = this.config.enabled && this.nearProfiles() ? new NearTier(client as Redis, {

@@ -70,9 +70,10 @@ export class CacheopsStreamError extends CacheopsError {}
 /**
  * The Redis user (ACL) may not run commands cacheops needs, on its keys or
  * channel: found by the check each connection makes when it becomes ready,
- * reported once (logged, and by `cacheops.ready()`). Meanwhile the cache is
- * bypassed (reads go to the database; without `degradeOnFailure` they reject
- * with this error) and invalidations are still sent.
+ * reported once (logged, and by `cacheops.ready()`). Meanwhile every cached
+ * read is answered by the database, in either degrade mode (a direct
+ * `cacheops.cache` call rejects with this error without `degradeOnFailure`),
+ * and invalidations are still sent.
  *
  * @example
  * await cacheops.ready(); // CacheopsPermissionError: the Redis user at 127.0.0.1:6379 may not run: sunion ...

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
  *   N idx:<table>:<scheme>       set of conj key names of that scheme (for model-wide and partial invalidation)
  *   N epochs                     hash table -> counter, bumped by each invalidation (race protection)
  *   N simple:<key>               cacheops.cache values
+ *   N fence                      never exists: declared by scripts so that they wait out a slot migration (fenceKey)
  *
  * `{<shard>}` is a Redis Cluster hash tag: every key a script touches shares
  * it, so each script stays in one slot. On a standalone server there is one
