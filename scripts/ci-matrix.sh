@@ -74,6 +74,6 @@ for version in $OLDEST $NEWEST; do
     log "Sequelize $version is the lockfile's: the suite ran on it"
     continue
   fi
-  run "sequelize$version" 420 node scripts/with-sequelize.mjs "$version" node scripts/with-redis.mjs node scripts/ci-summary.mjs $MATRIX_FILES
+  run "sequelize$version" 900 node scripts/with-sequelize.mjs "$version" node scripts/with-redis.mjs node scripts/ci-summary.mjs $MATRIX_FILES
 done
 exit "$RC"

@@ -38,19 +38,15 @@
  * it ran the script, so the PONG comes after them: once the barrier resolves,
  * this process's near caches no longer hold anything the write invalidated.
  *
- * Protocol: both connections speak RESP2, whatever the application's client
- * speaks. Redis sends a RESP3 redirect target an `invalidate` push frame
- * instead of a message on the channel, and ioredis 6 drops push frames it does
- * not know (it emits nothing for them), so a RESP3 subscriber would never
- * hear of an invalidation. The client's `protocol` option pins RESP2 on
- * ioredis 6; ioredis 5 speaks nothing else.
+ * Protocol: both connections speak RESP2 (ioredis 6's `protocol: 2`; ioredis 5
+ * speaks nothing else), whatever the application's client speaks: Redis sends
+ * a RESP3 redirect target an `invalidate` push frame instead of a message on
+ * the channel, and ioredis 6 drops push frames it does not know, silently.
  *
- * Self-test: before the near caches are used (and after every reconnection),
- * the reader reads a probe key of its own, writes it, and the subscriber
- * PINGs: the invalidation message of that write must arrive before the PONG.
- * When it does not, or Redis refuses tracking (no CLIENT TRACKING, no
- * permission), tracking cannot be trusted: the near cache turns off for good
- * with one log line, and every read takes the normal path.
+ * Self-test: at every setup the reader reads a probe key, writes it, and the
+ * subscriber PINGs: that write's invalidation must arrive before the PONG.
+ * When it does not, or the server refuses tracking (no CLIENT TRACKING), the
+ * near cache turns off for good with one log line; reads take the normal path.
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis, RedisOptions } from 'ioredis';
