@@ -26,6 +26,7 @@ import { ReadGate, type ReadAdmission } from './read-gate';
 import { LruMap } from './lru';
 import type { Redis } from 'ioredis';
 import type { ChangeSource } from './stream/source';
+import { checkStreamDialect } from './stream/change-stream';
 import { PermissionWatch } from './permission-watch';
 import { isPermissionError } from './permissions';
 
@@ -166,6 +167,7 @@ export class CacheopsCore {
   constructor(readonly sequelize: Sequelize, config: CacheopsConfig) {
     this.config = normalizeConfig(config, Object.keys(sequelize.models));
     this.dialect = sequelize.getDialect();
+    checkStreamDialect(this.dialect, this.config.changeStream);
     this.localGets = new LruMap(this.config.memory.localGet);
     this.registeredPrefixes = new LruMap(this.config.memory.prefixes);
     const degrade = this.config.degradeOnFailure;

@@ -240,7 +240,10 @@ run('two application processes: one consumer; when it is killed mid-stream the o
   const roles: string[] = [];
   const firstRole = new Promise<string>((resolve) => createInterface({ input: child.stdout! }).on('line', (l) => { roles.push(l); resolve(l); }));
   t.is(await firstRole, 'consumer');
+  // Baseline: how long this process takes to connect, check the server and try the lease, now.
+  const readyStart = Date.now();
   const app = await makeApp(t, { table, slot, prefix, seed: false });
+  const readyMs = Date.now() - readyStart;
   const writer = await appClient();
   try {
     t.is(app.cacheops.stats().changeStream.role, 'standby');
@@ -258,9 +261,11 @@ run('two application processes: one consumer; when it is killed mid-stream the o
     await writing;
     while (app.cacheops.stats().changeStream.role !== 'consumer' && Date.now() - killedAt < 5000) await new Promise((r) => setTimeout(r, 5));
     const handoverMs = Date.now() - killedAt;
-    t.log(`handover after ${handoverMs} ms (handoverMs 200)`);
+    t.log(`handover after ${handoverMs} ms (handoverMs 200; becoming a standby took ${readyMs} ms)`);
     t.is(app.cacheops.stats().changeStream.role, 'consumer');
-    t.true(handoverMs <= 200 * 3 + 500, 'within handoverMs, a reconnect and a poll');
+    // handoverMs, then the take-over's statements (lease, publication, slot, identity check): a few
+    // round trips, as many as becoming a standby took, counted four times over.
+    t.true(handoverMs <= 200 + 4 * readyMs, `within handoverMs and the take-over (${200 + 4 * readyMs} ms)`);
     for (let id = 1; id <= 50; id += 1) t.true(await msUntil(() => nameOf(app, id), 'v1') <= 1000, `row ${id}`);
   } finally {
     child.kill('SIGKILL');

@@ -40,6 +40,7 @@ async function setup(changeStream: boolean) {
 /** Runs one statement on a connection of its own (the sqlite3 package), then closes it. */
 async function foreignWrite(file: string, sql: string): Promise<void> {
   const db = new sqlite3.Database(file);
+  db.configure('busyTimeout', 5000);
   await new Promise<void>((resolve, reject) => db.run(sql, (e) => (e ? reject(e) : resolve())));
   await new Promise<void>((resolve) => db.close(() => resolve()));
 }
@@ -93,7 +94,8 @@ test.serial('a write by another process (the sqlite3 command line) is seen withi
     await new Promise((r) => setTimeout(r, POLL_MS * 2));
     t.is(await count(), 1);
     t.is(await count(), 1);
-    execFileSync('sqlite3', [s.file, "INSERT INTO Items (name, n) VALUES ('cli', 2)"]);
+    // A busy timeout, as any writer sharing the file needs (readers hold the lock for moments).
+    execFileSync('sqlite3', ['-cmd', '.timeout 5000', s.file, "INSERT INTO Items (name, n) VALUES ('cli', 2)"]);
     const ms = await msUntil(count, 2, 1000);
     t.log(`sqlite3 process: seen after ${ms} ms`);
     t.true(ms <= 1000);
@@ -134,4 +136,6 @@ test.serial('changeStream options are checked', (t) => {
   const sequelize = new Sequelize({ dialect: 'sqlite', storage: ':memory:', logging: false });
   t.throws(() => installCacheops(sequelize, { redis: redisUrl, changeStream: { pollIntervalMs: -1 } }), { message: /changeStream.pollIntervalMs/ });
   t.throws(() => installCacheops(sequelize, { redis: redisUrl, changeStream: { slots: 'x' } as never }), { message: /changeStream.slots: unknown option/ });
+  const mysql = new Sequelize('test', 'root', '', { dialect: 'mysql', host: '127.0.0.1', logging: false });
+  t.throws(() => installCacheops(mysql, { redis: redisUrl, changeStream: true }), { message: /changeStream: not available on mysql yet/ });
 });

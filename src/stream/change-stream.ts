@@ -27,6 +27,13 @@ export async function withoutChangeStreams<T>(fn: () => Promise<T>): Promise<T> 
   }
 }
 
+/** Throws at install, before anything is connected, when the dialect has no change stream. */
+export function checkStreamDialect(dialect: string, options: unknown): void {
+  if (options !== undefined && dialect !== 'sqlite' && dialect !== 'postgres') {
+    throw new CacheopsConfigError('changeStream', `not available on ${dialect} yet (PostgreSQL and SQLite have it)`);
+  }
+}
+
 export function startChangeStream(core: CacheopsCore): ChangeSource | undefined {
   const options = core.config.changeStream;
   if (!options || !core.config.enabled || disabled) return undefined;

@@ -20,7 +20,7 @@ import type { NormalizedStreamOptions } from './options';
 import { decodePgoutput, lsnText, type PgMessage } from './pgoutput';
 import { TransactionChanges, type Relation } from './pg-rows';
 import {
-  allVisible, checkWalLevel, connectPg, createSlot, defaultSlot, dropSlot, ensurePublication, slotState,
+  allVisible, visibleIn, checkWalLevel, connectPg, createSlot, defaultSlot, dropSlot, ensurePublication, slotState,
   tablesWithoutFullIdentity, tryLease, type PgClient,
 } from './pg-server';
 import { emptyStats, everything, modelsByTable, pause, type ChangeSource, type ChangeStreamStats } from './source';
@@ -168,7 +168,7 @@ export class PgChangeStream implements ChangeSource {
     let rows: Record<string, unknown>[];
     try {
       ({ rows } = await client.query(
-        "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3, 'messages', 'true')",
+        "SELECT data, pg_current_snapshot()::text AS snapshot FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3, 'messages', 'true')",
         [this.slot, BATCH_CHANGES, this.options.publication]));
     } catch (error) {
       const code = (error as { code?: string }).code;
@@ -197,7 +197,9 @@ export class PgChangeStream implements ChangeSource {
     }
     if (endLsn === undefined) return 0;
     this.core.events.emit(DECODED_EVENT, { xids });
-    if (this.options.awaitVisibility) await this.untilVisible(client, xids);
+    // The statement's snapshot (taken before it decoded) usually shows them visible already:
+    // visibility never ends, so no further question is needed then.
+    if (this.options.awaitVisibility) await this.untilVisible(client, xids, String(rows[0]!['snapshot']));
     const items = changes.items();
     if (items.length > 0 && !(await this.core.invalidateNow(items))) return -1;
     await client.query('SELECT pg_replication_slot_advance($1, $2::pg_lsn)', [this.slot, lsnText(endLsn)]);
@@ -217,7 +219,8 @@ export class PgChangeStream implements ChangeSource {
   }
 
   /** Waits until the transactions are visible to new snapshots (they are decoded before). */
-  private async untilVisible(client: PgClient, xids: readonly number[]): Promise<void> {
+  private async untilVisible(client: PgClient, xids: readonly number[], snapshot: string): Promise<void> {
+    if (visibleIn(snapshot, xids)) return;
     let wait = 1;
     while (!(await allVisible(client, xids))) {
       if (this.abort.signal.aborted) return;

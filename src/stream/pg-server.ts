@@ -130,10 +130,15 @@ export async function tablesWithoutFullIdentity(client: PgClient, tables: readon
  * flushed, which is before other sessions see it; invalidating earlier would
  * let a reader still seeing the old row store it after the invalidation.
  */
-export async function allVisible(client: PgClient, xids: readonly number[]): Promise<boolean> {
+export async function allVisible(client: PgClient, xids: readonly number[], snapshot?: string): Promise<boolean> {
   if (xids.length === 0) return true;
-  const { rows } = await client.query('SELECT pg_current_snapshot()::text AS s');
-  const [xminText = '0', xmaxText = '0', xipText = ''] = String(rows[0]?.['s']).split(':');
+  const text = snapshot ?? String((await client.query('SELECT pg_current_snapshot()::text AS s')).rows[0]?.['s']);
+  return visibleIn(text, xids);
+}
+
+/** Whether every transaction (32-bit xids) is visible in a snapshot (`xmin:xmax:xip,...`, 64-bit ids). */
+export function visibleIn(snapshot: string, xids: readonly number[]): boolean {
+  const [xminText = '0', xmaxText = '0', xipText = ''] = snapshot.split(':');
   const xmin = BigInt(xminText);
   const xmax = BigInt(xmaxText);
   const inProgress = new Set(xipText === '' ? [] : xipText.split(',').map((x) => BigInt(x)));
