@@ -36,7 +36,7 @@ test('slowRedis is validated', async (t) => {
   }
   const blog = await makeBlog('sqlite', __filename, { redisTimeout: 800 }, 'slowcfg');
   try {
-    t.deepEqual(blog.cacheops.core.config.slowRedis, { thresholdMs: 400, dbFactor: 1, floorMs: 10, windowMs: 1000 });
+    t.deepEqual(blog.cacheops.core.config.slowRedis, { thresholdMs: 400, dbFactor: 1, floorMs: 20, windowMs: 1000 });
   } finally {
     await blog.close();
   }
