@@ -112,7 +112,7 @@ export interface CacheopsConfig {
   readonly redisTimeout?: number;
   /**
    * A Redis slower than this is bypassed like an outage until it is fast again
-   * (see docs/pressure.md). Default `{ thresholdMs: redisTimeout / 2, dbFactor: 1,
+   * (see docs/pressure.md). Default `{ thresholdMs: redisTimeout / 2, dbFactor: 2,
    * floorMs: 20, windowMs: 1000 }`; `false`: off.
    */
   readonly slowRedis?: false | Partial<SlowRedisOptions>;
@@ -323,7 +323,7 @@ function slowRedis(value: unknown, redisTimeout: number): SlowRedisOptions | und
   };
   return {
     thresholdMs: number('thresholdMs', redisTimeout / 2, 1),
-    dbFactor: number('dbFactor', 1, 0),
+    dbFactor: number('dbFactor', 2, 0),
     floorMs: number('floorMs', 20, 0),
     windowMs: number('windowMs', 1000, 100),
   };
