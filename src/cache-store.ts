@@ -141,7 +141,8 @@ export class CacheStore {
       probe: () => this.probe(),
       probeFast: () => this.probeFast(),
       onClose: (kind) => {
-        this.slow?.reset();
+        if (kind === 'slow') this.slow?.ended();
+        else this.slow?.reset();
         options.onAvailable?.(kind);
       },
       meanwhile: options.degradeOnFailure

@@ -112,8 +112,8 @@ export interface CacheopsConfig {
   readonly redisTimeout?: number;
   /**
    * A Redis slower than this is bypassed like an outage until it is fast again
-   * (see docs/pressure.md). Default `{ thresholdMs: redisTimeout / 2, dbFactor: 1,
-   * floorMs: 10, windowMs: 1000 }`; `false`: off.
+   * (see docs/pressure.md). Default `{ thresholdMs: redisTimeout / 2, dbFactor: 2,
+   * floorMs: 20, windowMs: 1000 }`; `false`: off.
    */
   readonly slowRedis?: false | Partial<SlowRedisOptions>;
   /** Where `degradeOnFailure` logs; default `console.warn`. */
@@ -323,8 +323,8 @@ function slowRedis(value: unknown, redisTimeout: number): SlowRedisOptions | und
   };
   return {
     thresholdMs: number('thresholdMs', redisTimeout / 2, 1),
-    dbFactor: number('dbFactor', 1, 0),
-    floorMs: number('floorMs', 10, 0),
+    dbFactor: number('dbFactor', 2, 0),
+    floorMs: number('floorMs', 20, 0),
     windowMs: number('windowMs', 1000, 100),
   };
 }

@@ -36,8 +36,13 @@ function quantile(values: readonly number[], q: number): number {
 }
 const median = (values: readonly number[]): number => quantile(values, 0.5);
 
+/** A slow period that begins this soon after the last one ended needs twice the limit (no flapping). */
+const DAMPING_MS = 60_000;
+
 export class SlowDetector {
   private window: number[] = [];
+  /** When the last slow period ended (ms since the epoch; 0: none yet). */
+  private endedAt = 0;
   private windowStart = 0;
   private readonly db: number[] = [];
   private dbNext = 0;
@@ -76,7 +81,9 @@ export class SlowDetector {
       if (done.length >= MIN_READS) {
         // Three quarters of the reads above the limit: the fastest quarter's top.
         const fast = quantile(done, 0.25);
-        const limit = this.limit();
+        // Right after a slow period the probe met an idle Redis: the load that made it slow comes
+        // back with the reads, so only a clearly slower Redis starts another period at once.
+        const limit = this.limit() * (this.endedAt > 0 && now - this.endedAt < DAMPING_MS ? 2 : 1);
         if (fast > limit) {
           const db = this.dbMedian();
           this.onSlow(`reads took ${median(done).toFixed(0)} ms (median of ${done.length} in ${(took / 1000).toFixed(1)} s, 3/4 above the limit of ${limit.toFixed(0)} ms` +
@@ -86,6 +93,12 @@ export class SlowDetector {
       }
     }
     this.window.push(ms);
+  }
+
+  /** A slow period ended (the breaker closed): the next minute is damped. */
+  ended(): void {
+    this.endedAt = Date.now();
+    this.reset();
   }
 
   /** Forgets the current window (the breaker opened or closed: its reads say nothing of what follows). */

@@ -29,6 +29,27 @@ test('the limit: the lower of the threshold and dbFactor x the database median, 
   t.deepEqual(windows, []);
 });
 
+test('a window is slow when three quarters of its reads are over the limit; within a minute of a slow period, twice the limit', async (t) => {
+  const windows: string[] = [];
+  const detector = new SlowDetector({ thresholdMs: 100, dbFactor: 0, floorMs: 10, windowMs: 50 }, (why) => windows.push(why));
+  const window = async (ms: readonly number[]): Promise<void> => {
+    for (const m of ms) detector.read(m);
+    await sleep(60);
+    detector.read(1); // the next read closes the window
+  };
+  await window([1, 1, 1]);
+  await window([150, 150, 150, 1, 1, 1, 1, 1]);
+  t.is(windows.length, 0, 'not when only some reads are slow, nor with fewer than five');
+  await window([150, 150, 150, 150, 150, 150]); // and the previous window's closing read
+  t.is(windows.length, 1);
+  t.regex(windows[0]!, /^reads took 150 ms \(median of 7 in .* s, 3\/4 above the limit of 100 ms\)$/);
+  detector.ended();
+  await window([150, 150, 150, 150, 150]);
+  t.is(windows.length, 1, 'damped after a slow period');
+  await window([250, 250, 250, 250, 250]);
+  t.is(windows.length, 2);
+});
+
 test('slowRedis is validated', async (t) => {
   for (const [slowRedis, key] of [[{ thresholdMs: 0 }, 'slowRedis.thresholdMs'], [{ windowMs: '1s' }, 'slowRedis.windowMs'], [{ treshold: 5 }, 'slowRedis.treshold'], [5, 'slowRedis']] as const) {
     const error = await t.throwsAsync(() => makeBlog('sqlite', __filename, { slowRedis: slowRedis as never }, 'slowcfg'), { instanceOf: CacheopsConfigError });
@@ -36,7 +57,7 @@ test('slowRedis is validated', async (t) => {
   }
   const blog = await makeBlog('sqlite', __filename, { redisTimeout: 800 }, 'slowcfg');
   try {
-    t.deepEqual(blog.cacheops.core.config.slowRedis, { thresholdMs: 400, dbFactor: 1, floorMs: 10, windowMs: 1000 });
+    t.deepEqual(blog.cacheops.core.config.slowRedis, { thresholdMs: 400, dbFactor: 2, floorMs: 20, windowMs: 1000 });
   } finally {
     await blog.close();
   }
