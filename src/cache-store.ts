@@ -248,6 +248,7 @@ export class CacheStore {
       return fallback;
     }
     if (isPermissionError(error)) this.options.onPermissionDenied?.();
+    else if (isCluster(this.client)) this.confirmOutage(error, what);
     else this.breaker.trip(error, what);
     if (!this.options.degradeOnFailure) {
       const own = describeError(error, this.breaker.endpoint);
@@ -255,6 +256,25 @@ export class CacheStore {
       throw new CacheopsRedisError(`Redis failed during ${what}: ${own}${outage}. ${STRICT_HINT}`, { cause: error });
     }
     return fallback;
+  }
+
+  /** A probe confirming a cluster's failed call is in flight. */
+  private confirming = false;
+
+  /**
+   * On a cluster a failed call may be its slot migrating (ioredis retries
+   * TRYAGAIN past our timeout while the slot's keys are split between two
+   * masters), which is no outage: the breaker opens only if the probe (one
+   * single-key call per shard, which ASK redirections serve) fails too.
+   * The failed call itself falls back as usual.
+   */
+  private confirmOutage(error: unknown, what: string): void {
+    if (this.confirming || this.breaker.open) return;
+    this.confirming = true;
+    void this.probe().catch(() => false).then((ok) => {
+      this.confirming = false;
+      if (!ok) this.breaker.trip(error, what);
+    });
   }
 
   /** A call made while the user lacks permissions: nothing is sent. */

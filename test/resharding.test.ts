@@ -3,7 +3,8 @@
  * while readers and writers run, every slot cacheops's keys live in moves to
  * another master and back, a few keys per MIGRATE (test/helpers/reshard.ts),
  * so multi-key scripts meet MOVED, ASK and TRYAGAIN. Nothing may reach the
- * application as an error, and no read may be stale, during or after.
+ * application as an error, no read may be stale, during or after, and the
+ * migration is not taken for an outage.
  */
 import test from 'ava';
 import type { Cluster } from 'ioredis';
@@ -141,6 +142,9 @@ test.serial(`fault: Redis Cluster resharding under load (MOVED, ASK, TRYAGAIN du
     t.is(stale, 0, 'no stale read after');
     t.true(checks > 0);
     t.true(moves.every((m) => m.keys > 0), 'every move carried keys');
+    // A slot in migration is no outage: calls waiting on it fall back without opening the breaker
+    // (0 measured; one allowed for a probe outwaiting redisTimeout on a loaded machine).
+    t.true(logged.filter((m) => m.startsWith('Redis unavailable')).length <= 1, logged.join(' | '));
   } finally {
     resharder.close();
     await blog.close().catch(() => undefined);

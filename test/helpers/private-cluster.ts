@@ -34,7 +34,13 @@ export async function startPrivateCluster(): Promise<PrivateCluster> {
     ports.push(port);
     children.push(spawnNode(port));
   }
-  await new Promise((r) => setTimeout(r, 300));
+  // Every node answers before the cluster is created (a loaded machine starts them slowly).
+  for (const port of ports) {
+    for (let i = 0; i < 200; i += 1) {
+      if (spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.trim() === 'PONG') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
   const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
   if (created.status !== 0) throw new Error(`cluster create failed: ${created.stdout}${created.stderr}`);
   const waitOk = async (): Promise<void> => {
