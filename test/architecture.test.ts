@@ -1,0 +1,99 @@
+/**
+ * The shape of src/: no value-import circles (a circle makes module load order
+ * decide which side sees `undefined`), and ARCHITECTURE.md names only files
+ * that exist, so a reader can follow it against the code.
+ */
+import test from 'ava';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+interface Graph {
+  files: number;
+  imports: Record<string, string[]>;
+  circles: string[][];
+  circlesWithTypes: string[][];
+  layers: number;
+}
+type Analyze = (root?: string) => Graph;
+
+const ROOT = resolve(__dirname, '..');
+
+async function loadAnalyze(): Promise<Analyze> {
+  const url = pathToFileURL(join(ROOT, 'scripts', 'import-graph.mjs')).href;
+  const mod = (await import(url)) as { analyze: Analyze };
+  return mod.analyze;
+}
+
+test('src/ has no value-import circles', async (t) => {
+  const analyze = await loadAnalyze();
+  const graph = analyze(ROOT);
+  t.true(graph.files > 40, 'the scan finds the source files');
+  t.deepEqual(graph.circles, [], `import circles: ${graph.circles.map((c) => c.join(' <-> ')).join('; ')}`);
+});
+
+test('the circle detector sees a value circle and ignores a type-only one', async (t) => {
+  const analyze = await loadAnalyze();
+  const root = mkdtempSync(join(tmpdir(), 'import-graph-'));
+  try {
+    mkdirSync(join(root, 'src', 'sub'), { recursive: true });
+    writeFileSync(join(root, 'src', 'a.ts'), "import { b } from './sub/b';\nexport const a = () => b;\n");
+    writeFileSync(join(root, 'src', 'sub', 'b.ts'), "export const b = 1;\nexport async function later() { return import('../a'); }\n");
+    writeFileSync(join(root, 'src', 'c.ts'), "import type { D } from './d';\nexport type C = D;\nexport const c = 1;\n");
+    writeFileSync(join(root, 'src', 'd.ts'), "import { c } from './c';\nexport type D = typeof c;\n");
+    writeFileSync(join(root, 'src', 'e.ts'), "import { type F } from './f';\nexport type E = F;\nexport const e = 1;\n");
+    writeFileSync(join(root, 'src', 'f.ts'), "export { e } from './e';\nexport type F = number;\n");
+    const graph = analyze(root);
+    t.deepEqual(graph.circles, [['src/a.ts', 'src/sub/b.ts']]);
+    t.is(graph.circlesWithTypes.length, 3);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+/**
+ * Upward value imports that exist today, each to be removed by a later step of
+ * issue 26 (ARCHITECTURE.md names them too). Any other one fails the test.
+ */
+const KNOWN_UPWARD = new Set([
+  'src/cacheops.ts -> src/sampler.ts',
+  'src/cacheops.ts -> src/stream/change-stream.ts',
+  'src/config.ts -> src/near/near-cache.ts',
+  'src/config.ts -> src/stream/options.ts',
+  'src/file-cache.ts -> src/install.ts',
+]);
+
+/** The layer table of ARCHITECTURE.md: each .ts file named in a row's Files column -> the row's index. */
+function layerRows(text: string): Map<string, number> {
+  const rows = text.split('\n').filter((line) => line.startsWith('| ') && !line.startsWith('| Layer'));
+  const rowOf = new Map<string, number>();
+  rows.forEach((line, i) => {
+    for (const m of (line.split('|')[2] ?? '').matchAll(/src\/[\w./-]+\.ts/g)) rowOf.set(m[0], i);
+  });
+  return rowOf;
+}
+
+test('every file of src/ sits in one layer of ARCHITECTURE.md and imports no value from a layer above', async (t) => {
+  const analyze = await loadAnalyze();
+  const graph = analyze(ROOT);
+  const rowOf = layerRows(readFileSync(join(ROOT, 'ARCHITECTURE.md'), 'utf8'));
+  const files = Object.keys(graph.imports);
+  t.deepEqual(files.filter((f) => !rowOf.has(f)), [], 'files missing from the layer table');
+  const upward: string[] = [];
+  for (const from of files) {
+    for (const to of graph.imports[from]!) {
+      if (rowOf.get(to)! > rowOf.get(from)!) upward.push(`${from} -> ${to}`);
+    }
+  }
+  t.deepEqual(upward.filter((edge) => !KNOWN_UPWARD.has(edge)), [], 'upward imports');
+  t.deepEqual([...KNOWN_UPWARD].filter((edge) => !upward.includes(edge)), [], 'exceptions that no longer exist: remove them from the list');
+});
+
+test('every src/ path named in ARCHITECTURE.md exists', (t) => {
+  const text = readFileSync(join(ROOT, 'ARCHITECTURE.md'), 'utf8');
+  const named = [...new Set(text.match(/\bsrc\/[\w./-]*[\w/]/g) ?? [])];
+  t.true(named.length > 20, 'the document names the files it describes');
+  const missing = named.filter((path) => !existsSync(join(ROOT, path)));
+  t.deepEqual(missing, []);
+});
