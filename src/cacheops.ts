@@ -200,7 +200,7 @@ export class CacheopsCore {
     this.gate.consult(() => (this.store.refusal ? 'bypass' : 'read-write'));
     this.transactions = new TransactionTracker(sequelize, (error) => this.config.logger('a queued invalidation failed', error));
     this.events.setMaxListeners(0);
-    this.near = this.config.enabled && this.nearProfiles() ? new NearTier(client as Redis, {
+    this.near = this.config.enabled && this.nearProfiles() ? new NearTier(client, {
       insideout: this.config.insideout, timeoutMs: this.config.redisTimeout, logger: this.config.logger,
       probePrefix: typeof this.config.prefix === 'string' ? this.config.prefix : '',
       permitted: () => (this.permissions ? this.permissions.ready().then(() => true, () => false) : Promise.resolve(true)),
@@ -216,7 +216,7 @@ export class CacheopsCore {
     }, this.config.logger, () => { this.counters.checks += 1; });
   }
 
-  /** Whether a profile has a near cache; throws when the Redis topology cannot track (a cluster). */
+  /** Whether a profile has a near cache (on a cluster, tracked per master: near/cluster-tracking.ts). */
   private nearProfiles(): boolean {
     const profiles: [string, Profile | null | undefined][] = [
       ...[...this.config.exactProfiles].map(([name, p]) => [name, p] as [string, Profile | null]),
@@ -224,11 +224,7 @@ export class CacheopsCore {
       ['*', this.config.starProfile],
     ];
     const named = profiles.find(([, p]) => p?.near !== undefined);
-    if (!named) return false;
-    if (isCluster(this.redis)) {
-      throw new CacheopsConfigError(`profiles.${named[0]}.near`, 'the near cache needs a standalone or Sentinel Redis (client tracking is per node)');
-    }
-    return true;
+    return named !== undefined;
   }
 
   /** Takes watchConnection's listener off the client (close(): a client the application gave stays in use). */

@@ -14,10 +14,12 @@
  */
 import type { Redis } from 'ioredis';
 import type { CacheStore } from '../cache-store';
+import { isCluster, type RedisClient } from '../redis';
 import type { Profile } from '../config';
 import { valueKey } from '../keys';
 import { freshnessOf, readThrough, type ReadOutcome, type ReadRequest } from '../read-through';
 import { NearCache, type NearLimits } from './near-cache';
+import { ClusterTracker } from './cluster-tracking';
 import { Tracker, type TrackerOptions } from './tracking';
 
 export interface TieredOutcome<T> extends ReadOutcome<T> {
@@ -32,13 +34,14 @@ function sameOwners(a: readonly object[], b: readonly object[]): boolean {
 }
 
 export class NearTier {
-  readonly tracker: Tracker;
+  /** One node's tracking, or one per master on a cluster (cluster-tracking.ts). */
+  readonly tracker: Tracker | ClusterTracker;
   private readonly caches = new Map<Profile, NearCache>();
   /** Off: every near hit decodes and builds anew (the benchmark compares the two). */
   reuseEnabled = true;
 
-  constructor(main: Redis, options: TrackerOptions) {
-    this.tracker = new Tracker(main, options);
+  constructor(main: RedisClient, options: TrackerOptions) {
+    this.tracker = isCluster(main) ? new ClusterTracker(main, options) : new Tracker(main as Redis, options);
   }
 
   /** The near cache of a profile (created on first use). */

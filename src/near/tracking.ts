@@ -95,6 +95,10 @@ export interface TrackerOptions {
    * is sent nothing Redis refuses; asked again at each attempt.
    */
   readonly permitted?: () => Promise<boolean>;
+  /** The self-test's probe key instead (a cluster node's tracker needs one in a slot the node owns, see cluster-tracking.ts). */
+  readonly probeKey?: () => string;
+  /** Options of the tracking connections on top of ours (a cluster node's tracker reconnects, unlike ioredis's node connections). */
+  readonly connection?: Partial<RedisOptions>;
 }
 
 /** The tracking connections' own options (ioredis 6's `protocol` and `replyMapping` are unknown to ioredis 5's types and ignored by it). */
@@ -141,7 +145,7 @@ export class Tracker {
   private probe: { readonly key: string; seen: boolean } | undefined;
 
   constructor(main: Redis, private readonly options: TrackerOptions) {
-    const own = { ...OWN_OPTIONS, commandTimeout: options.timeoutMs } as Partial<RedisOptions>;
+    const own = { ...OWN_OPTIONS, commandTimeout: options.timeoutMs, ...options.connection } as Partial<RedisOptions>;
     this.reader = defineScripts(main.duplicate(own));
     this.subscriber = main.duplicate(own);
     for (const [conn, name] of [[this.reader, 'reader'], [this.subscriber, 'subscriber']] as const) {
@@ -241,7 +245,7 @@ export class Tracker {
    */
   private async selfTest(): Promise<boolean> {
     // Under the installation's key space, which a least-privilege Redis user may read and write.
-    const key = `${this.options.probePrefix ?? ''}cacheops:near-probe:${randomBytes(8).toString('hex')}`;
+    const key = this.options.probeKey?.() ?? `${this.options.probePrefix ?? ''}cacheops:near-probe:${randomBytes(8).toString('hex')}`;
     const probe = { key, seen: false };
     this.probe = probe;
     try {

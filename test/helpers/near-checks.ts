@@ -28,8 +28,25 @@ export async function warm(cacheops: Cacheops, read: () => Promise<unknown>): Pr
   throw new Error('the read never came from the near cache');
 }
 
+/** Kills one tracking connection of an installation (test/near-cluster.test.ts: on every master). */
+export type KillTracking = (cacheops: Cacheops, victim: 'subscriber' | 'reader') => Promise<void>;
+
+/** On the shared Redis, by the connection's client id. */
+const killOnSharedRedis: KillTracking = async (cacheops, victim) => {
+  const tracker = cacheops.core.near!.tracker;
+  if (!('subscriberId' in tracker)) throw new Error('a cluster tracker: pass a KillTracking');
+  const id = victim === 'subscriber' ? tracker.subscriberId : tracker.readerId;
+  if (id === undefined) throw new Error(`no ${victim} id`);
+  const raw = rawRedis();
+  try {
+    await raw.client('KILL', 'ID', id);
+  } finally {
+    raw.disconnect();
+  }
+};
+
 /** Registers the checks; `label` starts their titles, `file` names their databases. */
-export function registerNearChecks(file: string, label: string, client?: ClientFactory): void {
+export function registerNearChecks(file: string, label: string, client?: ClientFactory, kill: KillTracking = killOnSharedRedis): void {
   for (const dialect of dialects()) {
     for (const insideout of [false, true]) {
       const mode = insideout ? ' (insideout)' : '';
@@ -132,7 +149,6 @@ export function registerNearChecks(file: string, label: string, client?: ClientF
     test.serial(`${label}${dialect}: a lost tracking connection flushes and bypasses the near cache until it is back`, async (t) => {
       const warnings: string[] = [];
       const pair = await makePair(dialect, file, { logger: (message) => warnings.push(message) }, 'neardrop', client);
-      const raw = rawRedis();
       try {
         const { a, b } = pair;
         const p = await a.Post.create({ title: 'd0', views: 0 });
@@ -141,9 +157,7 @@ export function registerNearChecks(file: string, label: string, client?: ClientF
           await warm(a.cacheops, () => a.Post.findByPk(id));
           const tracker = a.cacheops.core.near!.tracker;
           t.true(a.cacheops.core.near!.entries > 0);
-          const killId = victim === 'subscriber' ? tracker.subscriberId : tracker.readerId;
-          t.truthy(killId);
-          await raw.client('KILL', 'ID', killId!);
+          await kill(a.cacheops, victim);
           await until('tracking to notice the drop', () => !tracker.active);
           t.true(warnings.some((w) => w.includes('tracking connection lost')));
           t.is(a.cacheops.core.near!.entries, 0, `${victim} lost: flushed`);
@@ -160,7 +174,6 @@ export function registerNearChecks(file: string, label: string, client?: ClientF
           await until('B\'s invalidation', async () => title(await a.Post.findByPk(id)) === `again ${victim}`, 2000);
         }
       } finally {
-        raw.disconnect();
         await pair.close();
       }
     });
