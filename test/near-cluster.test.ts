@@ -2,13 +2,14 @@
  * The near cache on a Redis Cluster (near/cluster-tracking.ts), on a private
  * three-master cluster: the near cache's checks (helpers/near-checks.ts) and
  * the never-stale differential property with the near cache on in two
- * installations; a slot moving to another master while its value is held,
+ * installations (the checks also with an ioredis 6 RESP3 cluster client); a slot moving to another master while its value is held,
  * and a master restarting, never make a read stale.
  *
- *   FC_CLUSTER_NEAR_STEPS  differential steps per dialect (default 300)
+ *   FC_CLUSTER_NEAR_STEPS  differential steps per dialect (default 150; a step costs more on a cluster: one invalidation script per hash tag)
  */
 import test from 'ava';
 import IORedis, { type Cluster } from 'ioredis';
+import { Cluster as Cluster6 } from 'ioredis6';
 import type { Model } from 'sequelize';
 import type { ClusterTracker } from '../src/near/cluster-tracking';
 import { keySlot } from '../src/near/key-slot';
@@ -18,7 +19,7 @@ import { startPrivateCluster, type PrivateCluster } from './helpers/private-clus
 import { Resharder } from './helpers/reshard';
 import { registerDifferential } from './never-stale/differential-run';
 
-const STEPS = Number(process.env['FC_CLUSTER_NEAR_STEPS'] ?? 300);
+const STEPS = Number(process.env['FC_CLUSTER_NEAR_STEPS'] ?? 150);
 
 let cluster: PrivateCluster | undefined;
 const clusterClient = (): Cluster => cluster!.client();
@@ -59,6 +60,8 @@ test.serial('cluster: the key slot is the one the cluster computes', async (t) =
 });
 
 registerNearChecks(__filename, 'cluster: ', clusterClient, killOnOneMaster);
+// ioredis 6 speaks RESP3 by default: the tracking connections on each master pin RESP2 (tracking.ts).
+registerNearChecks(__filename, 'cluster, ioredis 6 RESP3: ', () => new Cluster6(cluster!.ports.map((port) => ({ host: '127.0.0.1', port }))), killOnOneMaster);
 registerDifferential({ file: __filename, label: 'cluster: ', steps: (near) => (near ? STEPS : 0), seeds: 1, client: clusterClient });
 
 /** The value keys on the cluster (this file's cluster holds nothing else). */
@@ -90,7 +93,7 @@ test.serial('cluster: a slot moving to another master while its value is held ne
       const flushes = tracker.topologyFlushes;
       const start = process.hrtime.bigint();
       const moved = await resharder.move(slot, to);
-      t.is(moved.keys, 1);
+      t.true(moved.keys >= 1); // the value and the keys sharing its hash tag (conj, index, epochs)
       // The migration deleted the key on its old master, which reported it.
       await until('the migrated key to leave the near cache', () => a.cacheops.core.near!.entries < entries, 2000);
       delays.push(Number(process.hrtime.bigint() - start) / 1e6);

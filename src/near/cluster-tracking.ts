@@ -158,8 +158,13 @@ export class ClusterTracker {
     void tracker.close();
   }
 
-  /** One "near cache off" line for the whole cluster, however many nodes fail their self-test. */
+  /**
+   * One "near cache off" line for the whole cluster, however many nodes fail
+   * their self-test; none for a read redirected while the slot map changes
+   * (the read takes the normal path and the slot map is asked again).
+   */
   private readonly logger = (message: string, error?: unknown): void => {
+    if (error instanceof Error && /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /.test(error.message)) return;
     if (message.startsWith('near cache off:')) {
       if (this.offLogged) return;
       this.offLogged = true;
