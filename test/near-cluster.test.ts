@@ -147,3 +147,51 @@ test.serial('cluster: a master restarting empty flushes the near cache; reads st
     await pair.close();
   }
 });
+
+test.serial('cluster with replicas: a manual failover (the old master demoted, still up) never serves a held value stale', async (t) => {
+  const replicated = await startPrivateCluster({ replicas: 1 });
+  const client = (): Cluster => replicated.client();
+  const nodes = replicated.ports.map((port) => new IORedis(port, '127.0.0.1', { maxRetriesPerRequest: 1 }));
+  const roleOf = async (n: IORedis): Promise<unknown[]> => (await n.call('ROLE')) as unknown[];
+  let pair: Awaited<ReturnType<typeof makePair>> | undefined;
+  let probe: Cluster | undefined;
+  try {
+    // Every replica has synced with its master (a manual failover needs it).
+    const synced = (): Promise<number> => until('replicas in sync', async () => {
+      const roles = await Promise.all(nodes.map(roleOf));
+      return roles.filter((r) => r[0] === 'slave' && r[3] === 'connected').length === 3;
+    }, 20_000);
+    await synced();
+    probe = client();
+    pair = await makePair('sqlite', __filename, {}, 'nearfailover', client);
+    const { a, b } = pair;
+    const p = await a.Post.create({ title: 'f0', views: 5 });
+    const id = p.get('id') as number;
+    // One round: masters refuse to vote for a second failover of the same shard within twice the node timeout.
+    for (let round = 1; round <= 1; round += 1) {
+      await synced();
+      await warm(a.cacheops, () => a.Post.findByPk(id));
+      const [key] = await valueKeys(probe);
+      const roles = await Promise.all(nodes.map(roleOf));
+      const owners = await Promise.all(nodes.map(async (n, i) => roles[i]![0] === 'master' && (await n.exists(key!).catch(() => 0)) === 1));
+      const ownerPort = replicated.ports[owners.indexOf(true)];
+      const replica = nodes[roles.findIndex((r) => r[0] === 'slave' && Number(r[2]) === ownerPort)];
+      if (!replica) throw new Error(`no replica of ${ownerPort} (${key}): ${JSON.stringify(roles)}`);
+      await replica.call('CLUSTER', 'FAILOVER');
+      await until(`the replica to take over (round ${round})`, async () => (await roleOf(replica))[0] === 'master', 20_000);
+      // Another process's write: seen as soon as its invalidation reaches A (as without a failover).
+      await b.Post.update({ title: `f${round}` }, { where: { id } });
+      await until('B\'s write after the failover', async () => title(await a.Post.findByPk(id)) === `f${round}`, 2000);
+      // A's own write: seen right away.
+      await nearReady(a.cacheops);
+      await warm(a.cacheops, () => a.Post.findByPk(id));
+      await a.Post.update({ title: `f${round}a` }, { where: { id } });
+      t.is(title(await a.Post.findByPk(id)), `f${round}a`, `own write after failover ${round}`);
+    }
+  } finally {
+    probe?.disconnect();
+    await pair?.close();
+    for (const n of nodes) n.disconnect();
+    await replicated.stop();
+  }
+});

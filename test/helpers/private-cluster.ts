@@ -19,7 +19,8 @@ export interface PrivateCluster {
   stop(): Promise<void>;
 }
 
-export async function startPrivateCluster(): Promise<PrivateCluster> {
+/** `replicas`: replicas per master (their ports follow the masters' in `ports`, as `redis-cli --cluster create` pairs them). */
+export async function startPrivateCluster({ replicas = 0 }: { replicas?: number } = {}): Promise<PrivateCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'cacheops-cluster-'));
   const ports: number[] = [];
   const children: ChildProcess[] = [];
@@ -27,7 +28,7 @@ export async function startPrivateCluster(): Promise<PrivateCluster> {
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
     '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir,
   ], { stdio: 'ignore' });
-  for (let i = 0; i < 3; i += 1) {
+  for (let i = 0; i < 3 * (1 + replicas); i += 1) {
     // Cluster bus ports are port + 10000: keep the base low enough.
     let port = await freePort();
     while (port > 55000) port = await freePort();
@@ -41,7 +42,7 @@ export async function startPrivateCluster(): Promise<PrivateCluster> {
       await new Promise((r) => setTimeout(r, 50));
     }
   }
-  const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
+  const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { encoding: 'utf8' });
   if (created.status !== 0) throw new Error(`cluster create failed: ${created.stdout}${created.stderr}`);
   const waitOk = async (): Promise<void> => {
     for (let i = 0; i < 100; i += 1) {
