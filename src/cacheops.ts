@@ -159,6 +159,7 @@ export class CacheopsCore {
    */
   private readonly registeredPrefixes: LruMap<string, true>;
   closed = false;
+  private writeAfterCloseLogged = false;
   /** The change stream (stream/change-stream.ts), when `changeStream` is on. */
   stream: ChangeSource | undefined;
   /** Set by installFastPath (query/fast-path.ts). */
@@ -392,11 +393,23 @@ export class CacheopsCore {
   async invalidate(items: readonly InvalidationItem[], transaction?: Transaction, explicit = false): Promise<void> {
     if (!this.invalidationEnabled || items.length === 0) return;
     const run = async (): Promise<void> => {
-      const { failure } = await this.send(items, explicit);
+      const { arrived, failure } = await this.send(items, explicit);
+      if (!arrived && this.closed) this.warnWriteAfterClose(items);
       if (explicit && failure) throw failure;
     };
     if (transaction) this.transactions.defer(transaction, run);
     else await run();
+  }
+
+  /**
+   * A write after close() whose invalidation could not reach Redis: other processes
+   * may serve what it changed until their timeout, so it is said once.
+   */
+  private warnWriteAfterClose(items: readonly InvalidationItem[]): void {
+    if (this.writeAfterCloseLogged) return;
+    this.writeAfterCloseLogged = true;
+    const tables = [...new Set(items.map((it) => it.table))].join(', ');
+    this.config.logger(`a write to ${tables} after close() invalidated nothing: cached reads of it may be served until their timeout; close cacheops after the application's last write`);
   }
 
   /**

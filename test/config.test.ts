@@ -252,6 +252,26 @@ for (const dialect of dialects()) {
       await sequelize.close();
     }
   });
+
+  test.serial(`${dialect}: a write after close() says once that it invalidated nothing`, async (t) => {
+    const { sequelize, m } = await setup(dialect);
+    const lines: string[] = [];
+    const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: uniquePrefix('afterclose'), profiles: { '*': ['all'] }, logger: (msg) => lines.push(msg) });
+    try {
+      await m.Post.create({ n: 7 });
+      t.deepEqual(lines, [], 'a write while open logs nothing');
+      await cacheops.invalidateAll();
+      await cacheops.close();
+      await m.Post.create({ n: 8 });
+      await m.Post.destroy({ where: { n: 8 } });
+      const said = lines.filter((l) => l.includes('after close()'));
+      t.is(said.length, 1, `one line for two writes (${lines.join(' | ')})`);
+      t.regex(said[0] ?? '', /a write to \S+ after close\(\) invalidated nothing/);
+    } finally {
+      await cacheops.close();
+      await sequelize.close();
+    }
+  });
 }
 
 // Validation needs no database: the configuration is checked before anything connects.
