@@ -162,11 +162,36 @@ export function rawResult(data: unknown, shape: RawShape): unknown {
   return parseAggregate(result, shape.dataType);
 }
 
+/** How rawSelect parses an aggregate of a data type. */
+type AggregateParse = 'float' | 'int' | 'date' | 'none';
+
+function aggregateParseOf(dataType: unknown): AggregateParse {
+  if (dataType instanceof DataTypes.DECIMAL || dataType instanceof DataTypes.FLOAT) return 'float';
+  if (dataType instanceof DataTypes.INTEGER || dataType instanceof DataTypes.BIGINT) return 'int';
+  if (dataType instanceof DataTypes.DATE) return 'date';
+  return 'none';
+}
+
+/**
+ * Each data type's parse, worked out once: Sequelize's data type classes are
+ * proxies, so every `instanceof` on them goes through a trap, and a count hit
+ * made up to four of them.
+ */
+const aggregateParses = new WeakMap<object, AggregateParse>();
+
 function parseAggregate(result: unknown, dataType: unknown): unknown {
   if (result === null || result === undefined || !dataType) return result;
-  if (dataType instanceof DataTypes.DECIMAL || dataType instanceof DataTypes.FLOAT) return parseFloat(result as string);
-  if (dataType instanceof DataTypes.INTEGER || dataType instanceof DataTypes.BIGINT) return parseInt(result as string, 10);
-  if (dataType instanceof DataTypes.DATE && !(result instanceof Date)) return new Date(result as string);
+  let parse: AggregateParse;
+  if (typeof dataType === 'object' || typeof dataType === 'function') {
+    const known = aggregateParses.get(dataType);
+    parse = known ?? aggregateParseOf(dataType);
+    if (known === undefined) aggregateParses.set(dataType, parse);
+  } else {
+    parse = aggregateParseOf(dataType);
+  }
+  if (parse === 'float') return parseFloat(result as string);
+  if (parse === 'int') return parseInt(result as string, 10);
+  if (parse === 'date' && !(result instanceof Date)) return new Date(result as string);
   return result;
 }
 
