@@ -41,6 +41,8 @@ import { captureStatement, type StatementCapture } from './images/statement';
 import { rememberedRewrite } from './images/rewrite-cache';
 import { parseWriteOption } from '../core/find-option';
 import { SqliteImages } from './images/sqlite-state';
+import { isFinished, storageOptionsOf } from '../core/sequelize-internals';
+import { quotedTable } from '../core/tables';
 
 export type Options = Record<string, unknown> & { transaction?: Transaction | null; cacheops?: WriteCacheopsOption | boolean };
 export type AfterSpec = { where?: unknown; appRows?: Row[] } | 'all' | undefined;
@@ -113,7 +115,7 @@ export class WriteProtocol {
 
   /** SQLite on a file (several processes may write), not in memory. */
   private get sqliteFile(): boolean {
-    const storage = (this.sequelize as unknown as { options: { storage?: string } }).options.storage;
+    const storage = storageOptionsOf(this.sequelize).storage;
     return this.core.dialect === 'sqlite' && typeof storage === 'string' && storage !== '' && storage !== ':memory:' && !storage.includes('mode=memory');
   }
 
@@ -248,7 +250,7 @@ export class WriteProtocol {
   private async insertImages(model: ModelStatic<Model>, tx: Transaction | undefined): Promise<Pick<StatementCapture, 'rewrite' | 'take'> | undefined> {
     if (this.core.dialect === 'sqlite') return this.sqlite.prepare(model, 'insert', tx);
     if (!this.isMysql || !insertReturns(await this.serverVersion())) return undefined;
-    const table = this.quotedTable(model);
+    const table = quotedTable(this.sequelize, model);
     return {
       rewrite: (sql) => rememberedRewrite(model, 'mysql-insert', sql, () => rewriteInsert(sql, model, table)),
       // As findAll builds a row (a TINYINT(1) boolean's 1 becomes true).
@@ -267,7 +269,7 @@ export class WriteProtocol {
     rewriteStatement: (sql: string, table: string) => Rewrite | undefined,
     take: StatementCapture['take'] = takeImages,
   ): Promise<R> {
-    const table = this.quotedTable(model);
+    const table = quotedTable(this.sequelize, model);
     const capture: StatementCapture = {
       sequelize: this.sequelize,
       rewrite: (sql) => rewriteStatement(sql, table),
@@ -290,12 +292,6 @@ export class WriteProtocol {
   private serverVersion(): Promise<string> {
     this.versionCheck ??= this.sequelize.databaseVersion().then((v) => String(v), () => '');
     return this.versionCheck;
-  }
-
-  /** The model's table as the dialect quotes it in the statements Sequelize writes. */
-  private quotedTable(model: ModelStatic<Model>): string {
-    const qg = (this.sequelize.getQueryInterface() as unknown as { queryGenerator: { quoteTable(t: unknown): string } }).queryGenerator;
-    return qg.quoteTable(model.getTableName());
   }
 
   /**
@@ -367,7 +363,7 @@ export class WriteProtocol {
         await tx.commit();
         return out;
       } catch (error) {
-        if (!(tx as unknown as { finished?: string }).finished) {
+        if (!isFinished(tx)) {
           try { await tx.rollback(); } catch { /* the connection is gone; the original error matters */ }
         }
         if (attempt >= 20 || !isRetryable(error)) throw error;
