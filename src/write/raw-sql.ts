@@ -5,7 +5,8 @@
  */
 import { QueryTypes } from 'sequelize';
 import { modelsNamedIn, tableOf } from '../core/tables';
-import { insideManagedWrite, type Options, type WriteProtocol } from './protocol';
+import type { Options, WriteProtocol } from './protocol';
+import { insideManagedWrite } from './strategies/strategy';
 import { invalidateWrite } from './invalidation';
 import { queryHolder } from '../core/sequelize-internals';
 

@@ -14,7 +14,7 @@
  */
 import type { Model, ModelStatic } from 'sequelize';
 import { balanced, topLevelKeyword } from './sql-scan';
-import { columnsOf, newAlias, oldAlias, splitReturning, type Rewrite } from './postgres';
+import { columnsOf, newAlias, oldAlias, splitReturning, type Rewrite } from './returning';
 import { autoIncrementOf } from '../../core/sequelize-internals';
 
 const backquote = (identifier: string): string => `\`${identifier.replace(/`/g, '``')}\``;

@@ -10,10 +10,10 @@
  * one connection), they are gone again. A trigger found missing makes the
  * write invalidate its whole model (the `ok` column); a temp table missing
  * makes the statement fail before it runs, and the write is run again once
- * they are made anew (protocol.ts).
+ * they are made anew (../strategies/sqlite.ts).
  */
 import { QueryTypes, type Model, type ModelStatic, type Sequelize, type Transaction } from 'sequelize';
-import type { Rewrite } from './postgres';
+import type { Rewrite } from './returning';
 import type { StatementCapture } from './statement';
 import { rememberedRewrite } from './rewrite-cache';
 import { cleanupSql, installSql, rewriteSqlite, takeSqliteImages, unshadowedRowid, type TableColumns } from './sqlite';

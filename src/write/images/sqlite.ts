@@ -38,7 +38,7 @@
 import type { Model, ModelStatic } from 'sequelize';
 import { asBuilt, type Row } from '../rows';
 import { balanced, topLevelKeyword } from './sql-scan';
-import { columnsOf, oldAlias, type Column, type Rewrite } from './postgres';
+import { columnsOf, oldAlias, type Column, type Rewrite } from './returning';
 import { sqliteParserOf } from '../../core/sequelize-internals';
 
 const newAlias = (i: number): string => `__co_n${i}`;

@@ -11,7 +11,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Sequelize } from 'sequelize';
 import type { Row } from '../rows';
-import type { Rewrite } from './postgres';
+import type { Rewrite } from './returning';
 import { carryInvalidFlag, dialectQueryPrototype } from '../../core/sequelize-internals';
 
 export interface StatementCapture {
