@@ -168,6 +168,7 @@ export function analyze(root = ROOT) {
     casts,
     sequelizeCasts,
     sequelizeCastFiles: sequelizeCastFiles.size,
+    sequelizeCastFileList: [...sequelizeCastFiles].sort(),
     castsByFile,
     imports: Object.fromEntries(list.map((f) => [f, [...value.get(f)].sort()])),
   };

@@ -15,6 +15,7 @@ interface Graph {
   circles: string[][];
   circlesWithTypes: string[][];
   layers: number;
+  sequelizeCastFileList: string[];
 }
 type Analyze = (root?: string) => Graph;
 
@@ -31,6 +32,24 @@ test('src/ has no value-import circles', async (t) => {
   const graph = analyze(ROOT);
   t.true(graph.files > 40, 'the scan finds the source files');
   t.deepEqual(graph.circles, [], `import circles: ${graph.circles.map((c) => c.join(' <-> ')).join('; ')}`);
+});
+
+test('casts into Sequelize objects are made only in the seam over its internals', async (t) => {
+  const analyze = await loadAnalyze();
+  t.deepEqual(analyze(ROOT).sequelizeCastFileList, ['src/core/sequelize-internals.ts']);
+});
+
+test('the cast counter sees a cast into a Sequelize object outside the seam', async (t) => {
+  const analyze = await loadAnalyze();
+  const root = mkdtempSync(join(tmpdir(), 'import-graph-'));
+  try {
+    mkdirSync(join(root, 'src', 'core'), { recursive: true });
+    writeFileSync(join(root, 'src', 'core', 'sequelize-internals.ts'), 'export const s = (m: object) => (m as unknown as { _schema?: string })._schema;\n');
+    writeFileSync(join(root, 'src', 'w.ts'), 'export const p = (m: object) => (m as unknown as { primaryKeys: object }).primaryKeys;\n');
+    t.deepEqual(analyze(root).sequelizeCastFileList, ['src/core/sequelize-internals.ts', 'src/w.ts']);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
 
 test('the circle detector sees a value circle and ignores a type-only one', async (t) => {
