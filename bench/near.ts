@@ -117,13 +117,17 @@ export async function measureNearHits(near: Installation, plain: Installation, r
     const served = after.nearHits - before.nearHits;
     if (served !== iterations + warmup) throw new Error(`${q.name}: expected ${iterations + warmup} near hits, got ${served}`);
     const alone = await interleave({ near: (i) => q.run(near.models, i) }, iterations, warmup);
+    // Every near hit decoded and built anew: the tier is given requests without their reuse.
     const tier = near.cacheops.core.near!;
-    tier.reuseEnabled = false;
+    const read = tier.read as (...args: unknown[]) => Promise<unknown>;
+    (tier as unknown as { read: typeof read }).read = function (this: unknown, store, cache, req, options) {
+      return read.call(this, store, cache, { ...(req as object), reuse: undefined }, options);
+    };
     let built: Record<'near', number[]>;
     try {
       built = await interleave({ near: (i) => q.run(near.models, i) }, iterations, warmup);
     } finally {
-      tier.reuseEnabled = true;
+      delete (tier as { read?: unknown }).read;
     }
     const total = near.cacheops.stats().nearHits - after.nearHits;
     if (total !== 2 * (iterations + warmup)) throw new Error(`${q.name}: expected ${2 * (iterations + warmup)} near hits back to back, got ${total}`);

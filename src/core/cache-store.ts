@@ -15,7 +15,7 @@
  * the epochs come back only on a miss.
  */
 import { randomBytes } from 'node:crypto';
-import { endpointOf, isCluster, type RedisClient, type ScriptCommands } from './redis';
+import { endpointOf, isCluster, scanAll, type RedisClient, type ScriptCommands } from './redis';
 import { conjKey, conjPrefix, epochsKey, fenceKey, escapeKeyPart, genKey, indexKey, indexPrefix, lockKey, namespace, schemesKey, shardOf, simpleKey, valueKey, allKeysPattern, hashText } from './keys';
 import type { Conj } from './tree';
 import { CacheopsRedisError, type CacheopsPermissionError } from './errors';
@@ -446,15 +446,12 @@ export class CacheStore {
   async invalidateAll(prefix: string | undefined): Promise<number> {
     const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
     const pattern = prefix === undefined ? '*cacheops:{*' : allKeysPattern(prefix);
-    const scanAll = async (match: string, each: (node: (typeof nodes)[number], keys: string[]) => Promise<void>): Promise<void> => {
+    // SCAN on every master; a page Redis did not answer ends the whole walk.
+    const scanNodes = async (match: string, each: (node: (typeof nodes)[number], keys: string[]) => Promise<void>): Promise<void> => {
       for (const node of nodes) {
-        let cursor = '0';
-        do {
-          const page = await this.guard('invalidateAll', () => node.scan(cursor, 'MATCH', match, 'COUNT', 1000), undefined);
-          if (!page) return;
-          cursor = page[0];
-          if (page[1].length > 0) await each(node, page[1]);
-        } while (cursor !== '0');
+        const whole = await scanAll((cursor) => this.guard('invalidateAll', () => node.scan(cursor, 'MATCH', match, 'COUNT', 1000), undefined),
+          async (keys) => { if (keys.length > 0) await each(node, keys); });
+        if (!whole) return;
       }
     };
     if (prefix !== undefined) {
@@ -463,7 +460,7 @@ export class CacheStore {
         await this.guard('invalidateAll', () => this.allowOom((bare) => (bare ? this.client.cacheopsBumpEpochBare(key) : this.client.cacheopsBumpEpoch(key))), 0);
       }
     } else {
-      await scanAll(`${pattern}}:epochs`, async (node, keys) => {
+      await scanNodes(`${pattern}}:epochs`, async (node, keys) => {
         await this.guard('invalidateAll', () => node.pipeline(keys.map((k) => ['hincrby', k, '*', 1])).exec(), null);
       });
     }
@@ -475,12 +472,12 @@ export class CacheStore {
       const replies = await this.guard('invalidateAll', () => node.pipeline(victims.map((k) => ['unlink', k])).exec(), null);
       for (const [error, n] of replies ?? []) if (!error) deleted += Number(n);
     };
-    await scanAll(pattern, unlink);
+    await scanNodes(pattern, unlink);
     // A value stored while that scan ran (after the epoch bump) can keep its value key behind
     // the cursor while its conj/index/scheme entries ahead of it are deleted: no write could
     // invalidate it any more. A second pass over the value keys alone drops every value that
     // existed before it began; values stored during it are registered after the first pass.
-    await scanAll(`${pattern}}:q:*`, unlink);
+    await scanNodes(`${pattern}}:q:*`, unlink);
     return deleted;
   }
 

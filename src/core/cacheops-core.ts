@@ -163,8 +163,8 @@ export class CacheopsCore {
   private writeAfterCloseLogged = false;
   /** The change stream (stream/change-stream.ts), when `changeStream` is on. */
   stream: ChangeSource | undefined;
-  /** Set by installFastPath (query/fast-path.ts). */
-  fastPath: { enabled: boolean; readonly served: number } | undefined;
+  /** The installation's FastPath, set by installFastPath (query/fast-path.ts); tests and the benchmark reach it here. */
+  fastPath: object | undefined;
 
   constructor(readonly sequelize: Sequelize, config: CacheopsConfig) {
     this.config = normalizeConfig(config, Object.keys(sequelize.models));

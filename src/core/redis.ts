@@ -149,3 +149,26 @@ export function defineScripts<C extends RedisClient>(client: C): C & ScriptComma
   }
   return client as C & ScriptCommands;
 }
+
+/** A page of a SCAN-family command: the next cursor and the elements. */
+export type ScanPage = [cursor: string, elements: string[]];
+
+/**
+ * Walks a SCAN-family command (SCAN, SSCAN) to its end, never KEYS: `page`
+ * gets the elements of each page. A scan answering undefined (a guarded call
+ * that failed) or a page returning false ends the walk early. Returns whether
+ * it ran to the end.
+ */
+export async function scanAll(
+  scan: (cursor: string) => Promise<ScanPage | undefined>,
+  page: (elements: string[]) => Promise<boolean | void> | boolean | void,
+): Promise<boolean> {
+  let cursor = '0';
+  do {
+    const reply = await scan(cursor);
+    if (!reply) return false;
+    cursor = reply[0];
+    if ((await page(reply[1])) === false) return false;
+  } while (cursor !== '0');
+  return true;
+}

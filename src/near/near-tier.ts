@@ -38,8 +38,6 @@ export class NearTier {
   /** One node's tracking, or one per master on a cluster (cluster-tracking.ts). */
   readonly tracker: Tracker | ClusterTracker;
   private readonly caches = new Map<Profile, NearCache>();
-  /** Off: every near hit decodes and builds anew (the benchmark compares the two). */
-  reuseEnabled = true;
 
   constructor(main: RedisClient, options: TrackerOptions) {
     this.tracker = isCluster(main) ? new ClusterTracker(main, options) : new Tracker(main as Redis, options);
@@ -72,7 +70,7 @@ export class NearTier {
     const entry = cache.get(key, now);
     if (entry) {
       // Entries expire at their fresh time (below), so the near cache only ever serves fresh values.
-      const reuse = this.reuseEnabled ? req.reuse : undefined;
+      const reuse = req.reuse;
       const near = (value: T, payload: Buffer, freshUntil: number): TieredOutcome<T> =>
         ({ value, hit: true, stored: false, bytes: payload, at: entry.admitted, freshUntil, tier: 'near' });
       const kept = entry.kept;

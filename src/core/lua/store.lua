@@ -22,6 +22,7 @@
   Returns 1 when stored, 0 when refused.
 ]]
 --- @include "includes/lease"
+--- @include "includes/epochs"
 
 local value_key = KEYS[1]
 local timeout = tonumber(ARGV[2])
@@ -30,10 +31,8 @@ local n_conjs = (#KEYS - 3) / 3
 
 release_lease(KEYS[3], ARGV[3])
 
-for e = 1, n_epochs do
-  if (redis.call('HGET', KEYS[2], ARGV[4 + e]) or '0') ~= ARGV[4 + n_epochs + e] then
-    return 0
-  end
+if not epochs_unchanged(KEYS[2], 5, n_epochs) then
+  return 0
 end
 
 -- An invalidator must outlive every value it guards: only ever extend its TTL.

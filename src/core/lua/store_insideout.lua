@@ -26,6 +26,7 @@
   Returns 1 when stored, 0 when refused.
 ]]
 --- @include "includes/lease"
+--- @include "includes/epochs"
 
 local timeout = tonumber(ARGV[2])
 local nonce = ARGV[4]
@@ -35,10 +36,8 @@ local n_conjs = (#KEYS - 3 - n_tables) / 2
 
 release_lease(KEYS[3], ARGV[3])
 
-for e = 1, n_epochs do
-  if (redis.call('HGET', KEYS[2], ARGV[6 + e]) or '0') ~= ARGV[6 + n_epochs + e] then
-    return 0
-  end
+if not epochs_unchanged(KEYS[2], 7, n_epochs) then
+  return 0
 end
 
 local stamps = {}
