@@ -88,7 +88,8 @@ export const lockKey = (ns: string, hash: string): string => `${ns}lock:${hash}`
 export const epochsKey = (ns: string): string => `${ns}epochs`;
 /**
  * A key that never exists, declared by the scripts that touch keys they do
- * not declare (store, invalidate: conj, index and scheme sets). While a
+ * not declare (the invalidation scripts: the conj and index keys they derive
+ * from the schemes they find). While a
  * cluster slot migrates, a multi-key command with a missing key is refused
  * with TRYAGAIN on both nodes, so such a script never runs on a slot whose
  * keys are split between them (it would miss the keys not moved yet, or
