@@ -36,7 +36,7 @@ export function fastCount(fast: FastPath, model: AnyModel, options: unknown, cal
   const entry = fast.entry(fingerprint);
   if (!entry) return fast.capture(fingerprint, model, o, call);
   if (!entry.raw) return call(o);
-  return fast.readRaw(model, o, entry.raw, entry.option, call).then(countResult);
+  return fast.readRememberedRaw(model, o, entry.raw, entry.option, call).then(countResult);
 }
 
 /** Model.aggregate(field, fn, options), which max, min and sum call. */
@@ -52,7 +52,7 @@ export function fastAggregate(fast: FastPath, model: AnyModel, field: unknown, f
   const entry = fast.entry(fingerprint);
   if (!entry) return fast.capture(fingerprint, model, o, call);
   if (!entry.raw) return call(o);
-  return fast.readRaw(model, o, entry.raw, entry.option, call);
+  return fast.readRememberedRaw(model, o, entry.raw, entry.option, call);
 }
 
 /**
@@ -74,8 +74,8 @@ export async function fastFindAndCountAll(fast: FastPath, model: AnyModel, optio
   const core = fast.core;
   if (!core.planParsed(model, raw.prepared.op, entry.option, {}) || !core.planParsed(model, select.op, entry.option, {})) return call(o);
   const [count, rows] = await Promise.all([
-    fast.readRaw(model, o, raw, entry.option, call).then(countResult),
-    fast.read(model, o, select, entry.option, call),
+    fast.readRememberedRaw(model, o, raw, entry.option, call).then(countResult),
+    fast.readRemembered(model, o, select, entry.option, call),
   ]);
   return { count, rows: count === 0 ? [] : rows };
 }
