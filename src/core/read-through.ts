@@ -77,11 +77,11 @@ export function freshnessOf(plan: Pick<ReadPlan<unknown>, 'staleWhileRevalidate'
 class Read<T> {
   private deps: readonly Dependency[] | undefined | null = null;
 
-  constructor(readonly store: CacheStore, readonly req: ReadPlan<T>, private readonly computeValue: Compute<T>, private readonly unchecked: boolean) {}
+  constructor(readonly store: CacheStore, readonly plan: ReadPlan<T>, private readonly computeValue: Compute<T>, private readonly unchecked: boolean) {}
 
   dependencies(): readonly Dependency[] | undefined {
     if (this.deps === null) {
-      const deps = this.req.deps;
+      const deps = this.plan.deps;
       this.deps = isDependencyList(deps) ? deps : deps.dependencies();
     }
     return this.deps;
@@ -112,27 +112,27 @@ class Read<T> {
    * lease back through its token (release_lease.lua), so waiters go on at once.
    */
   async computeAndStore(snapshot: Snapshot, releaseOnFailure: boolean): Promise<ReadOutcome<T>> {
-    const { req, store } = this;
+    const { plan, store } = this;
     let computed: T | NotStored<T>;
     try {
       computed = await this.compute();
     } catch (error) {
       // A refresh that failed gives its lease back: readers stop serving the stale value at once.
-      if (releaseOnFailure) await store.releaseLease(req.prefix, req.hash, snapshot.lockToken);
+      if (releaseOnFailure) await store.releaseLease(plan.prefix, plan.hash, snapshot.lockToken);
       throw error;
     }
     if (computed instanceof NotStored) {
-      await store.releaseLease(req.prefix, req.hash, snapshot.lockToken);
+      await store.releaseLease(plan.prefix, plan.hash, snapshot.lockToken);
       return { value: computed.value, hit: false, stored: false, declined: true };
     }
     const value = computed;
     const deps = this.dependencies()!;
-    const swrMs = windowMs(req);
-    const payload = req.codec.encode(value);
-    const bytes = swrMs > 0 ? withFreshness(payload, Date.now() + req.timeout * 1000) : payload;
+    const swrMs = windowMs(plan);
+    const payload = plan.codec.encode(value);
+    const bytes = swrMs > 0 ? withFreshness(payload, Date.now() + plan.timeout * 1000) : payload;
     const checked = this.unchecked ? { fields: [], values: [], lockToken: snapshot.lockToken } : snapshot;
-    const source = isDependencyList(req.deps) ? undefined : req.deps;
-    const result = await store.store(req.prefix, req.hash, bytes, req.timeout + swrMs / 1000, source?.refine ? source.refine(value) : deps, checked);
+    const source = isDependencyList(plan.deps) ? undefined : plan.deps;
+    const result = await store.store(plan.prefix, plan.hash, bytes, plan.timeout + swrMs / 1000, source?.refine ? source.refine(value) : deps, checked);
     return { value, hit: false, stored: result === 'stored', ...(result === 'full' ? { full: true } : {}) };
   }
 
@@ -142,10 +142,10 @@ class Read<T> {
    * decode (the caller carries on as on a miss).
    */
   async answer(bytes: Buffer): Promise<ReadOutcome<T> | undefined> {
-    const found = freshnessOf(this.req, bytes);
+    const found = freshnessOf(this.plan, bytes);
     const now = Date.now();
     if (found.freshUntil > now) {
-      const decoded = this.req.codec.decode(found.payload);
+      const decoded = this.plan.codec.decode(found.payload);
       return decoded && { value: decoded.value, hit: true, stored: false, bytes: found.payload, at: now, freshUntil: found.freshUntil };
     }
     return this.stale(found, now);
@@ -153,18 +153,18 @@ class Read<T> {
 
   /** A value past its fresh time: served stale only while another caller holds the refresh lease. */
   private async stale(found: Freshness, now: number): Promise<ReadOutcome<T> | undefined> {
-    const { req, store } = this;
+    const { plan, store } = this;
     const tables = this.tables();
     // Inside a transaction nothing is stored, so nobody could be counted on to refresh.
-    if (!req.admission.canStore || tables === undefined || found.header === undefined) return this.computeOnly();
-    const refresh = await store.refresh(req.prefix, req.hash, tables, found.header, LEASE_TTL_MS);
+    if (!plan.admission.canStore || tables === undefined || found.header === undefined) return this.computeOnly();
+    const refresh = await store.refresh(plan.prefix, plan.hash, tables, found.header, LEASE_TTL_MS);
     switch (refresh.kind) {
       case 'unavailable':
         return this.computeOnly();
       case 'changed': {
         // Refreshed meanwhile: the new value, when it is fresh (else the database answers).
-        const current = freshnessOf(req, refresh.bytes);
-        const decoded = current.freshUntil > Date.now() ? req.codec.decode(current.payload) : undefined;
+        const current = freshnessOf(plan, refresh.bytes);
+        const decoded = current.freshUntil > Date.now() ? plan.codec.decode(current.payload) : undefined;
         if (decoded) return { value: decoded.value, hit: true, stored: false, bytes: current.payload, at: Date.now(), freshUntil: current.freshUntil };
         return this.computeOnly();
       }
@@ -175,8 +175,8 @@ class Read<T> {
       case 'stale': {
         if (!refresh.lockHeld) return this.computeAndStore(refresh.snapshot, true);
         // Past the window (the key's whole-second TTL can outlive it a little): not served.
-        if (now >= found.freshUntil + windowMs(req)) return this.computeOnly();
-        const decoded = req.codec.decode(found.payload);
+        if (now >= found.freshUntil + windowMs(plan)) return this.computeOnly();
+        const decoded = plan.codec.decode(found.payload);
         if (!decoded) return this.computeOnly();
         return { value: decoded.value, hit: true, stored: false, bytes: found.payload, at: now, freshUntil: found.freshUntil, stale: true };
       }
@@ -189,33 +189,33 @@ function isDependencyList<T>(deps: ReadPlan<T>['deps']): deps is readonly Depend
 }
 
 /** Reads a plan through Redis: a hit, a stale hit, or the computation (stored when it may be). */
-export async function readThrough<T>(store: CacheStore, req: ReadPlan<T>, compute: Compute<T>, options: ReadThroughOptions = PLAIN_READ): Promise<ReadOutcome<T>> {
-  const read = new Read(store, req, compute, options.unchecked === true);
+export async function readThrough<T>(store: CacheStore, plan: ReadPlan<T>, compute: Compute<T>, options: ReadThroughOptions = PLAIN_READ): Promise<ReadOutcome<T>> {
+  const read = new Read(store, plan, compute, options.unchecked === true);
   if (!store.insideout && options.skipGet !== true) {
-    const bytes = options.found ?? await store.getValue(req.prefix, req.hash);
+    const bytes = options.found ?? await store.getValue(plan.prefix, plan.hash);
     if (bytes === undefined) return read.computeOnly(); // Redis unavailable
     if (bytes !== null) {
       const answered = await read.answer(bytes);
       if (answered) return answered;
     }
     // Redis is full and no probe is due: the store would be skipped, so the snapshot is not taken.
-    if (req.admission.canStore && !store.full.probeDue()) return { ...await read.computeOnly(), full: true };
+    if (plan.admission.canStore && !store.full.probeDue()) return { ...await read.computeOnly(), full: true };
   }
   const tables = read.tables();
   if (tables === undefined) return read.computeOnly();
   // No lease while Redis is full: it would be refused, and the store is dropped anyway.
-  const lockMs = req.lock && req.admission.canStore && !store.full.full ? LEASE_TTL_MS : 0;
-  let fetched = await store.fetch(req.prefix, req.hash, tables, lockMs);
+  const lockMs = plan.lock && plan.admission.canStore && !store.full.full ? LEASE_TTL_MS : 0;
+  let fetched = await store.fetch(plan.prefix, plan.hash, tables, lockMs);
   // Bounded: past it the waiter reads the database (and does not store: the holder will).
   const deadline = Date.now() + LEASE_WAIT_MS;
   while (fetched.kind === 'miss' && fetched.lockHeld && Date.now() < deadline) {
     await sleep(LOCK_POLL_MS);
-    fetched = await store.fetch(req.prefix, req.hash, tables, lockMs);
+    fetched = await store.fetch(plan.prefix, plan.hash, tables, lockMs);
   }
   if (fetched.kind === 'hit') {
     const answered = await read.answer(fetched.bytes);
     if (answered) return answered;
   }
-  if (fetched.kind !== 'miss' || fetched.lockHeld || !req.admission.canStore) return read.computeOnly();
+  if (fetched.kind !== 'miss' || fetched.lockHeld || !plan.admission.canStore) return read.computeOnly();
   return read.computeAndStore(fetched.snapshot, false);
 }

@@ -67,23 +67,23 @@ export class NearTier {
   }
 
   /** Reads a plan from the near cache, else by one tracked read, else through Redis as usual (readThrough). */
-  async readNearFirst<T>(store: CacheStore, cache: NearCache, req: ReadPlan<T>, compute: Compute<T>, readOptions: ReadThroughOptions = PLAIN_READ): Promise<TieredOutcome<T>> {
+  async readNearFirst<T>(store: CacheStore, cache: NearCache, plan: ReadPlan<T>, compute: Compute<T>, readOptions: ReadThroughOptions = PLAIN_READ): Promise<TieredOutcome<T>> {
     // While the breaker is open (Redis out or slow) the tracked connection is not relied on either;
     // while the Redis user lacks permissions (permissions.ts) every read skips the cache.
-    if (!this.tracker.active || store.breaker.open || store.refusal) return readThrough(store, req, compute, readOptions);
-    const key = valueKey(store.nsFor(req.prefix, req.hash), req.hash);
+    if (!this.tracker.active || store.breaker.open || store.refusal) return readThrough(store, plan, compute, readOptions);
+    const key = valueKey(store.nsFor(plan.prefix, plan.hash), plan.hash);
     const now = Date.now();
     const entry = cache.get(key, now);
     if (entry) {
       // Entries expire at their fresh time (below), so the near cache only ever serves fresh values.
-      const { codec } = req;
+      const { codec } = plan;
       const copy = this.reuseEnabled ? codec.copy : undefined;
       const owners = codec.owners ?? NO_OWNERS;
       const near = (value: T, payload: Buffer, freshUntil: number): TieredOutcome<T> =>
         ({ value, hit: true, stored: false, bytes: payload, at: entry.admitted, freshUntil, tier: 'near' });
       const kept = entry.kept;
       if (copy && kept && kept.freshUntil > now && sameOwners(kept.owners, owners)) return near(copy(kept.value as T), kept.payload, kept.freshUntil);
-      const held = freshnessOf(req, entry.bytes);
+      const held = freshnessOf(plan, entry.bytes);
       const decoded = held.freshUntil > now ? codec.decode(held.payload) : undefined;
       if (decoded) {
         if (!copy) return near(decoded.value, held.payload, held.freshUntil);
@@ -96,10 +96,10 @@ export class NearTier {
     // Timed like the store's reads: a slow Redis is bypassed whichever connection meets it (slow.ts).
     if (read.kind !== 'failed') store.slow?.cacheRead(performance.now() - started);
     if (read.kind === 'value') {
-      const found = freshnessOf(req, read.bytes);
+      const found = freshnessOf(plan, read.bytes);
       // Past its fresh time (stale-while-revalidate): the normal path decides who refreshes it.
-      if (found.freshUntil <= read.at) return readThrough(store, req, compute, { ...readOptions, ...(store.insideout ? {} : { found: read.bytes }) });
-      const decoded = req.codec.decode(found.payload);
+      if (found.freshUntil <= read.at) return readThrough(store, plan, compute, { ...readOptions, ...(store.insideout ? {} : { found: read.bytes }) });
+      const decoded = plan.codec.decode(found.payload);
       if (decoded) {
         if (read.admissible) cache.set(key, read.bytes, read.deps, read.at, Math.min(read.ttlMs, found.freshUntil - read.at));
         return { value: decoded.value, hit: true, stored: false, bytes: found.payload, at: read.at, freshUntil: found.freshUntil, tier: 'redis' };
@@ -107,7 +107,7 @@ export class NearTier {
     }
     // Nothing valid in Redis (or the tracked read failed): the normal path; its GET is skipped
     // when the tracked read just found nothing (insideout mode has no separate GET).
-    return readThrough(store, req, compute, { ...readOptions, skipGet: read.kind === 'none' });
+    return readThrough(store, plan, compute, { ...readOptions, skipGet: read.kind === 'none' });
   }
 
   async close(): Promise<void> {
