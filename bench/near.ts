@@ -119,15 +119,16 @@ export async function measureNearHits(near: Installation, plain: Installation, r
     const alone = await interleave({ near: (i) => q.run(near.models, i) }, iterations, warmup);
     // Every near hit decoded and built anew: the tier is given requests without their reuse.
     const tier = near.cacheops.core.near!;
-    const read = tier.read as (...args: unknown[]) => Promise<unknown>;
-    (tier as unknown as { read: typeof read }).read = function (this: unknown, store, cache, req, options) {
-      return read.call(this, store, cache, { ...(req as object), reuse: undefined }, options);
+    const read = tier.readNearFirst as (...args: unknown[]) => Promise<unknown>;
+    (tier as unknown as { readNearFirst: typeof read }).readNearFirst = function (this: unknown, store, cache, plan, compute, options) {
+      const p = plan as { codec: object };
+      return read.call(this, store, cache, { ...p, codec: { ...p.codec, copy: undefined } }, compute, options);
     };
     let built: Record<'near', number[]>;
     try {
       built = await interleave({ near: (i) => q.run(near.models, i) }, iterations, warmup);
     } finally {
-      delete (tier as { read?: unknown }).read;
+      delete (tier as { readNearFirst?: unknown }).readNearFirst;
     }
     const total = near.cacheops.stats().nearHits - after.nearHits;
     if (total !== 2 * (iterations + warmup)) throw new Error(`${q.name}: expected ${2 * (iterations + warmup)} near hits back to back, got ${total}`);

@@ -224,7 +224,7 @@ export class CacheStore {
     if (slow && what === 'a cache read') {
       const started = performance.now();
       pending = pending.then((value) => {
-        slow.read(performance.now() - started);
+        slow.cacheRead(performance.now() - started);
         return value;
       });
     }

@@ -50,7 +50,7 @@ export function fastCount(fast: FastPath, model: AnyModel, options: unknown, cal
   if ('answer' in found) return found.answer;
   const { entry, o } = found;
   if (!entry.raw) return call(o);
-  return fast.readRaw(model, o, entry.raw, entry.option, call).then(countResult);
+  return fast.readRememberedRaw(model, o, entry.raw, entry.option, call).then(countResult);
 }
 
 /** Model.aggregate(field, fn, options), which max, min and sum call. */
@@ -61,7 +61,7 @@ export function fastAggregate(fast: FastPath, model: AnyModel, field: unknown, f
   if ('answer' in found) return found.answer;
   const { entry, o } = found;
   if (!entry.raw) return call(o);
-  return fast.readRaw(model, o, entry.raw, entry.option, call);
+  return fast.readRememberedRaw(model, o, entry.raw, entry.option, call);
 }
 
 /**
@@ -79,8 +79,8 @@ export async function fastFindAndCountAll(fast: FastPath, model: AnyModel, optio
   const core = fast.core;
   if (!core.planParsed(model, raw.prepared.op, entry.option, {}) || !core.planParsed(model, select.op, entry.option, {})) return call(o);
   const [count, rows] = await Promise.all([
-    fast.readRaw(model, o, raw, entry.option, call).then(countResult),
-    fast.read(model, o, select, entry.option, call),
+    fast.readRememberedRaw(model, o, raw, entry.option, call).then(countResult),
+    fast.readRemembered(model, o, select, entry.option, call),
   ]);
   return { count, rows: count === 0 ? [] : rows };
 }
