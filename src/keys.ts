@@ -12,6 +12,9 @@ import { createHash } from 'node:crypto';
  *   N idx:<table>:<scheme>       set of conj key names of that scheme (for model-wide and partial invalidation)
  *   N epochs                     hash table -> counter, bumped by each invalidation (race protection)
  *   N simple:<key>               cacheops.cache values
+ *   N stream:lease:<db>          the binlog consumer's lease (fencing token), MariaDB/MySQL change stream
+ *   N stream:fence:<db>          counter the lease tokens are drawn from
+ *   N stream:pos:<db>            the last acknowledged binlog position (JSON: gtid, file, position)
  *   N fence                      never exists: declared by scripts so that they wait out a slot migration (fenceKey)
  *
  * `{<shard>}` is a Redis Cluster hash tag: every key a script touches shares
@@ -89,6 +92,9 @@ export const epochsKey = (ns: string): string => `${ns}epochs`;
  * once the slot has settled. Elsewhere a missing declared key costs nothing.
  */
 export const fenceKey = (ns: string): string => `${ns}fence`;
+export const streamLeaseKey = (ns: string, db: string): string => `${ns}stream:lease:${escapeKeyPart(db)}`;
+export const streamFenceKey = (ns: string, db: string): string => `${ns}stream:fence:${escapeKeyPart(db)}`;
+export const streamPositionKey = (ns: string, db: string): string => `${ns}stream:pos:${escapeKeyPart(db)}`;
 export const simpleKey = (ns: string, key: string): string => `${ns}simple:${key}`;
 /** Used by the Lua scripts too; keep them in step (see lua/*.lua). */
 export const schemesKey = (ns: string, table: string): string => `${ns}schemes:${table}`;

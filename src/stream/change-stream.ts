@@ -5,6 +5,7 @@
 import type { CacheopsCore } from '../cacheops';
 import { CacheopsConfigError } from '../errors';
 import { SQLITE_POLL_MS, SqliteDataVersion, sqliteFile } from './sqlite-data-version';
+import { MariadbChangeStream } from './mariadb-consumer';
 import { PgChangeStream } from './pg-consumer';
 import { emptyStats, type ChangeSource } from './source';
 
@@ -29,8 +30,8 @@ export async function withoutChangeStreams<T>(fn: () => Promise<T>): Promise<T> 
 
 /** Throws at install, before anything is connected, when the dialect has no change stream. */
 export function checkStreamDialect(dialect: string, options: unknown): void {
-  if (options !== undefined && dialect !== 'sqlite' && dialect !== 'postgres') {
-    throw new CacheopsConfigError('changeStream', `not available on ${dialect} yet (PostgreSQL and SQLite have it)`);
+  if (options !== undefined && !['sqlite', 'postgres', 'mysql', 'mariadb'].includes(dialect)) {
+    throw new CacheopsConfigError('changeStream', `not available on ${dialect} (PostgreSQL, MariaDB/MySQL and SQLite have it)`);
   }
 }
 
@@ -42,7 +43,10 @@ export function startChangeStream(core: CacheopsCore): ChangeSource | undefined 
       return sqliteFile(core) === undefined ? new NoSource() : new SqliteDataVersion(core, options.pollIntervalMs ?? SQLITE_POLL_MS);
     case 'postgres':
       return new PgChangeStream(core, options);
+    case 'mysql':
+    case 'mariadb':
+      return new MariadbChangeStream(core, options);
     default:
-      throw new CacheopsConfigError('changeStream', `not available on ${core.dialect} yet (PostgreSQL and SQLite have it)`);
+      throw new CacheopsConfigError('changeStream', `not available on ${core.dialect} (PostgreSQL, MariaDB/MySQL and SQLite have it)`);
   }
 }
