@@ -11,9 +11,10 @@ import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { Sequelize, type Model, type ModelStatic } from 'sequelize';
-import { installCacheops, type Cacheops, type InvalidatedEvent } from '../src/index';
-import { redisUrl, uniquePrefix } from './helpers/env';
+import fc from 'fast-check';
+import { DataTypes, Sequelize, type Model, type ModelStatic } from 'sequelize';
+import { CacheopsStreamError, installCacheops, type Cacheops, type InvalidatedEvent } from '../src/index';
+import { dialects, makeSequelize, redisUrl, uniquePrefix } from './helpers/env';
 import { mariadbUnavailable, startPrivateMariadb, type MariaConnection, type PrivateMariadb } from './helpers/private-mariadb';
 import { defineItem } from './helpers/stream-models';
 
@@ -288,6 +289,141 @@ run('two application processes: one consumer; when it is killed the other takes 
     for (let id = 1; id <= 30; id += 1) t.true(await msUntil(() => nameOf(app, id), 'v1') <= 1000, `row ${id}`);
   } finally {
     child.kill('SIGKILL');
+    await app.close();
+  }
+});
+
+run('the rows the binlog carries tokenize as the rows a read gives (every decoded type, random values)', async (t) => {
+  const sequelize = sequelizeOf();
+  const Typed = sequelize.define('Typed', {
+    s: DataTypes.STRING, i: DataTypes.INTEGER, big: DataTypes.BIGINT, dec: DataTypes.DECIMAL(12, 3), b: DataTypes.BOOLEAN,
+    at: DataTypes.DATE, day: DataTypes.DATEONLY, u: DataTypes.UUID, blob: DataTypes.BLOB, txt: DataTypes.TEXT, e: DataTypes.ENUM('x', 'y'),
+    d: DataTypes.DOUBLE, ch: DataTypes.CHAR(6),
+  }, { tableName: 'typed_rows', timestamps: false });
+  await Typed.sync({ force: true });
+  const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: uniquePrefix('mdbtyped'), profiles: { Typed: { ops: 'all' } }, changeStream: true, logger: () => undefined });
+  const events: InvalidatedEvent[] = [];
+  cacheops.on('invalidated', (e) => { if (e.table === 'typed_rows' && e.values !== 'all') events.push(e); });
+  await cacheops.changeStreamReady();
+  const utc = (d: Date): string => d.toISOString().replace('T', ' ').replace('Z', '');
+  try {
+    const rows = fc.sample(fc.record({
+      s: fc.string({ maxLength: 12 }), i: fc.integer(), big: fc.bigInt({ min: -(2n ** 62n), max: 2n ** 62n }), dec: fc.integer({ min: -1e9, max: 1e9 }).map((n) => (n / 1000).toFixed(3)),
+      b: fc.boolean(), at: fc.date({ min: new Date('1971-01-01'), max: new Date('2100-01-01'), noInvalidDate: true }), day: fc.date({ min: new Date('1900-01-01'), max: new Date('2200-01-01'), noInvalidDate: true }).map((d) => d.toISOString().slice(0, 10)),
+      u: fc.uuid(), blob: fc.uint8Array({ maxLength: 8 }).map((a) => Buffer.from(a)), txt: fc.string({ maxLength: 40 }), e: fc.constantFrom('x', 'y'),
+      d: fc.double({ noNaN: true, noDefaultInfinity: true }), ch: fc.stringMatching(/^[a-zA-Z ]{0,6}$/),
+    }), 20);
+    for (const r of rows) {
+      const [result] = await writer.query(
+        'INSERT INTO typed_rows (s, i, big, `dec`, b, at, day, u, `blob`, txt, e, d, ch) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)',
+        [r.s, r.i, r.big.toString(), r.dec, r.b ? 1 : 0, utc(r.at), r.day, r.u, r.blob, r.txt, r.e, r.d, r.ch]) as [{ insertId: number }, unknown];
+      const id = String(result.insertId);
+      const deadline = Date.now() + 2000;
+      let event: InvalidatedEvent | undefined;
+      while (!(event = events.find((e) => (e.values as Record<string, unknown>[]).some((v) => String(v['id']) === id))) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+      t.truthy(event, `insert ${id} arrived`);
+      const streamed = (event!.values as Record<string, unknown>[]).find((v) => String(v['id']) === id)!;
+      const read = (await Typed.findByPk(id, { cacheops: false } as never))!.get({ plain: true }) as Record<string, unknown>;
+      const tokens = (row: Record<string, unknown>) => Object.fromEntries(cacheops.core.rowsOf(Typed, [row])[0]!);
+      const got = tokens(streamed);
+      const want = tokens(read);
+      // A value the stream leaves out matches everything (never wrong); every one it sends must equal the read's.
+      const shown = JSON.stringify(r, (_, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
+      for (const [k, v] of Object.entries(got)) t.is(v as string | undefined, want[k], `${k} of ${shown}`);
+      for (const k of ['s', 'i', 'big', 'dec', 'b', 'at', 'day', 'u', 'e', 'd', 'blob']) if (k in want) t.true(k in got, `${k} is decoded`);
+    }
+  } finally {
+    await cacheops.invalidateAll();
+    await cacheops.close();
+    await sequelize.close();
+  }
+});
+
+run('binlog_row_image MINIMAL: a warning naming the SET GLOBAL, and updates invalidate the whole model', async (t) => {
+  await writer.query("SET GLOBAL binlog_row_image = 'MINIMAL'");
+  const minimal = await server.client(DB);
+  const app = await makeApp();
+  try {
+    t.true(app.logs.some((l) => l.includes("SET GLOBAL binlog_row_image = 'FULL'")), app.logs.join('\n'));
+    await cached(app, () => nameOf(app, 1));
+    await cached(app, () => nameOf(app, 2));
+    await minimal.query(`UPDATE \`${app.table}\` SET name = 'm' WHERE id = 1`);
+    t.true(await msUntil(() => nameOf(app, 1), 'm') <= 1000);
+    t.is(app.events.filter((e) => e.table === app.table).pop()?.values, 'all');
+    t.false(await isHit(app, () => nameOf(app, 2)), 'row 2 went with the model');
+  } finally {
+    await writer.query("SET GLOBAL binlog_row_image = 'FULL'");
+    await minimal.end();
+    await app.close();
+  }
+});
+
+run('a user without replication rights: changeStreamReady rejects naming the GRANT', async (t) => {
+  await writer.query("CREATE USER IF NOT EXISTS 'plain'@'%'");
+  await writer.query(`GRANT ALL ON ${DB}.* TO 'plain'@'%'`);
+  const sequelize = new Sequelize(DB, 'plain', '', { host: '127.0.0.1', port: server.port, dialect: 'mysql', logging: false });
+  defineItem(sequelize, 'items_rights');
+  const logs: string[] = [];
+  const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: uniquePrefix('mdbrights'), changeStream: true, logger: (m) => { logs.push(m); } });
+  try {
+    const error = await t.throwsAsync(cacheops.changeStreamReady(), { instanceOf: CacheopsStreamError });
+    t.regex(error!.message, /lacks REPLICATION SLAVE and REPLICATION CLIENT: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON \*\.\*/);
+    t.is(cacheops.stats().changeStream.role, 'off');
+  } finally {
+    await cacheops.close();
+    await sequelize.close();
+  }
+});
+
+const sharedMysql = dialects().includes('mysql') ? test.serial : test.serial.skip;
+sharedMysql('a server without the binlog (the shared one): changeStreamReady rejects with a plain message', async (t) => {
+  const sequelize = await makeSequelize('mysql', __filename);
+  defineItem(sequelize, 'items_plain');
+  const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: uniquePrefix('mdbplain'), changeStream: true, logger: () => undefined });
+  try {
+    const error = await t.throwsAsync(cacheops.changeStreamReady(), { instanceOf: CacheopsStreamError });
+    t.regex(error!.message, /log_bin is OFF/);
+  } finally {
+    await cacheops.close();
+    await sequelize.close();
+  }
+});
+
+run('cacheops stream status and stream drop (forget the position)', async (t) => {
+  const prefix = uniquePrefix('mdbcli');
+  const app = await makeApp({ table: 'items_cli', prefix });
+  const { main } = await import('../src/cli');
+  const fixture = join(__dirname, 'fixtures', 'mariadb-stream-cli-app.ts');
+  const cli = async (...args: string[]): Promise<{ code: number; out: string; err: string }> => {
+    let out = '';
+    let err = '';
+    const env = { ...process.env, STREAM_MARIADB_PORT: String(server.port), STREAM_PREFIX: prefix };
+    Object.assign(process.env, env);
+    delete require.cache[require.resolve(fixture)];
+    const code = await main(args, { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) }, env, cwd: process.cwd() });
+    return { code, out, err };
+  };
+  try {
+    const status = await cli('stream', 'status', '--app', fixture, '--json');
+    t.is(status.code, 0, status.err);
+    const json = JSON.parse(status.out) as { logBin: boolean; binlogFormat: string; position: { gtid: string; file: string } | null; retainedBytes: number | null; consumer: string | null };
+    t.true(json.logBin);
+    t.is(json.binlogFormat, 'ROW');
+    t.truthy(json.position?.file);
+    t.is(typeof json.position?.gtid, 'string', 'MariaDB: a GTID position');
+    t.is(typeof json.retainedBytes, 'number');
+    t.regex(json.consumer ?? '', /^\d+:\d+$/, 'the lease holder is found');
+    const refused = await cli('stream', 'drop', '--app', fixture);
+    t.is(refused.code, 1);
+    t.regex(refused.err, /has a consumer/);
+    // Closed without invalidateAll, which would remove the position with every other key of the prefix.
+    await app.cacheops.close();
+    await app.sequelize.close();
+    const dropped = await cli('stream', 'drop', '--app', fixture);
+    t.is(dropped.code, 0, dropped.err);
+    t.regex(dropped.out, /forgot the acknowledged binlog position/);
+    t.regex((await cli('stream', 'status', '--app', fixture)).out, /acknowledged: none/);
+  } finally {
     await app.close();
   }
 });
