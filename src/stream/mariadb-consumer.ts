@@ -17,7 +17,7 @@ import type { CacheopsCore } from '../cacheops';
 import { CacheopsStreamError } from '../errors';
 import { tableOf } from '../query/dependencies';
 import { parseEvent, rowImages, type TableMap } from './mariadb-binlog';
-import { connectMysql, startDump, type DumpStart, type MysqlConnection } from './mariadb-dump';
+import { ask, connectMysql, startDump, type DumpStart, type MysqlConnection } from './mariadb-dump';
 import { StreamLease, type StoredPosition } from './mariadb-lease';
 import { BinlogTransaction, tablesOfStatement, type CoveredTable } from './mariadb-rows';
 import { checkServer, currentPosition, mysqlConfig, retainedBytes, tableColumns, untilCommitted, type ServerFacts } from './mariadb-server';
@@ -36,6 +36,8 @@ const RETRY_MS = 500;
 const STATE_EVERY_MS = 1000;
 const BATCH_TRANSACTIONS = 200;
 const HEARTBEAT_MS = 5000;
+/** Seconds the visibility wait waits for a row lock before invalidating anyway (and again later). */
+const LOCK_WAIT_S = 5;
 
 class Restart extends Error {}
 
@@ -131,6 +133,7 @@ export class MariadbChangeStream implements ChangeSource {
     this.control = control;
     control.on('error', () => undefined);
     const facts = await checkServer(control, (m) => this.log(m));
+    await ask(control, `SET SESSION innodb_lock_wait_timeout = ${LOCK_WAIT_S}, lock_wait_timeout = ${LOCK_WAIT_S}`);
     this.warned.connection = false;
     while (!(await this.lease.acquire())) {
       this.stats.role = 'standby';
@@ -305,16 +308,13 @@ export class MariadbChangeStream implements ChangeSource {
   /** Waits for visibility, invalidates, then acknowledges the last position. */
   private async flush(control: MysqlConnection, batch: { tx: BinlogTransaction; position: StoredPosition }[]): Promise<void> {
     const changed = batch.filter((b) => !b.tx.empty);
+    const late: BinlogTransaction[] = [];
     if (changed.length > 0) {
       this.core.events.emit(MARIADB_DECODED_EVENT, { transactions: changed.length });
       if (!visibilityTesting.skipWait) {
         for (const { tx } of changed) {
           if (!tx.target) continue;
-          const granted = await untilCommitted(control, tx.target.schema, tx.target.table, tx.target.key);
-          if (!granted && !this.warned.visibility) {
-            this.warned.visibility = true;
-            this.log(`change stream: a later transaction holds the changed row of ${tx.target.table} past the lock wait timeout; invalidating without waiting`);
-          }
+          if (!(await untilCommitted(control, tx.target.schema, tx.target.table, tx.target.key))) late.push(tx);
         }
       }
       const items = changed.flatMap(({ tx }) => tx.items());
@@ -324,6 +324,7 @@ export class MariadbChangeStream implements ChangeSource {
         await pause(RETRY_MS, this.abort.signal);
       }
     }
+    for (const tx of late) this.invalidateWhenCommitted(tx);
     const last = batch[batch.length - 1]!;
     if (!(await this.lease.acknowledge(last.position))) throw new Restart('the lease was lost');
     if (changed.length === 0) return;
@@ -334,6 +335,32 @@ export class MariadbChangeStream implements ChangeSource {
     this.core.events.emit(MARIADB_APPLIED_EVENT, { lagMs: this.stats.lagMs, events });
     this.warnOnce('lag', this.stats.lagMs > this.options.lagWarningMs,
       `change stream: ${this.stats.lagMs} ms from commit to invalidation (lagWarningMs ${this.options.lagWarningMs})`);
+  }
+
+  /**
+   * A row lock not granted within LOCK_WAIT_S: a later transaction holds the row (or the
+   * commit itself takes that long). The stream does not stall behind it: the change was
+   * invalidated already, and is invalidated again once the lock is granted, on a
+   * connection of its own.
+   */
+  private invalidateWhenCommitted(tx: BinlogTransaction): void {
+    const target = tx.target!;
+    if (!this.warned.visibility) {
+      this.warned.visibility = true;
+      this.log(`change stream: a row of ${target.table} stayed locked ${LOCK_WAIT_S} s after its transaction was in the binlog; ` +
+        'invalidated now, and again once the lock is released');
+    }
+    const run = async (): Promise<void> => {
+      const connection = await connectMysql(mysqlConfig(this.core, this.options));
+      try {
+        connection.on('error', () => undefined);
+        while (!this.abort.signal.aborted && !(await untilCommitted(connection, target.schema, target.table, target.key))) { /* waits again */ }
+      } finally {
+        connection.destroy();
+      }
+      await this.core.invalidateNow(tx.items());
+    };
+    run().catch((error: unknown) => this.log('change stream: the second invalidation after a lock wait failed', error));
   }
 
   private async lookAtServer(control: MysqlConnection, file: string, position: number): Promise<void> {
