@@ -16,6 +16,7 @@ import { DataTypes, Sequelize, type Model, type ModelStatic } from 'sequelize';
 import { CacheopsStreamError, installCacheops, type Cacheops, type InvalidatedEvent } from '../src/index';
 import { dialects, makeSequelize, redisUrl, uniquePrefix } from './helpers/env';
 import { mariadbUnavailable, startPrivateMariadb, type MariaConnection, type PrivateMariadb } from './helpers/private-mariadb';
+import { startPrivateRedis } from './helpers/private-redis';
 import { defineItem } from './helpers/stream-models';
 
 const unavailable = mariadbUnavailable();
@@ -56,7 +57,7 @@ function sequelizeOf(): Sequelize {
   return new Sequelize(DB, 'root', '', { host: '127.0.0.1', port: server.port, dialect: 'mysql', logging: false });
 }
 
-async function makeApp(opts: { table?: string; prefix?: string; seed?: boolean; stream?: Record<string, unknown> } = {}): Promise<App> {
+async function makeApp(opts: { table?: string; prefix?: string; seed?: boolean; redis?: string; stream?: Record<string, unknown> } = {}): Promise<App> {
   counter += 1;
   const table = opts.table ?? `items_${counter}`;
   const prefix = opts.prefix ?? uniquePrefix('mdbstream');
@@ -68,7 +69,7 @@ async function makeApp(opts: { table?: string; prefix?: string; seed?: boolean; 
   }
   const logs: string[] = [];
   const cacheops = installCacheops(sequelize, {
-    redis: redisUrl, prefix, profiles: { Item: { ops: 'all' } },
+    redis: opts.redis ?? redisUrl, prefix, profiles: { Item: { ops: 'all' } },
     changeStream: { handoverMs: 200, ...opts.stream },
     logger: (m) => { logs.push(m); },
   });
@@ -423,6 +424,49 @@ run('cacheops stream status and stream drop (forget the position)', async (t) =>
     t.is(dropped.code, 0, dropped.err);
     t.regex(dropped.out, /forgot the acknowledged binlog position/);
     t.regex((await cli('stream', 'status', '--app', fixture)).out, /acknowledged: none/);
+  } finally {
+    await app.close();
+  }
+});
+
+run('Redis stopped mid-stream: nothing is acknowledged until it takes the invalidations; then they are replayed', async (t) => {
+  const redis = await startPrivateRedis();
+  const app = await makeApp({ redis: redis.url });
+  try {
+    for (const id of [1, 2, 3]) await cached(app, () => nameOf(app, id));
+    const eventsBefore = app.cacheops.stats().changeStream.events;
+    redis.pause();
+    for (const id of [1, 2, 3]) await writer.query(`UPDATE \`${app.table}\` SET name = 'during' WHERE id = ?`, [id]);
+    await new Promise((r) => setTimeout(r, 1500));
+    t.is(app.cacheops.stats().changeStream.events, eventsBefore, 'nothing acknowledged while Redis is out');
+    const resumedAt = Date.now();
+    redis.resume();
+    while (app.cacheops.stats().changeStream.events < eventsBefore + 3 && Date.now() - resumedAt < 10_000) await new Promise((r) => setTimeout(r, 10));
+    t.log(`replayed ${app.cacheops.stats().changeStream.events - eventsBefore} changes ${Date.now() - resumedAt} ms after Redis was back`);
+    t.true(app.cacheops.stats().changeStream.events >= eventsBefore + 3, 'replayed');
+    for (const id of [1, 2, 3]) t.is(await cached(app, () => nameOf(app, id)), 'during');
+  } finally {
+    redis.resume();
+    await app.close();
+    await redis.stop();
+  }
+});
+
+run('lag from COMMIT (the writer sees it) to the invalidation', async (t) => {
+  const app = await makeApp();
+  try {
+    const lags: number[] = [];
+    for (let i = 0; i < 100; i += 1) {
+      const arrived = new Promise<number>((resolve) => {
+        const on = (e: InvalidatedEvent): void => { if (e.table === app.table) { app.cacheops.off('invalidated', on); resolve(Date.now()); } };
+        app.cacheops.on('invalidated', on);
+      });
+      await writer.query(`UPDATE \`${app.table}\` SET n = ? WHERE id = 1`, [i]);
+      const committed = Date.now();
+      lags.push((await arrived) - committed);
+    }
+    t.log(`commit -> invalidation: p50 ${percentile(lags, 0.5)} ms, p99 ${percentile(lags, 0.99)} ms, max ${Math.max(...lags)} ms (100 updates, one writer)`);
+    t.true(percentile(lags, 0.5) < 1000);
   } finally {
     await app.close();
   }
