@@ -393,7 +393,7 @@ sharedMysql('a server without the binlog (the shared one): changeStreamReady rej
 run('cacheops stream status and stream drop (forget the position)', async (t) => {
   const prefix = uniquePrefix('mdbcli');
   const app = await makeApp({ table: 'items_cli', prefix });
-  const { main } = await import('../src/cli');
+  const { main } = await import('../src/cli/main');
   const fixture = join(__dirname, 'fixtures', 'mariadb-stream-cli-app.ts');
   const cli = async (...args: string[]): Promise<{ code: number; out: string; err: string }> => {
     let out = '';

@@ -4,7 +4,7 @@
  * application's own writes outside transactions cause no extra invalidation.
  */
 import test from 'ava';
-import { checkStreamDialect } from '../src/stream/change-stream';
+import { checkStreamDialect } from '../src/core/stream-options';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

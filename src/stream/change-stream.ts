@@ -2,8 +2,8 @@
  * Starts the change source of an installation's dialect (`changeStream`).
  * Each dialect's source lives in its own file behind ChangeSource.
  */
-import type { CacheopsCore } from '../cacheops';
-import { CacheopsConfigError } from '../errors';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { CacheopsConfigError } from '../core/errors';
 import { SQLITE_POLL_MS, SqliteDataVersion, sqliteFile } from './sqlite-data-version';
 import { MariadbChangeStream } from './mariadb-consumer';
 import { PgChangeStream } from './pg-consumer';
@@ -28,12 +28,6 @@ export async function withoutChangeStreams<T>(fn: () => Promise<T>): Promise<T> 
   }
 }
 
-/** Throws at install, before anything is connected, when the dialect has no change stream. */
-export function checkStreamDialect(dialect: string, options: unknown): void {
-  if (options !== undefined && !['sqlite', 'postgres', 'mysql', 'mariadb'].includes(dialect)) {
-    throw new CacheopsConfigError('changeStream', `not available on ${dialect} (PostgreSQL, MariaDB/MySQL and SQLite have it)`);
-  }
-}
 
 export function startChangeStream(core: CacheopsCore): ChangeSource | undefined {
   const options = core.config.changeStream;

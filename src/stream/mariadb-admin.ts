@@ -5,8 +5,8 @@
  * Drop forgets the position: the next consumer invalidates everything once
  * and starts at the binlog's current end.
  */
-import type { CacheopsCore } from '../cacheops';
-import { CacheopsStreamError } from '../errors';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { CacheopsStreamError } from '../core/errors';
 import { ask, connectMysql } from './mariadb-dump';
 import { StreamLease, type StoredPosition } from './mariadb-lease';
 import { mysqlConfig, retainedBytes } from './mariadb-server';

@@ -13,8 +13,8 @@
  * Before invalidating, the consumer waits until each transaction is committed
  * in InnoDB (the binlog is written first): see untilCommitted.
  */
-import type { CacheopsCore } from '../cacheops';
-import { CacheopsStreamError } from '../errors';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { CacheopsStreamError } from '../core/errors';
 import { tableOf } from '../query/dependencies';
 import { parseEvent, rowImages, type TableMap } from './mariadb-binlog';
 import { ask, connectMysql, startDump, type DumpStart, type MysqlConnection } from './mariadb-dump';
@@ -22,7 +22,7 @@ import { StreamLease, type StoredPosition } from './mariadb-lease';
 import { BinlogTransaction, tablesOfStatement, type CoveredTable } from './mariadb-rows';
 import { checkServer, currentPosition, mysqlConfig, retainedBytes, tableColumns, untilCommitted, type ServerFacts } from './mariadb-server';
 import { UnknownSize, type SchemaColumn, type WallOffset } from './mariadb-values';
-import type { NormalizedStreamOptions } from './options';
+import type { NormalizedStreamOptions } from '../core/stream-options';
 import { emptyStats, everything, modelsByTable, pause, type ChangeSource, type ChangeStreamStats } from './source';
 
 /** The internal event after a transaction is decoded, before its visibility wait (tests). */

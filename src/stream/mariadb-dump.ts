@@ -6,7 +6,7 @@
  * hides the bytes, so the command is our own, on mysql2's command queue.
  */
 import { dirname, join } from 'node:path';
-import { CacheopsStreamError } from '../errors';
+import { CacheopsStreamError } from '../core/errors';
 
 export interface MysqlConnection {
   query(sql: string, params: readonly unknown[], callback: (error: Error | null, rows: unknown) => void): void;

@@ -5,8 +5,8 @@
  * longer the lease's, so a consumer that lost its lease (paused, partitioned)
  * cannot move the position back or past what the new holder invalidated.
  */
-import type { RedisClient } from '../redis';
-import { namespace, streamFenceKey, streamLeaseKey, streamPositionKey } from '../keys';
+import type { RedisClient } from '../core/redis';
+import { namespace, streamFenceKey, streamLeaseKey, streamPositionKey } from '../core/keys';
 
 /*
  * KEYS[1] lease key   N stream:lease:<db>

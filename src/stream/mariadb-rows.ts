@@ -7,7 +7,7 @@
  * key: the commit-visibility wait locks it (mariadb-server.ts, untilCommitted).
  */
 import type { Model, ModelStatic } from 'sequelize';
-import type { InvalidationItem } from '../cacheops';
+import type { InvalidationItem } from '../core/cacheops-core';
 import { toAttributesName, type Row } from '../write/rows';
 import type { ImageRow } from './mariadb-binlog';
 import type { SchemaColumn } from './mariadb-values';

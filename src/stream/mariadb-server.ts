@@ -4,11 +4,11 @@
  * rights), a table's columns (the binlog names none), the current position,
  * the binlog bytes kept after a position, and the commit-visibility wait.
  */
-import type { CacheopsCore } from '../cacheops';
-import { CacheopsStreamError } from '../errors';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { CacheopsStreamError } from '../core/errors';
 import { ask, type MysqlConnection } from './mariadb-dump';
 import type { SchemaColumn } from './mariadb-values';
-import type { NormalizedStreamOptions } from './options';
+import type { NormalizedStreamOptions } from '../core/stream-options';
 
 /** mysql2 options from Sequelize's settings, overridden by `changeStream.connection`. */
 export function mysqlConfig(core: CacheopsCore, options: NormalizedStreamOptions): Record<string, unknown> {

@@ -13,10 +13,10 @@
  * allVisible). The consumer holds a session advisory lock named after the slot;
  * other processes stand by and try it every `handoverMs`.
  */
-import type { CacheopsCore } from '../cacheops';
-import { CacheopsStreamError } from '../errors';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { CacheopsStreamError } from '../core/errors';
 import { tableOf } from '../query/dependencies';
-import type { NormalizedStreamOptions } from './options';
+import type { NormalizedStreamOptions } from '../core/stream-options';
 import { decodePgoutput, lsnText, type PgMessage } from './pgoutput';
 import { TransactionChanges, type Relation } from './pg-rows';
 import {

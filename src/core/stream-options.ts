@@ -1,7 +1,7 @@
 /**
  * The `changeStream` option: what a user may say, and its checked form.
  */
-import { CacheopsConfigError } from '../errors';
+import { CacheopsConfigError } from './errors';
 
 /** Connection settings of the `pg` client the PostgreSQL consumer opens (a URL or `pg` ClientConfig fields). */
 export type StreamConnection = string | Readonly<Record<string, unknown>>;
@@ -110,4 +110,11 @@ export function normalizeStreamOptions(value: unknown): NormalizedStreamOptions 
     retainedWarningBytes: positive(given['retainedWarningBytes'], 'changeStream.retainedWarningBytes') ?? 2 ** 30,
     awaitVisibility: bool(given['awaitVisibility'], 'changeStream.awaitVisibility', true),
   };
+}
+
+/** Throws at install, before anything is connected, when the dialect has no change stream. */
+export function checkStreamDialect(dialect: string, options: unknown): void {
+  if (options !== undefined && !['sqlite', 'postgres', 'mysql', 'mariadb'].includes(dialect)) {
+    throw new CacheopsConfigError('changeStream', `not available on ${dialect} (PostgreSQL, MariaDB/MySQL and SQLite have it)`);
+  }
 }

@@ -10,22 +10,22 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Model, ModelStatic } from 'sequelize';
-import { loadApp, UsageError } from './cli-app';
-import { progress, type ProgressState } from './cli-progress';
-import { ensureReachable, isRedisClientError } from './cli-redis';
-import { collectStats, renderStats } from './cli-stats';
-import { CacheopsError } from './errors';
-import { closest, unknownName } from './suggest';
-import { defaultFileCacheDir, FileCache } from './file-cache';
-import type { Cacheops } from './install';
-import { allKeysPattern, prefixRegistryKey } from './keys';
-import { tableOf } from './query/dependencies';
-import { reapConjs, type ReapProgress } from './reap';
-import { connectRedis, endpointOf, isCluster, type RedisClient, type ScriptCommands } from './redis';
-import { checkPermissions, type Features } from './permissions';
-import { withoutChangeStreams } from './stream/change-stream';
-import { binlogStreamStatus, forgetBinlogPosition, renderBinlogStatus } from './stream/mariadb-admin';
-import { dropStreamSlot, renderStreamStatus, streamStatus } from './stream/pg-admin';
+import { loadApp, UsageError } from './app';
+import { progress, type ProgressState } from './progress';
+import { ensureReachable, isRedisClientError } from './redis';
+import { collectStats, renderStats } from './stats';
+import { CacheopsError } from '../core/errors';
+import { closest, unknownName } from '../core/suggest';
+import { defaultFileCacheDir, FileCache } from '../features/file-cache';
+import type { Cacheops } from '../install';
+import { allKeysPattern, prefixRegistryKey } from '../core/keys';
+import { tableOf } from '../query/dependencies';
+import { reapConjs, type ReapProgress } from '../ops/reap';
+import { connectRedis, endpointOf, isCluster, type RedisClient, type ScriptCommands } from '../core/redis';
+import { checkPermissions, type Features } from '../core/permissions';
+import { withoutChangeStreams } from '../stream/change-stream';
+import { binlogStreamStatus, forgetBinlogPosition, renderBinlogStatus } from '../stream/mariadb-admin';
+import { dropStreamSlot, renderStreamStatus, streamStatus } from '../stream/pg-admin';
 
 export interface CliIo {
   readonly stdout: { write(text: string): unknown };
@@ -45,9 +45,10 @@ Commands:
   stats                                keys by kind and by prefix, Redis memory and hit counts
                                        (needs --app or --redis)
   stream status                        the change stream's server side: wal_level, publication,
-                                       slot (retained WAL), consumer, replica identities (needs --app)
-  stream drop                          drop the change stream's replication slot (needs --app;
-                                       refused while a consumer runs)
+                                       slot (retained WAL), consumer, replica identities; MariaDB/MySQL:
+                                       binlog settings, acknowledged position, lease holder (needs --app)
+  stream drop                          drop the change stream's replication slot; MariaDB/MySQL: forget
+                                       the acknowledged position (needs --app; refused while a consumer runs)
 
 Options:
   --app <module>             the application: its default or \`sequelize\` export is a Sequelize
