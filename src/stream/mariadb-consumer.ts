@@ -193,6 +193,9 @@ export class MariadbChangeStream implements ChangeSource {
     let position = stored.position;
     let tx: BinlogTransaction | undefined;
     let txGtid: { domain: number; gtid: string; standalone: boolean } | undefined;
+    // Inside BEGIN ... COMMIT (or a GTID group that is not standalone): a statement there (SAVEPOINT,
+    // ROLLBACK TO) is part of the transaction, and no position inside it is ever acknowledged.
+    let open = false;
     const committed: { tx: BinlogTransaction; position: StoredPosition }[] = [];
     const offset = wallOffset(this.core);
     const maxRows = this.core.config.maxRowsForGranularWrite;
@@ -238,6 +241,7 @@ export class MariadbChangeStream implements ChangeSource {
           } else committed.push({ tx: new BinlogTransaction(maxRows), position: at });
           tx = undefined;
           txGtid = undefined;
+          open = false;
         };
         switch (event.kind) {
           case 'rotate':
@@ -247,10 +251,11 @@ export class MariadbChangeStream implements ChangeSource {
           case 'gtid':
             tx = new BinlogTransaction(maxRows);
             txGtid = event;
+            open = !event.standalone;
             break;
           case 'query': {
             const sql = event.sql.trim().toUpperCase();
-            if (sql === 'BEGIN') { tx ??= new BinlogTransaction(maxRows); break; }
+            if (sql === 'BEGIN') { tx ??= new BinlogTransaction(maxRows); open = true; break; }
             if (sql === 'COMMIT' || sql === 'ROLLBACK') { commit(); break; }
             const current = tx ?? new BinlogTransaction(maxRows);
             for (const covered of tablesOfStatement(event.sql, event.schema, this.allCovered())) {
@@ -258,13 +263,13 @@ export class MariadbChangeStream implements ChangeSource {
               this.columns.delete(covered.table);
             }
             tx = current;
-            if (!txGtid || txGtid.standalone) commit();
+            if (!open) commit();
             break;
           }
           case 'opaqueQuery':
             tx ??= new BinlogTransaction(maxRows);
             for (const covered of this.allCovered()) tx.addAll(covered);
-            if (!txGtid || txGtid.standalone) commit();
+            if (!open) commit();
             break;
           case 'xid':
             commit();
