@@ -175,8 +175,11 @@ export class MariadbChangeStream implements ChangeSource {
     this.dump = dump;
     dump.on('error', (error) => { failure ??= error; wake?.(); });
     let paused = false;
+    // The server sends a heartbeat after HEARTBEAT_MS of silence: none for three periods is a dead connection.
+    let lastEventAt = Date.now();
     await startDump(dump, start, this.options.serverId ?? defaultServerId(this.core.db), HEARTBEAT_MS, {
       event: (raw) => {
+        lastEventAt = Date.now();
         queue.push(Buffer.from(raw));
         if (queue.length > 10_000 && !paused) { paused = true; dump.pause(); }
         wake?.();
@@ -221,6 +224,7 @@ export class MariadbChangeStream implements ChangeSource {
             continue;
           }
           if (failure) continue;
+          if (!paused && Date.now() - lastEventAt > 3 * HEARTBEAT_MS) throw new Error(`no binlog event nor heartbeat for ${3 * HEARTBEAT_MS} ms`);
           await new Promise<void>((resolve) => {
             wake = resolve;
             const t = setTimeout(resolve, STATE_EVERY_MS);

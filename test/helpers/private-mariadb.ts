@@ -67,9 +67,23 @@ export async function startPrivateMariadb(extra: readonly string[] = []): Promis
   const dir = mkdtempSync(join(tmpdir(), 'cacheops-test-mariadb-'));
   const data = join(dir, 'data');
   const asRoot = process.getuid?.() === 0 ? ['--user=root'] : [];
-  execFileSync(binary('mariadb-install-db'), [
-    '--no-defaults', `--datadir=${data}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asRoot,
-  ], { stdio: 'ignore' });
+  const install = (): void => {
+    execFileSync(binary('mariadb-install-db'), [
+      '--no-defaults', `--datadir=${data}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asRoot,
+    ], { stdio: 'pipe' });
+  };
+  try {
+    install();
+  } catch (error) {
+    // Seen once on a machine at load 25: a second attempt into an empty directory.
+    rmSync(data, { recursive: true, force: true });
+    try {
+      install();
+    } catch (again) {
+      const e = again as { stderr?: Buffer; stdout?: Buffer };
+      throw new Error(`mariadb-install-db failed twice: ${String(e.stderr ?? '')}${String(e.stdout ?? '').slice(-2000)}`, { cause: error });
+    }
+  }
   const port = await freePort();
   const child = spawn(binary('mariadbd'), [
     '--no-defaults', `--datadir=${data}`, `--port=${port}`, `--socket=${join(dir, 'sock')}`, '--bind-address=127.0.0.1',
