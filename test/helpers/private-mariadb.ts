@@ -81,6 +81,7 @@ export async function startPrivateMariadb(extra: readonly string[] = []): Promis
       install();
     } catch (again) {
       const e = again as { stderr?: Buffer; stdout?: Buffer };
+      rmSync(dir, { recursive: true, force: true });
       throw new Error(`mariadb-install-db failed twice: ${String(e.stderr ?? '')}${String(e.stdout ?? '').slice(-2000)}`, { cause: error });
     }
   }
