@@ -15,7 +15,7 @@
  */
 import type { CacheopsCore } from '../core/cacheops-core';
 import { CacheopsStreamError } from '../core/errors';
-import { tableOf } from '../query/dependencies';
+import { tableOf } from '../core/tables';
 import { parseEvent, rowImages, type TableMap } from './mariadb-binlog';
 import { ask, connectMysql, startDump, type DumpStart, type MysqlConnection } from './mariadb-dump';
 import { StreamLease, type StoredPosition } from './mariadb-lease';

@@ -15,7 +15,7 @@
  */
 import type { CacheopsCore } from '../core/cacheops-core';
 import { CacheopsStreamError } from '../core/errors';
-import { tableOf } from '../query/dependencies';
+import { tableOf } from '../core/tables';
 import type { NormalizedStreamOptions } from '../core/stream-options';
 import { decodePgoutput, lsnText, type PgMessage } from './pgoutput';
 import { TransactionChanges, type Relation } from './pg-rows';

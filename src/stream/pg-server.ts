@@ -6,6 +6,7 @@
 import type { CacheopsCore } from '../core/cacheops-core';
 import { CacheopsStreamError } from '../core/errors';
 import type { NormalizedStreamOptions } from '../core/stream-options';
+import { connectionConfigOf } from '../core/sequelize-internals';
 
 export interface PgClient {
   query(sql: string, params?: readonly unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
@@ -22,7 +23,7 @@ interface PgModule {
 export async function connectPg(core: CacheopsCore, options: NormalizedStreamOptions, onError: (error: Error) => void): Promise<PgClient> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const pg = require('pg') as PgModule;
-  const c = core.sequelize.config as unknown as { host?: string; port?: number | string; username?: string; password?: string | null; database?: string };
+  const c = connectionConfigOf(core.sequelize);
   const given = options.connection;
   const config = typeof given === 'string'
     ? { connectionString: given }
