@@ -9,7 +9,7 @@
 import type { Model, ModelStatic, Transaction } from 'sequelize';
 import { storageOptionsOf } from '../../core/sequelize-internals';
 import type { StatementCapture } from '../images/statement';
-import { backOff, insideManagedWrite, isRetryable, PreRead, type ImagePlan, type ImageRequest } from './strategy';
+import { insideManagedWrite, PreRead, retrying, type ImagePlan, type ImageRequest } from './strategy';
 
 export class SqliteReturning extends PreRead {
   override async images<R>(model: ModelStatic<Model>, request: ImageRequest, userTx: Transaction | undefined, run: (plan: ImagePlan) => Promise<R>): Promise<{ result: R } | undefined> {
@@ -66,15 +66,7 @@ export class SqliteReturning extends PreRead {
    */
   private async underWriteLock<T>(fn: () => Promise<T>): Promise<T> {
     const statement = (sql: string): Promise<unknown> => insideManagedWrite.run(true, () => this.ctx.sequelize.query(sql, { raw: true, transaction: null }));
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        await statement('BEGIN IMMEDIATE');
-        break;
-      } catch (error) {
-        if (attempt >= 20 || !isRetryable(error)) throw error;
-        await backOff(attempt);
-      }
-    }
+    await retrying(() => statement('BEGIN IMMEDIATE'));
     let out: T;
     try {
       out = await fn();

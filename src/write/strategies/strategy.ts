@@ -81,7 +81,19 @@ export function isRetryable(error: unknown): boolean {
 }
 
 /** Waits a little more after each failed attempt, at random, so that two writers that collided part. */
-export const backOff = (attempt: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, 5 * attempt * Math.random()));
+const backOff = (attempt: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, 5 * attempt * Math.random()));
+
+/** Runs fn again after a short random pause while it fails retryably (at most 20 times); nothing of a failed run was committed. */
+export async function retrying<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (attempt >= 20 || !isRetryable(error)) throw error;
+      await backOff(attempt);
+    }
+  }
+}
 
 /**
  * The pre-read alone: no row images; a write that locks rows runs in a
@@ -111,8 +123,8 @@ export class PreRead implements WriteStrategy {
    * database then aborts one of them, and since nothing of it was committed
    * it is safely run again.
    */
-  private async inOwnTransaction<T>(exec: (tx: Transaction) => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt += 1) {
+  private inOwnTransaction<T>(exec: (tx: Transaction) => Promise<T>): Promise<T> {
+    return retrying(async () => {
       const tx = await this.ctx.sequelize.transaction();
       try {
         const out = await exec(tx);
@@ -122,9 +134,8 @@ export class PreRead implements WriteStrategy {
         if (!isFinished(tx)) {
           try { await tx.rollback(); } catch { /* the connection is gone; the original error matters */ }
         }
-        if (attempt >= 20 || !isRetryable(error)) throw error;
-        await backOff(attempt);
+        throw error;
       }
-    }
+    });
   }
 }
