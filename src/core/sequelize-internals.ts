@@ -122,6 +122,11 @@ export function storageOptionsOf(sequelize: Sequelize): { readonly storage?: str
   return (sequelize as unknown as { options: { storage?: string; host?: string } }).options;
 }
 
+/** The `timezone` option (constructor: `this.options.timezone`, '+00:00' by default). */
+export function timezoneOf(sequelize: Sequelize): string | undefined {
+  return (sequelize as unknown as { options: { timezone?: string } }).options.timezone;
+}
+
 /** The connection settings (constructor: `this.config`). */
 export function connectionConfigOf(sequelize: Sequelize): { readonly host?: string; readonly port?: number | string; readonly username?: string; readonly password?: string | null; readonly database?: string } {
   return sequelize.config as unknown as ReturnType<typeof connectionConfigOf>;

@@ -24,6 +24,7 @@ import { checkServer, currentPosition, mysqlConfig, retainedBytes, tableColumns,
 import { UnknownSize, type SchemaColumn, type WallOffset } from './mariadb-values';
 import type { NormalizedStreamOptions } from '../core/stream-options';
 import { emptyStats, everything, modelsByTable, pause, type ChangeSource, type ChangeStreamStats } from './source';
+import { timezoneOf } from '../core/sequelize-internals';
 
 /** The internal event after a transaction is decoded, before its visibility wait (tests). */
 export const MARIADB_DECODED_EVENT = 'changeStream:decoded';
@@ -43,7 +44,7 @@ class Restart extends Error {}
 
 /** Sequelize's `timezone` as minutes east of UTC; undefined for a named zone (DATETIME values then not decoded). */
 function wallOffset(core: CacheopsCore): WallOffset {
-  const tz = String((core.sequelize as unknown as { options: { timezone?: string } }).options.timezone ?? '+00:00');
+  const tz = String(timezoneOf(core.sequelize) ?? '+00:00');
   const m = /^([+-])(\d\d):(\d\d)$/.exec(tz);
   if (!m) return tz === 'Z' || tz === 'UTC' ? 0 : undefined;
   return (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3]));

@@ -9,10 +9,11 @@ import { CacheopsStreamError } from '../core/errors';
 import { ask, type MysqlConnection } from './mariadb-dump';
 import type { SchemaColumn } from './mariadb-values';
 import type { NormalizedStreamOptions } from '../core/stream-options';
+import { connectionConfigOf } from '../core/sequelize-internals';
 
 /** mysql2 options from Sequelize's settings, overridden by `changeStream.connection`. */
 export function mysqlConfig(core: CacheopsCore, options: NormalizedStreamOptions): Record<string, unknown> {
-  const c = core.sequelize.config as unknown as { host?: string; port?: number | string; username?: string; password?: string | null; database?: string };
+  const c = connectionConfigOf(core.sequelize);
   const given = options.connection;
   if (typeof given === 'string') return { uri: given };
   return { host: c.host, port: c.port === undefined ? undefined : Number(c.port), user: c.username, password: c.password ?? undefined, database: c.database, ...given };
