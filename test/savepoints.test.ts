@@ -82,6 +82,15 @@ const opArb: fc.Arbitrary<Op[]> = fc.letrec<{ ops: Op[]; op: Op }>((tie) => ({
   ) as fc.Arbitrary<Op>,
 })).ops;
 
+/**
+ * Trees every run starts with, so that each seed rolls savepoints back: 25 random
+ * trees of at most 3 operations had none for some seeds (FC_SEED=1265597678 on SQLite).
+ */
+const ROLLBACK_EXAMPLES: [Op[], boolean][] = [
+  [[{ k: 'create' }, { k: 'savepoint', body: [{ k: 'update' }, { k: 'findOrCreate' }], commit: false }], true],
+  [[{ k: 'raw', collide: 1, body: [{ k: 'savepoint', body: [{ k: 'create' }], commit: true }], rollback: true }, { k: 'update' }], true],
+];
+
 function describe(ops: readonly Op[], indent = ''): string {
   return ops.map((op) => {
     if (op.k === 'savepoint') return `${indent}savepoint {\n${describe(op.body, `${indent}  `)}\n${indent}} ${op.commit ? 'commit' : 'rollback'}`;
@@ -207,7 +216,8 @@ for (const dialect of dialects()) {
       await blog.Post.bulkCreate([{ title: 'p1', views: 0 }, { title: 'p2', views: 0 }]);
       await fc.assert(fc.asyncProperty(opArb, fc.boolean(), async (ops, commit) => {
         runs += 1;
-        rolledBackSavepoints += JSON.stringify(ops).split('"commit":false').length - 1;
+        const text = JSON.stringify(ops);
+        rolledBackSavepoints += text.split('"commit":false').length - 1 + text.split('"rollback":true').length - 1;
         for (const read of reads(blog)) await read();
         const tx = await blog.sequelize.transaction();
         let closed = false;
@@ -230,7 +240,7 @@ for (const dialect of dialects()) {
             throw new Error(`stale read ${i} after ${commit ? 'commit' : 'rollback'} of\n${describe(ops)}\ncached ${JSON.stringify(cached)}\nfresh  ${JSON.stringify(around)}`);
           }
         }
-      }), { seed, numRuns: RUNS });
+      }), { seed, numRuns: RUNS, examples: ROLLBACK_EXAMPLES });
       t.true(rolledBackSavepoints > 0, 'some savepoints were rolled back');
       t.is(runs >= RUNS, true);
     } finally {
