@@ -87,13 +87,15 @@ async function makeApp(t: { log(...a: unknown[]): void }, opts: { identity?: 'fu
   };
 }
 
+/** Drops the slot, ending the walsender that streams it first (a running consumer's slot is always active). */
 async function dropSlot(slot: string): Promise<void> {
   for (let i = 0; i < 100; i += 1) {
     try {
+      await admin.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', [slot]);
       await admin.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
       return;
     } catch {
-      await new Promise((r) => setTimeout(r, 20)); // active for a moment (a read of it)
+      await new Promise((r) => setTimeout(r, 20)); // the walsender is still exiting
     }
   }
 }

@@ -21,7 +21,7 @@ export interface ChangeStreamOptions {
   readonly createSlot?: boolean;
   /** PostgreSQL: where the consumer connects (default: Sequelize's host, port, user, password and database). */
   readonly connection?: StreamConnection;
-  /** Milliseconds between two reads of the stream (default 50 on PostgreSQL, 100 on SQLite). */
+  /** SQLite: milliseconds between two reads of `PRAGMA data_version` (default 100). PostgreSQL streams (no polling) and ignores it. */
   readonly pollIntervalMs?: number;
   /** Milliseconds between a standby process's checks whether the consumer is gone (default 1000): the handover bound. */
   readonly handoverMs?: number;
