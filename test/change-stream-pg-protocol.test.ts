@@ -124,6 +124,12 @@ run('idle for several wal_sender_timeouts: keepalives are answered, the walsende
     const ms = await until(async () => (await nameOf(app, 1)) === 'after-idle', 1000);
     t.log(`idle ${idleMs} ms (wal_sender_timeout ${SENDER_TIMEOUT_MS} ms): same walsender; a write after it seen in ${ms} ms`);
     t.true(ms <= 1000);
+    // WAL of another database only: the keepalives acknowledged while nothing waits move the slot on.
+    await admin.query('CREATE TABLE IF NOT EXISTS elsewhere (x int); INSERT INTO elsewhere SELECT generate_series(1, 1000)');
+    const elsewhere = await currentLsn();
+    const movedMs = await until(async () => (await lsnDiff((await slotRow(slot)).confirmed, elsewhere)) >= 0, 5000);
+    t.log(`the slot confirmed past WAL of another database ${movedMs} ms after it was written`);
+    t.true(movedMs < 5000, 'the slot does not keep WAL it has nothing to say about');
   } finally {
     await w.end();
     await app.cacheops.close();
@@ -215,5 +221,28 @@ run('a 100k-row transaction holds a small one committed after it back no longer 
     await app.cacheops.close();
     await app.sequelize.close();
     await dropSlot(slot);
+  }
+});
+
+run('a role without REPLICATION: changeStreamReady rejects saying what the role needs', async (t) => {
+  await admin.query("DROP ROLE IF EXISTS plain_reader; CREATE ROLE plain_reader LOGIN");
+  await admin.query("SELECT pg_create_logical_replication_slot('norights', 'pgoutput')");
+  const p = await writer();
+  await p.query('CREATE PUBLICATION cacheops FOR ALL TABLES').catch(() => undefined);
+  await p.end();
+  const sequelize = privateSequelize(server.port, DB);
+  defineItem(sequelize, 'items_norights');
+  const cacheops = installCacheops(sequelize, {
+    redis: redisUrl, prefix: uniquePrefix('pgnorights'), profiles: { Item: { ops: 'all' } }, logger: () => undefined,
+    changeStream: { slot: 'norights', connection: { user: 'plain_reader' } },
+  });
+  try {
+    const error = await t.throwsAsync(cacheops.changeStreamReady());
+    t.regex(error!.message, /refuses the replication connection .*REPLICATION/);
+    t.is(cacheops.stats().changeStream.role, 'off');
+  } finally {
+    await cacheops.close();
+    await sequelize.close();
+    await dropSlot('norights');
   }
 });

@@ -34,6 +34,19 @@ const SLOT_BUSY_MS = 10_000;
 /** How long close() waits for the server to end the stream (it releases the slot then). */
 const STOP_WAIT_MS = 2000;
 
+/**
+ * A replication connection the server refuses for good (rights, pg_hba.conf): a plain
+ * error that turns the stream off. Others (too many walsenders, a restart) are retried.
+ */
+function refusal(error: unknown): CacheopsStreamError | undefined {
+  const code = (error as { code?: string }).code;
+  // 42501: the role lacks REPLICATION; 28000: no pg_hba.conf entry matches (a logical replication
+  // connection is matched by its database name, not by the `replication` keyword).
+  if (code !== '42501' && code !== '28000') return undefined;
+  return new CacheopsStreamError(`change stream: the server refuses the replication connection (${(error as Error).message}); ` +
+    'the role needs REPLICATION (ALTER ROLE ... WITH REPLICATION) and pg_hba.conf an entry for the database', { cause: error });
+}
+
 export class PgChangeStream implements ChangeSource {
   readonly stats: ChangeStreamStats = emptyStats('standby');
   /** Settles once this process knows its role (consumer or standby); rejects when the server cannot stream. */
@@ -115,7 +128,9 @@ export class PgChangeStream implements ChangeSource {
     await this.ensureSlot(client);
     await this.warnIdentity(client);
     if (signal.aborted) return;
-    this.stream = await ReplicationStream.open(this.core, this.options, (error) => failed(error));
+    this.stream = await ReplicationStream.open(this.core, this.options, (error) => failed(error)).catch((error: unknown) => {
+      throw refusal(error) ?? error;
+    });
     const applier = new StreamApplier(this.core, this.options, this.stats, client, this.stream,
       (lagMs) => this.warnOnce('lag', lagMs > this.options.lagWarningMs,
         `change stream: ${lagMs} ms from commit to invalidation (lagWarningMs ${this.options.lagWarningMs})`));
