@@ -45,8 +45,8 @@ async function pgApp(server: PrivatePostgres, stream: false | Record<string, unk
 }
 
 /** Writers update rows to unique names; the lag of each is from its COMMIT's return to the invalidation naming it. */
-async function pgLag(server: PrivatePostgres, writers: number, pollIntervalMs: number | undefined): Promise<LagResult & { perSecond: number }> {
-  const app = await pgApp(server, pollIntervalMs === undefined ? {} : { pollIntervalMs });
+async function pgLag(server: PrivatePostgres, writers: number): Promise<LagResult & { perSecond: number }> {
+  const app = await pgApp(server, {});
   const committed = new Map<string, number>();
   const lags: number[] = [];
   const seen = new Map<string, number>();
@@ -69,7 +69,7 @@ async function pgLag(server: PrivatePostgres, writers: number, pollIntervalMs: n
   const started = performance.now();
   await Promise.all(clients.map(async (c, w) => {
     for (let i = 0; i < per; i += 1) {
-      const name = `w${w}-${i}-${pollIntervalMs}`;
+      const name = `w${w}-${i}`;
       await c.query('UPDATE bench_stream_items SET name = $1 WHERE id = $2', [name, w + 1]);
       const now = performance.now();
       const early = seen.get(name);
@@ -214,7 +214,7 @@ export async function runStreamBench(): Promise<void> {
     await Item.bulkCreate(Array.from({ length: 16 }, (_, i) => ({ name: `r${i}`, n: i })));
     await setup.close();
     const lags: (LagResult & { perSecond?: number })[] = [await sqliteLag()];
-    for (const writers of [1, 8]) lags.push(await pgLag(server, writers, undefined));
+    for (const writers of [1, 8]) lags.push(await pgLag(server, writers));
     console.log(`\n== change stream: COMMIT to invalidation (ms), ${WRITES} foreign UPDATEs per PostgreSQL line, 40 on SQLite ==`);
     console.log(table(['stream', 'writers', 'p50 ms', 'p99 ms', 'changes', 'changes/s written'],
       lags.map((l) => [l.label, String(l.writers), l.p50.toFixed(1), l.p99.toFixed(1), String(l.n), l.perSecond === undefined ? '-' : l.perSecond.toFixed(0)])));
