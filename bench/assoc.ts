@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import type IORedis from 'ioredis';
 import { Op, Utils, type Model, type ModelStatic, type Sequelize } from 'sequelize';
 import { installCacheops, type Cacheops } from 'sequelize-cacheops';
-import { decodeRaw } from '../src/serialize';
+import { decodeRaw } from '../src/core/serialize';
 import { fromCacheable, type SelectOptions } from '../src/query/rehydrate';
 import { defineAssocModels, dropAssoc, seedAssoc, type AssocModels } from './assoc-models';
 import { openSequelize, type BenchDialect } from './models';

@@ -18,7 +18,7 @@
 import type IORedis from 'ioredis';
 import type { Model, ModelStatic, Sequelize } from 'sequelize';
 import type { Cacheops } from 'sequelize-cacheops';
-import { namespace, valueKey } from '../src/keys';
+import { namespace, valueKey } from '../src/core/keys';
 import type { BenchModels } from './models';
 import { interleave, median } from './measure';
 

@@ -15,7 +15,7 @@
 import type IORedis from 'ioredis';
 import type { Model, ModelStatic, Sequelize } from 'sequelize';
 import type { Cacheops } from 'sequelize-cacheops';
-import { decodeRaw } from '../src/serialize';
+import { decodeRaw } from '../src/core/serialize';
 import { fromCacheable, type SelectOptions } from '../src/query/rehydrate';
 import type { BenchModels } from './models';
 import { keyStoredBy } from './redis-probe';

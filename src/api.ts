@@ -32,6 +32,6 @@ export function noInvalidation<T>(fn: () => T): T {
 
 /** Drops a cached template fragment by template name and line (or tag name), plus its extras. */
 export async function invalidateFragment(nameOrTemplate: string, ...extras: unknown[]): Promise<void> {
-  const { invalidateFragmentOf } = await import('./nunjucks-keys');
+  const { invalidateFragmentOf } = await import('./features/nunjucks-keys');
   await invalidateFragmentOf(installationFor(), nameOrTemplate, extras);
 }

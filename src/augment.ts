@@ -5,7 +5,7 @@
  * One option type serves reads and writes, because some Sequelize options
  * (findOrCreate's) are both.
  */
-import type { CacheopsOption } from './cacheops';
+import type { CacheopsOption } from './core/cacheops-core';
 
 declare module 'sequelize/types/model' {
   interface FindOptions<TAttributes> { cacheops?: CacheopsOption }

@@ -2,21 +2,22 @@
  * `installCacheops` and the public `Cacheops` object.
  */
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
-import { CacheopsCore, type CacheopsStats, type InvalidatedEvent, type ReadEvent } from './cacheops';
-import type { CacheopsConfig } from './config';
-import type { StaleEvent } from './sampler';
-import { CacheopsError, type CacheopsInvalidationError } from './errors';
+import { CacheopsCore, type CacheopsStats, type InvalidatedEvent, type ReadEvent } from './core/cacheops-core';
+import type { CacheopsConfig } from './core/config';
+import { Sampler, type StaleEvent } from './ops/consistency-sampler';
+import { installationClosed, installationOpened } from './core/open-installations';
+import { CacheopsError, type CacheopsInvalidationError } from './core/errors';
 import { interceptReads } from './query/intercept';
 import { installFastPath } from './query/fast-path';
 import { tableOf } from './query/dependencies';
 import { installWriteCapture } from './write/capture';
-import { instrument } from './otel';
-import { SimpleCache } from './simple';
-import { cachedAsFactory, cachedFactory, type CachedFunction, type CachedOptions, type Sample } from './functions';
-import { flushStats } from './stats';
+import { instrument } from './ops/otel';
+import { SimpleCache } from './features/simple';
+import { cachedAsFactory, cachedFactory, type CachedFunction, type CachedOptions, type Sample } from './features/functions';
+import { flushStats } from './ops/stats';
 import { startChangeStream } from './stream/change-stream';
 import { emptyStats, type ChangeStreamStats } from './stream/source';
-import { cachedViewFactory, type ViewCacheOptions, type ViewDecorator } from './views';
+import { cachedViewFactory, type ViewCacheOptions, type ViewDecorator } from './features/views';
 
 const installations = new WeakMap<Sequelize, Cacheops>();
 const all = new Set<Cacheops>();
@@ -48,6 +49,13 @@ export class Cacheops {
   /** @internal use installCacheops */
   constructor(readonly sequelize: Sequelize, config: CacheopsConfig) {
     this.core = new CacheopsCore(sequelize, config);
+    const core = this.core;
+    if (core.config.verifySampleRate > 0) {
+      core.sampler = new Sampler(core.config.verifySampleRate, (event) => {
+        core.counters.stale += 1;
+        core.events.emit('stale', event);
+      }, core.config.logger, () => { core.counters.checks += 1; });
+    }
     this.cache = new SimpleCache(this.core);
   }
 
@@ -173,13 +181,14 @@ export class Cacheops {
   addNunjucksExtension(env: { addExtension(name: string, ext: unknown): unknown }): void {
     // Loaded lazily: nunjucks is an optional peer dependency.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { CacheopsExtension } = require('./nunjucks') as typeof import('./nunjucks');
+    const { CacheopsExtension } = require('./features/nunjucks') as typeof import('./features/nunjucks');
     env.addExtension('cacheops', new CacheopsExtension(this));
   }
 
   /** Closes the Redis connection cacheops opened (not one it was given). */
   async close(): Promise<void> {
     all.delete(this);
+    installationClosed(this.sequelize);
     await this.core.close();
   }
 }
@@ -207,6 +216,7 @@ export function installCacheops(sequelize: Sequelize, config: CacheopsConfig = {
   cacheops.core.stream = startChangeStream(cacheops.core);
   installations.set(sequelize, cacheops);
   all.add(cacheops);
+  installationOpened(sequelize);
   return cacheops;
 }
 

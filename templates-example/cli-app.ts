@@ -5,8 +5,8 @@
  * no table, seeds nothing and invalidates nothing: the running example's cache
  * is what the command sees.
  *
- *   npx tsx src/cli.ts stats --app templates-example/cli-app.ts
- *   npx tsx src/cli.ts invalidate Post.1 --app templates-example/cli-app.ts
+ *   npx tsx src/cli/main.ts stats --app templates-example/cli-app.ts
+ *   npx tsx src/cli/main.ts invalidate Post.1 --app templates-example/cli-app.ts
  */
 import { exampleDatabase, openExample } from './app';
 

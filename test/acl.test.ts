@@ -16,8 +16,8 @@ import IORedis, { Cluster } from 'ioredis';
 import nunjucks from 'nunjucks';
 import { Sequelize } from 'sequelize';
 import { CacheopsPermissionError, renderAsync, type CacheopsConfig } from '../src/index';
-import { main, type CliIo } from '../src/cli';
-import { aclRules, commandsFor } from '../src/permissions';
+import { main, type CliIo } from '../src/cli/main';
+import { aclRules, commandsFor } from '../src/core/permissions';
 import { countSql } from './helpers/env';
 import { makeBlog, type Blog } from './helpers/models';
 import { nearReady, until } from './helpers/near';
@@ -91,9 +91,9 @@ test.serial('the documented ACL line is the one the configuration needs, and cov
   t.is(documentedRules(), aclRules(FEATURES));
   const needed = new Set(commandsFor({ prefix: PREFIX }));
   const called = new Set<string>();
-  for (const file of readdirSync(join(ROOT, 'src', 'lua'), { recursive: true }) as string[]) {
+  for (const file of readdirSync(join(ROOT, 'src', 'core', 'lua'), { recursive: true }) as string[]) {
     if (!file.endsWith('.lua')) continue;
-    for (const m of readFileSync(join(ROOT, 'src', 'lua', file), 'utf8').matchAll(/redis\.p?call\(\s*'([A-Za-z]+)'/g)) called.add(m[1]!.toLowerCase());
+    for (const m of readFileSync(join(ROOT, 'src', 'core', 'lua', file), 'utf8').matchAll(/redis\.p?call\(\s*'([A-Za-z]+)'/g)) called.add(m[1]!.toLowerCase());
   }
   t.true(called.size > 10, 'the scripts were read');
   t.deepEqual([...called].filter((c) => !needed.has(c)), [], 'every command a script calls is in the list');

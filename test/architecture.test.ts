@@ -52,18 +52,6 @@ test('the circle detector sees a value circle and ignores a type-only one', asyn
   }
 });
 
-/**
- * Upward value imports that exist today, each to be removed by a later step of
- * issue 26 (ARCHITECTURE.md names them too). Any other one fails the test.
- */
-const KNOWN_UPWARD = new Set([
-  'src/cacheops.ts -> src/sampler.ts',
-  'src/cacheops.ts -> src/stream/change-stream.ts',
-  'src/config.ts -> src/near/near-cache.ts',
-  'src/config.ts -> src/stream/options.ts',
-  'src/file-cache.ts -> src/install.ts',
-]);
-
 /** The layer table of ARCHITECTURE.md: each .ts file named in a row's Files column -> the row's index. */
 function layerRows(text: string): Map<string, number> {
   const rows = text.split('\n').filter((line) => line.startsWith('| ') && !line.startsWith('| Layer'));
@@ -86,10 +74,7 @@ test('every file of src/ sits in one layer of ARCHITECTURE.md and imports no val
       if (rowOf.get(to)! > rowOf.get(from)!) upward.push(`${from} -> ${to}`);
     }
   }
-  t.deepEqual(upward.filter((edge) => !KNOWN_UPWARD.has(edge)), [], 'upward imports');
-  // An exception that is gone is progress, not a failure: it is only reported, to be struck from the list.
-  const gone = [...KNOWN_UPWARD].filter((edge) => !upward.includes(edge));
-  if (gone.length > 0) t.log(`upward imports gone, to strike from KNOWN_UPWARD: ${gone.join('; ')}`);
+  t.deepEqual(upward, [], 'upward imports');
 });
 
 test('every src/ path named in ARCHITECTURE.md exists', (t) => {

@@ -12,7 +12,7 @@ import { makeBlog } from './helpers/models';
 import { countSql } from './helpers/env';
 import { freePort, startPrivateRedis } from './helpers/private-redis';
 import { CacheopsInvalidationError } from '../src/index';
-import { main } from '../src/cli';
+import { main } from '../src/cli/main';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const quantile = (xs: number[], q: number): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * q)] ?? Infinity;

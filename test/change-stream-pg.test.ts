@@ -324,7 +324,7 @@ run('a transaction of more rows than maxRowsForGranularWrite invalidates the mod
 
 run('cacheops stream status and stream drop', async (t) => {
   const app = await makeApp(t, { table: 'items_cli' });
-  const { main } = await import('../src/cli');
+  const { main } = await import('../src/cli/main');
   const fixture = join(__dirname, 'fixtures', 'stream-cli-app.ts');
   const cli = async (...args: string[]): Promise<{ code: number; out: string; err: string }> => {
     let out = '';

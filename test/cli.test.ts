@@ -6,24 +6,24 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Sequelize } from 'sequelize';
 import { FileCache, installCacheops, type Cacheops } from '../src/index';
-import { main, type CliIo } from '../src/cli';
-import { indexKeyOfConj, statsKey } from '../src/keys';
+import { main, type CliIo } from '../src/cli/main';
+import { indexKeyOfConj, statsKey } from '../src/core/keys';
 import { defineBlog } from './helpers/models';
 import { countSql, rawRedis, redisUrl, uniquePrefix } from './helpers/env';
 import { freePort, startPrivateRedis } from './helpers/private-redis';
 import IORedis from 'ioredis';
-import { progress } from '../src/cli-progress';
+import { progress } from '../src/cli/progress';
 import { startExample } from '../templates-example/server';
 
 const ROOT = join(__dirname, '..');
-const CLI = join(ROOT, 'src', 'cli.ts');
+const CLI = join(ROOT, 'src', 'cli', 'main.ts');
 const APP = 'test/fixtures/cli-app.ts';
 /** tsx by absolute URL, so that the command also runs from other directories. */
 const TSX = pathToFileURL(join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 
 interface Result { code: number; stdout: string; stderr: string }
 
-/** Runs the real command: `node --import tsx src/cli.ts ...args`. */
+/** Runs the real command: `node --import tsx src/cli/main.ts ...args`. */
 function cli(args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Result> {
   return new Promise((resolve) => {
     execFile(process.execPath, ['--import', TSX, CLI, ...args], { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, maxBuffer: 256 * 1024 * 1024 },
@@ -326,7 +326,7 @@ test('--help, and the binary starts with a node shebang', async (t) => {
   }
   t.true(readFileSync(CLI, 'utf8').startsWith('#!/usr/bin/env node\n'));
   t.true(existsSync(join(ROOT, 'package.json')));
-  t.is((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin['cacheops'], 'dist/cli.js');
+  t.is((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin['cacheops'], 'dist/cli/main.js');
 });
 
 test('main(): reap-conjs draws a bar on a terminal, plain lines elsewhere; the summary line always', async (t) => {
@@ -484,7 +484,7 @@ test('stats lists at most 20 prefixes, those with most keys, and one line for th
 
 test('the commands docs/operations.md shows against the running example work as written', async (t) => {
   const readme = readFileSync(join(ROOT, 'docs', 'operations.md'), 'utf8');
-  const commands = readme.split('\n').filter((l) => l.startsWith('npx tsx src/cli.ts ')).map((l) => l.slice('npx tsx src/cli.ts '.length).split(/\s+/));
+  const commands = readme.split('\n').filter((l) => l.startsWith('npx tsx src/cli/main.ts ')).map((l) => l.slice('npx tsx src/cli/main.ts '.length).split(/\s+/));
   t.true(commands.some((c) => c[0] === 'stats'), 'docs/operations.md shows stats');
   t.true(commands.some((c) => c[0] === 'invalidate'), 'docs/operations.md shows invalidate');
   const dir = mkdtempSync(join(tmpdir(), 'cacheops-example-cli-'));

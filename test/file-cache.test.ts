@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CacheMiss, CacheopsConfigError, CacheopsError, CacheopsSerializationError, FileCache } from '../src/index';
-import { encodeValue } from '../src/serialize';
+import { encodeValue } from '../src/core/serialize';
 import { makeBlog } from './helpers/models';
 
 const run = promisify(execFile);

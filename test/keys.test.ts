@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { allKeysPattern, escapeKeyPart, hashText, namespace, shardOf, UNSAFE_KEY_CHARACTERS } from '../src/keys';
+import { allKeysPattern, escapeKeyPart, hashText, namespace, shardOf, UNSAFE_KEY_CHARACTERS } from '../src/core/keys';
 
 /** Every character a key part must never contain once escaped. */
 const FORBIDDEN = /[&=:,{}*?[\]\\\s]/;

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { makeBlog } from './helpers/models';
 import { countSql, redisUrl, uniquePrefix } from './helpers/env';
-import { LEASE_TTL_MS, LEASE_WAIT_MS } from '../src/read-through';
+import { LEASE_TTL_MS, LEASE_WAIT_MS } from '../src/core/read-through';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -1,10 +1,10 @@
 /**
- * LruMap (src/lru.ts), the bound of every process-memory structure: against
+ * LruMap (src/core/lru.ts), the bound of every process-memory structure: against
  * a plain model of least-recently-used order, and its expiries.
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { LruMap } from '../src/lru';
+import { LruMap } from '../src/core/lru';
 
 type Op = { kind: 'set'; key: number; size: number } | { kind: 'get'; key: number } | { kind: 'delete'; key: number };
 

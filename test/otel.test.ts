@@ -13,7 +13,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { Sequelize } from 'sequelize';
 import { installCacheops } from '../src/index';
-import { instrument, loadOtelApi } from '../src/otel';
+import { instrument, loadOtelApi } from '../src/ops/otel';
 import { makeBlog, defineBlog } from './helpers/models';
 import { dialects, rawRedis, redisUrl, uniquePrefix } from './helpers/env';
 import { startPrivateRedis } from './helpers/private-redis';

@@ -24,7 +24,7 @@ function node(args: string[]): string {
 test('dist/ is built (run npm run build)', (t) => {
   t.true(existsSync(join(root, 'dist', 'index.js')), 'dist/index.js exists');
   t.true(existsSync(join(root, 'dist', 'index.mjs')), 'dist/index.mjs exists');
-  t.true(existsSync(join(root, 'dist', 'lua', 'fetch.lua')), 'the Lua scripts are shipped');
+  t.true(existsSync(join(root, 'dist', 'core', 'lua', 'fetch.lua')), 'the Lua scripts are shipped');
 });
 
 test('require("sequelize-cacheops") gives every public export', (t) => {
@@ -70,7 +70,7 @@ test('a fresh checkout packs with code: `npm pack` runs `prepack`, which builds 
     t.is(out.code, 0, out.stderr);
     const [info] = JSON.parse(out.stdout.slice(out.stdout.indexOf('['))) as { files: { path: string }[] }[];
     const paths = info!.files.map((f) => f.path);
-    for (const file of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/cli.js', 'dist/lua/fetch.lua', 'src/index.ts', 'README.md', 'LICENSE', 'package.json']) {
+    for (const file of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/core/lua/fetch.lua', 'src/index.ts', 'README.md', 'LICENSE', 'package.json']) {
       t.true(paths.includes(file), `the package has ${file}`);
     }
     t.false(paths.some((p) => p.startsWith('test/') || p.startsWith('scripts/')), 'no tests or repository scripts shipped');

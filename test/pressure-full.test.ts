@@ -21,7 +21,7 @@ import { CacheMiss, renderAsync, type ReadEvent } from '../src/index';
 import { makeBlog, type Blog } from './helpers/models';
 import { startPrivateRedis } from './helpers/private-redis';
 import { fillRedis, unfillRedis } from './helpers/faults';
-import { FullState, isOomError } from '../src/pressure';
+import { FullState, isOomError } from '../src/core/pressure';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

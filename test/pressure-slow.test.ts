@@ -8,7 +8,7 @@
  */
 import test from 'ava';
 import { CacheopsConfigError } from '../src/index';
-import { SlowDetector } from '../src/slow';
+import { SlowDetector } from '../src/core/slow';
 import { countSql } from './helpers/env';
 import { DelayProxy } from './helpers/faults';
 import { makeBlog } from './helpers/models';

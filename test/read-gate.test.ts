@@ -1,5 +1,5 @@
 /**
- * The read gate (src/read-gate.ts): after an invalidation failed, no kind of
+ * The read gate (src/core/read-gate.ts): after an invalidation failed, no kind of
  * cached read serves what the failed invalidation should have deleted.
  *
  * The scenario: the caches are filled, Redis saves a snapshot and is killed;

@@ -13,7 +13,7 @@ import { startPrivateCluster } from './helpers/private-cluster';
 import { KEYS, p99, readOf, staleReads, startWorkload } from './helpers/faults';
 import { Resharder, type SlotMove } from './helpers/reshard';
 import { countSql, uniquePrefix } from './helpers/env';
-import { epochsKey, namespace } from '../src/keys';
+import { epochsKey, namespace } from '../src/core/keys';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const SHARDS = 4;

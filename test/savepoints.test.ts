@@ -3,7 +3,7 @@
  * writes the database undid. Sequelize 6 reuses savepoint names within one
  * transaction and renames a parent when it opens a child, so its
  * `ROLLBACK TO SAVEPOINT` may reach another savepoint than the one it was
- * called on; the tracker follows the statements (src/savepoint-stack.ts).
+ * called on; the tracker follows the statements (src/core/savepoint-stack.ts).
  *
  *   FC_RUNS  random savepoint trees per dialect (default 25)
  *   FC_SEED  seed to reproduce a run
@@ -11,7 +11,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
-import { parseSavepointStatement } from '../src/savepoint-stack';
+import { parseSavepointStatement } from '../src/core/savepoint-stack';
 import { makeBlog, type Blog } from './helpers/models';
 import { countSql, dialects } from './helpers/env';
 

@@ -19,7 +19,7 @@ import type { Cacheops, CacheopsConfig } from '../src/index';
 import { dialects, type Dialect } from './helpers/env';
 import { makeBlog, type Blog } from './helpers/models';
 import { nearReady } from './helpers/near';
-import { readFreshness } from '../src/freshness';
+import { readFreshness } from '../src/core/freshness';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -6,7 +6,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { DataTypes, Sequelize } from 'sequelize';
 import { installCacheops, CacheopsConfigError, type CacheopsConfig } from '../src/index';
-import { closest, editDistance } from '../src/suggest';
+import { closest, editDistance } from '../src/core/suggest';
 import { redisUrl } from './helpers/env';
 
 /** Optimal string alignment distance, straight from its definition (slow, small inputs only). */

@@ -5,7 +5,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { DataTypes } from 'sequelize';
-import { canonicalNumber, tokenKind, tokenOf } from '../src/tokens';
+import { canonicalNumber, tokenKind, tokenOf } from '../src/core/tokens';
 
 test.serial('canonicalNumber folds the spellings of one number', (t) => {
   const cases: [unknown, string][] = [

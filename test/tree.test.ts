@@ -6,7 +6,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { DataTypes, Op, Sequelize } from 'sequelize';
-import { rowTokens, whereToDnf, type Dnf, type TreeContext } from '../src/tree';
+import { rowTokens, whereToDnf, type Dnf, type TreeContext } from '../src/core/tree';
 import { dialects, makeSequelize } from './helpers/env';
 
 const sequelize = new Sequelize({ dialect: 'sqlite', storage: ':memory:', logging: false });

@@ -10,13 +10,7 @@
  * hand out copies of it, never the kept value itself, so a caller mutating
  * what it got can never change what the next caller gets.
  */
-
-export interface NearLimits {
-  readonly maxEntries: number;
-  readonly maxBytes: number;
-}
-
-export const DEFAULT_NEAR_LIMITS: NearLimits = { maxEntries: 10_000, maxBytes: 32 * 1024 * 1024 };
+import type { NearLimits } from '../core/memory-limits';
 
 /** Bookkeeping bytes counted per entry on top of the value and key lengths. */
 const ENTRY_OVERHEAD = 96;

@@ -13,12 +13,13 @@
  * normal way, which decides who refreshes it.
  */
 import type { Redis } from 'ioredis';
-import type { CacheStore } from '../cache-store';
-import { isCluster, type RedisClient } from '../redis';
-import type { Profile } from '../config';
-import { valueKey } from '../keys';
-import { freshnessOf, readThrough, type ReadOutcome, type ReadRequest } from '../read-through';
-import { NearCache, type NearLimits } from './near-cache';
+import type { CacheStore } from '../core/cache-store';
+import { isCluster, type RedisClient } from '../core/redis';
+import type { Profile } from '../core/config';
+import { valueKey } from '../core/keys';
+import { freshnessOf, readThrough, type ReadOutcome, type ReadRequest } from '../core/read-through';
+import { NearCache } from './near-cache';
+import type { NearLimits } from '../core/memory-limits';
 import { ClusterTracker } from './cluster-tracking';
 import { Tracker, type TrackerOptions } from './tracking';
 

@@ -50,8 +50,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis, RedisOptions } from 'ioredis';
-import { defineScripts, type ScriptCommands } from '../redis';
-import { isPermissionError, TRACKING_CHANNEL } from '../permissions';
+import { defineScripts, type ScriptCommands } from '../core/redis';
+import { isPermissionError, TRACKING_CHANNEL } from '../core/permissions';
 import type { NearCache } from './near-cache';
 
 const CHANNEL = TRACKING_CHANNEL;

@@ -6,8 +6,8 @@
  * invalidates the value when one of its rows' states matches a conjunction.
  */
 import { Utils, type Model, type ModelStatic, type Sequelize } from 'sequelize';
-import type { Dependency } from '../cache-store';
-import { FALSE, TRUE, and, isPlainObject, or, whereToDnf, type Dnf, type TreeContext } from '../tree';
+import type { Dependency } from '../core/cache-store';
+import { FALSE, TRUE, and, isPlainObject, or, whereToDnf, type Dnf, type TreeContext } from '../core/tree';
 import { joinKeysOf, restrictToJoinedRows, type JoinKey } from './join-keys';
 
 export interface DependencyContext {

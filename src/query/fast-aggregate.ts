@@ -10,7 +10,7 @@
  * findAndCountAll) or find hooks (findAndCountAll's findAll), and for a field
  * or aggregate function that is not a string.
  */
-import { isPlainObject } from '../tree';
+import { isPlainObject } from '../core/tree';
 import { callFingerprint, COUNT_KNOWN } from './fingerprint';
 import type { FastPath, FindOptions } from './fast-path';
 import { FIND_HOOKS, type AnyModel } from './hooks';

@@ -22,7 +22,7 @@
  */
 import * as sequelizeModule from 'sequelize';
 import { Model } from 'sequelize';
-import { isPlainObject } from '../tree';
+import { isPlainObject } from '../core/tree';
 import { ASSOCIATION_KNOWN, callFingerprint } from './fingerprint';
 import type { FastPath, FindOptions } from './fast-path';
 import type { AnyModel } from './hooks';

@@ -25,16 +25,16 @@
  * just those off.
  */
 import { EmptyResultError, Model, type Sequelize } from 'sequelize';
-import type { CacheopsCore } from '../cacheops';
+import type { CacheopsCore } from '../core/cacheops-core';
 import { CAPTURE, SelectCapture, carriesCapture, type RawPrepared } from './capture';
-import { isPlainObject } from '../tree';
+import { isPlainObject } from '../core/tree';
 import { findFingerprint } from './fingerprint';
-import { parseFindOption, type ParsedFindOption } from '../find-option';
+import { parseFindOption, type ParsedFindOption } from '../core/find-option';
 import { rawResult, readPrepared, type PreparedSelect } from './intercept';
 import { FIND_HOOKS, hasHooks, type AnyModel } from './hooks';
 import { fastAggregate, fastCount, fastFindAndCountAll } from './fast-aggregate';
 import { patchAssociations } from './fast-association';
-import { LruMap } from '../lru';
+import { LruMap } from '../core/lru';
 
 
 /** Bumped by every change to model definitions; entries of an older generation are not used. */

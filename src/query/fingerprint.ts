@@ -18,7 +18,7 @@
  * fast-path.ts watches.
  */
 import { Association, Model, Op, Utils } from 'sequelize';
-import { isPlainObject } from '../tree';
+import { isPlainObject } from '../core/tree';
 
 const opNames = new Map<symbol, string>(Object.entries(Op as unknown as Record<string, symbol>).map(([name, sym]) => [sym, name]));
 

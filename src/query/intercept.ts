@@ -17,9 +17,9 @@
  * database on a miss, so the key is exactly what the database would run.
  */
 import { DataTypes, QueryTypes, Utils, type Model, type ModelStatic } from 'sequelize';
-import type { CacheopsCore, FindCacheopsOption, ReadPlan } from '../cacheops';
-import type { CacheOp } from '../config';
-import { decodeRaw, encodeRaw } from '../serialize';
+import type { CacheopsCore, FindCacheopsOption, ReadPlan } from '../core/cacheops-core';
+import type { CacheOp } from '../core/config';
+import { decodeRaw, encodeRaw } from '../core/serialize';
 import { copyValue } from './copy';
 import { selectDependencies, type FinalDependencies } from './dependencies';
 import { queryHash } from './key';

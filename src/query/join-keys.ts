@@ -14,8 +14,8 @@
  * and includes below one that was not narrowed.
  */
 import type { Model, ModelStatic } from 'sequelize';
-import { FALSE, TRUE, type Dnf } from '../tree';
-import { tokenKind, tokenOf } from '../tokens';
+import { FALSE, TRUE, type Dnf } from '../core/tree';
+import { tokenKind, tokenOf } from '../core/tokens';
 
 export interface JoinKey {
   /** The as-path from the result's instances to the parents of this include. */

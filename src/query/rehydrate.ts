@@ -6,7 +6,7 @@
  * right class, with its includes as instances and nothing `changed()`.
  */
 import type { Model, ModelStatic } from 'sequelize';
-import { instanceValues } from '../serialize';
+import { instanceValues } from '../core/serialize';
 
 /** The options Sequelize attaches to a select after conforming includes. */
 export interface SelectOptions {

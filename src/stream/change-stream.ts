@@ -2,8 +2,8 @@
  * Starts the change source of an installation's dialect (`changeStream`).
  * Each dialect's source lives in its own file behind ChangeSource.
  */
-import type { CacheopsCore } from '../cacheops';
-import { CacheopsConfigError } from '../errors';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { CacheopsConfigError } from '../core/errors';
 import { SQLITE_POLL_MS, SqliteDataVersion, sqliteFile } from './sqlite-data-version';
 import { PgChangeStream } from './pg-consumer';
 import { emptyStats, type ChangeSource } from './source';
@@ -27,12 +27,6 @@ export async function withoutChangeStreams<T>(fn: () => Promise<T>): Promise<T> 
   }
 }
 
-/** Throws at install, before anything is connected, when the dialect has no change stream. */
-export function checkStreamDialect(dialect: string, options: unknown): void {
-  if (options !== undefined && dialect !== 'sqlite' && dialect !== 'postgres') {
-    throw new CacheopsConfigError('changeStream', `not available on ${dialect} yet (PostgreSQL and SQLite have it)`);
-  }
-}
 
 export function startChangeStream(core: CacheopsCore): ChangeSource | undefined {
   const options = core.config.changeStream;

@@ -3,9 +3,9 @@
  * an installation's change stream, looked at and cleaned up from outside the
  * consumer (an inactive slot keeps WAL without bound).
  */
-import type { CacheopsCore } from '../cacheops';
-import { CacheopsStreamError } from '../errors';
-import type { NormalizedStreamOptions } from './options';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { CacheopsStreamError } from '../core/errors';
+import type { NormalizedStreamOptions } from '../core/stream-options';
 import { connectPg, defaultSlot, tablesWithoutFullIdentity, type PgClient } from './pg-server';
 import { modelsByTable } from './source';
 

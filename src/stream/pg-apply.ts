@@ -8,9 +8,9 @@
  * end acknowledged to the server (the flush position of a status update): a
  * crash or a Redis outage replays from there.
  */
-import type { CacheopsCore } from '../cacheops';
+import type { CacheopsCore } from '../core/cacheops-core';
 import { tableOf } from '../query/dependencies';
-import type { NormalizedStreamOptions } from './options';
+import type { NormalizedStreamOptions } from '../core/stream-options';
 import { decodePgoutput, type PgMessage } from './pgoutput';
 import type { ReplicationHandlers, ReplicationStream } from './pg-replication';
 import { TransactionChanges, type Relation } from './pg-rows';

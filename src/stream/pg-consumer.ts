@@ -12,9 +12,9 @@
  * replication one streams. The server admits one walsender per slot too: a
  * new consumer whose predecessor's walsender has not exited yet retries.
  */
-import type { CacheopsCore } from '../cacheops';
-import { CacheopsStreamError } from '../errors';
-import type { NormalizedStreamOptions } from './options';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { CacheopsStreamError } from '../core/errors';
+import type { NormalizedStreamOptions } from '../core/stream-options';
 import { RETRY_MS, StreamApplier } from './pg-apply';
 import { ReplicationStream } from './pg-replication';
 import {

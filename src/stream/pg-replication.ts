@@ -12,8 +12,8 @@
  * as its commit is decoded: no polling, no decoding again from the slot's
  * restart point.
  */
-import type { CacheopsCore } from '../cacheops';
-import type { NormalizedStreamOptions } from './options';
+import type { CacheopsCore } from '../core/cacheops-core';
+import type { NormalizedStreamOptions } from '../core/stream-options';
 import { pgConfig } from './pg-server';
 
 /** What the stream hands its reader. */

@@ -5,7 +5,7 @@
  * IDENTITY DEFAULT), and past `maxRowsForGranularWrite` rows of one table.
  */
 import type { Model, ModelStatic } from 'sequelize';
-import type { InvalidationItem } from '../cacheops';
+import type { InvalidationItem } from '../core/cacheops-core';
 import { toAttributesName, type Row } from '../write/rows';
 import type { PgMessage, RelationColumn, TupleValue } from './pgoutput';
 

@@ -3,9 +3,9 @@
  * one-time setup (wal_level, publication, slot, replica identity), the slot's
  * state, the one-consumer lease, and whether transactions are visible yet.
  */
-import type { CacheopsCore } from '../cacheops';
-import { CacheopsStreamError } from '../errors';
-import type { NormalizedStreamOptions } from './options';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { CacheopsStreamError } from '../core/errors';
+import type { NormalizedStreamOptions } from '../core/stream-options';
 
 export interface PgClient {
   query(sql: string, params?: readonly unknown[]): Promise<{ rows: Record<string, unknown>[] }>;

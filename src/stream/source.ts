@@ -3,7 +3,7 @@
  * tables a stream covers.
  */
 import type { Model, ModelStatic } from 'sequelize';
-import type { CacheopsCore, InvalidationItem } from '../cacheops';
+import type { CacheopsCore, InvalidationItem } from '../core/cacheops-core';
 import { tableOf } from '../query/dependencies';
 
 /** `consumer`: this process reads the stream; `standby`: another one does; `off`: no stream. */

@@ -11,7 +11,7 @@
  * invalidation. At start everything is invalidated once: writes made while no
  * process watched were seen by nobody.
  */
-import type { CacheopsCore } from '../cacheops';
+import type { CacheopsCore } from '../core/cacheops-core';
 import { emptyStats, everything, pause, type ChangeSource, type ChangeStreamStats } from './source';
 
 export const SQLITE_POLL_MS = 100;

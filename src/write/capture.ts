@@ -8,7 +8,7 @@
  * new states.
  */
 import { Op, type Model, type ModelStatic } from 'sequelize';
-import type { CacheopsCore } from '../cacheops';
+import type { CacheopsCore } from '../core/cacheops-core';
 import { tableIndex } from '../query/dependencies';
 import { byPrimaryKeys, byUniqueKeys, primaryKeys, toAttributes, type Row } from './rows';
 import { WriteProtocol, type AfterSpec, type Options } from './protocol';

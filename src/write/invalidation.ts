@@ -5,7 +5,7 @@
  * script call (one round trip per shard).
  */
 import type { Model, ModelStatic, Transaction } from 'sequelize';
-import type { CacheopsCore } from '../cacheops';
+import type { CacheopsCore } from '../core/cacheops-core';
 import { tableOf } from '../query/dependencies';
 import { referencing, type Invalidation } from './foreign-keys';
 import type { Row } from './rows';

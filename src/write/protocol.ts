@@ -32,14 +32,14 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Model, ModelStatic, Transaction } from 'sequelize';
-import type { CacheopsCore, WriteCacheopsOption } from '../cacheops';
+import type { CacheopsCore, WriteCacheopsOption } from '../core/cacheops-core';
 import { appRow, asBuilt, lockedOnly, primaryKeys, type Row } from './rows';
 import { changedRows, invalidateWrite, wholeModel, type Invalidation } from './invalidation';
 import { rewrite, takeImages, type ImageKind, type Rewrite } from './images/postgres';
 import { deleteReturns, insertReturns, rewriteDelete, rewriteInsert } from './images/mariadb';
 import { captureStatement, type StatementCapture } from './images/statement';
 import { rememberedRewrite } from './images/rewrite-cache';
-import { parseWriteOption } from '../find-option';
+import { parseWriteOption } from '../core/find-option';
 import { SqliteImages } from './images/sqlite-state';
 
 export type Options = Record<string, unknown> & { transaction?: Transaction | null; cacheops?: WriteCacheopsOption | boolean };

@@ -3,7 +3,7 @@
  * a write touches (see protocol.ts).
  */
 import { Op, Utils, type Model, type ModelStatic } from 'sequelize';
-import { tokenKind } from '../tokens';
+import { tokenKind } from '../core/tokens';
 
 export type Row = Record<string, unknown>;
 

@@ -16,11 +16,11 @@ import { connect } from 'node:net';
 import IORedis, { type Cluster } from 'ioredis';
 import { Sequelize, type Model } from 'sequelize';
 import { installCacheops } from '../../src/index';
-import { scriptSource } from '../../src/redis';
+import { scriptSource } from '../../src/core/redis';
 import { dialects, rawRedis, redisUrl } from '../helpers/env';
 import { defineBlog, makeBlog } from '../helpers/models';
 import { startPrivateCluster } from '../helpers/private-cluster';
-import { readFreshness } from '../../src/freshness';
+import { readFreshness } from '../../src/core/freshness';
 
 const SCRIPTS = ['fetch', 'store', 'invalidate', 'refresh'] as const;
 const bySha = new Map(SCRIPTS.map((name) => {

@@ -6,7 +6,7 @@
  * the library's work on the statement.
  */
 import type { Rewrite } from './postgres';
-import { LruMap } from '../../lru';
+import { LruMap } from '../../core/lru';
 
 /** Statements kept per model, the least recently used going first (a WHERE with values in its text never repeats). */
 const LIMIT = 256;

@@ -21,7 +21,7 @@
  * Sequelize.useCLS(createAsyncLocalNamespace());
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { CacheopsError } from './errors';
+import { CacheopsError } from '../core/errors';
 
 /** A context: the values set in it, over those of the context it was opened in. */
 export type ClsContext = Record<string, unknown>;

@@ -9,12 +9,12 @@
  * loader knows it by (`'posts/list.njk'`), not a path of one machine.
  */
 import { createHash } from 'node:crypto';
-import type { CacheopsCore } from './cacheops';
-import { CacheopsError } from './errors';
-import type { Cacheops } from './install';
-import { stableStringify } from './query/key';
-import { prefixRegistryKey } from './keys';
-import { LruMap } from './lru';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { CacheopsError } from '../core/errors';
+import type { Cacheops } from '../install';
+import { stableStringify } from '../query/key';
+import { prefixRegistryKey } from '../core/keys';
+import { LruMap } from '../core/lru';
 
 /** The identity of an unnamed fragment: template name + position (`'12'` or `'12:30'`). */
 export function templateFragmentId(template: string, position: string): string {

@@ -4,8 +4,8 @@
  * `MaxRetriesPerRequestError` stack; the CLI instead waits for the connection
  * (or its first error) before any command and says in one line what failed.
  */
-import { CacheopsRedisError } from './errors';
-import { isCluster, type RedisClient } from './redis';
+import { CacheopsRedisError } from '../core/errors';
+import { isCluster, type RedisClient } from '../core/redis';
 
 /** host:port (or socket path) the client connects to, for messages. */
 export function redisAddress(client: RedisClient): string {

@@ -8,9 +8,9 @@
  * each read, so applications add them up in a hash with `flushStats()` when
  * they choose (periodically, at shutdown), and the CLI reports what was flushed.
  */
-import type { CacheopsCore, CacheopsStats } from './cacheops';
-import { isCluster, type RedisClient } from './redis';
-import { parseKey, statsKey } from './keys';
+import type { CacheopsCore, CacheopsStats } from '../core/cacheops-core';
+import { isCluster, type RedisClient } from '../core/redis';
+import { parseKey, statsKey } from '../core/keys';
 
 export interface KeyCounts {
   /** Cached values (`q:`): queries, functions, fragments, views. */

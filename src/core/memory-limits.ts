@@ -32,3 +32,11 @@ export const MEMORY_KEYS: Readonly<Record<keyof MemoryLimits, readonly string[]>
   fastPath: ['maxEntries'],
   prefixes: ['maxEntries'],
 };
+
+/** The bounds of one profile's near cache (`near: { maxEntries, maxBytes }`, near/near-cache.ts). */
+export interface NearLimits {
+  readonly maxEntries: number;
+  readonly maxBytes: number;
+}
+
+export const DEFAULT_NEAR_LIMITS: NearLimits = { maxEntries: 10_000, maxBytes: 32 * 1024 * 1024 };

@@ -1,7 +1,7 @@
 /**
  * The `changeStream` option: what a user may say, and its checked form.
  */
-import { CacheopsConfigError } from '../errors';
+import { CacheopsConfigError } from './errors';
 
 /** Connection settings of the `pg` client the PostgreSQL consumer opens (a URL or `pg` ClientConfig fields). */
 export type StreamConnection = string | Readonly<Record<string, unknown>>;
@@ -98,4 +98,11 @@ export function normalizeStreamOptions(value: unknown): NormalizedStreamOptions 
     retainedWarningBytes: positive(given['retainedWarningBytes'], 'changeStream.retainedWarningBytes') ?? 2 ** 30,
     awaitVisibility: bool(given['awaitVisibility'], 'changeStream.awaitVisibility', true),
   };
+}
+
+/** Throws at install, before anything is connected, when the dialect has no change stream. */
+export function checkStreamDialect(dialect: string, options: unknown): void {
+  if (options !== undefined && dialect !== 'sqlite' && dialect !== 'postgres') {
+    throw new CacheopsConfigError('changeStream', `not available on ${dialect} yet (PostgreSQL and SQLite have it)`);
+  }
 }

@@ -11,7 +11,7 @@
   KEYS[3]  lock key              N lock:<hash>
   ARGV[1]  lease time-to-live in ms
   ARGV[2]  lease token (unique per attempt)
-  ARGV[3]  the freshness header of the value the reader found (see src/freshness.ts)
+  ARGV[3]  the freshness header of the value the reader found (see src/core/freshness.ts)
   ARGV[4..] table names (escaped) the value depends on
 
   Returns the current value (bulk string) when it is no longer the one the

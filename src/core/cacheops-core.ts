@@ -15,18 +15,18 @@ import { CacheopsConfigError, CacheopsError, CacheopsRedisError } from './errors
 import { OutageRecovery } from './outage';
 import { isOomError } from './pressure';
 import { bounded } from './bounded';
-import { tableOf, treeContext } from './query/dependencies';
+import { tableOf, treeContext } from '../query/dependencies';
 import { rowTokens } from './tree';
 import { TransactionTracker } from './transactions';
 import { parseFindOption, type ParsedFindOption } from './find-option';
 import { readThrough, type ReadRequest } from './read-through';
-import { NearTier, type TieredOutcome } from './near/near-tier';
-import { Sampler } from './sampler';
+import { NearTier, type TieredOutcome } from '../near/near-tier';
+import { NO_SAMPLER, type HitSampler } from './hit-sampler';
 import { ReadGate, type ReadAdmission } from './read-gate';
 import { LruMap } from './lru';
 import type { Redis } from 'ioredis';
-import type { ChangeSource } from './stream/source';
-import { checkStreamDialect } from './stream/change-stream';
+import type { ChangeSource } from '../stream/source';
+import { checkStreamDialect } from './stream-options';
 import { PermissionWatch } from './permission-watch';
 import { isPermissionError } from './permissions';
 
@@ -142,7 +142,8 @@ export class CacheopsCore {
   };
   /** The near caches of the profiles with `near`, and their tracking connections; undefined when none has it. */
   readonly near: NearTier | undefined;
-  readonly sampler: Sampler;
+  /** Re-checks sampled hits against the database (`verifySampleRate`); installed by install.ts (ops/consistency-sampler.ts). */
+  sampler: HitSampler = NO_SAMPLER;
   /** The check that the Redis user may run every command cacheops needs (permission-watch.ts). */
   readonly permissions: PermissionWatch | undefined;
   /** Dirty tables and lost invalidations of Redis outages (outage.ts): the cache is bypassed while any is left. */
@@ -211,10 +212,6 @@ export class CacheopsCore {
       prefix: typeof prefix === 'string' ? prefix : '', prefixFunction: typeof prefix !== 'string', near: this.near !== undefined, cluster: isCluster(client),
       db: isCluster(client) ? 0 : (client.options.db ?? 0),
     }, this.config.logger) : undefined;
-    this.sampler = new Sampler(this.config.verifySampleRate, (event) => {
-      this.counters.stale += 1;
-      this.events.emit('stale', event);
-    }, this.config.logger, () => { this.counters.checks += 1; });
   }
 
   /** Whether a profile has a near cache (on a cluster, tracked per master: near/cluster-tracking.ts). */

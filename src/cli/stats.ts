@@ -8,11 +8,11 @@
  * `cacheops:prefixes` set, where installations with a prefix function
  * register each prefix it returns (a registered prefix may have no key left).
  */
-import { progress, type ProgressSink } from './cli-progress';
-import { prefixRegistryKey } from './keys';
-import { mayRun } from './permissions';
-import type { RedisClient } from './redis';
-import { addCounts, countKeysByPrefix, flushedCounters, serverInfo, type FlushedCounters, type KeyCounts } from './stats';
+import { progress, type ProgressSink } from './progress';
+import { prefixRegistryKey } from '../core/keys';
+import { mayRun } from '../core/permissions';
+import type { RedisClient } from '../core/redis';
+import { addCounts, countKeysByPrefix, flushedCounters, serverInfo, type FlushedCounters, type KeyCounts } from '../ops/stats';
 
 export interface StatsTarget {
   readonly client: RedisClient;

@@ -9,11 +9,11 @@
  * that differ only by captured values share an identity: give them `extra`.
  */
 import { createHash } from 'node:crypto';
-import { sep } from 'node:path';
-import { checkTimeout } from './config';
-import { CacheopsConfigError } from './errors';
-import { unknownName } from './suggest';
-import { stableStringify } from './query/key';
+import { dirname, sep } from 'node:path';
+import { checkTimeout } from '../core/config';
+import { CacheopsConfigError } from '../core/errors';
+import { unknownName } from '../core/suggest';
+import { stableStringify } from '../query/key';
 
 /**
  * The caller's position: the first stack frame outside this package's own
@@ -22,7 +22,8 @@ import { stableStringify } from './query/key';
  */
 export function declarationSite(): string {
   const stack = new Error().stack?.split('\n').slice(1) ?? [];
-  const here = __dirname + sep;
+  // This file sits in features/ of the package's src/ (or dist/): the package's own frames are below its parent.
+  const here = dirname(__dirname) + sep;
   for (const line of stack) {
     if (!line.includes(here) && !line.includes('node:internal')) {
       const m = /\(?([^()\s]+):(\d+):(\d+)\)?\s*$/.exec(line.trim());

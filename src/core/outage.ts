@@ -16,7 +16,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { CacheStore } from './cache-store';
-import type { NearTier } from './near/near-tier';
+import type { NearTier } from '../near/near-tier';
 import { CacheopsInvalidationError } from './errors';
 
 /** Invalidations acknowledged this long before an outage are redone after it (replication lag, snapshot age). */

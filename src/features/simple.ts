@@ -2,10 +2,10 @@
  * `cacheops.cache`: plain key/value caching by time, with the same
  * serializer as everything else.
  */
-import type { CacheopsCore } from './cacheops';
-import { checkTimeout } from './config';
-import { CacheMiss, CacheopsError } from './errors';
-import { decodeValue, encodeValue } from './serialize';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { checkTimeout } from '../core/config';
+import { CacheMiss, CacheopsError } from '../core/errors';
+import { decodeValue, encodeValue } from '../core/serialize';
 
 export class SimpleCache {
   constructor(private readonly core: CacheopsCore) {}

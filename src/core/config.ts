@@ -2,10 +2,9 @@ import type { RedisOptions } from 'ioredis';
 import { CacheopsConfigError } from './errors';
 import { closest, unknownName } from './suggest';
 import { describeError } from './breaker';
-import { DEFAULT_NEAR_LIMITS, type NearLimits } from './near/near-cache';
 import type { SlowRedisOptions } from './slow';
-import { normalizeStreamOptions, type ChangeStreamOptions, type NormalizedStreamOptions } from './stream/options';
-import { DEFAULT_MEMORY_LIMITS, MEMORY_KEYS, type MemoryLimits, type MemoryOptions } from './memory-limits';
+import { normalizeStreamOptions, type ChangeStreamOptions, type NormalizedStreamOptions } from './stream-options';
+import { DEFAULT_MEMORY_LIMITS, DEFAULT_NEAR_LIMITS, MEMORY_KEYS, type MemoryLimits, type MemoryOptions, type NearLimits } from './memory-limits';
 
 /** The kinds of read a profile may cache automatically. */
 export type CacheOp = 'get' | 'fetch' | 'count' | 'aggregate' | 'exists';

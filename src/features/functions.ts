@@ -8,14 +8,14 @@
  * Closures made at one place that differ only by captured values share an
  * identity: give them `extra` (or `key`).
  */
-import type { CacheopsCore } from './cacheops';
-import type { Dependency } from './cache-store';
-import { profileFor } from './config';
-import { CacheMiss, CacheopsConfigError } from './errors';
+import type { CacheopsCore } from '../core/cacheops-core';
+import type { Dependency } from '../core/cache-store';
+import { profileFor } from '../core/config';
+import { CacheMiss, CacheopsConfigError } from '../core/errors';
 import { callHash, checkFunction, checkFunctionOptions, declarationSite, functionIdentity } from './function-identity';
-import { stableStringify } from './query/key';
-import { decodeValue, encodeValue } from './serialize';
-import { isSample, sampleDependencies, type Sample } from './samples';
+import { stableStringify } from '../query/key';
+import { decodeValue, encodeValue } from '../core/serialize';
+import { isSample, sampleDependencies, type Sample } from './function-samples';
 
 export type { Sample };
 export { declarationSite };

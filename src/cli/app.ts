@@ -7,8 +7,8 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Sequelize } from 'sequelize';
-import { CacheopsError } from './errors';
-import { Cacheops, installationOf } from './install';
+import { CacheopsError } from '../core/errors';
+import { Cacheops, installationOf } from '../install';
 
 /** A bad `--app`: the CLI exits with code 2. */
 export class UsageError extends CacheopsError {}

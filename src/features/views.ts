@@ -13,14 +13,14 @@
  */
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { CacheopsCore } from './cacheops';
-import { checkTimeout, profileFor } from './config';
-import { CacheopsConfigError, CacheopsError } from './errors';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { checkTimeout, profileFor } from '../core/config';
+import { CacheopsConfigError, CacheopsError } from '../core/errors';
 import { declarationSite, functionIdentity } from './function-identity';
-import { lockKey } from './keys';
-import { stableStringify } from './query/key';
-import { isSample, sampleDependencies, type Sample } from './samples';
-import { decodeRaw, encodeRaw } from './serialize';
+import { lockKey } from '../core/keys';
+import { stableStringify } from '../query/key';
+import { isSample, sampleDependencies, type Sample } from './function-samples';
+import { decodeRaw, encodeRaw } from '../core/serialize';
 
 /** Options of `cachedView` / `cachedViewAs`. */
 export interface ViewCacheOptions {

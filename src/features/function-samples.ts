@@ -4,11 +4,11 @@
  * instance (its row, by primary key), or `{ model, where }`.
  */
 import type { Model, ModelStatic } from 'sequelize';
-import type { Dependency } from './cache-store';
-import type { CacheopsCore } from './cacheops';
-import { CacheopsConfigError } from './errors';
-import { tableOf, treeContext } from './query/dependencies';
-import { TRUE, or, whereToDnf, FALSE, type Dnf } from './tree';
+import type { Dependency } from '../core/cache-store';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { CacheopsConfigError } from '../core/errors';
+import { tableOf, treeContext } from '../query/dependencies';
+import { TRUE, or, whereToDnf, FALSE, type Dnf } from '../core/tree';
 
 export type Sample = ModelStatic<Model> | Model | { readonly model: ModelStatic<Model>; readonly where?: unknown };
 

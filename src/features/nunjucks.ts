@@ -17,13 +17,13 @@
  * render silently returning nothing.
  */
 import { createHash } from 'node:crypto';
-import type { CacheopsCore } from './cacheops';
-import { checkTimeout, profileFor } from './config';
-import { CacheopsError } from './errors';
-import type { Cacheops } from './install';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { checkTimeout, profileFor } from '../core/config';
+import { CacheopsError } from '../core/errors';
+import type { Cacheops } from '../install';
 import { extrasOf, fragmentHash, invalidateFragmentOf, namedFragmentId, rememberPrefix, templateFragmentId } from './nunjucks-keys';
-import { isSample, sampleDependencies } from './samples';
-import { decodeRaw, encodeRaw } from './serialize';
+import { isSample, sampleDependencies } from './function-samples';
+import { decodeRaw, encodeRaw } from '../core/serialize';
 
 const AS_TAGS = ['cached_as', 'cacheoped_as', 'cacheopedas'] as const;
 const TAGS = [...AS_TAGS, 'cached'] as const;

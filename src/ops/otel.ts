@@ -22,7 +22,7 @@
  * not imported: the few calls used are declared structurally below, so the
  * emitted declarations need no `@opentelemetry/api` either.
  */
-import type { CacheopsCore } from './cacheops';
+import type { CacheopsCore } from '../core/cacheops-core';
 
 // ---- the part of @opentelemetry/api used --------------------------------------
 

@@ -9,8 +9,8 @@
  * `minConjSetSize` are skipped: they are cheap and expire with their values.
  * Index sets are checked after the conj sets, which may have emptied some.
  */
-import { indexKeyOfConj, parseKey } from './keys';
-import type { RedisClient, ScriptCommands } from './redis';
+import { indexKeyOfConj, parseKey } from '../core/keys';
+import type { RedisClient, ScriptCommands } from '../core/redis';
 import { scanNodes } from './stats';
 
 export interface ReapOptions {

@@ -18,14 +18,14 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Sequelize } from 'sequelize';
-import { DEFAULT_TIMEOUT, checkTimeout } from './config';
-import { CacheMiss, CacheopsConfigError, CacheopsError } from './errors';
+import { DEFAULT_TIMEOUT, checkTimeout } from '../core/config';
+import { CacheMiss, CacheopsConfigError, CacheopsError } from '../core/errors';
 import type { CachedEntry, CachedFunction } from './functions';
 import { callHash, checkFunction, checkFunctionOptions, declarationSite, functionIdentity, type FunctionCacheOptions } from './function-identity';
-import { installationFor } from './install';
-import { hashText } from './keys';
-import { stableStringify } from './query/key';
-import { decodeValue, encodeValue } from './serialize';
+import { soleInstalledSequelize } from '../core/open-installations';
+import { hashText } from '../core/keys';
+import { stableStringify } from '../query/key';
+import { decodeValue, encodeValue } from '../core/serialize';
 
 const MAGIC = Buffer.from('COF1');
 const HEADER = 16;
@@ -150,7 +150,7 @@ export class FileCache {
       await this.discard(file, entry.ino);
       throw new CacheMiss(label);
     }
-    const decoded = decodeValue(entry.body, this.sequelize ?? soleSequelize());
+    const decoded = decodeValue(entry.body, this.sequelize ?? soleInstalledSequelize());
     if (!decoded) throw new CacheMiss(label);
     return decoded.value;
   }
@@ -304,11 +304,3 @@ async function renameRetrying(from: string, to: string): Promise<void> {
   }
 }
 
-/** The Sequelize of the only cacheops installation, to rebuild instances. */
-function soleSequelize(): Sequelize | undefined {
-  try {
-    return installationFor().sequelize;
-  } catch {
-    return undefined;
-  }
-}

@@ -12,7 +12,8 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Model, ModelStatic } from 'sequelize';
-import { decodeRaw } from './serialize';
+import { decodeRaw } from '../core/serialize';
+import type { HitSampler, SampledHit } from '../core/hit-sampler';
 
 export interface StaleEvent {
   readonly model: ModelStatic<Model> | undefined;
@@ -24,17 +25,6 @@ export interface StaleEvent {
   readonly tier: 'near' | 'redis';
 }
 
-export interface SampledHit {
-  readonly model: ModelStatic<Model> | undefined;
-  readonly hash: string;
-  readonly bytes: Buffer;
-  /** Date.now() when the bytes were read from Redis. */
-  readonly at: number;
-  readonly tier: 'near' | 'redis';
-  /** Runs the query against the database and encodes its result as it would be stored. */
-  readonly recompute: () => Promise<Buffer>;
-}
-
 function sameValue(a: Buffer, b: Buffer): boolean {
   if (a.equals(b)) return true;
   const x = decodeRaw(a);
@@ -42,7 +32,7 @@ function sameValue(a: Buffer, b: Buffer): boolean {
   return x !== undefined && y !== undefined && isDeepStrictEqual(x.value, y.value);
 }
 
-export class Sampler {
+export class Sampler implements HitSampler {
   private pending = 0;
   private waiters: (() => void)[] = [];
 
