@@ -246,3 +246,27 @@ run('a role without REPLICATION: changeStreamReady rejects saying what the role 
     await dropSlot('norights');
   }
 });
+
+run("the consumer's plain connection ended by the server: the session starts again from the slot and loses nothing", async (t) => {
+  const slot = 'control_lost';
+  const app = await makeApp('items_control', slot, redisUrl, uniquePrefix('pgcontrol'), true);
+  const w = await writer();
+  try {
+    await nameOf(app, 1);
+    const { rows } = await admin.query(
+      "SELECT pid FROM pg_stat_activity WHERE application_name = 'cacheops-stream' AND backend_type = 'client backend' AND datname = $1", [DB]);
+    t.is(rows.length, 1, 'one plain connection (the lease holder)');
+    const walsender = (await slotRow(slot)).pid;
+    await admin.query('SELECT pg_terminate_backend($1)', [rows[0]!['pid']]);
+    await w.query(`UPDATE items_control SET name = 'after-loss' WHERE id = 1`);
+    const ms = await until(async () => (await nameOf(app, 1)) === 'after-loss', 5000);
+    t.log(`plain connection ended: the write after it seen in ${ms} ms; walsender ${walsender} -> ${(await slotRow(slot)).pid}`);
+    t.true(ms < 5000);
+    t.true(await until(() => app.cacheops.stats().changeStream.role === 'consumer', 5000) < 5000);
+  } finally {
+    await w.end();
+    await app.cacheops.close();
+    await app.sequelize.close();
+    await dropSlot(slot);
+  }
+});

@@ -154,6 +154,8 @@ export class PgChangeStream implements ChangeSource {
         this.stream.done.then(() => { throw new Error('the server ended the replication stream'); }),
         failure,
         aborted,
+        // It returns only when the session ends; before that, only by failing (a visibility question on a lost connection).
+        applying.then(() => { throw new Error('the change stream stopped invalidating'); }),
       ]);
     } finally {
       for (const timer of timers) clearInterval(timer);
