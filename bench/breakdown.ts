@@ -49,16 +49,17 @@ export async function breakdown(
   const bytes = await ctx.redis.getBuffer(key);
   if (!bytes) throw new Error(`breakdown: ${key} is not cached`);
   const store = ctx.cacheops.core.store;
-  const fast = ctx.cacheops.core.fastPath;
+  // The normal path: the fast path finds no call eligible meanwhile.
+  const fast = ctx.cacheops.core.fastPath as { eligible?: () => boolean } | undefined;
   if (!fast) throw new Error('breakdown: no fast path installed');
   const samples = await interleave({
     hit: () => query(),
     normal: async () => {
-      fast.enabled = false;
+      fast.eligible = () => false;
       try {
         await query();
       } finally {
-        fast.enabled = true;
+        delete fast.eligible;
       }
     },
     fetch: async () => {

@@ -4,7 +4,12 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { allKeysPattern, escapeKeyPart, hashText, namespace, shardOf, UNSAFE_KEY_CHARACTERS } from '../src/core/keys';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  allKeysPattern, conjKey, conjPrefix, epochsKey, escapeKeyPart, fenceKey, genKey, hashText, indexKey, indexKeyOfConj, indexPrefix,
+  lockKey, namespace, parseKey, schemesKey, shardOf, simpleKey, UNSAFE_KEY_CHARACTERS, valueKey,
+} from '../src/core/keys';
 
 /** Every character a key part must never contain once escaped. */
 const FORBIDDEN = /[&=:,{}*?[\]\\\s]/;
@@ -100,4 +105,33 @@ test.serial('shardOf is stable, in range, and 0 on a single shard', (t) => {
   }));
   t.regex(hashText('x'), /^[0-9a-f]{40}$/);
   t.not(hashText('a'), hashText('b'));
+});
+
+test.serial('the key layout: every name keys.ts builds, pinned (a change to it needs a version part in the namespace)', (t) => {
+  const ns = namespace('app:', 3);
+  t.is(ns, 'app:cacheops:{3}:');
+  t.deepEqual(
+    [valueKey(ns, 'ab'), lockKey(ns, 'ab'), epochsKey(ns), fenceKey(ns), simpleKey(ns, 'k'), schemesKey(ns, 'T'), genKey(ns, 'T'),
+      conjKey(ns, 'T', 'a=1&b=2'), indexKey(ns, 'T', 'a,b'), conjPrefix(ns, 'T'), indexPrefix(ns, 'T')],
+    ['app:cacheops:{3}:q:ab', 'app:cacheops:{3}:lock:ab', 'app:cacheops:{3}:epochs', 'app:cacheops:{3}:fence', 'app:cacheops:{3}:simple:k',
+      'app:cacheops:{3}:schemes:T', 'app:cacheops:{3}:gen:T', 'app:cacheops:{3}:conj:T:a=1&b=2', 'app:cacheops:{3}:idx:T:a,b',
+      'app:cacheops:{3}:conj:T:', 'app:cacheops:{3}:idx:T:'],
+  );
+  t.deepEqual(parseKey(conjKey(ns, 'T', 'a=1&b=2')), { ns, kind: 'conj', rest: 'T:a=1&b=2' });
+  t.is(indexKeyOfConj(conjKey(ns, 'T', 'a=1&b=2')), indexKey(ns, 'T', 'a,b'));
+  t.is(allKeysPattern('app:'), 'app:cacheops:{*');
+});
+
+test.serial('no Lua script spells a key name: they are given the names, or the prefixes to derive them from', (t) => {
+  const dir = join(__dirname, '..', 'src', 'core', 'lua');
+  const files = [...readdirSync(dir).filter((f) => f.endsWith('.lua')), ...readdirSync(join(dir, 'includes')).map((f) => `includes/${f}`)];
+  t.true(files.length >= 13, `${files.length} scripts`);
+  for (const file of files) {
+    // The code only: comments name the keys they describe.
+    const code = readFileSync(join(dir, file), 'utf8').replace(/--\[\[[\s\S]*?\]\]/g, '').replace(/--.*$/gm, '');
+    const spelled = /['"](?:q|lock|epochs|fence|simple|schemes|gen|conj|idx):/.exec(code) ?? /\.\.\s*['"](?:epochs|fence)['"]/.exec(code);
+    t.is(spelled, null, `${file} spells ${spelled?.[0] ?? ''}`);
+    const head = /^(?:#!.*\n)?--\[\[([\s\S]*?)\]\]/.exec(readFileSync(join(dir, file), 'utf8'))?.[1] ?? '';
+    if (!file.startsWith('includes/')) t.regex(head, /KEYS/, `${file} is headed with its KEYS`);
+  }
 });

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { makeBlog, type Blog } from './helpers/models';
 import { dialects } from './helpers/env';
+import { LEASE_WAIT_MS } from '../src/core/read-through';
 
 async function listen(server: Server): Promise<{ url: string; close(): Promise<void> }> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -227,6 +228,33 @@ onBlog('with the lock, concurrent misses render once; a non-cacheable response f
     const bodies = await Promise.all([1, 2, 3, 4].map(async () => (await fetch(`${url}/slow`)).text()));
     t.deepEqual(new Set(bodies), new Set(['slow 3']));
     t.is(calls, 3);
+  });
+});
+
+/** How long the handler below renders (ms): long enough that a second request arrives while the first holds the lease. */
+const RENDER_MS = 150;
+
+onBlog('a response that is not stored gives its lease back through its token: a concurrent waiter goes on at once', async (t, blog) => {
+  const renders: { start: number; end: number }[] = [];
+  await withApp((app) => {
+    app.get('/busy', blog.cacheops.cachedView({ lock: true })(async (_req: Request, res: Response) => {
+      const render = { start: Date.now(), end: 0 };
+      renders.push(render);
+      await new Promise((r) => setTimeout(r, RENDER_MS));
+      render.end = Date.now();
+      res.status(503).send('busy');
+    }));
+  }, async (url) => {
+    const first = fetch(`${url}/busy`).then((r) => r.text());
+    // The second request arrives while the first renders, so it finds the first's lease and waits.
+    await new Promise((r) => setTimeout(r, RENDER_MS / 3));
+    const second = fetch(`${url}/busy`).then((r) => r.text());
+    await Promise.all([first, second]);
+    t.is(renders.length, 2, 'a 503 is not stored: each request rendered');
+    const [a, b] = renders as [{ start: number; end: number }, { start: number; end: number }];
+    t.true(b.start >= a.end, 'the second request waited for the lease of the first');
+    // Held on, the lease would keep the waiter until LEASE_WAIT_MS (2000 ms) had passed since it arrived.
+    t.true(b.start - a.end < LEASE_WAIT_MS / 2, `the waiter rendered ${b.start - a.end} ms after the first response, not after the lease wait (${LEASE_WAIT_MS} ms)`);
   });
 });
 

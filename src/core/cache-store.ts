@@ -15,8 +15,8 @@
  * the epochs come back only on a miss.
  */
 import { randomBytes } from 'node:crypto';
-import { endpointOf, isCluster, type RedisClient, type ScriptCommands } from './redis';
-import { conjKey, epochsKey, fenceKey, escapeKeyPart, lockKey, namespace, shardOf, simpleKey, valueKey, allKeysPattern, hashText } from './keys';
+import { endpointOf, isCluster, scanAll, type RedisClient, type ScriptCommands } from './redis';
+import { conjKey, conjPrefix, epochsKey, fenceKey, escapeKeyPart, genKey, indexKey, indexPrefix, lockKey, namespace, schemesKey, shardOf, simpleKey, valueKey, allKeysPattern, hashText } from './keys';
 import type { Conj } from './tree';
 import { CacheopsRedisError, type CacheopsPermissionError } from './errors';
 import { isPermissionError } from './permissions';
@@ -90,11 +90,6 @@ function schemeOf(conj: Conj): { scheme: string; conj: string } {
   const fields = [...conj.keys()].map(escapeKeyPart).sort();
   const byEscaped = new Map([...conj].map(([k, v]) => [escapeKeyPart(k), escapeKeyPart(v)]));
   return { scheme: fields.join(','), conj: fields.map((f) => `${f}=${byEscaped.get(f)!}`).join('&') };
-}
-
-/** The conj key names a dependency registers (used by tests and reap-conjs). */
-export function conjKeyNames(ns: string, dep: Dependency): string[] {
-  return dep.conjs.map((c) => conjKey(ns, escapeKeyPart(dep.table), schemeOf(c).conj));
 }
 
 /** Why a read threw and how to make it degrade instead (the error of the strict mode). */
@@ -229,7 +224,7 @@ export class CacheStore {
     if (slow && what === 'a cache read') {
       const started = performance.now();
       pending = pending.then((value) => {
-        slow.read(performance.now() - started);
+        slow.cacheRead(performance.now() - started);
         return value;
       });
     }
@@ -359,25 +354,32 @@ export class CacheStore {
     }
     const ns = this.nsFor(prefix, hash);
     const insideout = this.options.insideout;
-    const args: (string | Buffer | number)[] = [valueKey(ns, hash), epochsKey(ns), lockKey(ns, hash), fenceKey(ns), ns, bytes, Math.max(1, Math.ceil(timeout)), snapshot.lockToken];
-    if (insideout) args.push(randomBytes(8).toString('hex'));
-    args.push(snapshot.fields.length);
-    snapshot.fields.forEach((f, i) => args.push(f, snapshot.values[i] ?? '0'));
-    if (insideout) {
-      const tables = [...new Set(deps.map((d) => escapeKeyPart(d.table)))];
-      args.push(tables.length, ...tables);
-    }
-    const conjs: (string)[] = [];
-    let count = 0;
+    // The key and argument layout of store.lua and store_insideout.lua (see their headers).
+    const conjKeys: string[] = [];
+    const schemesKeys: string[] = [];
+    const schemes: string[] = [];
+    const indexKeys: string[] = [];
+    const tables = new Set<string>();
     for (const dep of deps) {
       const table = escapeKeyPart(dep.table);
+      tables.add(table);
       for (const c of dep.conjs) {
         const { scheme, conj } = schemeOf(c);
-        conjs.push(table, scheme, conj);
-        count += 1;
+        conjKeys.push(conjKey(ns, table, conj));
+        schemesKeys.push(schemesKey(ns, table));
+        schemes.push(scheme);
+        if (!insideout) indexKeys.push(indexKey(ns, table, scheme));
       }
     }
-    args.push(count, ...conjs);
+    const head = [valueKey(ns, hash), epochsKey(ns), lockKey(ns, hash)];
+    const timeoutS = Math.max(1, Math.ceil(timeout));
+    const epochs = snapshot.fields.map((_, i) => snapshot.values[i] ?? '0');
+    const args: (string | Buffer | number)[] = insideout
+      ? [3 + tables.size + 2 * conjKeys.length, ...head, ...[...tables].map((t) => genKey(ns, t)), ...conjKeys, ...schemesKeys,
+        bytes, timeoutS, snapshot.lockToken, randomBytes(8).toString('hex'), snapshot.fields.length, tables.size]
+      : [3 + 3 * conjKeys.length, ...head, ...conjKeys, ...indexKeys, ...schemesKeys,
+        bytes, timeoutS, snapshot.lockToken, snapshot.fields.length];
+    args.push(...snapshot.fields, ...epochs, ...schemes);
     const stored = await this.guard('a cache store', async () => {
       try {
         return await (insideout ? this.client.cacheopsStoreInsideout(...args) : this.client.cacheopsStore(...args));
@@ -396,29 +398,38 @@ export class CacheStore {
   /** Drops the values that depend on these rows (or tables), in every shard; one round trip per shard. */
   async invalidate(prefix: string, items: readonly TableInvalidation[]): Promise<number> {
     if (items.length === 0) return 0;
-    const body: (string | number)[] = [items.length];
+    // The argument layout of invalidate.lua and invalidate_insideout.lua (see their headers).
+    const tables = items.map((item) => escapeKeyPart(item.table));
+    const counts: number[] = [];
+    const rows: string[] = [];
     for (const item of items) {
-      body.push(escapeKeyPart(item.table));
       if (item.rows === 'all') {
-        body.push(-1);
+        counts.push(-1);
         continue;
       }
-      body.push(item.rows.length);
+      counts.push(item.rows.length);
       // One argument per row (`f=t&g=u`, escaped): a write of many rows would otherwise send
       // two arguments per column of each, and their encoding cost more than the script.
       for (const row of item.rows) {
         let text = '';
         for (const [field, token] of row) text += `${text === '' ? '' : '&'}${escapeKeyPart(field)}=${escapeKeyPart(token)}`;
-        body.push(text);
+        rows.push(text);
       }
     }
+    const insideout = this.options.insideout;
+    const argsOf = (ns: string): (string | number)[] => {
+      const keys = [epochsKey(ns), fenceKey(ns), ...tables.map((t) => schemesKey(ns, t))];
+      if (insideout) keys.push(...tables.map((t) => genKey(ns, t)));
+      const prefixes = tables.map((t) => conjPrefix(ns, t));
+      if (!insideout) prefixes.push(...tables.map((t) => indexPrefix(ns, t)));
+      return [keys.length, ...keys, tables.length, ...tables, ...counts, ...prefixes, ...rows];
+    };
     // Invalidation failures are never silent when not degrading: a lost invalidation is a stale read.
     return this.guard(INVALIDATION, async () => {
       const calls: Promise<number>[] = [];
       for (let shard = 0; shard < this.shards; shard += 1) {
-        const ns = namespace(prefix, shard);
-        const args = [epochsKey(ns), fenceKey(ns), ns, ...body];
-        calls.push(this.allowOom((bare) => (this.options.insideout
+        const args = argsOf(namespace(prefix, shard));
+        calls.push(this.allowOom((bare) => (insideout
           ? (bare ? this.client.cacheopsInvalidateInsideoutBare(...args) : this.client.cacheopsInvalidateInsideout(...args))
           : (bare ? this.client.cacheopsInvalidateBare(...args) : this.client.cacheopsInvalidate(...args)))));
       }
@@ -435,15 +446,12 @@ export class CacheStore {
   async invalidateAll(prefix: string | undefined): Promise<number> {
     const nodes = isCluster(this.client) ? this.client.nodes('master') : [this.client];
     const pattern = prefix === undefined ? '*cacheops:{*' : allKeysPattern(prefix);
-    const scanAll = async (match: string, each: (node: (typeof nodes)[number], keys: string[]) => Promise<void>): Promise<void> => {
+    // SCAN on every master; a page Redis did not answer ends the whole walk.
+    const scanNodes = async (match: string, each: (node: (typeof nodes)[number], keys: string[]) => Promise<void>): Promise<void> => {
       for (const node of nodes) {
-        let cursor = '0';
-        do {
-          const page = await this.guard('invalidateAll', () => node.scan(cursor, 'MATCH', match, 'COUNT', 1000), undefined);
-          if (!page) return;
-          cursor = page[0];
-          if (page[1].length > 0) await each(node, page[1]);
-        } while (cursor !== '0');
+        const whole = await scanAll((cursor) => this.guard('invalidateAll', () => node.scan(cursor, 'MATCH', match, 'COUNT', 1000), undefined),
+          async (keys) => { if (keys.length > 0) await each(node, keys); });
+        if (!whole) return;
       }
     };
     if (prefix !== undefined) {
@@ -452,7 +460,7 @@ export class CacheStore {
         await this.guard('invalidateAll', () => this.allowOom((bare) => (bare ? this.client.cacheopsBumpEpochBare(key) : this.client.cacheopsBumpEpoch(key))), 0);
       }
     } else {
-      await scanAll(`${pattern}}:epochs`, async (node, keys) => {
+      await scanNodes(`${pattern}}:epochs`, async (node, keys) => {
         await this.guard('invalidateAll', () => node.pipeline(keys.map((k) => ['hincrby', k, '*', 1])).exec(), null);
       });
     }
@@ -464,12 +472,12 @@ export class CacheStore {
       const replies = await this.guard('invalidateAll', () => node.pipeline(victims.map((k) => ['unlink', k])).exec(), null);
       for (const [error, n] of replies ?? []) if (!error) deleted += Number(n);
     };
-    await scanAll(pattern, unlink);
+    await scanNodes(pattern, unlink);
     // A value stored while that scan ran (after the epoch bump) can keep its value key behind
     // the cursor while its conj/index/scheme entries ahead of it are deleted: no write could
     // invalidate it any more. A second pass over the value keys alone drops every value that
     // existed before it began; values stored during it are registered after the first pass.
-    await scanAll(`${pattern}}:q:*`, unlink);
+    await scanNodes(`${pattern}}:q:*`, unlink);
     return deleted;
   }
 

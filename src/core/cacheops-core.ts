@@ -19,7 +19,8 @@ import { tableOf, treeContext } from '../query/dependencies';
 import { rowTokens } from './tree';
 import { TransactionTracker } from './transactions';
 import { parseFindOption, type ParsedFindOption } from './find-option';
-import { readThrough, type ReadRequest } from './read-through';
+import { PLAIN_READ, readThrough, UNCHECKED_READ } from './read-through';
+import { NotStored, type Compute, type ReadOp, type ReadPlan } from './read-plan';
 import { NearTier, type TieredOutcome } from '../near/near-tier';
 import { NO_SAMPLER, type HitSampler } from './hit-sampler';
 import { ReadGate, type ReadAdmission } from './read-gate';
@@ -57,16 +58,13 @@ export type CacheopsOption = boolean | {
 export interface ReadEvent {
   readonly model?: ModelStatic<Model>;
   readonly fn?: string;
-  readonly op: CacheOp | 'function' | 'fragment' | 'view';
+  readonly op: ReadOp;
   readonly hit: boolean;
   /** A miss whose value was stored (false for a hit, and for a miss that stored nothing). */
   readonly stored: boolean;
   /** The Redis key of the value: while it exists, the value is cached (EXISTS tells what an invalidation dropped). */
   readonly key: string;
 }
-
-/** What a read says about itself; the rest of its ReadEvent comes from the outcome. */
-type ReadEventSource = Omit<ReadEvent, 'hit' | 'stored' | 'key'>;
 
 /** One table's invalidation: by row states (attribute-keyed), or the whole table. */
 export interface InvalidationItem {
@@ -103,18 +101,8 @@ export interface CacheopsStats {
   fullStores: number;
 }
 
-/** What a read through `CacheopsCore.read` may use besides Redis. */
-export interface ReadExtras {
-  /** The never-invalidated process-memory cache of gets (as in django-cacheops). */
-  readonly localGet?: boolean;
-  /** The profile, for its near cache (when it has one). */
-  readonly profile?: Profile;
-  /** The read is a database query the sampler may re-run. */
-  readonly sample?: boolean;
-}
-
-/** What the read decision says for one query. */
-export interface ReadPlan {
+/** What the read decision says for one query (the query layer turns it into a ReadPlan, read-plan.ts). */
+export interface ReadDecision {
   readonly timeout: number;
   readonly lock: boolean;
   /** The read gate's answer (read-gate.ts). */
@@ -163,8 +151,8 @@ export class CacheopsCore {
   private writeAfterCloseLogged = false;
   /** The change stream (stream/change-stream.ts), when `changeStream` is on. */
   stream: ChangeSource | undefined;
-  /** Set by installFastPath (query/fast-path.ts). */
-  fastPath: { enabled: boolean; readonly served: number } | undefined;
+  /** The installation's FastPath, set by installFastPath (query/fast-path.ts); tests and the benchmark reach it here. */
+  fastPath: object | undefined;
 
   constructor(readonly sequelize: Sequelize, config: CacheopsConfig) {
     this.config = normalizeConfig(config, Object.keys(sequelize.models));
@@ -287,12 +275,12 @@ export class CacheopsCore {
    * Automatic by profile ops; the `cacheops` find option overrides per query.
    * A bad option throws (CacheopsConfigError) whatever the profile says.
    */
-  planRead(model: ModelStatic<Model>, op: CacheOp, options: { cacheops?: FindCacheopsOption; transaction?: Transaction | null; lock?: unknown }): ReadPlan | undefined {
+  planRead(model: ModelStatic<Model>, op: CacheOp, options: { cacheops?: FindCacheopsOption; transaction?: Transaction | null; lock?: unknown }): ReadDecision | undefined {
     return this.planParsed(model, op, parseFindOption(options.cacheops), options);
   }
 
   /** planRead with the `cacheops` option already parsed (the fast path keeps it per fingerprint). */
-  planParsed(model: ModelStatic<Model>, op: CacheOp, opt: ParsedFindOption, options: { transaction?: Transaction | null; lock?: unknown }): ReadPlan | undefined {
+  planParsed(model: ModelStatic<Model>, op: CacheOp, opt: ParsedFindOption, options: { transaction?: Transaction | null; lock?: unknown }): ReadDecision | undefined {
     if (opt === 'off' || options.lock) return undefined;
     const profile = this.profileOf(model);
     if (!profile) return undefined;
@@ -311,55 +299,62 @@ export class CacheopsCore {
   }
 
   /**
-   * Read through the cache (near cache, Redis), counting and emitting `read`;
-   * samples hits when asked. Only for a read the gate admitted (`req.admission`).
+   * The read engine's entry: a plan read through the cache (localGet memory,
+   * near cache, Redis), counting and emitting `read`; samples hits when the
+   * plan says so. Only for a read the gate admitted (`plan.admission`).
    */
-  async read<T>(req: ReadRequest<T>, event: ReadEventSource, extras: ReadExtras = {}): Promise<T> {
-    const localGet = extras.localGet === true;
-    if (localGet) {
-      const local = this.localGets.get(req.hash);
+  async readCached<T>(plan: ReadPlan<T>, compute: Compute<T>): Promise<T> {
+    const { codec } = plan;
+    if (plan.localGet) {
+      const local = this.localGets.get(plan.hash);
       if (local) {
-        const decoded = req.decode(local);
+        const decoded = codec.decode(local);
         if (decoded) {
-          this.count(true, event, req, false);
+          this.count(true, plan, false);
           return decoded.value;
         }
       }
     }
-    const request = this.config.raceProtection ? req : { ...req, raceProtection: false };
-    const nearLimits = extras.profile?.near;
+    const options = this.config.raceProtection ? PLAIN_READ : UNCHECKED_READ;
+    const nearLimits = plan.near?.near;
     const outcome: TieredOutcome<T> = nearLimits && this.near
-      ? await this.near.read(this.store, this.near.cacheOf(extras.profile!, nearLimits), request, {})
-      : await readThrough(this.store, request);
-    this.count(outcome.hit, event, req, outcome.stored);
+      ? await this.near.readNearFirst(this.store, this.near.cacheOf(plan.near!, nearLimits), plan, compute, options)
+      : await readThrough(this.store, plan, compute, options);
+    this.count(outcome.hit, plan, outcome.stored);
     if (outcome.tier === 'near') this.counters.nearHits += 1;
     if (outcome.stale === true) this.counters.staleHits += 1;
     if (outcome.stored) this.counters.stores += 1;
     else if (outcome.full === true) this.counters.fullStores += 1;
-    else if (!outcome.hit && req.admission.canStore) this.counters.refusedStores += 1;
+    else if (!outcome.hit && outcome.declined !== true && plan.admission.canStore) this.counters.refusedStores += 1;
     // A stale value is not kept: process memory never extends its life. A fresh one no longer than its fresh time.
-    if (localGet && (outcome.hit || outcome.stored) && outcome.stale !== true) {
-      const expires = Math.min(Date.now() + req.timeout * 1000, outcome.freshUntil ?? Infinity);
-      const bytes = req.encode(outcome.value);
-      this.localGets.set(req.hash, bytes, { expires, size: bytes.length + req.hash.length + LOCAL_GET_OVERHEAD });
+    if (plan.localGet && (outcome.hit || outcome.stored) && outcome.stale !== true) {
+      const expires = Math.min(Date.now() + plan.timeout * 1000, outcome.freshUntil ?? Infinity);
+      const bytes = codec.encode(outcome.value);
+      this.localGets.set(plan.hash, bytes, { expires, size: bytes.length + plan.hash.length + LOCAL_GET_OVERHEAD });
     }
     // The sampler re-runs the query outside any transaction only (a transaction may be over by then).
-    if (extras.sample && outcome.hit && outcome.bytes && req.admission.canStore && !this.closed && this.sampler.picks()) {
+    if (plan.sample && outcome.hit && outcome.bytes && plan.admission.canStore && !this.closed && this.sampler.picks()) {
       const { bytes, at } = outcome;
       this.sampler.check({
-        model: event.model, hash: req.hash, bytes, at: at ?? Date.now(), tier: outcome.tier ?? 'redis',
-        recompute: async () => req.encode(await req.compute()),
+        model: plan.model, hash: plan.hash, bytes, at: at ?? Date.now(), tier: outcome.tier ?? 'redis',
+        recompute: async () => {
+          const computed = await compute();
+          return codec.encode(computed instanceof NotStored ? computed.value : computed);
+        },
       });
     }
     return outcome.value;
   }
 
-  private count(hit: boolean, event: ReadEventSource, req: { readonly prefix: string; readonly hash: string }, stored: boolean): void {
+  private count<T>(hit: boolean, plan: ReadPlan<T>, stored: boolean): void {
     if (hit) this.counters.hits += 1;
     else this.counters.misses += 1;
     if (this.events.listenerCount('read') > 0) {
-      const key = valueKey(this.store.nsFor(req.prefix, req.hash), req.hash);
-      this.events.emit('read', { ...event, hit, stored, key } satisfies ReadEvent);
+      const key = valueKey(this.store.nsFor(plan.prefix, plan.hash), plan.hash);
+      const event: ReadEvent = plan.fn === undefined
+        ? { model: plan.model, op: plan.op, hit, stored, key }
+        : { ...(plan.model ? { model: plan.model } : {}), fn: plan.fn, op: plan.op, hit, stored, key };
+      this.events.emit('read', event);
     }
   }
 

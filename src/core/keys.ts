@@ -8,11 +8,22 @@ import { createHash } from 'node:crypto';
  *   N q:<hash>                   a cached query / function / fragment / view value
  *   N lock:<hash>                dog-pile lock of that value
  *   N schemes:<table>            set of schemes (comma-joined sorted field names) used by conjunctions of <table>
- *   N conj:<table>:<conj>        set of value keys that depend on the conjunction <conj> (`f=v&g=w`)
+ *   N conj:<table>:<conj>        set of value keys that depend on the conjunction <conj> (`f=v&g=w`);
+ *                                in insideout mode a string instead: the conjunction's stamp (a nonce)
  *   N idx:<table>:<scheme>       set of conj key names of that scheme (for model-wide and partial invalidation)
+ *   N gen:<table>                insideout mode: the table's generation, moved by a whole-table invalidation
  *   N epochs                     hash table -> counter, bumped by each invalidation (race protection)
  *   N simple:<key>               cacheops.cache values
  *   N fence                      never exists: declared by scripts so that they wait out a slot migration (fenceKey)
+ *
+ * The Lua scripts spell none of these: they are given the key names (KEYS), and
+ * where they must derive a name from what Redis holds (the conj keys of the
+ * schemes an invalidation finds) the prefix to append to (ARGV, conjPrefix and
+ * indexPrefix). This is the layout of the first releases, with no version part;
+ * a change to it puts one into the namespace (`<prefix>cacheops:v2:{<shard>}:`,
+ * followed by parseKey and allKeysPattern), so that two versions of the library
+ * in two processes, each running its own scripts (by their SHA), cannot mix keys
+ * of two layouts. test/keys.test.ts pins every name.
  *
  * `{<shard>}` is a Redis Cluster hash tag: every key a script touches shares
  * it, so each script stays in one slot. On a standalone server there is one
@@ -59,11 +70,7 @@ export function escapeKeyPart(text: string): string {
   return from === 0 ? text : out + text.slice(from);
 }
 
-export interface KeySpace {
-  /** `<prefix>cacheops:{<shard>}:` */
-  readonly ns: string;
-}
-
+/** `<prefix>cacheops:{<shard>}:` (N above). */
 export function namespace(prefix: string, shard: number): string {
   return `${prefix}cacheops:{${shard}}:`;
 }
@@ -81,7 +88,8 @@ export const lockKey = (ns: string, hash: string): string => `${ns}lock:${hash}`
 export const epochsKey = (ns: string): string => `${ns}epochs`;
 /**
  * A key that never exists, declared by the scripts that touch keys they do
- * not declare (store, invalidate: conj, index and scheme sets). While a
+ * not declare (the invalidation scripts: the conj and index keys they derive
+ * from the schemes they find). While a
  * cluster slot migrates, a multi-key command with a missing key is refused
  * with TRYAGAIN on both nodes, so such a script never runs on a slot whose
  * keys are split between them (it would miss the keys not moved yet, or
@@ -90,10 +98,15 @@ export const epochsKey = (ns: string): string => `${ns}epochs`;
  */
 export const fenceKey = (ns: string): string => `${ns}fence`;
 export const simpleKey = (ns: string, key: string): string => `${ns}simple:${key}`;
-/** Used by the Lua scripts too; keep them in step (see lua/*.lua). */
+/** `table`, `scheme` and `conj` below are escaped (escapeKeyPart). */
 export const schemesKey = (ns: string, table: string): string => `${ns}schemes:${table}`;
-export const conjKey = (ns: string, table: string, conj: string): string => `${ns}conj:${table}:${conj}`;
-export const indexKey = (ns: string, table: string, scheme: string): string => `${ns}idx:${table}:${scheme}`;
+export const genKey = (ns: string, table: string): string => `${ns}gen:${table}`;
+/** What a conj key of a table starts with: invalidate.lua appends the conjunctions it derives. */
+export const conjPrefix = (ns: string, table: string): string => `${ns}conj:${table}:`;
+/** What an index key of a table starts with: invalidate.lua appends the schemes it finds. */
+export const indexPrefix = (ns: string, table: string): string => `${ns}idx:${table}:`;
+export const conjKey = (ns: string, table: string, conj: string): string => conjPrefix(ns, table) + conj;
+export const indexKey = (ns: string, table: string, scheme: string): string => indexPrefix(ns, table) + scheme;
 
 /**
  * The hash where applications add their read counters (`cacheops.flushStats()`).

@@ -1,5 +1,6 @@
 /**
- * The read path shared by queries, functions, fragments and views.
+ * The read path shared by queries, functions, fragments and views: a read
+ * plan (read-plan.ts) answered from Redis or by its computation.
  *
  * A hit is one plain GET (insideout mode: one script call that also checks
  * the stamps), and nothing else: the dependencies are not even worked out.
@@ -23,35 +24,7 @@
  */
 import type { CacheStore, Dependency, Snapshot } from './cache-store';
 import { readFreshness, withFreshness, type Freshness } from './freshness';
-import type { ReadAdmission } from './read-gate';
-
-export interface ReadRequest<T> {
-  readonly prefix: string;
-  readonly hash: string;
-  /** What the value depends on; a function when it is worth computing only on a miss (undefined: do not store). */
-  readonly deps: readonly Dependency[] | (() => readonly Dependency[] | undefined);
-  /** The dependencies narrowed by the computed value (join keys); same tables as `deps`. */
-  readonly refineDeps?: (value: T) => readonly Dependency[];
-  readonly timeout: number;
-  /** Seconds past `timeout` during which the value may be served stale while one caller refreshes it (0 or absent: off). */
-  readonly staleWhileRevalidate?: number;
-  readonly lock: boolean;
-  /** The read gate's answer (read-gate.ts); its `canStore` false: the value may be read from cache but is never stored. */
-  readonly admission: ReadAdmission;
-  /** false only to demonstrate the race in tests: the store skips the epoch check. */
-  readonly raceProtection?: boolean;
-  readonly compute: () => Promise<T>;
-  readonly encode: (value: T) => Buffer;
-  /** undefined: the bytes are of another format (treated as a miss). */
-  readonly decode: (bytes: Buffer) => { value: T } | undefined;
-  /**
-   * The near cache may keep the decoded value and answer with copies of it
-   * (copy: a value equal to the one given, sharing nothing mutable with it).
-   * A kept value is reused only by requests with the same owners (the model
-   * class and build options a query result is built with).
-   */
-  readonly reuse?: { readonly owners: readonly object[]; readonly copy: (value: T) => T };
-}
+import { NotStored, type Compute, type ReadPlan } from './read-plan';
 
 export interface ReadOutcome<T> {
   readonly value: T;
@@ -66,6 +39,8 @@ export interface ReadOutcome<T> {
   readonly freshUntil?: number;
   /** Not stored because Redis is full (maxmemory reached). */
   readonly full?: boolean;
+  /** Not stored because the computation said so (NotStored). */
+  readonly declined?: boolean;
 }
 
 export interface ReadThroughOptions {
@@ -73,7 +48,14 @@ export interface ReadThroughOptions {
   readonly skipGet?: boolean;
   /** The caller already read these bytes for the key (the near tier's tracked read found them stale). */
   readonly found?: Buffer;
+  /** Stores skip the epoch check (only to demonstrate the race in tests: `raceProtection: false`). */
+  readonly unchecked?: boolean;
 }
+
+/** The options of a plain read (shared: the hit path allocates none). */
+export const PLAIN_READ: ReadThroughOptions = Object.freeze({});
+/** The options of a read whose stores skip the epoch check (`raceProtection: false`). */
+export const UNCHECKED_READ: ReadThroughOptions = Object.freeze({ unchecked: true });
 
 /** How long a dog-pile lease lives if its holder dies (ms). */
 export const LEASE_TTL_MS = 5_000;
@@ -83,22 +65,25 @@ const LOCK_POLL_MS = 15;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The stale-while-revalidate window of a request in ms (0: off). */
-const windowMs = (req: Pick<ReadRequest<unknown>, 'staleWhileRevalidate'>): number => Math.max(0, (req.staleWhileRevalidate ?? 0) * 1000);
+/** The stale-while-revalidate window of a plan in ms (0: off). */
+const windowMs = (plan: Pick<ReadPlan<unknown>, 'staleWhileRevalidate'>): number => Math.max(0, plan.staleWhileRevalidate * 1000);
 
 /** Stored bytes split into header and payload; bytes of reads without the option are left whole. */
-export function freshnessOf(req: Pick<ReadRequest<unknown>, 'staleWhileRevalidate'>, bytes: Buffer): Freshness {
-  return windowMs(req) > 0 ? readFreshness(bytes) : { payload: bytes, freshUntil: Infinity, header: undefined };
+export function freshnessOf(plan: Pick<ReadPlan<unknown>, 'staleWhileRevalidate'>, bytes: Buffer): Freshness {
+  return windowMs(plan) > 0 ? readFreshness(bytes) : { payload: bytes, freshUntil: Infinity, header: undefined };
 }
 
 /** The per-read state the helpers share: the dependencies, worked out at most once. */
 class Read<T> {
   private deps: readonly Dependency[] | undefined | null = null;
 
-  constructor(readonly store: CacheStore, readonly req: ReadRequest<T>) {}
+  constructor(readonly store: CacheStore, readonly plan: ReadPlan<T>, private readonly computeValue: Compute<T>, private readonly unchecked: boolean) {}
 
   dependencies(): readonly Dependency[] | undefined {
-    if (this.deps === null) this.deps = typeof this.req.deps === 'function' ? this.req.deps() : this.req.deps;
+    if (this.deps === null) {
+      const deps = this.plan.deps;
+      this.deps = isDependencyList(deps) ? deps : deps.dependencies();
+    }
     return this.deps;
   }
 
@@ -107,36 +92,47 @@ class Read<T> {
     return deps && [...new Set(deps.map((d) => d.table))];
   }
 
-  /** Runs the read's query, timed: what the database costs is what a slow Redis is measured against (slow.ts). */
-  async compute(): Promise<T> {
+  /** Runs the read's computation, timed: what the database costs is what a slow Redis is measured against (slow.ts). */
+  async compute(): Promise<T | NotStored<T>> {
     const started = performance.now();
-    const value = await this.req.compute();
+    const computed = await this.computeValue();
     this.store.slow?.database(performance.now() - started);
-    return value;
+    return computed;
   }
 
   /** The value straight from the database, not stored. */
   async computeOnly(): Promise<ReadOutcome<T>> {
-    return { value: await this.compute(), hit: false, stored: false };
+    const computed = await this.compute();
+    return computed instanceof NotStored ? { value: computed.value, hit: false, stored: false, declined: true } : { value: computed, hit: false, stored: false };
   }
 
-  /** Computes and stores under the snapshot (which holds our lease, if any; the store releases it). */
+  /**
+   * Computes and stores under the snapshot (which holds our lease, if any: the
+   * store releases it). A value the computation declines to store gives the
+   * lease back through its token (release_lease.lua), so waiters go on at once.
+   */
   async computeAndStore(snapshot: Snapshot, releaseOnFailure: boolean): Promise<ReadOutcome<T>> {
-    const { req, store } = this;
-    let value: T;
+    const { plan, store } = this;
+    let computed: T | NotStored<T>;
     try {
-      value = await this.compute();
+      computed = await this.compute();
     } catch (error) {
       // A refresh that failed gives its lease back: readers stop serving the stale value at once.
-      if (releaseOnFailure) await store.releaseLease(req.prefix, req.hash, snapshot.lockToken);
+      if (releaseOnFailure) await store.releaseLease(plan.prefix, plan.hash, snapshot.lockToken);
       throw error;
     }
+    if (computed instanceof NotStored) {
+      await store.releaseLease(plan.prefix, plan.hash, snapshot.lockToken);
+      return { value: computed.value, hit: false, stored: false, declined: true };
+    }
+    const value = computed;
     const deps = this.dependencies()!;
-    const swrMs = windowMs(req);
-    const payload = req.encode(value);
-    const bytes = swrMs > 0 ? withFreshness(payload, Date.now() + req.timeout * 1000) : payload;
-    const checked = req.raceProtection === false ? { fields: [], values: [], lockToken: snapshot.lockToken } : snapshot;
-    const result = await store.store(req.prefix, req.hash, bytes, req.timeout + swrMs / 1000, req.refineDeps ? req.refineDeps(value) : deps, checked);
+    const swrMs = windowMs(plan);
+    const payload = plan.codec.encode(value);
+    const bytes = swrMs > 0 ? withFreshness(payload, Date.now() + plan.timeout * 1000) : payload;
+    const checked = this.unchecked ? { fields: [], values: [], lockToken: snapshot.lockToken } : snapshot;
+    const source = isDependencyList(plan.deps) ? undefined : plan.deps;
+    const result = await store.store(plan.prefix, plan.hash, bytes, plan.timeout + swrMs / 1000, source?.refine ? source.refine(value) : deps, checked);
     return { value, hit: false, stored: result === 'stored', ...(result === 'full' ? { full: true } : {}) };
   }
 
@@ -146,10 +142,10 @@ class Read<T> {
    * decode (the caller carries on as on a miss).
    */
   async answer(bytes: Buffer): Promise<ReadOutcome<T> | undefined> {
-    const found = freshnessOf(this.req, bytes);
+    const found = freshnessOf(this.plan, bytes);
     const now = Date.now();
     if (found.freshUntil > now) {
-      const decoded = this.req.decode(found.payload);
+      const decoded = this.plan.codec.decode(found.payload);
       return decoded && { value: decoded.value, hit: true, stored: false, bytes: found.payload, at: now, freshUntil: found.freshUntil };
     }
     return this.stale(found, now);
@@ -157,18 +153,18 @@ class Read<T> {
 
   /** A value past its fresh time: served stale only while another caller holds the refresh lease. */
   private async stale(found: Freshness, now: number): Promise<ReadOutcome<T> | undefined> {
-    const { req, store } = this;
+    const { plan, store } = this;
     const tables = this.tables();
     // Inside a transaction nothing is stored, so nobody could be counted on to refresh.
-    if (!req.admission.canStore || tables === undefined || found.header === undefined) return this.computeOnly();
-    const refresh = await store.refresh(req.prefix, req.hash, tables, found.header, LEASE_TTL_MS);
+    if (!plan.admission.canStore || tables === undefined || found.header === undefined) return this.computeOnly();
+    const refresh = await store.refresh(plan.prefix, plan.hash, tables, found.header, LEASE_TTL_MS);
     switch (refresh.kind) {
       case 'unavailable':
         return this.computeOnly();
       case 'changed': {
         // Refreshed meanwhile: the new value, when it is fresh (else the database answers).
-        const current = freshnessOf(req, refresh.bytes);
-        const decoded = current.freshUntil > Date.now() ? req.decode(current.payload) : undefined;
+        const current = freshnessOf(plan, refresh.bytes);
+        const decoded = current.freshUntil > Date.now() ? plan.codec.decode(current.payload) : undefined;
         if (decoded) return { value: decoded.value, hit: true, stored: false, bytes: current.payload, at: Date.now(), freshUntil: current.freshUntil };
         return this.computeOnly();
       }
@@ -179,8 +175,8 @@ class Read<T> {
       case 'stale': {
         if (!refresh.lockHeld) return this.computeAndStore(refresh.snapshot, true);
         // Past the window (the key's whole-second TTL can outlive it a little): not served.
-        if (now >= found.freshUntil + windowMs(req)) return this.computeOnly();
-        const decoded = req.decode(found.payload);
+        if (now >= found.freshUntil + windowMs(plan)) return this.computeOnly();
+        const decoded = plan.codec.decode(found.payload);
         if (!decoded) return this.computeOnly();
         return { value: decoded.value, hit: true, stored: false, bytes: found.payload, at: now, freshUntil: found.freshUntil, stale: true };
       }
@@ -188,33 +184,38 @@ class Read<T> {
   }
 }
 
-export async function readThrough<T>(store: CacheStore, req: ReadRequest<T>, options: ReadThroughOptions = {}): Promise<ReadOutcome<T>> {
-  const read = new Read(store, req);
+function isDependencyList<T>(deps: ReadPlan<T>['deps']): deps is readonly Dependency[] {
+  return Array.isArray(deps);
+}
+
+/** Reads a plan through Redis: a hit, a stale hit, or the computation (stored when it may be). */
+export async function readThrough<T>(store: CacheStore, plan: ReadPlan<T>, compute: Compute<T>, options: ReadThroughOptions = PLAIN_READ): Promise<ReadOutcome<T>> {
+  const read = new Read(store, plan, compute, options.unchecked === true);
   if (!store.insideout && options.skipGet !== true) {
-    const bytes = options.found ?? await store.getValue(req.prefix, req.hash);
+    const bytes = options.found ?? await store.getValue(plan.prefix, plan.hash);
     if (bytes === undefined) return read.computeOnly(); // Redis unavailable
     if (bytes !== null) {
       const answered = await read.answer(bytes);
       if (answered) return answered;
     }
     // Redis is full and no probe is due: the store would be skipped, so the snapshot is not taken.
-    if (req.admission.canStore && !store.full.probeDue()) return { ...await read.computeOnly(), full: true };
+    if (plan.admission.canStore && !store.full.probeDue()) return { ...await read.computeOnly(), full: true };
   }
   const tables = read.tables();
   if (tables === undefined) return read.computeOnly();
   // No lease while Redis is full: it would be refused, and the store is dropped anyway.
-  const lockMs = req.lock && req.admission.canStore && !store.full.full ? LEASE_TTL_MS : 0;
-  let fetched = await store.fetch(req.prefix, req.hash, tables, lockMs);
+  const lockMs = plan.lock && plan.admission.canStore && !store.full.full ? LEASE_TTL_MS : 0;
+  let fetched = await store.fetch(plan.prefix, plan.hash, tables, lockMs);
   // Bounded: past it the waiter reads the database (and does not store: the holder will).
   const deadline = Date.now() + LEASE_WAIT_MS;
   while (fetched.kind === 'miss' && fetched.lockHeld && Date.now() < deadline) {
     await sleep(LOCK_POLL_MS);
-    fetched = await store.fetch(req.prefix, req.hash, tables, lockMs);
+    fetched = await store.fetch(plan.prefix, plan.hash, tables, lockMs);
   }
   if (fetched.kind === 'hit') {
     const answered = await read.answer(fetched.bytes);
     if (answered) return answered;
   }
-  if (fetched.kind !== 'miss' || fetched.lockHeld || !req.admission.canStore) return read.computeOnly();
+  if (fetched.kind !== 'miss' || fetched.lockHeld || !plan.admission.canStore) return read.computeOnly();
   return read.computeAndStore(fetched.snapshot, false);
 }

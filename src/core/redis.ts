@@ -12,21 +12,22 @@ import { CacheopsConfigError } from './errors';
 export type RedisClient = Redis | Cluster;
 
 /**
- * The scripts of lua/*.lua, by command name and key count (lua/includes/ holds what they share).
+ * The scripts of lua/*.lua, by command name and key count (lua/includes/ holds what they share);
+ * `keys: undefined` is a count that varies by call: the first argument says how many keys follow.
  * The scripts that only delete or bump small counters start with `#!lua flags=allow-oom`, so they
  * run on a full Redis (7 and later); `bare` is the same script without that line, for a Redis < 7.
  */
 const SCRIPTS: Readonly<Record<string, { readonly file: string; readonly keys: number | undefined; readonly bare?: true }>> = {
   cacheopsFetch: { file: 'fetch.lua', keys: 3 },
-  cacheopsStore: { file: 'store.lua', keys: 4 },
-  cacheopsInvalidate: { file: 'invalidate.lua', keys: 2 },
-  cacheopsInvalidateBare: { file: 'invalidate.lua', keys: 2, bare: true },
+  cacheopsStore: { file: 'store.lua', keys: undefined },
+  cacheopsInvalidate: { file: 'invalidate.lua', keys: undefined },
+  cacheopsInvalidateBare: { file: 'invalidate.lua', keys: undefined, bare: true },
   cacheopsBumpEpoch: { file: 'bump_epoch.lua', keys: 1 },
   cacheopsBumpEpochBare: { file: 'bump_epoch.lua', keys: 1, bare: true },
   cacheopsFetchInsideout: { file: 'fetch_insideout.lua', keys: 3 },
-  cacheopsStoreInsideout: { file: 'store_insideout.lua', keys: 4 },
-  cacheopsInvalidateInsideout: { file: 'invalidate_insideout.lua', keys: 2 },
-  cacheopsInvalidateInsideoutBare: { file: 'invalidate_insideout.lua', keys: 2, bare: true },
+  cacheopsStoreInsideout: { file: 'store_insideout.lua', keys: undefined },
+  cacheopsInvalidateInsideout: { file: 'invalidate_insideout.lua', keys: undefined },
+  cacheopsInvalidateInsideoutBare: { file: 'invalidate_insideout.lua', keys: undefined, bare: true },
   // Stale-while-revalidate: who refreshes a value past its fresh time (read-through.ts).
   cacheopsRefresh: { file: 'refresh.lua', keys: 3 },
   cacheopsRefreshInsideout: { file: 'refresh_insideout.lua', keys: 3 },
@@ -34,7 +35,6 @@ const SCRIPTS: Readonly<Record<string, { readonly file: string; readonly keys: n
   // The near cache's reads, on its tracked connection (near/tracking.ts).
   cacheopsNearRead: { file: 'near_read.lua', keys: 1 },
   cacheopsNearReadInsideout: { file: 'near_read_insideout.lua', keys: 1 },
-  // Dynamic key count: the first argument says how many keys follow.
   cacheopsReapConjs: { file: 'reap_conjs.lua', keys: undefined },
 };
 
@@ -148,4 +148,27 @@ export function defineScripts<C extends RedisClient>(client: C): C & ScriptComma
     if (!(name in client)) client.defineCommand(name, { numberOfKeys: keys, lua: bare ? lua.replace(/^#!.*\n/, '') : lua });
   }
   return client as C & ScriptCommands;
+}
+
+/** A page of a SCAN-family command: the next cursor and the elements. */
+export type ScanPage = [cursor: string, elements: string[]];
+
+/**
+ * Walks a SCAN-family command (SCAN, SSCAN) to its end, never KEYS: `page`
+ * gets the elements of each page. A scan answering undefined (a guarded call
+ * that failed) or a page returning false ends the walk early. Returns whether
+ * it ran to the end.
+ */
+export async function scanAll(
+  scan: (cursor: string) => Promise<ScanPage | undefined>,
+  page: (elements: string[]) => Promise<boolean | void> | boolean | void,
+): Promise<boolean> {
+  let cursor = '0';
+  do {
+    const reply = await scan(cursor);
+    if (!reply) return false;
+    cursor = reply[0];
+    if ((await page(reply[1])) === false) return false;
+  } while (cursor !== '0');
+  return true;
 }

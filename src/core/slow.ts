@@ -71,7 +71,7 @@ export class SlowDetector {
   }
 
   /** A cache read Redis answered took `ms`. */
-  read(ms: number): void {
+  cacheRead(ms: number): void {
     const now = Date.now();
     if (now - this.windowStart >= this.options.windowMs) {
       const done = this.window;

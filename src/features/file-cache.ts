@@ -105,7 +105,7 @@ export class FileCache {
   }
 
   /** Reads an entry (whole, or the header only); undefined when there is none. */
-  private async read(file: string, headerOnly: boolean): Promise<Entry | undefined> {
+  private async readEntry(file: string, headerOnly: boolean): Promise<Entry | undefined> {
     let handle;
     try {
       handle = await open(file, 'r');
@@ -144,7 +144,7 @@ export class FileCache {
 
   private async load(name: string, label: string): Promise<unknown> {
     const { file } = this.pathOf(name);
-    const entry = await this.read(file, false);
+    const entry = await this.readEntry(file, false);
     if (!entry) throw new CacheMiss(label);
     if (entry.expires <= Date.now() || !entry.body) {
       await this.discard(file, entry.ino);
@@ -260,7 +260,7 @@ export class FileCache {
         for (const name of await this.list(folder)) {
           const file = join(folder, name);
           if (ENTRY_NAME.test(name)) {
-            const entry = await this.read(file, true).catch(() => undefined);
+            const entry = await this.readEntry(file, true).catch(() => undefined);
             if (entry && entry.expires <= now && (await this.discard(file, entry.ino))) removed += 1;
           } else if (TEMP_NAME.test(name)) {
             const info = await stat(file).catch(() => undefined);

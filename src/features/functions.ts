@@ -16,6 +16,7 @@ import { callHash, checkFunction, checkFunctionOptions, declarationSite, functio
 import { stableStringify } from '../query/key';
 import { decodeValue, encodeValue } from '../core/serialize';
 import { isSample, sampleDependencies, type Sample } from './function-samples';
+import type { ValueCodec } from '../core/read-plan';
 
 export type { Sample };
 export { declarationSite };
@@ -64,6 +65,11 @@ interface FunctionCacheSpec {
   readonly identity: string;
 }
 
+/** The codec of function results: any serializable value, model instances rebuilt on this Sequelize. */
+function valueCodec(core: CacheopsCore): ValueCodec<unknown> {
+  return { encode: encodeValue, decode: (bytes) => decodeValue(bytes, core.sequelize) };
+}
+
 function makeCached<A extends unknown[], R>(core: CacheopsCore, spec: FunctionCacheSpec, fn: (...args: A) => Promise<R> | R): CachedFunction<A, R> {
   checkFunction(fn);
   const identity = functionIdentity(spec.identity, fn);
@@ -71,21 +77,26 @@ function makeCached<A extends unknown[], R>(core: CacheopsCore, spec: FunctionCa
   const tables = spec.deps.map((d) => d.table);
   const prefix = (): string => core.prefixFor(tables);
   const name = fn.name || 'anonymous';
+  const codec = valueCodec(core);
 
   const wrapped = (async (...args: A): Promise<R> => {
     const admission = core.gate.admit();
     if (!admission) return fn(...args);
-    return core.read<R>({
+    return core.readCached<R>({
       prefix: prefix(),
       hash: hashOf(args),
       deps: spec.deps,
       timeout: spec.timeout,
+      staleWhileRevalidate: 0,
       lock: spec.lock,
       admission,
-      compute: async () => fn(...args),
-      encode: encodeValue,
-      decode: (bytes) => decodeValue(bytes, core.sequelize) as { value: R } | undefined,
-    }, { fn: name, op: 'function' });
+      codec: codec as ValueCodec<R>,
+      near: undefined,
+      localGet: false,
+      sample: false,
+      op: 'function',
+      fn: name,
+    }, async () => fn(...args));
   }) as CachedFunction<A, R>;
 
   wrapped.invalidate = async (...args: A) => core.store.deleteValue(prefix(), hashOf(args));

@@ -24,9 +24,19 @@ import type { Cacheops } from '../install';
 import { extrasOf, fragmentHash, invalidateFragmentOf, namedFragmentId, rememberPrefix, templateFragmentId } from './nunjucks-keys';
 import { isSample, sampleDependencies } from './function-samples';
 import { decodeRaw, encodeRaw } from '../core/serialize';
+import type { ValueCodec } from '../core/read-plan';
 
 const AS_TAGS = ['cached_as', 'cacheoped_as', 'cacheopedas'] as const;
 const TAGS = [...AS_TAGS, 'cached'] as const;
+/** A fragment's rendered HTML as stored; bytes holding anything but a string are no fragment. */
+const HTML_CODEC: ValueCodec<string> = {
+  encode: (html) => encodeRaw(html),
+  decode: (bytes) => {
+    const raw = decodeRaw(bytes);
+    return raw && typeof raw.value === 'string' ? { value: raw.value } : undefined;
+  },
+};
+
 const KEYWORDS = new Set(['timeout', 'extra', 'cache_key', 'name', 'lock']);
 
 // ---- the few nunjucks shapes used here (nunjucks ships no types of its own) ----
@@ -308,19 +318,20 @@ export class CacheopsExtension {
     const id = typeof kw['name'] === 'string' ? namedFragmentId(kw['name']) : templateFragmentId(template, meta.pos);
     const prefix = core.prefixFor(deps.map((d) => d.table));
     rememberPrefix(core, id, prefix);
-    return core.read<string>({
+    return core.readCached<string>({
       prefix,
       hash: fragmentHash(id, extrasOf(kw['extra'] ?? kw['cache_key'])),
       deps,
       timeout,
+      staleWhileRevalidate: 0,
       lock: kw['lock'] === true,
       admission,
-      compute: () => renderBody(body),
-      encode: (html) => encodeRaw(html),
-      decode: (bytes) => {
-        const raw = decodeRaw(bytes);
-        return raw && typeof raw.value === 'string' ? { value: raw.value } : undefined;
-      },
-    }, { fn: typeof kw['name'] === 'string' ? kw['name'] : `${template}:${meta.pos}`, op: 'fragment' });
+      codec: HTML_CODEC,
+      near: undefined,
+      localGet: false,
+      sample: false,
+      op: 'fragment',
+      fn: typeof kw['name'] === 'string' ? kw['name'] : `${template}:${meta.pos}`,
+    }, () => renderBody(body));
   }
 }

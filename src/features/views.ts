@@ -17,10 +17,10 @@ import type { CacheopsCore } from '../core/cacheops-core';
 import { checkTimeout, profileFor } from '../core/config';
 import { CacheopsConfigError, CacheopsError } from '../core/errors';
 import { declarationSite, functionIdentity } from './function-identity';
-import { lockKey } from '../core/keys';
 import { stableStringify } from '../query/key';
 import { isSample, sampleDependencies, type Sample } from './function-samples';
 import { decodeRaw, encodeRaw } from '../core/serialize';
+import { NotStored, type ValueCodec } from '../core/read-plan';
 
 /** Options of `cachedView` / `cachedViewAs`. */
 export interface ViewCacheOptions {
@@ -65,9 +65,6 @@ interface CachedResponse {
 const OPTION_KEYS = new Set(['timeout', 'extra', 'lock', 'key']);
 /** Hop-by-hop or per-response headers: never replayed. */
 const DROPPED_HEADERS = new Set(['date', 'connection', 'keep-alive', 'transfer-encoding', 'content-length']);
-
-/** Thrown by encode to tell read-through not to store (caught right here). */
-class NotCacheable extends Error {}
 
 function isOptions(v: unknown): v is ViewCacheOptions {
   return typeof v === 'object' && v !== null && !isSample(v) && Object.getPrototypeOf(v) === Object.prototype;
@@ -189,13 +186,19 @@ function replay(req: IncomingMessage, res: ServerResponse, cached: CachedRespons
   else res.end(cached.body);
 }
 
-function decodeResponse(bytes: Buffer): { value: CachedResponse } | undefined {
+function decodeResponse(bytes: Buffer): { value: CachedResponse | undefined } | undefined {
   const raw = decodeRaw(bytes)?.value as Record<string, unknown> | undefined;
   if (typeof raw !== 'object' || raw === null || typeof raw['status'] !== 'number') return undefined;
   const { status, message, headers, body } = raw;
   if (!(body instanceof Uint8Array) || typeof headers !== 'object' || headers === null) return undefined;
   return { value: { status, message: typeof message === 'string' ? message : '', headers: headers as Record<string, string | string[]>, body: Buffer.from(body.buffer, body.byteOffset, body.byteLength) } };
 }
+
+/** A response as stored (only complete, cacheable responses are: the others are NotStored). */
+const RESPONSE_CODEC: ValueCodec<CachedResponse | undefined> = {
+  encode: (response) => encodeRaw(response),
+  decode: decodeResponse,
+};
 
 /** The dependencies and options of `cachedView(opts)` / `cachedViewAs(...samples, opts)`; returns the decorator. */
 export function cachedViewFactory(core: CacheopsCore, samplesAndOptions: readonly (Sample | ViewCacheOptions)[], withSamples: boolean): ViewDecorator {
@@ -238,30 +241,28 @@ export function cachedViewFactory(core: CacheopsCore, samplesAndOptions: readonl
       const p = prefix();
       let outcome: Outcome | undefined;
       try {
-        const value = await core.read<CachedResponse | undefined>({
+        const value = await core.readCached<CachedResponse | undefined>({
           prefix: p,
           hash,
           deps,
           timeout,
+          staleWhileRevalidate: 0,
           lock,
           admission,
-          compute: async () => {
-            outcome = await runAndCapture(plain, req, res, next);
-            return outcome.kind === 'complete' ? outcome.response : undefined;
-          },
-          encode: (response) => {
-            if (method !== 'GET' || response === undefined || !mayStore(response)) throw new NotCacheable();
-            return encodeRaw(response);
-          },
-          decode: decodeResponse,
-        }, { fn: name, op: 'view' });
+          codec: RESPONSE_CODEC,
+          near: undefined,
+          localGet: false,
+          sample: false,
+          op: 'view',
+          fn: name,
+        }, async () => {
+          outcome = await runAndCapture(plain, req, res, next);
+          const response = outcome.kind === 'complete' ? outcome.response : undefined;
+          // Answered, not stored: the read engine gives the dog-pile lease back through its token.
+          return method !== 'GET' || response === undefined || !mayStore(response) ? new NotStored(response) : response;
+        });
         if (outcome === undefined && value !== undefined) replay(req, res, value);
       } catch (error) {
-        if (error instanceof NotCacheable) {
-          // Nothing stored: free the dog-pile lock at once rather than letting waiters time out.
-          if (lock) await core.store.guard('a lock release', () => core.redis.del(lockKey(core.store.nsFor(p, hash), hash)), 0);
-          return;
-        }
         if (outcome !== undefined || res.headersSent) {
           // The client has its response; a failed store must not turn into a second one.
           core.config.logger(`view cache: storing ${path} failed`, error);

@@ -201,12 +201,12 @@ export class ClusterTracker {
   }
 
   /** Reads a value on the tracked connection of the master owning its slot. */
-  async read(key: string): Promise<TrackedRead> {
+  async trackedGet(key: string): Promise<TrackedRead> {
     const owner = this.owners[keySlot(key)]!;
     const tracker = this.trackers.get(owner);
     if (!tracker?.active) return FAILED;
     const epoch = this.epoch;
-    const read = await tracker.read(key);
+    const read = await tracker.trackedGet(key);
     if (read.kind === 'failed') {
       if (this.cluster.status === 'ready') this.cluster.refreshSlotsCache();
       return read;

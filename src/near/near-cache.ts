@@ -6,7 +6,7 @@
  * (tracking.ts), which guarantee Redis will report a change of those keys.
  *
  * The bytes are kept, and beside them, once a hit decoded them, the decoded
- * value (for requests that can copy it, see ReadRequest.reuse): hits then
+ * value (for reads whose codec can copy it, see ValueCodec.copy): hits then
  * hand out copies of it, never the kept value itself, so a caller mutating
  * what it got can never change what the next caller gets.
  */
@@ -29,7 +29,7 @@ export interface NearEntry {
   kept?: KeptValue;
 }
 
-/** A decoded value kept beside its bytes: hits of requests with the same owners copy it. */
+/** A decoded value kept beside its bytes: hits of reads whose codec has the same owners copy it. */
 export interface KeptValue {
   readonly owners: readonly object[];
   readonly value: unknown;

@@ -17,7 +17,8 @@ import type { CacheStore } from '../core/cache-store';
 import { isCluster, type RedisClient } from '../core/redis';
 import type { Profile } from '../core/config';
 import { valueKey } from '../core/keys';
-import { freshnessOf, readThrough, type ReadOutcome, type ReadRequest } from '../core/read-through';
+import { freshnessOf, PLAIN_READ, readThrough, type ReadOutcome, type ReadThroughOptions } from '../core/read-through';
+import type { Compute, ReadPlan } from '../core/read-plan';
 import { NearCache } from './near-cache';
 import type { NearLimits } from '../core/memory-limits';
 import { ClusterTracker } from './cluster-tracking';
@@ -27,6 +28,8 @@ export interface TieredOutcome<T> extends ReadOutcome<T> {
   /** Which tier answered a hit. */
   readonly tier?: 'near' | 'redis';
 }
+
+const NO_OWNERS: readonly object[] = Object.freeze([]);
 
 function sameOwners(a: readonly object[], b: readonly object[]): boolean {
   if (a.length !== b.length) return false;
@@ -38,8 +41,6 @@ export class NearTier {
   /** One node's tracking, or one per master on a cluster (cluster-tracking.ts). */
   readonly tracker: Tracker | ClusterTracker;
   private readonly caches = new Map<Profile, NearCache>();
-  /** Off: every near hit decodes and builds anew (the benchmark compares the two). */
-  reuseEnabled = true;
 
   constructor(main: RedisClient, options: TrackerOptions) {
     this.tracker = isCluster(main) ? new ClusterTracker(main, options) : new Tracker(main as Redis, options);
@@ -63,37 +64,40 @@ export class NearTier {
     return n;
   }
 
-  async read<T>(store: CacheStore, cache: NearCache, req: ReadRequest<T>, readOptions: Parameters<typeof readThrough>[2]): Promise<TieredOutcome<T>> {
+  /** Reads a plan from the near cache, else by one tracked read, else through Redis as usual (readThrough). */
+  async readNearFirst<T>(store: CacheStore, cache: NearCache, plan: ReadPlan<T>, compute: Compute<T>, readOptions: ReadThroughOptions = PLAIN_READ): Promise<TieredOutcome<T>> {
     // While the breaker is open (Redis out or slow) the tracked connection is not relied on either;
     // while the Redis user lacks permissions (permissions.ts) every read skips the cache.
-    if (!this.tracker.active || store.breaker.open || store.refusal) return readThrough(store, req, readOptions);
-    const key = valueKey(store.nsFor(req.prefix, req.hash), req.hash);
+    if (!this.tracker.active || store.breaker.open || store.refusal) return readThrough(store, plan, compute, readOptions);
+    const key = valueKey(store.nsFor(plan.prefix, plan.hash), plan.hash);
     const now = Date.now();
     const entry = cache.get(key, now);
     if (entry) {
       // Entries expire at their fresh time (below), so the near cache only ever serves fresh values.
-      const reuse = this.reuseEnabled ? req.reuse : undefined;
+      const { codec } = plan;
+      const copy = codec.copy;
+      const owners = codec.owners ?? NO_OWNERS;
       const near = (value: T, payload: Buffer, freshUntil: number): TieredOutcome<T> =>
         ({ value, hit: true, stored: false, bytes: payload, at: entry.admitted, freshUntil, tier: 'near' });
       const kept = entry.kept;
-      if (reuse && kept && kept.freshUntil > now && sameOwners(kept.owners, reuse.owners)) return near(reuse.copy(kept.value as T), kept.payload, kept.freshUntil);
-      const held = freshnessOf(req, entry.bytes);
-      const decoded = held.freshUntil > now ? req.decode(held.payload) : undefined;
+      if (copy && kept && kept.freshUntil > now && sameOwners(kept.owners, owners)) return near(copy(kept.value as T), kept.payload, kept.freshUntil);
+      const held = freshnessOf(plan, entry.bytes);
+      const decoded = held.freshUntil > now ? codec.decode(held.payload) : undefined;
       if (decoded) {
-        if (!reuse) return near(decoded.value, held.payload, held.freshUntil);
-        cache.keep(entry, { owners: reuse.owners, value: decoded.value, payload: held.payload, freshUntil: held.freshUntil });
-        return near(reuse.copy(decoded.value), held.payload, held.freshUntil);
+        if (!copy) return near(decoded.value, held.payload, held.freshUntil);
+        cache.keep(entry, { owners, value: decoded.value, payload: held.payload, freshUntil: held.freshUntil });
+        return near(copy(decoded.value), held.payload, held.freshUntil);
       }
     }
     const started = performance.now();
-    const read = await this.tracker.read(key);
+    const read = await this.tracker.trackedGet(key);
     // Timed like the store's reads: a slow Redis is bypassed whichever connection meets it (slow.ts).
-    if (read.kind !== 'failed') store.slow?.read(performance.now() - started);
+    if (read.kind !== 'failed') store.slow?.cacheRead(performance.now() - started);
     if (read.kind === 'value') {
-      const found = freshnessOf(req, read.bytes);
+      const found = freshnessOf(plan, read.bytes);
       // Past its fresh time (stale-while-revalidate): the normal path decides who refreshes it.
-      if (found.freshUntil <= read.at) return readThrough(store, req, { ...readOptions, ...(store.insideout ? {} : { found: read.bytes }) });
-      const decoded = req.decode(found.payload);
+      if (found.freshUntil <= read.at) return readThrough(store, plan, compute, { ...readOptions, ...(store.insideout ? {} : { found: read.bytes }) });
+      const decoded = plan.codec.decode(found.payload);
       if (decoded) {
         if (read.admissible) cache.set(key, read.bytes, read.deps, read.at, Math.min(read.ttlMs, found.freshUntil - read.at));
         return { value: decoded.value, hit: true, stored: false, bytes: found.payload, at: read.at, freshUntil: found.freshUntil, tier: 'redis' };
@@ -101,7 +105,7 @@ export class NearTier {
     }
     // Nothing valid in Redis (or the tracked read failed): the normal path; its GET is skipped
     // when the tracked read just found nothing (insideout mode has no separate GET).
-    return readThrough(store, req, { ...readOptions, skipGet: read.kind === 'none' });
+    return readThrough(store, plan, compute, { ...readOptions, skipGet: read.kind === 'none' });
   }
 
   async close(): Promise<void> {

@@ -317,7 +317,7 @@ export class Tracker {
   }
 
   /** Reads a value on the tracked connection; `admissible` says whether it may enter a near cache. */
-  async read(key: string): Promise<TrackedRead> {
+  async trackedGet(key: string): Promise<TrackedRead> {
     if (!this.on) return FAILED;
     const ticket: Ticket = { epoch: this.epoch, seq: this.seq };
     this.inflight += 1;

@@ -101,7 +101,7 @@ function isRegistered(provider: unknown): boolean {
 }
 const INTERNAL = 0; // SpanKind.INTERNAL
 
-type Read = CacheopsCore['read'];
+type ReadCached = CacheopsCore['readCached'];
 type StoreInvalidate = CacheopsCore['store']['invalidate'];
 type StoreInvalidateAll = CacheopsCore['store']['invalidateAll'];
 
@@ -151,23 +151,22 @@ function traceCalls(core: CacheopsCore, api: OtelApi): void {
   const store = core.store;
   const db = core.db;
 
-  const read: Read = core.read.bind(core);
-  core.read = function tracedRead(req, event, localGet) {
+  const readCached: ReadCached = core.readCached.bind(core);
+  core.readCached = function tracedRead(plan, compute) {
     const parent = api.context.active();
     const span = tracer.startSpan('cacheops.read', {
       kind: INTERNAL,
-      attributes: { 'cacheops.op': event.op, 'cacheops.model': event.model?.name, 'cacheops.function': event.fn, 'db.name': db },
+      attributes: { 'cacheops.op': plan.op, 'cacheops.model': plan.model?.name, 'cacheops.function': plan.fn, 'db.name': db },
     }, parent);
     // A miss is a read whose query (or function) ran: it runs in the span's context.
     let computed = false;
-    const compute = req.compute;
-    const traced = { ...req, compute: () => { computed = true; return api.context.with(api.trace.setSpan(parent, span), compute); } };
-    return read(traced, event, localGet).then((value) => {
+    const traced = (): ReturnType<typeof compute> => { computed = true; return api.context.with(api.trace.setSpan(parent, span), compute); };
+    return readCached(plan, traced).then((value) => {
       span.setAttribute('cacheops.hit', !computed);
       span.end();
       return value;
     }, (error: unknown) => endWith(span, api, error));
-  } as Read;
+  } as ReadCached;
 
   const invalidate: StoreInvalidate = store.invalidate.bind(store);
   store.invalidate = function tracedInvalidate(prefix, items) {

@@ -10,7 +10,7 @@
  * Index sets are checked after the conj sets, which may have emptied some.
  */
 import { indexKeyOfConj, parseKey } from '../core/keys';
-import type { RedisClient, ScriptCommands } from '../core/redis';
+import { scanAll, type RedisClient, type ScriptCommands } from '../core/redis';
 import { scanNodes } from './stats';
 
 export interface ReapOptions {
@@ -54,16 +54,14 @@ async function reapSet(
 ): Promise<{ removed: number; gone: boolean }> {
   let removed = 0;
   let gone = false;
-  let cursor = '0';
-  do {
-    const [next, members] = await node.sscan(key, cursor, 'COUNT', chunkSize);
-    cursor = next;
+  await scanAll((cursor) => node.sscan(key, cursor, 'COUNT', chunkSize), async (members) => {
     for (let i = 0; i < members.length; i += chunkSize) {
       const [n, g] = await call(members.slice(i, i + chunkSize));
       removed += n;
       gone = g === 1;
     }
-  } while (cursor !== '0' && !gone);
+    return !gone;
+  });
   return { removed, gone };
 }
 
@@ -93,10 +91,7 @@ export async function reapConjs(client: Client, pattern: string, options: ReapOp
 
   for (const node of nodes) {
     const indexKeys: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', chunk);
-      cursor = next;
+    await scanAll((cursor) => node.scan(cursor, 'MATCH', pattern, 'COUNT', chunk), async (keys) => {
       const conjKeys: string[] = [];
       for (const key of keys) {
         const kind = parseKey(key)?.kind;
@@ -115,7 +110,7 @@ export async function reapConjs(client: Client, pattern: string, options: ReapOp
       }
       visitedKeys = Math.min(totalKeys, visitedKeys + chunk);
       options.onProgress?.({ visitedKeys, totalKeys, deadMembers: result.deadMembers });
-    } while (cursor !== '0');
+    });
 
     for (const key of (await setSizes(node, indexKeys)).keys()) {
       result.indexSets += 1;

@@ -9,7 +9,7 @@
  * they choose (periodically, at shutdown), and the CLI reports what was flushed.
  */
 import type { CacheopsCore, CacheopsStats } from '../core/cacheops-core';
-import { isCluster, type RedisClient } from '../core/redis';
+import { isCluster, scanAll, type RedisClient } from '../core/redis';
 import { parseKey, statsKey } from '../core/keys';
 
 export interface KeyCounts {
@@ -37,24 +37,6 @@ const KIND_FIELD: Readonly<Record<string, keyof KeyCounts>> = {
 /** The master nodes to scan: the client itself, or every master of a cluster. */
 export function scanNodes(client: RedisClient): RedisClient[] {
   return isCluster(client) ? client.nodes('master') : [client];
-}
-
-/** Counts the keys matching `pattern` by kind (SCAN, never KEYS). */
-export async function countKeys(client: RedisClient, pattern: string, chunkSize: number): Promise<KeyCounts> {
-  const counts = emptyCounts();
-  for (const node of scanNodes(client)) {
-    let cursor = '0';
-    do {
-      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', chunkSize);
-      cursor = next;
-      for (const key of keys) {
-        const kind = parseKey(key)?.kind;
-        counts[(kind !== undefined && KIND_FIELD[kind]) || 'other'] += 1;
-        counts.total += 1;
-      }
-    } while (cursor !== '0');
-  }
-  return counts;
 }
 
 const emptyCounts = (): KeyCounts => ({ values: 0, conj: 0, idx: 0, schemes: 0, locks: 0, simple: 0, epochs: 0, other: 0, total: 0 });
@@ -85,10 +67,7 @@ export async function countKeysByPrefix(client: RedisClient, chunkSize: number, 
   if (onPage) for (const node of nodes) total += await node.dbsize();
   let visited = 0;
   for (const node of nodes) {
-    let cursor = '0';
-    do {
-      const [next, keys] = await node.scan(cursor, 'MATCH', '*cacheops:*', 'COUNT', chunkSize);
-      cursor = next;
+    await scanAll((cursor) => node.scan(cursor, 'MATCH', '*cacheops:*', 'COUNT', chunkSize), (keys) => {
       for (const key of keys) {
         const parsed = parseKey(key);
         if (!parsed) {
@@ -103,7 +82,7 @@ export async function countKeysByPrefix(client: RedisClient, chunkSize: number, 
       }
       visited = Math.min(total, visited + chunkSize);
       onPage?.(visited, total);
-    } while (cursor !== '0');
+    });
   }
   return { prefixes, withStats };
 }

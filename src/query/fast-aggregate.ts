@@ -26,33 +26,42 @@ function countResult(result: unknown): unknown {
   return result;
 }
 
+type Entry = NonNullable<ReturnType<FastPath['entry']>>;
+
+/**
+ * What every fast call does first: its remembered entry, or, without one, the
+ * call's answer (the normal path when the call steps aside or has no
+ * fingerprint; on a fingerprint's first call, the normal path with a capture).
+ */
+function lookup(
+  fast: FastPath, model: AnyModel, kind: string, args: readonly unknown[], options: unknown, hooks: readonly string[], call: Call<unknown>,
+): { readonly entry: Entry; readonly o: FindOptions | undefined } | { readonly answer: Promise<unknown> } {
+  const o = options as FindOptions | undefined;
+  if (!fast.extended || (options !== undefined && !isPlainObject(options)) || !fast.eligible(model, o, hooks)) return { answer: call(o) };
+  const fingerprint = callFingerprint(kind, model, args, o, COUNT_KNOWN);
+  if (fingerprint === undefined) return { answer: call(o) };
+  const entry = fast.entry(fingerprint);
+  return entry ? { entry, o } : { answer: fast.capture(fingerprint, model, o, call) };
+}
+
 /** Model.count(options). */
 export function fastCount(fast: FastPath, model: AnyModel, options: unknown, call: Call<unknown>): Promise<unknown> {
-  if (!fast.extended || (options !== undefined && !isPlainObject(options))) return call(options as FindOptions | undefined);
-  const o = options as FindOptions | undefined;
-  if (!fast.eligible(model, o, COUNT_HOOKS)) return call(o);
-  const fingerprint = callFingerprint('C', model, [], o, COUNT_KNOWN);
-  if (fingerprint === undefined) return call(o);
-  const entry = fast.entry(fingerprint);
-  if (!entry) return fast.capture(fingerprint, model, o, call);
+  const found = lookup(fast, model, 'C', [], options, COUNT_HOOKS, call);
+  if ('answer' in found) return found.answer;
+  const { entry, o } = found;
   if (!entry.raw) return call(o);
-  return fast.readRaw(model, o, entry.raw, entry.option, call).then(countResult);
+  return fast.readRememberedRaw(model, o, entry.raw, entry.option, call).then(countResult);
 }
 
 /** Model.aggregate(field, fn, options), which max, min and sum call. */
 export function fastAggregate(fast: FastPath, model: AnyModel, field: unknown, fn: unknown, options: unknown, call: Call<unknown>): Promise<unknown> {
-  if (!fast.extended || typeof field !== 'string' || typeof fn !== 'string' || (options !== undefined && !isPlainObject(options))) {
-    return call(options as FindOptions | undefined);
-  }
-  const o = options as FindOptions | undefined;
+  if (typeof field !== 'string' || typeof fn !== 'string') return call(options as FindOptions | undefined);
   // aggregate runs no hooks of its own.
-  if (!fast.eligible(model, o, [])) return call(o);
-  const fingerprint = callFingerprint('G', model, [field, fn], o, COUNT_KNOWN);
-  if (fingerprint === undefined) return call(o);
-  const entry = fast.entry(fingerprint);
-  if (!entry) return fast.capture(fingerprint, model, o, call);
+  const found = lookup(fast, model, 'G', [field, fn], options, [], call);
+  if ('answer' in found) return found.answer;
+  const { entry, o } = found;
   if (!entry.raw) return call(o);
-  return fast.readRaw(model, o, entry.raw, entry.option, call);
+  return fast.readRememberedRaw(model, o, entry.raw, entry.option, call);
 }
 
 /**
@@ -61,21 +70,17 @@ export function fastAggregate(fast: FastPath, model: AnyModel, field: unknown, f
  * prepared, read at once as Sequelize runs them.
  */
 export async function fastFindAndCountAll(fast: FastPath, model: AnyModel, options: unknown, call: Call<unknown>): Promise<unknown> {
-  if (!fast.extended || (options !== undefined && !isPlainObject(options))) return call(options as FindOptions | undefined);
-  const o = options as FindOptions | undefined;
-  if (!fast.eligible(model, o, FIND_AND_COUNT_HOOKS)) return call(o);
-  const fingerprint = callFingerprint('F', model, [], o, COUNT_KNOWN);
-  if (fingerprint === undefined) return call(o);
-  const entry = fast.entry(fingerprint);
-  if (!entry) return fast.capture(fingerprint, model, o, call);
+  const found = lookup(fast, model, 'F', [], options, FIND_AND_COUNT_HOOKS, call);
+  if ('answer' in found) return found.answer;
+  const { entry, o } = found;
   const { raw, select } = entry;
   if (!raw || !select) return call(o);
   // Both parts through the cache, or neither (a part's own fallback would be this whole call).
   const core = fast.core;
   if (!core.planParsed(model, raw.prepared.op, entry.option, {}) || !core.planParsed(model, select.op, entry.option, {})) return call(o);
   const [count, rows] = await Promise.all([
-    fast.readRaw(model, o, raw, entry.option, call).then(countResult),
-    fast.read(model, o, select, entry.option, call),
+    fast.readRememberedRaw(model, o, raw, entry.option, call).then(countResult),
+    fast.readRemembered(model, o, select, entry.option, call),
   ]);
   return { count, rows: count === 0 ? [] : rows };
 }

@@ -136,7 +136,7 @@ function fastAssociation(fast: FastPath, a: AssociationLike, spec: Spec, args: u
   const model = select.model as AnyModel;
   // Cached or not is decided before reading: the method's own fallback would give its result, not findAll's.
   if (!fast.core.planParsed(model, select.op, entry.option, {})) return call(o);
-  return fast.read(model, o, select, entry.option, call).then((result) => spec.finish(result, a, keys));
+  return fast.readRemembered(model, o, select, entry.option, call).then((result) => spec.finish(result, a, keys));
 }
 
 type Prototype = Record<string, Method>;

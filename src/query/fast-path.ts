@@ -81,16 +81,12 @@ function isEmptyResult(result: unknown): boolean {
 export class FastPath {
   /** Remembered selects by fingerprint; the least recently used go first past `memory.fastPath`. */
   private readonly memo: LruMap<string, Entry>;
-  /** Off: every call takes the normal path (the benchmark compares the two). */
-  enabled = true;
   /**
    * Off: count, aggregate (max, min, sum), findAndCountAll and the association
    * methods take the normal path (findAll, findOne and findByPk keep theirs);
    * the benchmark compares the two.
    */
   extended = true;
-  /** Calls served from a remembered select (hits and misses), for tests and the benchmark. */
-  served = 0;
 
   constructor(readonly core: CacheopsCore) {
     this.memo = new LruMap(core.config.memory.fastPath);
@@ -109,7 +105,7 @@ export class FastPath {
    */
   eligible(model: AnyModel, options: FindOptions | undefined, hooks: readonly string[] = FIND_HOOKS): boolean {
     const core = this.core;
-    if (!this.enabled || !core.config.enabled || core.closed) return false;
+    if (!core.config.enabled || core.closed) return false;
     if (options?.transaction || options?.lock || options?.cacheops === false) return false;
     if (options !== undefined && carriesCapture(options)) return false;
     if (options?.hooks !== false && hasHooks(model, hooks)) return false;
@@ -159,18 +155,17 @@ export class FastPath {
     const entry = this.entry(fingerprint);
     if (!entry) return this.capture(fingerprint, model, options, call);
     if (!entry.select) return call(options);
-    return this.read(model, options, entry.select, entry.option, call);
+    return this.readRemembered(model, options, entry.select, entry.option, call);
   }
 
   /** A remembered select read through the cache, built with the call's model; rejectOnEmpty as findAll applies it. */
-  async read(model: AnyModel, options: FindOptions | undefined, prepared: PreparedSelect, option: ParsedFindOption, call: (options: FindOptions | undefined) => Promise<unknown>): Promise<unknown> {
+  async readRemembered(model: AnyModel, options: FindOptions | undefined, prepared: PreparedSelect, option: ParsedFindOption, call: (options: FindOptions | undefined) => Promise<unknown>): Promise<unknown> {
     // No transaction and no lock here (eligible() sent those calls the normal way).
-    const plan = this.core.planParsed(model, prepared.op, option, {});
-    if (!plan) return call(options);
-    this.served += 1;
+    const decision = this.core.planParsed(model, prepared.op, option, {});
+    if (!decision) return call(options);
     // The remembered options build the result; a miss runs with this call's model and logging.
     const run = (sql: string): Promise<unknown> => model.sequelize.query(sql, { ...prepared.options, model, logging: options?.logging, benchmark: options?.benchmark } as never);
-    const result = await readPrepared(this.core, prepared, plan, model, run);
+    const result = await readPrepared(this.core, prepared, decision, model, run);
     const rejectOnEmpty = options && Object.prototype.hasOwnProperty.call(options, 'rejectOnEmpty') ? options.rejectOnEmpty : model.options.rejectOnEmpty;
     if (rejectOnEmpty && isEmptyResult(result)) {
       if (typeof rejectOnEmpty === 'function') throw new (rejectOnEmpty as new () => Error)();
@@ -181,14 +176,13 @@ export class FastPath {
   }
 
   /** A remembered raw select (count, aggregate) read through the cache: what rawSelect returns. */
-  async readRaw(model: AnyModel, options: FindOptions | undefined, raw: RawPrepared, option: ParsedFindOption, call: (options: FindOptions | undefined) => Promise<unknown>): Promise<unknown> {
+  async readRememberedRaw(model: AnyModel, options: FindOptions | undefined, raw: RawPrepared, option: ParsedFindOption, call: (options: FindOptions | undefined) => Promise<unknown>): Promise<unknown> {
     const { prepared, shape } = raw;
-    const plan = this.core.planParsed(model, prepared.op, option, {});
-    if (!plan) return call(options);
-    this.served += 1;
+    const decision = this.core.planParsed(model, prepared.op, option, {});
+    if (!decision) return call(options);
     // As rawSelect runs it: the remembered options, no model; this call's logging.
     const run = (sql: string): Promise<unknown> => model.sequelize.query(sql, { ...prepared.options, logging: options?.logging, benchmark: options?.benchmark } as never);
-    return rawResult(await readPrepared(this.core, prepared, plan, model, run), shape);
+    return rawResult(await readPrepared(this.core, prepared, decision, model, run), shape);
   }
 
   private remember(fingerprint: string, at: number, capture: SelectCapture, cacheops: unknown): void {

@@ -17,13 +17,13 @@
  * database on a miss, so the key is exactly what the database would run.
  */
 import { DataTypes, QueryTypes, Utils, type Model, type ModelStatic } from 'sequelize';
-import type { CacheopsCore, FindCacheopsOption, ReadPlan } from '../core/cacheops-core';
+import type { CacheopsCore, FindCacheopsOption, ReadDecision } from '../core/cacheops-core';
 import type { CacheOp } from '../core/config';
-import { decodeRaw, encodeRaw } from '../core/serialize';
-import { copyValue } from './copy';
+import type { MissDependencies } from '../core/read-plan';
 import { selectDependencies, type FinalDependencies } from './dependencies';
 import { queryHash } from './key';
-import { fromCacheable, toCacheable, type SelectOptions } from './rehydrate';
+import type { SelectOptions } from './rehydrate';
+import { SelectCodec } from './select-codec';
 import { captureOf, type RawShape, type SelectCapture } from './capture';
 
 interface QueryInterfaceLike {
@@ -53,6 +53,9 @@ type DependencyOptions = Parameters<typeof selectDependencies>[2];
 export class PreparedSelect {
   private final: FinalDependencies | undefined | null = null;
   private readonly hashes: { db?: string; agnostic?: string } = {};
+  /** The codec of the last model class read with (a scoped model is a new class per `scope()` call). */
+  private codec: SelectCodec | undefined;
+  private missDeps: MissDependencies<unknown> | undefined;
 
   private constructor(
     readonly model: ModelStatic<Model>,
@@ -87,6 +90,21 @@ export class PreparedSelect {
     return this.final;
   }
 
+  /** The dependencies as a read plan takes them: worked out on the first miss, narrowed by the result. */
+  missDependencies(core: CacheopsCore): MissDependencies<unknown> {
+    return this.missDeps ??= {
+      dependencies: () => this.dependencies(core)?.deps,
+      refine: (value) => this.dependencies(core)!.refine(value),
+    };
+  }
+
+  /** The codec of results built with this model class and the prepared options. */
+  codecFor(model: ModelStatic<Model>): SelectCodec {
+    const codec = this.codec;
+    if (codec !== undefined && codec.model === model) return codec;
+    return (this.codec = new SelectCodec(model, this.options));
+  }
+
   hash(core: CacheopsCore, dbAgnostic: boolean): string {
     const slot = dbAgnostic ? 'agnostic' : 'db';
     return this.hashes[slot] ??= queryHash({
@@ -108,33 +126,32 @@ export class PreparedSelect {
 export function readPrepared(
   core: CacheopsCore,
   prepared: PreparedSelect,
-  plan: ReadPlan,
+  decision: ReadDecision,
   model: ModelStatic<Model>,
   run: (sql: string) => Promise<unknown>,
 ): Promise<unknown> {
-  const { op, sql, options } = prepared;
+  const { op, sql } = prepared;
+  const { profile } = decision;
   const prefix = typeof core.config.prefix === 'string' ? core.config.prefix
     : core.prefixFor((prepared.dependencies(core)?.deps ?? []).map((d) => d.table));
-  return core.read({
+  return core.readCached({
     prefix,
-    hash: prepared.hash(core, plan.profile.dbAgnostic),
-    deps: () => prepared.dependencies(core)?.deps,
-    timeout: plan.timeout,
-    staleWhileRevalidate: plan.profile.staleWhileRevalidate,
-    lock: plan.lock,
-    admission: plan.admission,
-    compute: () => run(sql),
-    refineDeps: (value) => prepared.dependencies(core)!.refine(value),
-    encode: (value) => encodeRaw(toCacheable(value, options)),
-    decode: (bytes) => {
-      const raw = decodeRaw(bytes);
-      return raw && { value: fromCacheable(raw.value, model, options) };
-    },
-    reuse: { owners: [model, options], copy: copyValue },
-  }, { model, op }, { localGet: op === 'get' && plan.profile.localGet, profile: plan.profile, sample: true });
+    hash: prepared.hash(core, profile.dbAgnostic),
+    deps: prepared.missDependencies(core),
+    timeout: decision.timeout,
+    staleWhileRevalidate: profile.staleWhileRevalidate,
+    lock: decision.lock,
+    admission: decision.admission,
+    codec: prepared.codecFor(model),
+    near: profile.near ? profile : undefined,
+    localGet: op === 'get' && profile.localGet,
+    sample: true,
+    op,
+    model,
+  }, () => run(sql));
 }
 
-/** Generates the SQL and runs it through the cache when the plan allows. */
+/** Generates the SQL and runs it through the cache when the read decision allows. */
 async function cachedSelect(
   core: CacheopsCore,
   model: ModelStatic<Model>,
@@ -146,13 +163,13 @@ async function cachedSelect(
   capture?: SelectCapture,
   raw?: RawShape,
 ): Promise<unknown> {
-  const plan = core.planRead(model, op, options as never);
-  if (!plan && !capture) return run(generate());
+  const decision = core.planRead(model, op, options as never);
+  if (!decision && !capture) return run(generate());
   const prepared = PreparedSelect.generate(model, op, shape, options, generate);
   if (raw) capture?.offerRaw(model, prepared, raw);
   else capture?.offer(model, prepared);
-  if (!plan) return run(prepared.sql);
-  return readPrepared(core, prepared, plan, model, run);
+  if (!decision) return run(prepared.sql);
+  return readPrepared(core, prepared, decision, model, run);
 }
 
 /** What rawSelect returns for the rows its query gave (the row itself unless plain; else its selected column, parsed). */

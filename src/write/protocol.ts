@@ -92,6 +92,18 @@ function isRetryable(error: unknown): boolean {
     parent?.code === 'SQLITE_BUSY';
 }
 
+/** Runs fn again after a short random pause while it fails retryably (at most 20 times); nothing of a failed run was committed. */
+async function retrying<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (attempt >= 20 || !isRetryable(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 5 * attempt * Math.random()));
+    }
+  }
+}
+
 type Outcome<R> = { result: R; before: Row[]; after: Row[] } | { result: R; all: true };
 
 export class WriteProtocol {
@@ -331,15 +343,7 @@ export class WriteProtocol {
    */
   private async underWriteLock<T>(fn: () => Promise<T>): Promise<T> {
     const statement = (sql: string): Promise<unknown> => insideManagedWrite.run(true, () => this.sequelize.query(sql, { raw: true, transaction: null }));
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        await statement('BEGIN IMMEDIATE');
-        break;
-      } catch (error) {
-        if (attempt >= 20 || !isRetryable(error)) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 5 * attempt * Math.random()));
-      }
-    }
+    await retrying(() => statement('BEGIN IMMEDIATE'));
     let out: T;
     try {
       out = await fn();
@@ -360,7 +364,7 @@ export class WriteProtocol {
    * it is safely run again.
    */
   private async inOwnTransaction<T>(exec: (tx: Transaction) => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt += 1) {
+    return retrying(async () => {
       const tx = await this.sequelize.transaction();
       try {
         const out = await exec(tx);
@@ -370,9 +374,8 @@ export class WriteProtocol {
         if (!(tx as unknown as { finished?: string }).finished) {
           try { await tx.rollback(); } catch { /* the connection is gone; the original error matters */ }
         }
-        if (attempt >= 20 || !isRetryable(error)) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 5 * attempt * Math.random()));
+        throw error;
       }
-    }
+    });
   }
 }

@@ -12,6 +12,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import type { RedisClientLike } from '../../src/index';
 import { dialects, rawRedis } from '../helpers/env';
+import { fastPathOf, servedCounter } from '../helpers/fast-path';
 import { WorldFactory } from './schema';
 import { assertInRounds } from './rounds';
 import { Runner, stepArb } from './steps';
@@ -52,7 +53,7 @@ export function registerDifferential(run: DifferentialRun): void {
             const world = await factory.fresh();
             const runner = new Runner(world);
             const before = world.cacheops.stats();
-            const fastBefore = world.cacheops.core.fastPath?.served ?? 0;
+            const fast = world.cacheops.core.fastPath ? servedCounter(fastPathOf(world.cacheops)) : undefined;
             const nearBefore = (world.peer?.cacheops.stats().nearHits ?? 0) + before.nearHits;
             try {
               for (const step of steps) await runner.run(step);
@@ -63,7 +64,8 @@ export function registerDifferential(run: DifferentialRun): void {
               const after = world.cacheops.stats();
               totals.hits += after.hits - before.hits;
               totals.stores += after.stores - before.stores;
-              totals.fast += (world.cacheops.core.fastPath?.served ?? 0) - fastBefore;
+              totals.fast += fast?.count() ?? 0;
+              fast?.restore();
               totals.nearHits += (world.peer?.cacheops.stats().nearHits ?? 0) + after.nearHits - nearBefore;
               await factory.release(world);
             }

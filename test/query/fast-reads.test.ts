@@ -11,42 +11,30 @@ import { makeBlog, type Blog } from '../helpers/models';
 import { dialects } from '../helpers/env';
 import { plain, sqlCount } from '../helpers/check';
 import { seedBlog } from '../helpers/seed';
-
-/** Counts calls of this Sequelize's QueryInterface.select and rawSelect (the normal path's ways to the database). */
-function selectCounter(sequelize: Sequelize): { readonly count: () => number; readonly restore: () => void } {
-  const qi = sequelize.getQueryInterface() as unknown as Record<'select' | 'rawSelect', (...args: unknown[]) => Promise<unknown>>;
-  const inner = { select: qi.select, rawSelect: qi.rawSelect };
-  let n = 0;
-  for (const name of ['select', 'rawSelect'] as const) {
-    qi[name] = function (this: unknown, ...args: unknown[]) {
-      n += 1;
-      return inner[name].apply(this, args);
-    };
-  }
-  return { count: () => n, restore: () => { qi.select = inner.select; qi.rawSelect = inner.rawSelect; } };
-}
+import { fastPathOf, selectCounter, servedCounter, twice } from '../helpers/fast-path';
 
 type Read = (o: Record<string, unknown>) => Promise<unknown>;
 
 async function fastRead(t: import('ava').ExecutionContext, blog: Blog, read: Read, label: string): Promise<unknown> {
   const reference = plain(await read({ cacheops: false }));
   const selects = selectCounter(blog.sequelize);
-  const fast = blog.cacheops.core.fastPath!;
+  const served = servedCounter(fastPathOf(blog.cacheops));
   try {
     const first = await read({});
     t.true(selects.count() >= 1, `${label}: the first call takes the normal path`);
     t.deepEqual(plain(first), reference, `${label}: first call`);
     const before = selects.count();
-    const served = fast.served;
+    const servedBefore = served.count();
     let result: unknown;
     const sql = await sqlCount(blog.sequelize, async () => { result = await read({}); });
     t.is(selects.count(), before, `${label}: the second call reaches neither select nor rawSelect`);
-    t.true(fast.served > served, `${label}: served by the fast path`);
+    t.true(served.count() > servedBefore, `${label}: served by the fast path`);
     t.is(sql, 0, `${label}: the second call runs no SQL`);
     t.deepEqual(plain(result), reference, `${label}: a fast hit returns what the uncached call does`);
     return result;
   } finally {
     selects.restore();
+    served.restore();
   }
 }
 
@@ -104,35 +92,29 @@ for (const dialect of dialects()) {
       const { posts, categories, tags } = await seedBlog(blog);
       const { Post, Tag, sequelize } = blog;
       const selects = selectCounter(sequelize);
-      const twice = async (read: () => Promise<unknown>): Promise<number> => {
-        const before = selects.count();
-        await read();
-        await read();
-        return selects.count() - before;
-      };
       try {
-        t.is(await twice(() => Post.count({ where: { views: 10 } })), 1, 'control: the second count is fast');
+        t.is(await twice(selects, () => Post.count({ where: { views: 10 } })), 1, 'control: the second count is fast');
         let hooked = 0;
         const hook = () => { hooked += 1; };
         Post.addHook('beforeCount', 'n', hook);
-        t.is(await twice(() => Post.count({ where: { views: 10 } })), 2, 'a beforeCount hook: both counts take the normal path');
+        t.is(await twice(selects, () => Post.count({ where: { views: 10 } })), 2, 'a beforeCount hook: both counts take the normal path');
         t.is(hooked, 2, 'and the hook runs every time');
-        t.is(await twice(() => Post.findAndCountAll({ where: { views: 10 } })), 3, 'findAndCountAll: its count takes the normal path (its findAll the find fast path)');
+        t.is(await twice(selects, () => Post.findAndCountAll({ where: { views: 10 } })), 3, 'findAndCountAll: its count takes the normal path (its findAll the find fast path)');
         Post.removeHook('beforeCount', 'n');
-        t.is(await twice(() => Post.max('views', { where: { views: 10 } })), 1, 'max: fast');
+        t.is(await twice(selects, () => Post.max('views', { where: { views: 10 } })), 1, 'max: fast');
         Tag.addHook('afterFind', 'n', hook);
-        t.is(await twice(() => (posts[2] as unknown as Methods)['countTags']!()), 2, 'a find hook on the target: association count steps aside');
-        t.is(await twice(() => (posts[2] as unknown as Methods)['hasTag']!(tags[0])), 2, 'and has');
+        t.is(await twice(selects, () => (posts[2] as unknown as Methods)['countTags']!()), 2, 'a find hook on the target: association count steps aside');
+        t.is(await twice(selects, () => (posts[2] as unknown as Methods)['hasTag']!(tags[0])), 2, 'and has');
         Tag.removeHook('afterFind', 'n');
-        t.is(await twice(() => (posts[2] as unknown as Methods)['hasTag']!(tags[0])), 1, 'has: fast again');
+        t.is(await twice(selects, () => (posts[2] as unknown as Methods)['hasTag']!(tags[0])), 1, 'has: fast again');
         await sequelize.transaction(async (transaction) => {
-          t.is(await twice(() => Post.count({ where: { views: 10 }, transaction })), 2, 'count in a transaction');
-          t.is(await twice(() => (categories[0] as unknown as Methods)['getPosts']!({ transaction })), 2, 'a getter in a transaction');
+          t.is(await twice(selects, () => Post.count({ where: { views: 10 }, transaction })), 2, 'count in a transaction');
+          t.is(await twice(selects, () => (categories[0] as unknown as Methods)['getPosts']!({ transaction })), 2, 'a getter in a transaction');
         });
         const association = (Post.associations as Record<string, unknown>)['Category'] as unknown as Methods;
-        t.is(await twice(() => association['get']!([posts[0], posts[1]])), 1, 'several source instances: the method steps aside, its findAll is fast');
+        t.is(await twice(selects, () => association['get']!([posts[0], posts[1]])), 1, 'several source instances: the method steps aside, its findAll is fast');
         Post.addScope('popular', { where: { views: { [Op.gte]: 30 } } });
-        t.is(await twice(() => (categories[0] as unknown as Methods)['getPosts']!({ scope: 'popular' })), 2, 'a scope option');
+        t.is(await twice(selects, () => (categories[0] as unknown as Methods)['getPosts']!({ scope: 'popular' })), 2, 'a scope option');
         // A write: the next count is a fast miss that runs the remembered SQL and sees it.
         const count = () => (categories[0] as unknown as Methods)['countPosts']!();
         t.is(await count(), 3);

@@ -4,13 +4,19 @@
   every value of a table, and bumps the tables' epochs so that a value read
   from the database before this call can no longer be stored (see store.lua).
 
-  KEYS[1]  epochs hash           N epochs
-  KEYS[2]  fence key             N fence (never exists; see fenceKey in keys.ts)
-  ARGV[1]  namespace N
-  ARGV[2]  T, the number of tables, then for each table:
-             table name (escaped)
-             R, the number of rows; -1 means "the whole table"
-             for each row: its fields and tokens, escaped, as `f=t&g=u`
+  The conj and index keys it deletes are derived from the schemes it finds,
+  by appending to the prefixes it is given (keys.ts: conjPrefix, indexPrefix);
+  they share the hash tag of the declared keys. T is the number of tables.
+
+  KEYS[1]         epochs hash        N epochs
+  KEYS[2]         fence key          N fence (never exists; see fenceKey in keys.ts)
+  KEYS[3..2+T]    schemes set of each table      N schemes:<table>
+  ARGV[1]         T
+  ARGV[2..1+T]    table names (escaped; the epoch fields)
+  ARGV[2+T..1+2T] R, the number of rows of each table; -1 means "the whole table"
+  ARGV[2+2T..1+3T] conj key prefix of each table  N conj:<table>:
+  ARGV[2+3T..1+4T] index key prefix of each table N idx:<table>:
+  ARGV[2+4T..]    the rows, table after table: fields and tokens, escaped, as `f=t&g=u`
 
   A row missing a field of a scheme cannot be placed in it, so every
   conjunction of that scheme is dropped (through the scheme's index).
@@ -19,7 +25,6 @@
 ]]
 --- @include "includes/invalidation_rows"
 
-local ns = ARGV[1]
 local deleted = 0
 
 local function drop(conj_keys)
@@ -35,19 +40,18 @@ local function drop(conj_keys)
   end
 end
 
-for _, t in ipairs(invalidated_tables()) do
-  local tbl = t.name
-  redis.call('HINCRBY', KEYS[1], tbl, 1)
+for _, t in ipairs(invalidated_tables(4)) do
+  redis.call('HINCRBY', KEYS[1], t.name, 1)
   local conj_keys = {}
   local seen = {}
-  for _, scheme in ipairs(redis.call('SMEMBERS', ns .. 'schemes:' .. tbl)) do
-    local index_key = ns .. 'idx:' .. tbl .. ':' .. scheme
+  for _, scheme in ipairs(redis.call('SMEMBERS', t.schemes_key)) do
+    local index_key = t.index_prefix .. scheme
     local fields = scheme_fields(scheme)
     local whole_scheme = t.whole
     local keys_of_scheme = {}
     if not whole_scheme then
       for _, row in ipairs(t.rows) do
-        local key = conj_key_of(ns, tbl, fields, row)
+        local key = conj_key_of(t.conj_prefix, fields, row)
         if key == nil then
           whole_scheme = true
           break

@@ -5,27 +5,28 @@
   by moving a table's generation (whole table, or a row missing a field of
   a scheme). Bumps the epochs like invalidate.lua.
 
-  KEYS[1]  epochs hash           N epochs
-  KEYS[2]  fence key             N fence (never exists; see fenceKey in keys.ts)
-  ARGV     as in invalidate.lua
+  KEYS[1]           epochs hash        N epochs
+  KEYS[2]           fence key          N fence (never exists; see fenceKey in keys.ts)
+  KEYS[3..2+T]      schemes set of each table       N schemes:<table>
+  KEYS[3+T..2+2T]   generation of each table        N gen:<table>
+  ARGV              as in invalidate.lua without the index key prefixes:
+                    T, table names, row counts, conj key prefixes, rows
 
   Returns the number of stamps deleted plus generations moved.
 ]]
 --- @include "includes/invalidation_rows"
 
-local ns = ARGV[1]
 local changed = 0
 
-for _, t in ipairs(invalidated_tables()) do
-  local tbl = t.name
-  redis.call('HINCRBY', KEYS[1], tbl, 1)
+for _, t in ipairs(invalidated_tables(3)) do
+  redis.call('HINCRBY', KEYS[1], t.name, 1)
   local whole_table = t.whole
   local conj_keys = {}
   if not whole_table then
-    for _, scheme in ipairs(redis.call('SMEMBERS', ns .. 'schemes:' .. tbl)) do
+    for _, scheme in ipairs(redis.call('SMEMBERS', t.schemes_key)) do
       local fields = scheme_fields(scheme)
       for _, row in ipairs(t.rows) do
-        local key = conj_key_of(ns, tbl, fields, row)
+        local key = conj_key_of(t.conj_prefix, fields, row)
         if key == nil then
           whole_table = true
           break
@@ -38,7 +39,7 @@ for _, t in ipairs(invalidated_tables()) do
     end
   end
   if whole_table then
-    redis.call('INCR', ns .. 'gen:' .. tbl)
+    redis.call('INCR', t.gen_key)
     changed = changed + 1
   else
     for from = 1, #conj_keys, 500 do
