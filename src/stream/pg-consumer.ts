@@ -124,20 +124,37 @@ export class PgChangeStream implements ChangeSource {
       await pause(this.options.handoverMs, signal);
       if (signal.aborted) return;
     }
-    await ensurePublication(client, this.options.publication, this.options.createSlot, this.slot);
-    await this.ensureSlot(client);
-    await this.warnIdentity(client);
-    if (signal.aborted) return;
-    this.stream = await ReplicationStream.open(this.core, this.options, (error) => failed(error)).catch((error: unknown) => {
+    // The replication connection (a new server process) opens while the setup runs: the
+    // take-over after a consumer died waits for the slower of the two, not for both.
+    let abandoned = false;
+    const opening = ReplicationStream.open(this.core, this.options, (error) => failed(error)).then(async (stream) => {
+      if (abandoned) {
+        await stream.stop(0);
+        throw new Error('abandoned');
+      }
+      return (this.stream = stream);
+    }, (error: unknown) => {
       throw refusal(error) ?? error;
     });
-    const applier = new StreamApplier(this.core, this.options, this.stats, client, this.stream,
+    let stream: ReplicationStream;
+    try {
+      await ensurePublication(client, this.options.publication, this.options.createSlot, this.slot);
+      await this.ensureSlot(client);
+      await this.warnIdentity(client);
+      stream = await opening;
+    } catch (error) {
+      abandoned = true;
+      opening.catch(() => undefined);
+      throw error;
+    }
+    if (signal.aborted) return;
+    const applier = new StreamApplier(this.core, this.options, this.stats, client, stream,
       (lagMs) => this.warnOnce('lag', lagMs > this.options.lagWarningMs,
         `change stream: ${lagMs} ms from commit to invalidation (lagWarningMs ${this.options.lagWarningMs})`));
-    await this.startStream(client, this.stream, applier);
-    await this.lookAtSlot(client);
+    await this.startStream(client, stream, applier);
     this.stats.role = 'consumer';
     this.settle();
+    await this.lookAtSlot(client);
     // The applier stops with the session: an unacknowledged batch is replayed by the next one.
     const session = new AbortController();
     const stop = (): void => session.abort();
@@ -151,7 +168,7 @@ export class PgChangeStream implements ChangeSource {
     const aborted = new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve())));
     try {
       await Promise.race([
-        this.stream.done.then(() => { throw new Error('the server ended the replication stream'); }),
+        stream.done.then(() => { throw new Error('the server ended the replication stream'); }),
         failure,
         aborted,
         // It returns only when the session ends; before that, only by failing (a visibility question on a lost connection).
@@ -183,8 +200,9 @@ export class PgChangeStream implements ChangeSource {
         if (code === '42704' || code === '55000') await this.ensureSlot(client);
         // 55006: active for another process's walsender.
         else if (code !== '55006' || Date.now() - since > SLOT_BUSY_MS || this.abort.signal.aborted) throw error;
+        // The predecessor's walsender exits within milliseconds of noticing its client is gone: short steps.
         await pause(wait, this.abort.signal);
-        wait = Math.min(wait * 2, 200);
+        wait = Math.min(wait + 10, 50);
       }
     }
   }
