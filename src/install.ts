@@ -9,7 +9,7 @@ import { installationClosed, installationOpened } from './core/open-installation
 import { CacheopsError, type CacheopsInvalidationError } from './core/errors';
 import { interceptReads } from './query/intercept';
 import { installFastPath } from './query/fast-path';
-import { tableOf } from './query/dependencies';
+import { tableOf } from './core/tables';
 import { installWriteCapture } from './write/capture';
 import { instrument } from './ops/otel';
 import { SimpleCache } from './features/simple';
@@ -18,6 +18,7 @@ import { flushStats } from './ops/stats';
 import { startChangeStream } from './stream/change-stream';
 import { emptyStats, type ChangeStreamStats } from './stream/source';
 import { cachedViewFactory, type ViewCacheOptions, type ViewDecorator } from './features/views';
+import { previousValuesOf } from './core/sequelize-internals';
 
 const installations = new WeakMap<Sequelize, Cacheops>();
 const all = new Set<Cacheops>();
@@ -114,7 +115,7 @@ export class Cacheops {
   async invalidateObj(instance: Model, options: { transaction?: Transaction } = {}): Promise<void> {
     const model = this.core.checkModel(instance?.constructor, 'invalidateObj');
     const current = { ...(instance.dataValues as Record<string, unknown>) };
-    const previous = { ...current, ...((instance as unknown as { _previousDataValues?: Record<string, unknown> })._previousDataValues ?? {}) };
+    const previous = { ...current, ...(previousValuesOf(instance) ?? {}) };
     await this.core.invalidate([{ model, table: tableOf(model), rows: [current, previous] }], this.core.transactions.current(options), true);
   }
 

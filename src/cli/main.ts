@@ -19,7 +19,7 @@ import { closest, unknownName } from '../core/suggest';
 import { defaultFileCacheDir, FileCache } from '../features/file-cache';
 import type { Cacheops } from '../install';
 import { allKeysPattern, prefixRegistryKey } from '../core/keys';
-import { tableOf } from '../query/dependencies';
+import { tableOf } from '../core/tables';
 import { reapConjs, type ReapProgress } from '../ops/reap';
 import { connectRedis, endpointOf, isCluster, type RedisClient, type ScriptCommands } from '../core/redis';
 import { checkPermissions, type Features } from '../core/permissions';

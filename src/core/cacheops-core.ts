@@ -15,7 +15,7 @@ import { CacheopsConfigError, CacheopsError, CacheopsRedisError } from './errors
 import { OutageRecovery } from './outage';
 import { isOomError } from './pressure';
 import { bounded } from './bounded';
-import { tableOf, treeContext } from '../query/dependencies';
+import { tableOf, treeContext } from './tables';
 import { rowTokens } from './tree';
 import { TransactionTracker } from './transactions';
 import { parseFindOption, type ParsedFindOption } from './find-option';
@@ -30,6 +30,7 @@ import type { ChangeSource } from '../stream/source';
 import { checkStreamDialect } from './stream-options';
 import { PermissionWatch } from './permission-watch';
 import { isPermissionError } from './permissions';
+import { sequelizeOf } from './sequelize-internals';
 
 /** The `cacheops` option of a find call. */
 export type FindCacheopsOption = boolean | { readonly ops?: CacheOp | readonly CacheOp[] | 'all'; readonly timeout?: number; readonly lock?: boolean };
@@ -502,7 +503,7 @@ export class CacheopsCore {
   /** Throws unless the model belongs to this installation's Sequelize. */
   checkModel(model: unknown, what: string): ModelStatic<Model> {
     const m = model as ModelStatic<Model> | undefined;
-    if (!m || typeof m !== 'function' || (m as unknown as { sequelize?: unknown }).sequelize !== this.sequelize) {
+    if (!m || typeof m !== 'function' || sequelizeOf(m) !== this.sequelize) {
       throw new CacheopsError(`${what}: expected a model of the Sequelize instance cacheops is installed on`);
     }
     return m;

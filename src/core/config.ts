@@ -196,7 +196,11 @@ function defaultLogger(message: string, error?: unknown): void {
   console.warn(`[cacheops] ${message}${cause && !message.includes(cause) ? `: ${cause}` : ''}`);
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+/**
+ * Any object but an array: looser than tree.ts's isPlainObject on purpose, so a
+ * configuration built by a class or in another realm is read like a literal.
+ */
+function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
@@ -255,7 +259,7 @@ function profileOptions(spec: unknown, key: string): ProfileOptions {
     }
     return spec.length === 2 ? { ops: spec[0] as OpsSpec, timeout: spec[1] as number } : { ops: spec[0] as OpsSpec };
   }
-  if (!isPlainObject(spec)) throw new CacheopsConfigError(key, 'a profile is an object, [ops, timeout] or null');
+  if (!isRecord(spec)) throw new CacheopsConfigError(key, 'a profile is an object, [ops, timeout] or null');
   for (const k of Object.keys(spec)) {
     if (!PROFILE_KEYS.has(k)) throw new CacheopsConfigError(`${key}.${k}`, unknownName('profile option', k, [...PROFILE_KEYS]));
   }
@@ -292,7 +296,7 @@ function staleWindow(value: unknown, key: string): number {
 function nearLimits(value: unknown, key: string): NearLimits | undefined {
   if (value === undefined || value === false) return undefined;
   if (value === true) return DEFAULT_NEAR_LIMITS;
-  if (!isPlainObject(value)) throw new CacheopsConfigError(key, 'expected true, false or { maxEntries, maxBytes }');
+  if (!isRecord(value)) throw new CacheopsConfigError(key, 'expected true, false or { maxEntries, maxBytes }');
   for (const k of Object.keys(value)) {
     if (k !== 'maxEntries' && k !== 'maxBytes') throw new CacheopsConfigError(`${key}.${k}`, unknownName('option', k, ['maxEntries', 'maxBytes']));
   }
@@ -308,7 +312,7 @@ const SLOW_KEYS = ['thresholdMs', 'dbFactor', 'floorMs', 'windowMs'] as const;
 function slowRedis(value: unknown, redisTimeout: number): SlowRedisOptions | undefined {
   if (value === false) return undefined;
   const spec = value === undefined || value === true ? {} : value;
-  if (!isPlainObject(spec)) throw new CacheopsConfigError('slowRedis', `expected false or { ${SLOW_KEYS.join(', ')} }, got ${describeValue(value)}`);
+  if (!isRecord(spec)) throw new CacheopsConfigError('slowRedis', `expected false or { ${SLOW_KEYS.join(', ')} }, got ${describeValue(value)}`);
   for (const k of Object.keys(spec)) {
     if (!(SLOW_KEYS as readonly string[]).includes(k)) throw new CacheopsConfigError(`slowRedis.${k}`, `unknown option (known: ${SLOW_KEYS.join(', ')})`);
   }
@@ -330,12 +334,12 @@ function slowRedis(value: unknown, redisTimeout: number): SlowRedisOptions | und
 
 function memoryLimits(value: unknown): MemoryLimits {
   if (value === undefined) return DEFAULT_MEMORY_LIMITS;
-  if (!isPlainObject(value)) throw new CacheopsConfigError('memory', 'expected { localGet?, fastPath?, prefixes? }');
+  if (!isRecord(value)) throw new CacheopsConfigError('memory', 'expected { localGet?, fastPath?, prefixes? }');
   const limits: Record<string, Record<string, number>> = {};
   for (const [part, given] of Object.entries(value)) {
     const known = MEMORY_KEYS[part as keyof MemoryLimits] as readonly string[] | undefined;
     if (!known) throw new CacheopsConfigError(`memory.${part}`, `unknown option (known: ${Object.keys(MEMORY_KEYS).join(', ')})`);
-    if (!isPlainObject(given)) throw new CacheopsConfigError(`memory.${part}`, `expected { ${known.join(', ')} }`);
+    if (!isRecord(given)) throw new CacheopsConfigError(`memory.${part}`, `expected { ${known.join(', ')} }`);
     for (const k of Object.keys(given)) if (!known.includes(k)) throw new CacheopsConfigError(`memory.${part}.${k}`, `unknown option (known: ${known.join(', ')})`);
   }
   for (const [part, known] of Object.entries(MEMORY_KEYS)) {
@@ -381,7 +385,7 @@ function unknownTopKey(k: string): string {
 
 /** Validates the whole configuration; throws `CacheopsConfigError` naming the first bad key. */
 export function normalizeConfig(config: CacheopsConfig, modelNames: readonly string[]): NormalizedConfig {
-  if (!isPlainObject(config)) throw new CacheopsConfigError('config', 'expected an object');
+  if (!isRecord(config)) throw new CacheopsConfigError('config', 'expected an object');
   for (const k of Object.keys(config)) {
     if (!TOP_KEYS.has(k)) throw new CacheopsConfigError(k, unknownTopKey(k));
   }
@@ -400,7 +404,7 @@ export function normalizeConfig(config: CacheopsConfig, modelNames: readonly str
   const globs: { pattern: RegExp; source: string; profile: Profile | null }[] = [];
   let star: Profile | null | undefined;
   const profiles = config.profiles ?? {};
-  if (!isPlainObject(profiles)) throw new CacheopsConfigError('profiles', 'expected an object keyed by model name');
+  if (!isRecord(profiles)) throw new CacheopsConfigError('profiles', 'expected an object keyed by model name');
   const strict = config.strict === undefined ? false : checkBool(config.strict, 'strict');
   for (const [name, spec] of Object.entries(profiles)) {
     const key = `profiles.${name}`;

@@ -6,6 +6,7 @@
 import { serialize, deserialize } from 'node:v8';
 import type { Model, ModelStatic, Sequelize } from 'sequelize';
 import { CacheopsSerializationError } from './errors';
+import { includeNamesOf } from './sequelize-internals';
 
 const FORMAT = 1;
 
@@ -60,7 +61,7 @@ export function instanceValues(instance: Model): Record<string, unknown> {
 }
 
 function includeNames(instance: Model): string[] {
-  const names = (instance as unknown as { _options?: { includeNames?: string[] } })._options?.includeNames;
+  const names = includeNamesOf(instance);
   return names ? [...names] : [];
 }
 

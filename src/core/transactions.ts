@@ -17,6 +17,7 @@
  */
 import type { Sequelize, Transaction } from 'sequelize';
 import { parseSavepointStatement, SavepointStack } from './savepoint-stack';
+import { clsOf, parentOf, queryHolder } from './sequelize-internals';
 
 type Task = () => Promise<void>;
 
@@ -25,12 +26,6 @@ interface RootState {
   readonly queued: { readonly at: number; readonly task: Task }[];
   readonly savepoints: SavepointStack;
 }
-
-function parentOf(t: Transaction): Transaction | undefined {
-  return (t as unknown as { parent?: Transaction }).parent;
-}
-
-type QueryFn = (this: unknown, sql: unknown, options?: { transaction?: Transaction | null }) => Promise<unknown>;
 
 export class TransactionTracker {
   private readonly roots = new WeakMap<Transaction, RootState>();
@@ -47,7 +42,7 @@ export class TransactionTracker {
    * sent on a transaction's connection, whoever sends them (Sequelize or raw SQL).
    */
   private watchSavepoints(): void {
-    const s = this.sequelize as unknown as { query: QueryFn };
+    const s = queryHolder(this.sequelize);
     const original = s.query;
     const tracker = this;
     const dialect = this.sequelize.getDialect();
@@ -70,7 +65,7 @@ export class TransactionTracker {
   current(options: { transaction?: Transaction | null } | undefined): Transaction | undefined {
     if (options?.transaction) return options.transaction;
     if (options && options.transaction === null) return undefined;
-    const cls = (this.sequelize.constructor as unknown as { _cls?: { get(key: string): unknown } })._cls;
+    const cls = clsOf(this.sequelize);
     const t = cls?.get('transaction');
     return t ? (t as Transaction) : undefined;
   }

@@ -7,8 +7,9 @@ import type { Model, ModelStatic } from 'sequelize';
 import type { Dependency } from '../core/cache-store';
 import type { CacheopsCore } from '../core/cacheops-core';
 import { CacheopsConfigError } from '../core/errors';
-import { tableOf, treeContext } from '../query/dependencies';
+import { tableOf, treeContext } from '../core/tables';
 import { TRUE, or, whereToDnf, FALSE, type Dnf } from '../core/tree';
+import { primaryKeysOf, scopeWhereOf } from '../core/sequelize-internals';
 
 export type Sample = ModelStatic<Model> | Model | { readonly model: ModelStatic<Model>; readonly where?: unknown };
 
@@ -27,12 +28,11 @@ export function isSample(v: unknown): v is Sample {
 /** The model and where a sample stands for. */
 function resolve(sample: Sample): { model: ModelStatic<Model>; where: unknown } {
   if (isModelClass(sample)) {
-    const scope = (sample as unknown as { _scope?: { where?: unknown } })._scope;
-    return { model: sample, where: scope?.where };
+    return { model: sample, where: scopeWhereOf(sample) };
   }
   if (isInstance(sample)) {
     const model = sample.constructor as ModelStatic<Model>;
-    const pks = Object.keys((model as unknown as { primaryKeys: Record<string, unknown> }).primaryKeys);
+    const pks = primaryKeysOf(model);
     const values = sample.dataValues as Record<string, unknown>;
     return { model, where: pks.length ? Object.fromEntries(pks.map((k) => [k, values[k]])) : undefined };
   }

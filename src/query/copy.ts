@@ -18,13 +18,9 @@
  * 24's deep equality compares cycles, not only values).
  */
 import { Model } from 'sequelize';
+import { asInstance, instanceInternals, type InstanceInternals } from '../core/sequelize-internals';
 
-interface Internals {
-  dataValues: Record<string, unknown>;
-  _previousDataValues: Record<string, unknown>;
-  _options: Record<string, unknown> | undefined;
-  [key: string]: unknown;
-}
+type Internals = InstanceInternals;
 
 type Options = Record<string, unknown>;
 
@@ -111,7 +107,7 @@ function relinkIncludes(ctx: CopyContext): void {
 }
 
 function copyInstanceIn(instance: Model, ctx: CopyContext): Model {
-  const src = instance as unknown as Internals;
+  const src = instanceInternals(instance);
   const values = src.dataValues;
   const dataValues: Record<string, unknown> = {};
   for (const key of Object.keys(values)) dataValues[key] = copyIn(values[key], ctx);
@@ -132,5 +128,5 @@ function copyInstanceIn(instance: Model, ctx: CopyContext): Model {
     else if (key in values && v === values[key]) out[key] = dataValues[key];
     else out[key] = copyIn(v, ctx);
   }
-  return out as unknown as Model;
+  return asInstance(out);
 }

@@ -9,6 +9,7 @@ import { Utils, type Model, type ModelStatic, type Sequelize } from 'sequelize';
 import type { Dependency } from '../core/cache-store';
 import { FALSE, TRUE, and, isPlainObject, or, whereToDnf, type Dnf, type TreeContext } from '../core/tree';
 import { joinKeysOf, restrictToJoinedRows, type JoinKey } from './join-keys';
+import { modelsNamedIn, tableOf, treeContext } from '../core/tables';
 
 export interface DependencyContext {
   readonly sequelize: Sequelize;
@@ -18,57 +19,12 @@ export interface DependencyContext {
   readonly mayCache: (model: ModelStatic<Model>) => boolean;
 }
 
-/** The real table name of a model, schema-qualified where it has a schema. */
-export function tableOf(model: ModelStatic<Model>): string {
-  const schema = (model as unknown as { _schema?: string })._schema;
-  return schema ? `${schema}.${model.tableName}` : model.tableName;
-}
-
-export function treeContext(model: ModelStatic<Model>, dialect: string, maxInListLength: number): TreeContext {
-  return { attributes: model.getAttributes() as TreeContext['attributes'], dialect, maxInListLength };
-}
-
 interface IncludeLike {
   readonly model?: ModelStatic<Model>;
   readonly where?: unknown;
   readonly separate?: boolean;
   readonly include?: readonly IncludeLike[];
   readonly through?: { readonly model?: ModelStatic<Model>; readonly where?: unknown };
-}
-
-
-interface TableIndex {
-  /** How many models there were when it was built: defining one more rebuilds it. */
-  readonly size: number;
-  readonly byTable: Map<string, ModelStatic<Model>>;
-  readonly pattern: RegExp | undefined;
-}
-
-const tableIndexes = new WeakMap<Sequelize, TableIndex>();
-
-/** Every table of the app's models, and a regexp finding their names in SQL. */
-export function tableIndex(sequelize: Sequelize): TableIndex {
-  const models = Object.values(sequelize.models) as ModelStatic<Model>[];
-  const cached = tableIndexes.get(sequelize);
-  if (cached && cached.size === models.length) return cached;
-  const byTable = new Map<string, ModelStatic<Model>>();
-  for (const m of models) byTable.set(tableOf(m), m);
-  const names = [...new Set(models.map((m) => m.tableName))].sort((a, b) => b.length - a.length)
-    .map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-  const index = { size: models.length, byTable, pattern: names.length ? new RegExp(`(?<![\\w$])(${names.join('|')})(?![\\w$])`, 'g') : undefined };
-  tableIndexes.set(sequelize, index);
-  return index;
-}
-
-/** Models whose table names appear in a piece of SQL. */
-export function modelsNamedIn(sequelize: Sequelize, sql: string): ModelStatic<Model>[] {
-  const { byTable, pattern } = tableIndex(sequelize);
-  if (!pattern) return [];
-  const found = new Set<ModelStatic<Model>>();
-  for (const m of sql.matchAll(pattern)) {
-    for (const [table, model] of byTable) if (table === m[1] || model.tableName === m[1]) found.add(model);
-  }
-  return [...found];
 }
 
 /** An included model's dependency, restricted by join keys once the rows are known. */

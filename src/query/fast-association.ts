@@ -20,12 +20,12 @@
  * call, and builds its result with it), and for a has* whose target keys are
  * not plain values (Sequelize compares them with deep equality).
  */
-import * as sequelizeModule from 'sequelize';
 import { Model } from 'sequelize';
 import { isPlainObject } from '../core/tree';
 import { ASSOCIATION_KNOWN, callFingerprint } from './fingerprint';
 import type { FastPath, FindOptions } from './fast-path';
 import type { AnyModel } from './hooks';
+import { associationPrototype } from '../core/sequelize-internals';
 
 interface AssociationLike {
   readonly target: AnyModel;
@@ -143,10 +143,9 @@ type Prototype = Record<string, Method>;
 
 /** Patches the association classes' read methods (once per process); `of` finds an installation's fast path. */
 export function patchAssociations(of: (a: AssociationLike) => FastPath | undefined): void {
-  const classes = sequelizeModule as unknown as Record<string, { prototype: Prototype } | undefined>;
-  const table: [string, Record<string, Spec>][] = [['HasMany', HAS_MANY], ['BelongsToMany', BELONGS_TO_MANY], ['HasOne', HAS_ONE], ['BelongsTo', BELONGS_TO]];
+  const table: ['HasMany' | 'BelongsToMany' | 'HasOne' | 'BelongsTo', Record<string, Spec>][] = [['HasMany', HAS_MANY], ['BelongsToMany', BELONGS_TO_MANY], ['HasOne', HAS_ONE], ['BelongsTo', BELONGS_TO]];
   for (const [name, specs] of table) {
-    const proto = classes[name]?.prototype;
+    const proto = associationPrototype<Prototype>(name);
     if (!proto) continue;
     for (const [method, spec] of Object.entries(specs)) {
       const original = proto[method];

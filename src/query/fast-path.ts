@@ -24,7 +24,7 @@
  * their own on the same memo and the same rules; `extended = false` turns
  * just those off.
  */
-import { EmptyResultError, Model, type Sequelize } from 'sequelize';
+import { EmptyResultError, type Sequelize } from 'sequelize';
 import type { CacheopsCore } from '../core/cacheops-core';
 import { CAPTURE, SelectCapture, carriesCapture, type RawPrepared } from './capture';
 import { isPlainObject } from '../core/tree';
@@ -35,6 +35,7 @@ import { FIND_HOOKS, hasHooks, type AnyModel } from './hooks';
 import { fastAggregate, fastCount, fastFindAndCountAll } from './fast-aggregate';
 import { patchAssociations } from './fast-association';
 import { LruMap } from '../core/lru';
+import { clsOf, modelStatics } from '../core/sequelize-internals';
 
 
 /** Bumped by every change to model definitions; entries of an older generation are not used. */
@@ -110,7 +111,7 @@ export class FastPath {
     if (options !== undefined && carriesCapture(options)) return false;
     if (options?.hooks !== false && hasHooks(model, hooks)) return false;
     if (options?.transaction === undefined) {
-      const cls = (model.sequelize.constructor as { _cls?: { get(key: string): unknown } })._cls;
+      const cls = clsOf(model.sequelize);
       if (cls?.get('transaction')) return false;
     }
     return model.primaryKeyAttributes.length > 0;
@@ -196,8 +197,6 @@ export class FastPath {
 
 const fastPaths = new WeakMap<Sequelize, FastPath>();
 
-type Static = Record<string, (...args: unknown[]) => unknown>;
-
 let patched = false;
 
 /** Patches Model's find methods (once per process) and registers this installation's fast path. */
@@ -207,7 +206,7 @@ export function installFastPath(core: CacheopsCore): FastPath {
   core.fastPath = fast;
   if (patched) return fast;
   patched = true;
-  const M = Model as unknown as Static;
+  const M = modelStatics();
   const findAll = M['findAll']!;
   const findOne = M['findOne']!;
   const findByPk = M['findByPk']!;

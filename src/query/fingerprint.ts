@@ -17,10 +17,11 @@
  * a model's SQL (attributes, associations) changes only through the methods
  * fast-path.ts watches.
  */
-import { Association, Model, Op, Utils } from 'sequelize';
+import { Association, Model, Utils, type ModelStatic } from 'sequelize';
 import { isPlainObject } from '../core/tree';
+import { opSymbols, schemaDelimiterOf, schemaOf, scopeOf } from '../core/sequelize-internals';
 
-const opNames = new Map<symbol, string>(Object.entries(Op as unknown as Record<string, symbol>).map(([name, sym]) => [sym, name]));
+const opNames = new Map<symbol, string>(Object.entries(opSymbols()).map(([name, sym]) => [sym, name]));
 
 const ids = new WeakMap<object, number>();
 let nextId = 0;
@@ -119,8 +120,8 @@ class Encoder {
 
   /** A model class: the class that defined its attributes, its schema, its scope. */
   model(v: unknown, depth: number): boolean {
-    const cls = v as { prototype?: unknown; _schema?: unknown; _schemaDelimiter?: unknown; _scope?: unknown };
-    if (!(cls.prototype instanceof Model)) return false;
+    if (!((v as { prototype?: unknown }).prototype instanceof Model)) return false;
+    const cls = v as ModelStatic<Model>;
     let root = v as object;
     while (!Object.prototype.hasOwnProperty.call(root, 'rawAttributes')) {
       const parent = Object.getPrototypeOf(root) as object | null;
@@ -128,11 +129,11 @@ class Encoder {
       root = parent;
     }
     this.out += `M${idOf(root)}(`;
-    if (!this.value(cls._schema, depth + 1)) return false;
+    if (!this.value(schemaOf(cls), depth + 1)) return false;
     this.out += ',';
-    if (!this.value(cls._schemaDelimiter, depth + 1)) return false;
+    if (!this.value(schemaDelimiterOf(cls), depth + 1)) return false;
     this.out += ',';
-    if (!this.value(cls._scope ?? {}, depth + 1)) return false;
+    if (!this.value(scopeOf(cls) ?? {}, depth + 1)) return false;
     this.out += ')';
     return true;
   }

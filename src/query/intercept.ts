@@ -25,13 +25,9 @@ import { queryHash } from './key';
 import type { SelectOptions } from './rehydrate';
 import { SelectCodec } from './select-codec';
 import { captureOf, type RawShape, type SelectCapture } from './capture';
+import { queryInterfaceOf, type QueryInterfaceInternals } from '../core/sequelize-internals';
 
-interface QueryInterfaceLike {
-  sequelize: { query(sql: string, options: unknown): Promise<unknown> };
-  queryGenerator: { selectQuery(table: unknown, options: unknown, model: unknown): string };
-  select(model: ModelStatic<Model>, tableName: unknown, options: Record<string, unknown>): Promise<unknown>;
-  rawSelect(tableName: unknown, options: Record<string, unknown>, selector: string, model?: ModelStatic<Model>): Promise<unknown>;
-}
+type QueryInterfaceLike = QueryInterfaceInternals;
 
 export type ReadOptions = Record<string, unknown> & SelectOptions & {
   cacheops?: FindCacheopsOption;
@@ -214,7 +210,7 @@ function parseAggregate(result: unknown, dataType: unknown): unknown {
 
 /** Patches the read methods of this Sequelize's QueryInterface. */
 export function interceptReads(core: CacheopsCore): void {
-  const qi = core.sequelize.getQueryInterface() as unknown as QueryInterfaceLike;
+  const qi = queryInterfaceOf(core.sequelize);
   const originalSelect = qi.select;
   const originalRawSelect = qi.rawSelect;
 

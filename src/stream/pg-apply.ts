@@ -9,7 +9,7 @@
  * crash or a Redis outage replays from there.
  */
 import type { CacheopsCore } from '../core/cacheops-core';
-import { tableOf } from '../query/dependencies';
+import { tableOf } from '../core/tables';
 import type { NormalizedStreamOptions } from '../core/stream-options';
 import { decodePgoutput, type PgMessage } from './pgoutput';
 import type { ReplicationHandlers, ReplicationStream } from './pg-replication';

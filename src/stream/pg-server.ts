@@ -6,6 +6,7 @@
 import type { CacheopsCore } from '../core/cacheops-core';
 import { CacheopsStreamError } from '../core/errors';
 import type { NormalizedStreamOptions } from '../core/stream-options';
+import { connectionConfigOf } from '../core/sequelize-internals';
 
 export interface PgClient {
   query(sql: string, params?: readonly unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
@@ -20,7 +21,7 @@ interface PgModule {
 
 /** The `pg` client settings of the consumer: `connection`, or Sequelize's host, port, user, password and database. */
 export function pgConfig(core: CacheopsCore, options: NormalizedStreamOptions): Record<string, unknown> {
-  const c = core.sequelize.config as unknown as { host?: string; port?: number | string; username?: string; password?: string | null; database?: string };
+  const c = connectionConfigOf(core.sequelize);
   const given = options.connection;
   const config = typeof given === 'string'
     ? { connectionString: given }

@@ -4,7 +4,7 @@
  */
 import type { Model, ModelStatic } from 'sequelize';
 import type { CacheopsCore, InvalidationItem } from '../core/cacheops-core';
-import { tableOf } from '../query/dependencies';
+import { tableOf } from '../core/tables';
 
 /** `consumer`: this process reads the stream; `standby`: another one does; `off`: no stream. */
 export type StreamRole = 'consumer' | 'standby' | 'off';

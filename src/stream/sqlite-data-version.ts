@@ -13,6 +13,7 @@
  */
 import type { CacheopsCore } from '../core/cacheops-core';
 import { emptyStats, everything, pause, type ChangeSource, type ChangeStreamStats } from './source';
+import { connectionManagerOf, storageOptionsOf } from '../core/sequelize-internals';
 
 export const SQLITE_POLL_MS = 100;
 
@@ -20,13 +21,9 @@ interface SqliteConnection {
   get(sql: string, callback: (error: Error | null, row?: Record<string, unknown>) => void): void;
 }
 
-interface SqliteManager {
-  getConnection(options: Record<string, unknown>): Promise<SqliteConnection>;
-}
-
 /** The file the Sequelize instance uses; undefined for a database in memory (no other connection can write it). */
 export function sqliteFile(core: CacheopsCore): string | undefined {
-  const options = (core.sequelize as unknown as { options: { storage?: string; host?: string } }).options;
+  const options = storageOptionsOf(core.sequelize);
   const storage = options.storage ?? options.host ?? ':memory:';
   return storage === ':memory:' || storage === '' || storage.startsWith('file::memory:') ? undefined : storage;
 }
@@ -45,7 +42,7 @@ export class SqliteDataVersion implements ChangeSource {
   private connection: Promise<SqliteConnection> | undefined;
 
   private async version(): Promise<number> {
-    const manager = (this.core.sequelize as unknown as { connectionManager: SqliteManager }).connectionManager;
+    const manager = connectionManagerOf<SqliteConnection>(this.core.sequelize);
     this.connection ??= manager.getConnection({});
     const connection = await this.connection;
     return new Promise((resolve, reject) => {

@@ -9,11 +9,12 @@
  */
 import { Op, type Model, type ModelStatic } from 'sequelize';
 import type { CacheopsCore } from '../core/cacheops-core';
-import { tableIndex } from '../query/dependencies';
+import { tableIndex } from '../core/tables';
 import { byPrimaryKeys, byUniqueKeys, primaryKeys, toAttributes, type Row } from './rows';
 import { WriteProtocol, type AfterSpec, type Options } from './protocol';
 import { captureRawWrites } from './raw-sql';
 import { hookStatements } from './images/statement';
+import { queryInterfaceMethods } from '../core/sequelize-internals';
 
 function modelOfTable(sequelize: CacheopsCore['sequelize'], tableName: unknown, options?: Options): ModelStatic<Model> | undefined {
   const fromOptions = options?.['model'];
@@ -33,7 +34,7 @@ export function installWriteCapture(core: CacheopsCore): void {
   if (['postgres', 'mysql', 'mariadb', 'sqlite'].includes(core.dialect)) hookStatements(core.sequelize);
   // The QueryInterface methods are typed loosely on purpose: they are Sequelize internals.
   type Fn = (...args: never[]) => Promise<unknown>;
-  const qi = core.sequelize.getQueryInterface() as unknown as Record<string, Fn>;
+  const qi = queryInterfaceMethods<Fn>(core.sequelize);
   const wrap = (name: string, body: (original: Fn, thisArg: unknown, args: unknown[]) => Promise<unknown>): void => {
     const original = qi[name]!;
     qi[name] = function wrapped(this: unknown, ...args: never[]) {

@@ -3,7 +3,7 @@
  * when rows are deleted or their keys change (see referencing()).
  */
 import type { Model, ModelStatic } from 'sequelize';
-import { tableOf } from '../query/dependencies';
+import { tableOf } from '../core/tables';
 import { primaryKeys, toAttributesName, type Row } from './rows';
 
 export interface Reference {

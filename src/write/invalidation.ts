@@ -6,7 +6,7 @@
  */
 import type { Model, ModelStatic, Transaction } from 'sequelize';
 import type { CacheopsCore } from '../core/cacheops-core';
-import { tableOf } from '../query/dependencies';
+import { tableOf } from '../core/tables';
 import { referencing, type Invalidation } from './foreign-keys';
 import type { Row } from './rows';
 

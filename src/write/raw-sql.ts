@@ -4,9 +4,11 @@
  * invalidated whole.
  */
 import { QueryTypes } from 'sequelize';
-import { modelsNamedIn, tableOf } from '../query/dependencies';
-import { insideManagedWrite, type Options, type WriteProtocol } from './protocol';
+import { modelsNamedIn, tableOf } from '../core/tables';
+import type { Options, WriteProtocol } from './protocol';
+import { insideManagedWrite } from './strategies/strategy';
 import { invalidateWrite } from './invalidation';
+import { queryHolder } from '../core/sequelize-internals';
 
 const WRITE_SQL = /^\s*(?:\/\*[\s\S]*?\*\/\s*|--[^\n]*\n\s*)*(?:with\b[\s\S]*?\)\s*)?(insert|update|delete|truncate|replace|merge|upsert|alter|drop|create|rename)\b/i;
 const DDL_SQL = /^\s*(?:\/\*[\s\S]*?\*\/\s*|--[^\n]*\n\s*)*(truncate|alter|drop|create|rename)\b/i;
@@ -14,7 +16,7 @@ const WRITE_TYPES = new Set<string>([QueryTypes.INSERT, QueryTypes.UPDATE, Query
 
 /** Wraps `sequelize.query`; the QueryInterface methods' own SQL (insideManagedWrite) is left to them. */
 export function captureRawWrites(self: WriteProtocol): void {
-  const sequelize = self.core.sequelize as unknown as { query: (sql: unknown, options?: Options) => Promise<unknown> };
+  const sequelize = queryHolder(self.core.sequelize);
   const originalQuery = sequelize.query;
   const wrapped = async function query(this: unknown, sql: unknown, options: Options | undefined, text: string): Promise<unknown> {
     if (insideManagedWrite.getStore() || !self.core.config.enabled) return originalQuery.call(this, sql, options);

@@ -4,11 +4,12 @@
  */
 import { Op, Utils, type Model, type ModelStatic } from 'sequelize';
 import { tokenKind } from '../core/tokens';
+import { attributeOfField, buildSanitizersOf, primaryKeysOf, uniqueKeysOf } from '../core/sequelize-internals';
 
 export type Row = Record<string, unknown>;
 
 export function primaryKeys(model: ModelStatic<Model>): string[] {
-  return Object.keys((model as unknown as { primaryKeys: Record<string, unknown> }).primaryKeys);
+  return primaryKeysOf(model);
 }
 
 /** Field-keyed values -> attribute-keyed. */
@@ -72,12 +73,10 @@ export function lockedOnly(model: ModelStatic<Model>, where: unknown, rows: Row[
 
 /** A WHERE selecting the rows that could conflict with these values on a primary or unique key. */
 export function byUniqueKeys(model: ModelStatic<Model>, records: Row[]): { where: unknown; complete: boolean } {
-  const m = model as unknown as { primaryKeys: Record<string, unknown>; uniqueKeys: Record<string, { fields: string[] }>; _indexes: { unique?: boolean; fields: (string | { name?: string; attribute?: string })[] }[] };
+  const unique = uniqueKeysOf(model);
   const keySets: string[][] = [primaryKeys(model)];
-  for (const uk of Object.values(m.uniqueKeys ?? {})) if (uk.fields.length) keySets.push(uk.fields.map((f) => toAttributesName(model, f)));
-  for (const ix of m._indexes ?? []) {
-    if (ix.unique) keySets.push(ix.fields.map((f) => toAttributesName(model, typeof f === 'string' ? f : f.attribute ?? f.name ?? '')));
-  }
+  for (const fields of unique.fromAttributes) if (fields.length) keySets.push(fields.map((f) => toAttributesName(model, f)));
+  for (const fields of unique.fromIndexes) keySets.push(fields.map((f) => toAttributesName(model, f)));
   const clauses: Row[] = [];
   let complete = true;
   for (const raw of records) {
@@ -96,14 +95,7 @@ export function byUniqueKeys(model: ModelStatic<Model>, records: Row[]): { where
 
 /** The attribute name of a column (field) name; the name itself when no attribute maps to it. */
 export function toAttributesName(model: ModelStatic<Model>, field: string): string {
-  const byField = (model as unknown as { fieldRawAttributesMap: Record<string, { fieldName: string } | undefined> }).fieldRawAttributesMap;
-  return byField[field]?.fieldName ?? field;
-}
-
-interface BuildInternals {
-  readonly _hasDateAttributes?: boolean;
-  readonly _hasBooleanAttributes?: boolean;
-  readonly _dataTypeSanitizers?: Readonly<Record<string, (this: unknown, value: unknown, options: { raw: true }) => unknown>>;
+  return attributeOfField(model, field) ?? field;
 }
 
 /**
@@ -114,9 +106,8 @@ interface BuildInternals {
  * goes through its type's sanitizer (a BOOLEAN's 0/1 becomes false/true).
  */
 export function asBuilt(model: ModelStatic<Model>, values: Row): Row {
-  const m = model as unknown as BuildInternals;
-  const sanitizers = m._dataTypeSanitizers;
-  if (!(m._hasDateAttributes || m._hasBooleanAttributes) || !sanitizers) return values;
+  const sanitizers = buildSanitizersOf(model);
+  if (!sanitizers) return values;
   const out: Row = {};
   for (const key in values) {
     const sanitize = Object.prototype.hasOwnProperty.call(sanitizers, key) ? sanitizers[key] : undefined;

@@ -14,7 +14,8 @@
  */
 import type { Model, ModelStatic } from 'sequelize';
 import { balanced, topLevelKeyword } from './sql-scan';
-import { columnsOf, newAlias, oldAlias, splitReturning, type Rewrite } from './postgres';
+import { columnsOf, newAlias, oldAlias, splitReturning, type Rewrite } from './returning';
+import { autoIncrementOf } from '../../core/sequelize-internals';
 
 const backquote = (identifier: string): string => `\`${identifier.replace(/`/g, '``')}\``;
 
@@ -38,7 +39,7 @@ export function rewriteInsert(sql: string, model: ModelStatic<Model>, table: str
   const { head, returning } = splitReturning(text);
   if (returning !== undefined || !head.startsWith(`INSERT INTO ${table} `) || topLevelKeyword(head, 'ON') >= 0 || !balanced(head)) return undefined;
   const columns = columnsOf(model);
-  const autoIncrement = (model as unknown as { autoIncrementAttribute?: string }).autoIncrementAttribute;
+  const autoIncrement = autoIncrementOf(model);
   const index = columns.findIndex((c) => c.attribute === autoIncrement);
   const mine = columns.map((c, i) => `${table}.${backquote(c.field)} AS ${backquote(newAlias(i))}`).join(',');
   return {

@@ -14,61 +14,17 @@
  * version and returns that one), and the UPDATE changes exactly those rows:
  * the old states are the ones the UPDATE overwrote, and a row committed into
  * the WHERE after the statement's snapshot is left alone, as the bare UPDATE
- * would leave it. Our columns carry aliases of their own ("__co_o<i>",
- * "__co_n<i>"), taken out of the result before Sequelize sees it (see
- * statement.ts), so Sequelize gets what the statement it built returns.
- *
- * A statement of another shape than the one Sequelize generates is not
- * rewritten (undefined): the write then invalidates its whole model.
+ * would leave it. Our columns carry aliases of their own (returning.ts),
+ * taken out of the result before Sequelize sees it (see statement.ts), so
+ * Sequelize gets what the statement it built returns.
  */
 import type { Model, ModelStatic } from 'sequelize';
-import type { Row } from '../rows';
 import { balanced, topLevelKeyword } from './sql-scan';
-
-export type ImageKind = 'update' | 'delete' | 'insert';
-
-/** A rewritten statement and how to read our columns back from its rows. */
-export interface Rewrite {
-  readonly sql: string;
-  /** Whether Sequelize's statement returned rows itself (else its rows are emptied again). */
-  readonly returnsRows: boolean;
-  readonly old: boolean;
-  readonly new: boolean;
-  readonly columns: readonly Column[];
-  /** How the driver hands back rows: pg's result object, mysql2's array of rows, or node-sqlite3's (see sqlite.ts). */
-  readonly driver: 'pg' | 'mysql' | 'sqlite';
-  /** An insert: the returned column holding the insert id the driver would have given (node-sqlite3's lastID, mysql2's insertId). */
-  readonly insertId?: string;
-}
-
-export interface Column {
-  readonly attribute: string;
-  readonly field: string;
-}
+import { columnsOf, newAlias, oldAlias, quote, RETURNING_LIST, splitReturning, type ImageKind, type Rewrite } from './returning';
 
 const OLD = '"__co_old"';
-export const quote = (identifier: string): string => `"${identifier.replace(/"/g, '""')}"`;
-export const oldAlias = (i: number): string => `__co_o${i}`;
-export const newAlias = (i: number): string => `__co_n${i}`;
 
-/** The model's stored columns (virtual attributes have none). */
-export function columnsOf(model: ModelStatic<Model>): Column[] {
-  const attrs = model.getAttributes() as Record<string, { field?: string; type?: { key?: string } }>;
-  return Object.entries(attrs)
-    .filter(([, a]) => a.type?.key !== 'VIRTUAL')
-    .map(([attribute, a]) => ({ attribute, field: a.field ?? attribute }));
-}
-
-/** ` RETURNING *` or ` RETURNING "a","b"` at the end of a statement, as Sequelize writes it. */
-export function splitReturning(sql: string): { head: string; returning: string | undefined } {
-  const at = topLevelKeyword(sql, 'RETURNING');
-  if (at < 0) return { head: sql, returning: undefined };
-  return { head: sql.slice(0, at), returning: sql.slice(at + ' RETURNING '.length).trim() };
-}
-
-export const RETURNING_LIST = /^(?:\*|"(?:[^"]|"")+"(?:,\s*"(?:[^"]|"")+")*)$/;
-
-export function rewrite(kind: ImageKind, sql: string, model: ModelStatic<Model>, table: string, keys: readonly string[]): Rewrite | undefined {
+export function rewritePostgres(kind: ImageKind, sql: string, model: ModelStatic<Model>, table: string, keys: readonly string[]): Rewrite | undefined {
   const columns = columnsOf(model);
   const text = sql.trim().replace(/;$/, '');
   const { head, returning } = splitReturning(text);
@@ -109,23 +65,4 @@ export function rewrite(kind: ImageKind, sql: string, model: ModelStatic<Model>,
     columns,
     driver: 'pg',
   };
-}
-
-/** Takes our columns out of the rows (in place) and returns them as attribute-keyed states. */
-export function takeImages(plan: Rewrite, rows: Record<string, unknown>[]): { before: Row[]; after: Row[] } {
-  const before: Row[] = [];
-  const after: Row[] = [];
-  for (const row of rows) {
-    if (plan.old) {
-      const image: Row = {};
-      plan.columns.forEach((c, i) => { image[c.attribute] = row[oldAlias(i)]; delete row[oldAlias(i)]; });
-      before.push(image);
-    }
-    if (plan.new) {
-      const image: Row = {};
-      plan.columns.forEach((c, i) => { image[c.attribute] = row[newAlias(i)]; delete row[newAlias(i)]; });
-      after.push(image);
-    }
-  }
-  return { before, after };
 }

@@ -5,7 +5,7 @@
  * and again. Scanning it anew each time cost about as much as the rest of
  * the library's work on the statement.
  */
-import type { Rewrite } from './postgres';
+import type { Rewrite } from './returning';
 import { LruMap } from '../../core/lru';
 
 /** Statements kept per model, the least recently used going first (a WHERE with values in its text never repeats). */

@@ -10,13 +10,15 @@
  * one connection), they are gone again. A trigger found missing makes the
  * write invalidate its whole model (the `ok` column); a temp table missing
  * makes the statement fail before it runs, and the write is run again once
- * they are made anew (protocol.ts).
+ * they are made anew (../strategies/sqlite.ts).
  */
 import { QueryTypes, type Model, type ModelStatic, type Sequelize, type Transaction } from 'sequelize';
-import type { Rewrite } from './postgres';
+import type { Rewrite } from './returning';
 import type { StatementCapture } from './statement';
 import { rememberedRewrite } from './rewrite-cache';
 import { cleanupSql, installSql, rewriteSqlite, takeSqliteImages, unshadowedRowid, type TableColumns } from './sqlite';
+import { connectionManagerOf, connectionOf } from '../../core/sequelize-internals';
+import { quotedTable } from '../../core/tables';
 
 /** A node-sqlite3 Database (a Sequelize connection). */
 interface SqliteConnection { exec(sql: string, callback: (error: Error | null) => void): unknown }
@@ -54,8 +56,7 @@ export class SqliteImages {
    * the trigger (say a WITHOUT ROWID table): the write then keeps the pre-read.
    */
   async prepare(model: ModelStatic<Model>, kind: 'update' | 'delete' | 'insert', transaction: Transaction | undefined): Promise<SqliteStatementImages | undefined> {
-    const qg = (this.sequelize.getQueryInterface() as unknown as { queryGenerator: { quoteTable(t: unknown): string } }).queryGenerator;
-    const quoted = qg.quoteTable(model.getTableName());
+    const quoted = quotedTable(this.sequelize, model);
     const name = quoted.replace(/^`|`$/g, '').replace(/``/g, '`');
     const types = await this.columnTypes(quoted, transaction);
     let entry: Installed | undefined;
@@ -133,10 +134,9 @@ export class SqliteImages {
 
   /** The connection a statement of this transaction (or of none) runs on. */
   private async connection(transaction: Transaction | undefined): Promise<SqliteConnection & object> {
-    const fromTx = (transaction as unknown as { connection?: SqliteConnection } | undefined)?.connection;
+    const fromTx = transaction && connectionOf<SqliteConnection & object>(transaction);
     if (fromTx) return fromTx;
-    const manager = (this.sequelize as unknown as { connectionManager: { getConnection(o: object): Promise<SqliteConnection> } }).connectionManager;
-    return manager.getConnection({});
+    return connectionManagerOf<SqliteConnection & object>(this.sequelize).getConnection({});
   }
 }
 

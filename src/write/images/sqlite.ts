@@ -35,10 +35,11 @@
  * an instance built from them holds (rows.ts asBuilt), so the states are
  * those a re-read would give.
  */
-import type { Model, ModelStatic, Sequelize } from 'sequelize';
+import type { Model, ModelStatic } from 'sequelize';
 import { asBuilt, type Row } from '../rows';
 import { balanced, topLevelKeyword } from './sql-scan';
-import { columnsOf, oldAlias, type Column, type Rewrite } from './postgres';
+import { columnsOf, oldAlias, type Column, type Rewrite } from './returning';
+import { sqliteParserOf } from '../../core/sequelize-internals';
 
 const newAlias = (i: number): string => `__co_n${i}`;
 const OK = '__co_ok';
@@ -152,8 +153,6 @@ export function rewriteSqlite(
   return { sql: `${text} RETURNING ${mine}`, returnsRows: false, old: true, new: true, columns, driver: 'sqlite' };
 }
 
-interface SqliteQueryClass { prototype: { applyParsers(this: { sequelize: Sequelize }, type: string, value: unknown): unknown } }
-
 /**
  * Takes the rows a rewritten statement returned and makes them row states:
  * each value parsed by its column's declared type, as the dialect's Query
@@ -164,14 +163,13 @@ export function takeSqliteImages(
   plan: Rewrite, rows: Record<string, unknown>[], model: ModelStatic<Model>, table: TableColumns,
 ): { before: Row[]; after: Row[]; unknown: boolean } {
   const sequelize = model.sequelize!;
-  const Query = (sequelize as unknown as { dialect: { Query: SqliteQueryClass } }).dialect.Query;
-  const context = { sequelize };
+  const parse = sqliteParserOf(sequelize);
   const state = (raw: (c: Column, i: number) => unknown): Row => {
     const values: Row = {};
     plan.columns.forEach((c, i) => {
       const value = raw(c, i);
       const type = table.types.get(c.field);
-      values[c.attribute] = value === null || value === undefined || type === undefined ? value : Query.prototype.applyParsers.call(context, type, value);
+      values[c.attribute] = value === null || value === undefined || type === undefined ? value : parse(type, value);
     });
     return asBuilt(model, values);
   };

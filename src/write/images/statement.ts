@@ -11,7 +11,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Sequelize } from 'sequelize';
 import type { Row } from '../rows';
-import type { Rewrite } from './postgres';
+import type { Rewrite } from './returning';
+import { carryInvalidFlag, dialectQueryPrototype } from '../../core/sequelize-internals';
 
 export interface StatementCapture {
   readonly sequelize: Sequelize;
@@ -33,7 +34,6 @@ type Callback = (error: unknown, result: unknown, ...rest: unknown[]) => void;
 interface Connection {
   query(...args: unknown[]): unknown;
   execute?(...args: unknown[]): unknown;
-  _invalid?: boolean;
   // node-sqlite3
   serialize?(...args: unknown[]): unknown;
   all?(...args: unknown[]): unknown;
@@ -72,8 +72,7 @@ interface QueryLike { sequelize: Sequelize; connection: Connection }
 
 /** Installs the hook on this Sequelize's dialect (once per Query class). */
 export function hookStatements(sequelize: Sequelize): void {
-  const dialect = (sequelize as unknown as { dialect: { Query: { prototype: Record<string | symbol, unknown> } } }).dialect;
-  const proto = dialect.Query.prototype;
+  const proto = dialectQueryPrototype(sequelize);
   if (proto[HOOKED]) return;
   proto[HOOKED] = true;
   const original = proto['run'] as (this: QueryLike, sql: string, parameters?: unknown) => Promise<unknown>;
@@ -105,7 +104,7 @@ export function hookStatements(sequelize: Sequelize): void {
       return await original.call(this, plan.sql, parameters);
     } finally {
       this.connection = connection;
-      if (Object.prototype.hasOwnProperty.call(wrapped, '_invalid')) connection._invalid = wrapped._invalid;
+      carryInvalidFlag(wrapped, connection);
     }
   };
 }
