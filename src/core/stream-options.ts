@@ -23,7 +23,7 @@ export interface ChangeStreamOptions {
   readonly connection?: StreamConnection;
   /** MariaDB/MySQL: the server id the consumer announces as a replica (default: derived from the database name; unique among the server's replicas). */
   readonly serverId?: number;
-  /** Milliseconds between two reads of the stream (default 50 on PostgreSQL, 100 on SQLite). */
+  /** SQLite: milliseconds between two reads of `PRAGMA data_version` (default 100). PostgreSQL and MariaDB/MySQL push their changes and ignore it. */
   readonly pollIntervalMs?: number;
   /** Milliseconds between a standby process's checks whether the consumer is gone (default 1000): the handover bound. */
   readonly handoverMs?: number;

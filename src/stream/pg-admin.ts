@@ -16,7 +16,7 @@ export interface StreamStatus {
   readonly slot?: {
     readonly name: string;
     readonly exists: boolean;
-    /** The server process reading it right now (a consumer's read in progress), if any. */
+    /** The walsender streaming it to the consumer, if any. */
     readonly activePid?: number | null;
     readonly walStatus?: string | null;
     readonly retainedBytes?: number | null;
@@ -78,7 +78,17 @@ export async function dropStreamSlot(core: CacheopsCore): Promise<{ slot: string
     throw new CacheopsStreamError(`slot ${slot} has a consumer (server process ${status.consumerPid}): stop the application's processes first`);
   }
   if (!status.slot!.exists) return { slot, dropped: false };
-  await withClient(core, (client) => client.query('SELECT pg_drop_replication_slot($1)', [slot]));
+  await withClient(core, async (client) => {
+    // A consumer that just ended: its walsender may hold the slot a moment longer (55006).
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await client.query('SELECT pg_drop_replication_slot($1)', [slot]);
+      } catch (error) {
+        if ((error as { code?: string }).code !== '55006' || attempt >= 50) throw error;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  });
   return { slot, dropped: true };
 }
 

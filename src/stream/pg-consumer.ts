@@ -1,46 +1,51 @@
 /**
  * PostgreSQL change stream: one consumer per database among all processes
- * reads the publication's changes from a logical replication slot (`pgoutput`)
- * and turns each committed transaction into the invalidation an in-app write
- * sends.
+ * streams the publication's changes from a logical replication slot
+ * (`pgoutput`, the streaming replication protocol: pg-replication.ts) and turns
+ * each committed transaction into the invalidation an in-app write sends
+ * (pg-apply.ts: batches, visibility wait, acknowledgement after Redis).
  *
- * The slot is read with pg_logical_slot_peek_binary_changes every
- * `pollIntervalMs` (at once again after a non-empty batch) and advanced with
- * pg_replication_slot_advance only after Redis acknowledged the batch's
- * invalidation, so a crash or a Redis outage replays from the last acknowledged
- * transaction (invalidation is idempotent). Before invalidating, the consumer
- * waits until the batch's transactions are visible to new snapshots (see
- * allVisible). The consumer holds a session advisory lock named after the slot;
- * other processes stand by and try it every `handoverMs`.
+ * Two connections: a plain one holds the one-consumer lease (a session
+ * advisory lock named after the slot; other processes stand by and try it
+ * every `handoverMs`), sets up the publication and slot, answers the
+ * visibility question and looks at the slot's retained WAL every second; the
+ * replication one streams. The server admits one walsender per slot too: a
+ * new consumer whose predecessor's walsender has not exited yet retries.
  */
 import type { CacheopsCore } from '../core/cacheops-core';
 import { CacheopsStreamError } from '../core/errors';
-import { tableOf } from '../core/tables';
 import type { NormalizedStreamOptions } from '../core/stream-options';
-import { decodePgoutput, lsnText, type PgMessage } from './pgoutput';
-import { TransactionChanges, type Relation } from './pg-rows';
+import { RETRY_MS, StreamApplier } from './pg-apply';
+import { ReplicationStream } from './pg-replication';
 import {
-  allVisible, visibleIn, checkWalLevel, connectPg, createSlot, defaultSlot, dropSlot, ensurePublication, slotState,
+  checkWalLevel, connectPg, createSlot, defaultSlot, dropSlot, ensurePublication, slotState,
   tablesWithoutFullIdentity, tryLease, type PgClient,
 } from './pg-server';
 import { emptyStats, everything, modelsByTable, pause, type ChangeSource, type ChangeStreamStats } from './source';
 
-export const PG_POLL_MS = 50;
-/** Changes per read (a read ends at the end of the transaction that passes it). */
-const BATCH_CHANGES = 10_000;
+export { APPLIED_EVENT, DECODED_EVENT } from './pg-apply';
+
 /** How often the slot's retained WAL is looked at. */
 const STATE_EVERY_MS = 1000;
-/** Wait after a failed round (Redis or PostgreSQL unavailable) before the next. */
-const RETRY_MS = 500;
-/** Idle with more retained than this: a logical message moves the slot on. */
-const HEARTBEAT_BYTES = 16 * 2 ** 20;
-/** Retained past this: ask for a logged snapshot, so the restart point moves on (PostgreSQL 16+). */
-const SNAPSHOT_BYTES = 2 ** 20;
+/** A status update at least this often, as PostgreSQL's own subscribers send (wal_receiver_status_interval). */
+const STATUS_EVERY_MS = 10_000;
+/** How long a new consumer retries START_REPLICATION while the slot is still active for its predecessor's walsender. */
+const SLOT_BUSY_MS = 10_000;
+/** How long close() waits for the server to end the stream (it releases the slot then). */
+const STOP_WAIT_MS = 2000;
 
-/** The internal event each decoded batch emits before its visibility wait and invalidation (tests, bench). */
-export const DECODED_EVENT = 'changeStream:decoded';
-/** The internal event after each acknowledged batch: `{ lagMs, events }`. */
-export const APPLIED_EVENT = 'changeStream:applied';
+/**
+ * A replication connection the server refuses for good (rights, pg_hba.conf): a plain
+ * error that turns the stream off. Others (too many walsenders, a restart) are retried.
+ */
+function refusal(error: unknown): CacheopsStreamError | undefined {
+  const code = (error as { code?: string }).code;
+  // 42501: the role lacks REPLICATION; 28000: no pg_hba.conf entry matches (a logical replication
+  // connection is matched by its database name, not by the `replication` keyword).
+  if (code !== '42501' && code !== '28000') return undefined;
+  return new CacheopsStreamError(`change stream: the server refuses the replication connection (${(error as Error).message}); ` +
+    'the role needs REPLICATION (ALTER ROLE ... WITH REPLICATION) and pg_hba.conf an entry for the database', { cause: error });
+}
 
 export class PgChangeStream implements ChangeSource {
   readonly stats: ChangeStreamStats = emptyStats('standby');
@@ -51,11 +56,8 @@ export class PgChangeStream implements ChangeSource {
   private readonly slot: string;
   private readonly running: Promise<void>;
   private client: PgClient | undefined;
-  private relations = new Map<number, Relation>();
-  private lastStateAt = 0;
+  private stream: ReplicationStream | undefined;
   private hadSlot = false;
-  /** Whether pg_log_standby_snapshot() is there and permitted (PostgreSQL 16+); undefined: not tried yet. */
-  private canLogSnapshot: boolean | undefined;
   private warned = { lag: false, retained: false, connection: false };
 
   constructor(private readonly core: CacheopsCore, private readonly options: NormalizedStreamOptions) {
@@ -96,16 +98,23 @@ export class PgChangeStream implements ChangeSource {
     }
   }
 
+  /** The stream first (the server releases the slot), then the lease. */
   private async disconnect(): Promise<void> {
+    const stream = this.stream;
     const client = this.client;
+    this.stream = undefined;
     this.client = undefined;
+    await stream?.stop(STOP_WAIT_MS);
     await client?.end().catch(() => undefined);
   }
 
   /** One connection: stand by until the lease is ours, then consume until closed or failed. */
   private async session(): Promise<void> {
     const { signal } = this.abort;
-    const client = await connectPg(this.core, this.options, () => undefined);
+    let failed!: (error: Error) => void;
+    const failure = new Promise<never>((_, reject) => { failed = reject; });
+    failure.catch(() => undefined);
+    const client = await connectPg(this.core, this.options, (error) => failed(error));
     this.client = client;
     await checkWalLevel(client);
     this.warned.connection = false;
@@ -115,15 +124,86 @@ export class PgChangeStream implements ChangeSource {
       await pause(this.options.handoverMs, signal);
       if (signal.aborted) return;
     }
-    await ensurePublication(client, this.options.publication, this.options.createSlot, this.slot);
-    await this.ensureSlot(client);
-    await this.warnIdentity(client);
+    // The replication connection (a new server process) opens while the setup runs: the
+    // take-over after a consumer died waits for the slower of the two, not for both.
+    let abandoned = false;
+    const opening = ReplicationStream.open(this.core, this.options, (error) => failed(error)).then(async (stream) => {
+      if (abandoned) {
+        await stream.stop(0);
+        throw new Error('abandoned');
+      }
+      return (this.stream = stream);
+    }, (error: unknown) => {
+      throw refusal(error) ?? error;
+    });
+    let stream: ReplicationStream;
+    try {
+      await ensurePublication(client, this.options.publication, this.options.createSlot, this.slot);
+      await this.ensureSlot(client);
+      await this.warnIdentity(client);
+      stream = await opening;
+    } catch (error) {
+      abandoned = true;
+      opening.catch(() => undefined);
+      throw error;
+    }
+    if (signal.aborted) return;
+    const applier = new StreamApplier(this.core, this.options, this.stats, client, stream,
+      (lagMs) => this.warnOnce('lag', lagMs > this.options.lagWarningMs,
+        `change stream: ${lagMs} ms from commit to invalidation (lagWarningMs ${this.options.lagWarningMs})`));
+    await this.startStream(client, stream, applier);
     this.stats.role = 'consumer';
     this.settle();
-    while (!signal.aborted) {
-      const changes = await this.round(client);
-      if (changes < 0) await pause(RETRY_MS, signal);
-      else if (changes === 0) await pause(this.options.pollIntervalMs ?? PG_POLL_MS, signal);
+    await this.lookAtSlot(client);
+    // The applier stops with the session: an unacknowledged batch is replayed by the next one.
+    const session = new AbortController();
+    const stop = (): void => session.abort();
+    signal.addEventListener('abort', stop);
+    const applying = applier.run(session.signal);
+    const timers = [
+      setInterval(() => applier.sendStatus(), STATUS_EVERY_MS),
+      setInterval(() => { this.lookAtSlot(client).catch((error: Error) => failed(error)); }, STATE_EVERY_MS),
+    ];
+    for (const timer of timers) timer.unref();
+    const aborted = new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve())));
+    try {
+      await Promise.race([
+        stream.done.then(() => { throw new Error('the server ended the replication stream'); }),
+        failure,
+        aborted,
+        // It returns only when the session ends; before that, only by failing (a visibility question on a lost connection).
+        applying.then(() => { throw new Error('the change stream stopped invalidating'); }),
+      ]);
+    } finally {
+      for (const timer of timers) clearInterval(timer);
+      signal.removeEventListener('abort', stop);
+      session.abort();
+      await applying;
+    }
+  }
+
+  /**
+   * START_REPLICATION: a missing or lost slot is made anew (ensureSlot), a slot
+   * still active for the previous consumer's walsender (it has not noticed its
+   * client is gone yet) is tried again for a while.
+   */
+  private async startStream(client: PgClient, stream: ReplicationStream, applier: StreamApplier): Promise<void> {
+    const since = Date.now();
+    let wait = 10;
+    for (;;) {
+      try {
+        await stream.start(this.slot, this.options.publication, applier);
+        return;
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        // 42704: the slot does not exist; 55000: it can no longer be read (WAL removed).
+        if (code === '42704' || code === '55000') await this.ensureSlot(client);
+        // 55006: active for another process's walsender.
+        else if (code !== '55006' || Date.now() - since > SLOT_BUSY_MS || this.abort.signal.aborted) throw error;
+        // The predecessor's walsender exits within milliseconds of noticing its client is gone: short steps.
+        await pause(wait, this.abort.signal);
+        wait = Math.min(wait + 10, 50);
+      }
     }
   }
 
@@ -162,95 +242,14 @@ export class PgChangeStream implements ChangeSource {
       partial.map((t) => `ALTER TABLE ${t.split('.').map((p) => `"${p}"`).join('.')} REPLICA IDENTITY FULL;`).join(' '));
   }
 
-  /** One read of the slot: the number of changes read, -1 when they could not be acknowledged. */
-  private async round(client: PgClient): Promise<number> {
-    await this.lookAtSlot(client);
-    let rows: Record<string, unknown>[];
-    try {
-      ({ rows } = await client.query(
-        "SELECT data, pg_current_snapshot()::text AS snapshot FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3, 'messages', 'true')",
-        [this.slot, BATCH_CHANGES, this.options.publication]));
-    } catch (error) {
-      const code = (error as { code?: string }).code;
-      // 42704: the slot does not exist; 55000: it can no longer be read (WAL removed).
-      if (code === '42704' || code === '55000') {
-        await this.ensureSlot(client);
-        return 0;
-      }
-      // 55006: another session reads the slot right now (a process without the lease): try again.
-      if (code === '55006') return -1;
-      throw error;
-    }
-    if (rows.length === 0) return 0;
-    const changes = new TransactionChanges(this.core.config.maxRowsForGranularWrite);
-    const xids: number[] = [];
-    let endLsn: bigint | undefined;
-    let commitTime = 0;
-    for (const row of rows) {
-      const message: PgMessage = decodePgoutput(row['data'] as Buffer);
-      if (message.tag === 'relation') this.relations.set(message.relid, this.relationOf(message));
-      else if (message.tag === 'begin') xids.push(message.xid);
-      else if (message.tag === 'commit') {
-        endLsn = message.endLsn;
-        commitTime = message.commitTime;
-      } else changes.addMessage(message, this.relations);
-    }
-    if (endLsn === undefined) return 0;
-    this.core.events.emit(DECODED_EVENT, { xids });
-    // The statement's snapshot (taken before it decoded) usually shows them visible already:
-    // visibility never ends, so no further question is needed then.
-    if (this.options.awaitVisibility) await this.untilVisible(client, xids, String(rows[0]!['snapshot']));
-    const items = changes.items();
-    if (items.length > 0 && !(await this.core.invalidateNow(items))) return -1;
-    await client.query('SELECT pg_replication_slot_advance($1, $2::pg_lsn)', [this.slot, lsnText(endLsn)]);
-    this.stats.events += changes.events;
-    this.stats.lagMs = Date.now() - commitTime;
-    this.core.events.emit(APPLIED_EVENT, { lagMs: this.stats.lagMs, events: changes.events });
-    this.warnOnce('lag', this.stats.lagMs > this.options.lagWarningMs,
-      `change stream: ${this.stats.lagMs} ms from commit to invalidation (lagWarningMs ${this.options.lagWarningMs})`);
-    return rows.length;
-  }
-
-  private relationOf(message: Extract<PgMessage, { tag: 'relation' }>): Relation {
-    const models = modelsByTable(this.core);
-    const qualified = message.namespace === 'public' || message.namespace === '' ? message.name : `${message.namespace}.${message.name}`;
-    const model = models.get(qualified) ?? models.get(message.name);
-    return { table: model ? tableOf(model) : qualified, model, columns: message.columns };
-  }
-
-  /** Waits until the transactions are visible to new snapshots (they are decoded before). */
-  private async untilVisible(client: PgClient, xids: readonly number[], snapshot: string): Promise<void> {
-    if (visibleIn(snapshot, xids)) return;
-    let wait = 1;
-    while (!(await allVisible(client, xids))) {
-      if (this.abort.signal.aborted) return;
-      await pause(wait, this.abort.signal);
-      wait = Math.min(wait * 2, 50);
-    }
-  }
-
-  /** Retained WAL (stats, warning), a lost slot, and the idle heartbeat; at most every STATE_EVERY_MS. */
+  /** Retained WAL (stats, warning); a slot gone or lost ends the session (the next one makes it anew). */
   private async lookAtSlot(client: PgClient): Promise<void> {
-    const now = Date.now();
-    if (now - this.lastStateAt < STATE_EVERY_MS) return;
-    this.lastStateAt = now;
     const state = await slotState(client, this.slot);
-    if (!state.exists || state.lost) {
-      await this.ensureSlot(client);
-      return;
-    }
+    if (!state.exists || state.lost) throw new Error(`replication slot ${this.slot} is ${state.exists ? 'lost' : 'gone'}`);
     this.stats.retainedBytes = state.retainedBytes;
     const retained = state.retainedBytes ?? 0;
     this.warnOnce('retained', retained > this.options.retainedWarningBytes,
       `change stream: slot ${this.slot} retains ${retained} bytes of WAL (retainedWarningBytes ${this.options.retainedWarningBytes})`);
-    // WAL of other databases or unpublished tables gives the slot nothing to acknowledge: a message of ours does.
-    if (retained > HEARTBEAT_BYTES) await client.query("SELECT pg_logical_emit_message(true, 'cacheops', '')");
-    // Each read decodes again from the slot's restart point, which moves only past a logged
-    // snapshot of running transactions (every 15 s, or at a checkpoint). PostgreSQL 16 can log
-    // one on request: then a busy database costs each read less. Tried once; kept if permitted.
-    if (retained > SNAPSHOT_BYTES && this.canLogSnapshot !== false) {
-      this.canLogSnapshot = await client.query('SELECT pg_log_standby_snapshot()').then(() => true, () => false);
-    }
   }
 
   private warnOnce(kind: 'lag' | 'retained', over: boolean, message: string): void {

@@ -78,6 +78,31 @@ export class TransactionChanges {
     else entry.rows.push(...rows);
   }
 
+  /**
+   * Whether a change to this relation needs no decoding: its table is not
+   * covered (no model), or already invalidated whole in this batch (the change
+   * is counted). A big transaction then costs a byte read per row past
+   * `maxRowsForGranularWrite`, not a tuple decoded.
+   */
+  settled(relation: Relation | undefined): boolean {
+    if (!relation?.model) return true;
+    if (this.byTable.get(relation.table)?.rows !== 'all') return false;
+    this.events += 1;
+    return true;
+  }
+
+  /** Takes the changes of a later transaction in (consecutive transactions invalidated together). */
+  absorb(other: TransactionChanges): void {
+    for (const [table, { model, rows }] of other.byTable) {
+      let entry = this.byTable.get(table);
+      if (!entry) this.byTable.set(table, (entry = { model, rows: [] }));
+      if (entry.rows === 'all') continue;
+      if (rows === 'all' || entry.rows.length + rows.length > this.maxRows) entry.rows = 'all';
+      else entry.rows.push(...rows);
+    }
+    this.events += other.events;
+  }
+
   /** Adds a change message; relations not covered (no model) are skipped. */
   addMessage(message: PgMessage, relations: ReadonlyMap<number, Relation>): void {
     switch (message.tag) {

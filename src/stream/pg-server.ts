@@ -19,19 +19,23 @@ interface PgModule {
   Client: new (config: unknown) => PgClient;
 }
 
-/** A connected client of its own (the `pg` package Sequelize uses), in UTC with ISO dates. */
-export async function connectPg(core: CacheopsCore, options: NormalizedStreamOptions, onError: (error: Error) => void): Promise<PgClient> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const pg = require('pg') as PgModule;
+/** The `pg` client settings of the consumer: `connection`, or Sequelize's host, port, user, password and database. */
+export function pgConfig(core: CacheopsCore, options: NormalizedStreamOptions): Record<string, unknown> {
   const c = connectionConfigOf(core.sequelize);
   const given = options.connection;
   const config = typeof given === 'string'
     ? { connectionString: given }
     : { host: c.host, port: c.port === undefined ? undefined : Number(c.port), user: c.username, password: c.password ?? undefined, database: c.database, ...given };
-  const client = new pg.Client({ ...config, application_name: 'cacheops-stream' });
+  return { ...config, application_name: 'cacheops-stream' };
+}
+
+/** A connected client of its own (the `pg` package Sequelize uses), in UTC with ISO dates. */
+export async function connectPg(core: CacheopsCore, options: NormalizedStreamOptions, onError: (error: Error) => void): Promise<PgClient> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const pg = require('pg') as PgModule;
+  const client = new pg.Client(pgConfig(core, options));
   client.on('error', onError);
   await client.connect();
-  // Decoded timestamps are printed by this session's settings: fixed, so pg-rows.ts reads them exactly.
   await client.query("SET DateStyle = 'ISO'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'");
   return client;
 }
