@@ -124,7 +124,8 @@ export async function measureNearHits(near: Installation, plain: Installation, r
     const read = proto.readNearFirst;
     proto.readNearFirst = function (this: unknown, store, cache, plan, compute, options) {
       const p = plan as { codec: object };
-      return read.call(this, store, cache, { ...p, codec: { ...p.codec, copy: undefined } }, compute, options);
+      // The codec may be a class instance: its methods stay reachable through the prototype chain.
+      return read.call(this, store, cache, { ...p, codec: Object.assign(Object.create(p.codec) as object, { copy: undefined }) }, compute, options);
     };
     let built: Record<'near', number[]>;
     try {
