@@ -46,7 +46,7 @@ async function measureHere(variant: OtelVariant, iterations: number): Promise<nu
   await sequelize.sync();
   await Item.bulkCreate(Array.from({ length: 100 }, (_, i) => ({ name: `item ${i}` })));
   const cacheops = installCacheops(sequelize, { redis: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379', prefix: `bench-otel-${randomBytes(4).toString('hex')}:`, profiles: { Item: { ops: 'all' } } });
-  const wrapped = Object.prototype.hasOwnProperty.call(cacheops.core, 'read');
+  const wrapped = Object.prototype.hasOwnProperty.call(cacheops.core, 'readCached');
   if (wrapped !== (variant === 'SDK registered')) throw new Error(`${variant}: the installation is ${wrapped ? '' : 'not '}instrumented`);
   try {
     if (!wrapped) {
@@ -55,9 +55,9 @@ async function measureHere(variant: OtelVariant, iterations: number): Promise<nu
     }
     // With the SDK, also the same installation with its wrappers taken off, interleaved in this process.
     const core = cacheops.core as unknown as Record<string, unknown> & { store: Record<string, unknown> };
-    const own = { read: core['read'], close: core['close'], invalidate: core.store['invalidate'], invalidateAll: core.store['invalidateAll'], guard: core.store['guard'] };
-    const on = (): void => { core['read'] = own.read; core.store['invalidate'] = own.invalidate; core.store['invalidateAll'] = own.invalidateAll; core.store['guard'] = own.guard; };
-    const off = (): void => { delete core['read']; delete core.store['invalidate']; delete core.store['invalidateAll']; delete core.store['guard']; };
+    const own = { readCached: core['readCached'], close: core['close'], invalidate: core.store['invalidate'], invalidateAll: core.store['invalidateAll'], guard: core.store['guard'] };
+    const on = (): void => { core['readCached'] = own.readCached; core.store['invalidate'] = own.invalidate; core.store['invalidateAll'] = own.invalidateAll; core.store['guard'] = own.guard; };
+    const off = (): void => { delete core['readCached']; delete core.store['invalidate']; delete core.store['invalidateAll']; delete core.store['guard']; };
     const samples = await interleave({
       traced: (i) => { on(); return Item.findByPk((i % 100) + 1); },
       plain: (i) => { off(); return Item.findByPk((i % 100) + 1); },

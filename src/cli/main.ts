@@ -24,6 +24,7 @@ import { reapConjs, type ReapProgress } from '../ops/reap';
 import { connectRedis, endpointOf, isCluster, type RedisClient, type ScriptCommands } from '../core/redis';
 import { checkPermissions, type Features } from '../core/permissions';
 import { withoutChangeStreams } from '../stream/change-stream';
+import { binlogStreamStatus, forgetBinlogPosition, renderBinlogStatus } from '../stream/mariadb-admin';
 import { dropStreamSlot, renderStreamStatus, streamStatus } from '../stream/pg-admin';
 
 export interface CliIo {
@@ -44,9 +45,10 @@ Commands:
   stats                                keys by kind and by prefix, Redis memory and hit counts
                                        (needs --app or --redis)
   stream status                        the change stream's server side: wal_level, publication,
-                                       slot (retained WAL), consumer, replica identities (needs --app)
-  stream drop                          drop the change stream's replication slot (needs --app;
-                                       refused while a consumer runs)
+                                       slot (retained WAL), consumer, replica identities; MariaDB/MySQL:
+                                       binlog settings, acknowledged position, lease holder (needs --app)
+  stream drop                          drop the change stream's replication slot; MariaDB/MySQL: forget
+                                       the acknowledged position (needs --app; refused while a consumer runs)
 
 Options:
   --app <module>             the application: its default or \`sequelize\` export is a Sequelize
@@ -263,9 +265,16 @@ async function run(argv: readonly string[], io: CliIo, session: Session): Promis
     const sub = args[0]!;
     if (sub !== 'status' && sub !== 'drop') throw new UsageError(`stream: expected status or drop, got ${JSON.stringify(sub)}`);
     const app = await requireApp(values, io, session, 'stream');
-    if (sub === 'status') {
+    const binlog = app.core.dialect === 'mysql' || app.core.dialect === 'mariadb';
+    if (sub === 'status' && binlog) {
+      const status = await binlogStreamStatus(app.core);
+      io.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : renderBinlogStatus(status));
+    } else if (sub === 'status') {
       const status = await streamStatus(app.core);
       io.stdout.write(values.json ? `${JSON.stringify(status, null, 2)}\n` : renderStreamStatus(status));
+    } else if (binlog) {
+      const forgotten = await forgetBinlogPosition(app.core);
+      io.stdout.write(forgotten ? 'forgot the acknowledged binlog position (the next consumer invalidates everything once)\n' : 'no binlog position was stored\n');
     } else {
       const { slot, dropped } = await dropStreamSlot(app.core);
       io.stdout.write(dropped ? `dropped replication slot ${slot}\n` : `replication slot ${slot} does not exist\n`);

@@ -14,6 +14,9 @@ import { createHash } from 'node:crypto';
  *   N gen:<table>                insideout mode: the table's generation, moved by a whole-table invalidation
  *   N epochs                     hash table -> counter, bumped by each invalidation (race protection)
  *   N simple:<key>               cacheops.cache values
+ *   N stream:lease:<db>          the binlog consumer's lease (fencing token), MariaDB/MySQL change stream
+ *   N stream:fence:<db>          counter the lease tokens are drawn from
+ *   N stream:pos:<db>            the last acknowledged binlog position (JSON: gtid, file, position)
  *   N fence                      never exists: declared by scripts so that they wait out a slot migration (fenceKey)
  *
  * The Lua scripts spell none of these: they are given the key names (KEYS), and
@@ -97,6 +100,9 @@ export const epochsKey = (ns: string): string => `${ns}epochs`;
  * once the slot has settled. Elsewhere a missing declared key costs nothing.
  */
 export const fenceKey = (ns: string): string => `${ns}fence`;
+export const streamLeaseKey = (ns: string, db: string): string => `${ns}stream:lease:${escapeKeyPart(db)}`;
+export const streamFenceKey = (ns: string, db: string): string => `${ns}stream:fence:${escapeKeyPart(db)}`;
+export const streamPositionKey = (ns: string, db: string): string => `${ns}stream:pos:${escapeKeyPart(db)}`;
 export const simpleKey = (ns: string, key: string): string => `${ns}simple:${key}`;
 /** `table`, `scheme` and `conj` below are escaped (escapeKeyPart). */
 export const schemesKey = (ns: string, table: string): string => `${ns}schemes:${table}`;

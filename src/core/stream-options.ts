@@ -21,6 +21,8 @@ export interface ChangeStreamOptions {
   readonly createSlot?: boolean;
   /** PostgreSQL: where the consumer connects (default: Sequelize's host, port, user, password and database). */
   readonly connection?: StreamConnection;
+  /** MariaDB/MySQL: the server id the consumer announces as a replica (default: derived from the database name; unique among the server's replicas). */
+  readonly serverId?: number;
   /** Milliseconds between two reads of the stream (default 50 on PostgreSQL, 100 on SQLite). */
   readonly pollIntervalMs?: number;
   /** Milliseconds between a standby process's checks whether the consumer is gone (default 1000): the handover bound. */
@@ -42,13 +44,14 @@ export interface NormalizedStreamOptions {
   readonly createSlot: boolean;
   readonly connection: StreamConnection | undefined;
   readonly pollIntervalMs: number | undefined;
+  readonly serverId: number | undefined;
   readonly handoverMs: number;
   readonly lagWarningMs: number;
   readonly retainedWarningBytes: number;
   readonly awaitVisibility: boolean;
 }
 
-const KEYS = ['slot', 'publication', 'createSlot', 'connection', 'pollIntervalMs', 'handoverMs', 'lagWarningMs', 'retainedWarningBytes', 'awaitVisibility'];
+const KEYS = ['slot', 'publication', 'createSlot', 'connection', 'serverId', 'pollIntervalMs', 'handoverMs', 'lagWarningMs', 'retainedWarningBytes', 'awaitVisibility'];
 const NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 function name(value: unknown, key: string): string | undefined {
@@ -73,6 +76,14 @@ function bool(value: unknown, key: string, fallback: boolean): boolean {
   return value;
 }
 
+function serverId(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2 ** 32 - 1) {
+    throw new CacheopsConfigError('changeStream.serverId', 'expected an integer from 1 to 4294967295');
+  }
+  return value;
+}
+
 /** Checks `changeStream`; undefined when it is off. */
 export function normalizeStreamOptions(value: unknown): NormalizedStreamOptions | undefined {
   if (value === undefined || value === false) return undefined;
@@ -85,7 +96,7 @@ export function normalizeStreamOptions(value: unknown): NormalizedStreamOptions 
   }
   const connection = given['connection'];
   if (connection !== undefined && typeof connection !== 'string' && (typeof connection !== 'object' || connection === null)) {
-    throw new CacheopsConfigError('changeStream.connection', 'expected a connection URL or an object of pg client options');
+    throw new CacheopsConfigError('changeStream.connection', 'expected a connection URL or an object of client options (pg or mysql2)');
   }
   return {
     slot: name(given['slot'], 'changeStream.slot'),
@@ -93,6 +104,7 @@ export function normalizeStreamOptions(value: unknown): NormalizedStreamOptions 
     createSlot: bool(given['createSlot'], 'changeStream.createSlot', true),
     connection: connection as StreamConnection | undefined,
     pollIntervalMs: positive(given['pollIntervalMs'], 'changeStream.pollIntervalMs'),
+    serverId: serverId(given['serverId']),
     handoverMs: positive(given['handoverMs'], 'changeStream.handoverMs') ?? 1000,
     lagWarningMs: positive(given['lagWarningMs'], 'changeStream.lagWarningMs') ?? 5000,
     retainedWarningBytes: positive(given['retainedWarningBytes'], 'changeStream.retainedWarningBytes') ?? 2 ** 30,
@@ -102,7 +114,7 @@ export function normalizeStreamOptions(value: unknown): NormalizedStreamOptions 
 
 /** Throws at install, before anything is connected, when the dialect has no change stream. */
 export function checkStreamDialect(dialect: string, options: unknown): void {
-  if (options !== undefined && dialect !== 'sqlite' && dialect !== 'postgres') {
-    throw new CacheopsConfigError('changeStream', `not available on ${dialect} yet (PostgreSQL and SQLite have it)`);
+  if (options !== undefined && !['sqlite', 'postgres', 'mysql', 'mariadb'].includes(dialect)) {
+    throw new CacheopsConfigError('changeStream', `not available on ${dialect} (PostgreSQL, MariaDB/MySQL and SQLite have it)`);
   }
 }

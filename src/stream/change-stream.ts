@@ -5,6 +5,7 @@
 import type { CacheopsCore } from '../core/cacheops-core';
 import { CacheopsConfigError } from '../core/errors';
 import { SQLITE_POLL_MS, SqliteDataVersion, sqliteFile } from './sqlite-data-version';
+import { MariadbChangeStream } from './mariadb-consumer';
 import { PgChangeStream } from './pg-consumer';
 import { emptyStats, type ChangeSource } from './source';
 
@@ -36,7 +37,10 @@ export function startChangeStream(core: CacheopsCore): ChangeSource | undefined 
       return sqliteFile(core) === undefined ? new NoSource() : new SqliteDataVersion(core, options.pollIntervalMs ?? SQLITE_POLL_MS);
     case 'postgres':
       return new PgChangeStream(core, options);
+    case 'mysql':
+    case 'mariadb':
+      return new MariadbChangeStream(core, options);
     default:
-      throw new CacheopsConfigError('changeStream', `not available on ${core.dialect} yet (PostgreSQL and SQLite have it)`);
+      throw new CacheopsConfigError('changeStream', `not available on ${core.dialect} (PostgreSQL, MariaDB/MySQL and SQLite have it)`);
   }
 }

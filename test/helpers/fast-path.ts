@@ -43,16 +43,18 @@ export function fastPathOf(cacheops: { readonly core: { readonly fastPath: objec
   return fast as FastPath;
 }
 
-/** Counts the calls a fast path serves from a remembered select (hits and misses: read and readRaw). */
+/** Counts the calls a fast path serves from a remembered select (hits and misses: readRemembered and readRememberedRaw). */
 export function servedCounter(fast: FastPath): Counter {
   let n = 0;
-  const own = fast as unknown as Partial<Record<'read' | 'readRaw', (...args: unknown[]) => Promise<unknown>>>;
-  for (const name of ['read', 'readRaw'] as const) {
+  // Named through keyof FastPath: a rename of either method fails the type check here instead of counting nothing.
+  const names: readonly (keyof FastPath & ('readRemembered' | 'readRememberedRaw'))[] = ['readRemembered', 'readRememberedRaw'];
+  const own = fast as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  for (const name of names) {
     const inner = own[name]!;
     own[name] = function (this: unknown, ...args: unknown[]) {
       n += 1;
       return inner.apply(this, args);
     };
   }
-  return { count: () => n, restore: () => { delete own.read; delete own.readRaw; } };
+  return { count: () => n, restore: () => { for (const name of names) delete own[name]; } };
 }
