@@ -50,16 +50,19 @@ export async function breakdown(
   if (!bytes) throw new Error(`breakdown: ${key} is not cached`);
   const store = ctx.cacheops.core.store;
   // The normal path: the fast path finds no call eligible meanwhile.
-  const fast = ctx.cacheops.core.fastPath as { eligible?: () => boolean } | undefined;
+  // Swapped on the prototype and put back: a property deleted from the instance would leave it a slow object.
+  const fast = ctx.cacheops.core.fastPath;
   if (!fast) throw new Error('breakdown: no fast path installed');
+  const proto = Object.getPrototypeOf(fast) as { eligible: (...args: unknown[]) => boolean };
+  const eligible = proto.eligible;
   const samples = await interleave({
     hit: () => query(),
     normal: async () => {
-      fast.eligible = () => false;
+      proto.eligible = () => false;
       try {
         await query();
       } finally {
-        delete fast.eligible;
+        proto.eligible = eligible;
       }
     },
     fetch: async () => {

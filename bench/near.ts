@@ -118,17 +118,20 @@ export async function measureNearHits(near: Installation, plain: Installation, r
     if (served !== iterations + warmup) throw new Error(`${q.name}: expected ${iterations + warmup} near hits, got ${served}`);
     const alone = await interleave({ near: (i) => q.run(near.models, i) }, iterations, warmup);
     // Every near hit decoded and built anew: the tier is given requests without their reuse.
-    const tier = near.cacheops.core.near!;
-    const read = tier.readNearFirst as (...args: unknown[]) => Promise<unknown>;
-    (tier as unknown as { readNearFirst: typeof read }).readNearFirst = function (this: unknown, store, cache, plan, compute, options) {
+    // Swapped on the prototype and put back, never added to and deleted from the instance: a
+    // deleted property turns the tier into a slow dictionary-mode object for the queries after.
+    const proto = Object.getPrototypeOf(near.cacheops.core.near!) as { readNearFirst: (...args: unknown[]) => Promise<unknown> };
+    const read = proto.readNearFirst;
+    proto.readNearFirst = function (this: unknown, store, cache, plan, compute, options) {
       const p = plan as { codec: object };
-      return read.call(this, store, cache, { ...p, codec: { ...p.codec, copy: undefined } }, compute, options);
+      // The codec may be a class instance: its methods stay reachable through the prototype chain.
+      return read.call(this, store, cache, { ...p, codec: Object.assign(Object.create(p.codec) as object, { copy: undefined }) }, compute, options);
     };
     let built: Record<'near', number[]>;
     try {
       built = await interleave({ near: (i) => q.run(near.models, i) }, iterations, warmup);
     } finally {
-      delete (tier as { readNearFirst?: unknown }).readNearFirst;
+      proto.readNearFirst = read;
     }
     const total = near.cacheops.stats().nearHits - after.nearHits;
     if (total !== 2 * (iterations + warmup)) throw new Error(`${q.name}: expected ${2 * (iterations + warmup)} near hits back to back, got ${total}`);
