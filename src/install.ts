@@ -42,12 +42,12 @@ export interface CacheopsEvents {
  * await cacheops.close();
  */
 export class Cacheops {
-  /** @internal */
+  /** @internal The installation's engine; left out of the published types (stripInternal), so applications cannot come to depend on it. */
   readonly core: CacheopsCore;
   /** Plain key/value caching: `get` throws `CacheMiss` when nothing is stored. */
   readonly cache: SimpleCache;
 
-  /** @internal use installCacheops */
+  /** Use installCacheops, which also installs the interception and write capture. */
   constructor(readonly sequelize: Sequelize, config: CacheopsConfig) {
     this.core = new CacheopsCore(sequelize, config);
     const core = this.core;

@@ -242,7 +242,7 @@ export class CacheopsExtension {
     return invalidateFragmentOf(this.cacheops, nameOrTemplate, extras);
   }
 
-  /** @internal called by the nunjucks parser for each of `tags`. */
+  /** Called by the nunjucks parser for each of `tags`. */
   parse(parserArg: unknown, nodesArg: unknown): unknown {
     const parser = parserArg as NjParser;
     const nodes = nodesArg as NjNodes;
@@ -279,7 +279,7 @@ export class CacheopsExtension {
     return new nodes.CallExtensionAsync(this, 'run', args, [body]);
   }
 
-  /** @internal called by compiled templates: (context, meta, ...samples, kwargs?, body, callback). */
+  /** Called by compiled templates: (context, meta, ...samples, kwargs?, body, callback). */
   run(contextArg: unknown, metaJson: unknown, ...rest: unknown[]): void {
     const meta = JSON.parse(String(metaJson)) as TagMeta;
     const context = contextArg as NjContext;
