@@ -146,8 +146,12 @@ async function scenario(t: ExecutionContext, name: string, fault: Fault): Promis
     t.true(closedAt - healed <= closeBound, `the breaker closed ${closedAt - healed} ms after the fault ended (bound ${closeBound.toFixed(0)} ms)`);
     // Then the failed invalidations are redone (a retry interval at most), and a miss, its store and a
     // hit follow: under this workload's writes a hit is not there at once even when nothing is wrong,
-    // so the longest stretch without a hit before the fault (measured) is allowed twice.
-    const hitBound = RETRY_MS + redisTimeout + 2 * gap + 2 * load;
+    // so the longest stretch without a hit before the fault (measured) is allowed three times: it is
+    // the longest of one second's stretches, and the wait after recovery is another draw of the same
+    // kind (a CI run at load saw 3.5 s against a measured stretch of 0.9 s; six runs of the killed
+    // scenario on a quiet machine resumed 0.35-0.74 s after the fault ended, before and after the
+    // src/ reorganization alike).
+    const hitBound = RETRY_MS + redisTimeout + 3 * gap + 2 * load;
     t.true(resumedAt !== undefined && resumedAt - Math.max(closedAt, healed) <= hitBound,
       `caching resumed ${resumedAt === undefined ? 'never' : `${resumedAt - Math.max(closedAt, healed)} ms`} after the breaker closed (bound ${hitBound.toFixed(0)} ms)`);
     if (kind === 'slow') {
