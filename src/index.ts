@@ -11,7 +11,7 @@ export { createAsyncLocalNamespace } from './features/async-namespace';
 export type { AsyncLocalNamespace, ClsContext } from './features/async-namespace';
 export type { FileCacheOptions, FileCachedOptions } from './features/file-cache';
 export { CacheopsError, CacheopsConfigError, CacheMiss, CacheopsSerializationError, CacheopsRedisError, CacheopsInvalidationError, CacheopsStreamError, CacheopsPermissionError } from './core/errors';
-export type { CacheopsConfig, ProfileOptions, ProfileSpec, CacheOp, OpsSpec, QueryInfo, RedisConfig, RedisClientLike } from './core/config';
+export type { CacheopsConfig, ProfileOptions, ProfileSpec, CacheOp, OpsSpec, QueryInfo, RedisConfig, RedisClientLike, WriteMode } from './core/config';
 export type { MemoryOptions } from './core/memory-limits';
 export type { FindCacheopsOption, WriteCacheopsOption, CacheopsOption, ReadEvent, InvalidatedEvent, CacheopsStats } from './core/cacheops-core';
 export type { StaleEvent } from './ops/consistency-sampler';

@@ -152,6 +152,8 @@ export class CacheopsCore {
   private writeAfterCloseLogged = false;
   /** The change stream (stream/change-stream.ts), when `changeStream` is on. */
   stream: ChangeSource | undefined;
+  /** What close() stops after the change stream (the stream write mode's subscription). */
+  readonly closing: (() => Promise<void>)[] = [];
   /** The installation's FastPath, set by installFastPath (query/fast-path.ts); tests and the benchmark reach it here. */
   fastPath: object | undefined;
 
@@ -491,6 +493,7 @@ export class CacheopsCore {
     this.store.breaker.stop();
     this.outage.stop();
     await this.stream?.close();
+    for (const close of this.closing.splice(0)) await close().catch(() => undefined);
     this.permissions?.close();
     await this.near?.close();
     this.unwatch?.();

@@ -134,6 +134,15 @@ export interface CacheopsConfig {
    * are seen (default off; see docs/change-stream.md).
    */
   readonly changeStream?: boolean | ChangeStreamOptions;
+  /**
+   * How a write through Sequelize invalidates (see docs/stream-writes.md):
+   * `'sync'` (default) learns its rows' states itself and invalidates them;
+   * `'stream'` sends the statement plain Sequelize sends (its transaction id
+   * added to a RETURNING) and resolves once the change stream invalidated its
+   * transaction (needs `changeStream`; PostgreSQL; SQLite and MariaDB/MySQL
+   * keep `'sync'`, said once in the log).
+   */
+  readonly writes?: WriteMode;
   /** Bounds of the process-memory structures that grow with the key space (docs/memory.md). */
   readonly memory?: MemoryOptions;
 }
@@ -170,6 +179,8 @@ export interface NormalizedConfig {
   readonly verifySampleRate: number;
   /** The change stream's options; undefined when it is off. */
   readonly changeStream: NormalizedStreamOptions | undefined;
+  /** `'stream'` only with a change stream (checked). */
+  readonly writes: WriteMode;
   readonly memory: MemoryLimits;
   /** `defaults.timeout`, or 3600: for caches with no profile of their own (simple, cached, fragments). */
   readonly defaultTimeout: number;
@@ -184,8 +195,21 @@ export interface NormalizedConfig {
 const TOP_KEYS = new Set([
   'redis', 'defaults', 'profiles', 'prefix', 'degradeOnFailure', 'enabled', 'insideout', 'strict',
   'maxInListLength', 'maxRowsForGranularWrite', 'redisTimeout', 'logger', 'clusterShards', 'raceProtection',
-  'verifySampleRate', 'slowRedis', 'changeStream', 'memory',
+  'verifySampleRate', 'slowRedis', 'changeStream', 'writes', 'memory',
 ]);
+
+/** The write modes (`writes`). */
+export type WriteMode = 'sync' | 'stream';
+
+/** Checks `writes`: 'stream' needs the change stream it waits for. */
+function writeMode(value: unknown, stream: NormalizedStreamOptions | undefined): WriteMode {
+  if (value === undefined) return 'sync';
+  if (value !== 'sync' && value !== 'stream') throw new CacheopsConfigError('writes', `expected 'sync' or 'stream', got ${describeValue(value)}`);
+  if (value === 'stream' && !stream) {
+    throw new CacheopsConfigError('writes', "'stream' resolves writes once the change stream invalidated them: it needs changeStream (true or its options)");
+  }
+  return value;
+}
 const PROFILE_KEYS = new Set(['ops', 'timeout', 'lock', 'localGet', 'cacheOnSave', 'dbAgnostic', 'near', 'staleWhileRevalidate']);
 
 export const DEFAULT_TIMEOUT = 3600;
@@ -422,6 +446,7 @@ export function normalizeConfig(config: CacheopsConfig, modelNames: readonly str
   const logger = config.logger ?? defaultLogger;
   if (typeof logger !== 'function') throw new CacheopsConfigError('logger', 'expected a function');
   const redisTimeout = positiveInt(config.redisTimeout, 1000, 'redisTimeout');
+  const changeStream = normalizeStreamOptions(config.changeStream);
   return {
     redis: config.redis ?? process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379/0',
     prefix: prefix as string | ((query: QueryInfo) => string),
@@ -437,7 +462,8 @@ export function normalizeConfig(config: CacheopsConfig, modelNames: readonly str
     clusterShards: positiveInt(config.clusterShards, 16, 'clusterShards'),
     raceProtection: config.raceProtection === undefined ? true : checkBool(config.raceProtection, 'raceProtection'),
     verifySampleRate: sampleRate(config.verifySampleRate),
-    changeStream: normalizeStreamOptions(config.changeStream),
+    changeStream,
+    writes: writeMode(config.writes, changeStream),
     memory: memoryLimits(config.memory),
     defaultTimeout: defaults.timeout === undefined ? DEFAULT_TIMEOUT : checkTimeout(defaults.timeout, 'defaults.timeout'),
     exactProfiles: exact,

@@ -36,6 +36,11 @@ export interface ChangeStreamOptions {
    * Only for demonstrating the commit-visibility race in tests: never turn it off in an application.
    */
   readonly awaitVisibility?: boolean;
+  /**
+   * `writes: 'stream'`: how long a write waits for the stream to invalidate its transaction
+   * before it invalidates its tables model-wide itself (default 1000 ms).
+   */
+  readonly writeWaitMs?: number;
 }
 
 export interface NormalizedStreamOptions {
@@ -49,9 +54,10 @@ export interface NormalizedStreamOptions {
   readonly lagWarningMs: number;
   readonly retainedWarningBytes: number;
   readonly awaitVisibility: boolean;
+  readonly writeWaitMs: number;
 }
 
-const KEYS = ['slot', 'publication', 'createSlot', 'connection', 'serverId', 'pollIntervalMs', 'handoverMs', 'lagWarningMs', 'retainedWarningBytes', 'awaitVisibility'];
+const KEYS = ['slot', 'publication', 'createSlot', 'connection', 'serverId', 'pollIntervalMs', 'handoverMs', 'lagWarningMs', 'retainedWarningBytes', 'awaitVisibility', 'writeWaitMs'];
 const NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 function name(value: unknown, key: string): string | undefined {
@@ -109,6 +115,7 @@ export function normalizeStreamOptions(value: unknown): NormalizedStreamOptions 
     lagWarningMs: positive(given['lagWarningMs'], 'changeStream.lagWarningMs') ?? 5000,
     retainedWarningBytes: positive(given['retainedWarningBytes'], 'changeStream.retainedWarningBytes') ?? 2 ** 30,
     awaitVisibility: bool(given['awaitVisibility'], 'changeStream.awaitVisibility', true),
+    writeWaitMs: positive(given['writeWaitMs'], 'changeStream.writeWaitMs') ?? 1000,
   };
 }
 

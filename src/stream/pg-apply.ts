@@ -16,6 +16,7 @@ import type { ReplicationHandlers, ReplicationStream } from './pg-replication';
 import { TransactionChanges, type Relation } from './pg-rows';
 import { allVisible, type PgClient } from './pg-server';
 import { modelsByTable, pause, type ChangeStreamStats } from './source';
+import { STREAM_DONE_EVENT } from '../write/stream-wait';
 
 /** The internal event each batch emits before its visibility wait and invalidation (tests, bench). */
 export const DECODED_EVENT = 'changeStream:decoded';
@@ -166,6 +167,8 @@ export class StreamApplier implements ReplicationHandlers {
     this.stats.events += batch.changes.events;
     this.stats.lagMs = Math.max(0, Date.now() - batch.commitTime);
     this.core.events.emit(APPLIED_EVENT, { lagMs: this.stats.lagMs, events: batch.changes.events });
+    // Writes of `writes: 'stream'` waiting for these transactions (write/stream-wait.ts).
+    this.core.events.emit(STREAM_DONE_EVENT, batch.xids);
     this.warnLag(this.stats.lagMs);
   }
 

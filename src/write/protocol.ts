@@ -42,6 +42,7 @@ import { SqliteImages } from './images/sqlite-state';
 import { quotedTable } from '../core/tables';
 import { insideManagedWrite, Mutex } from './strategies/strategy';
 import { WriteStrategies } from './strategies/choose';
+import { StreamWriter } from './stream-write';
 
 export type Options = Record<string, unknown> & { transaction?: Transaction | null; cacheops?: WriteCacheopsOption | boolean };
 export type AfterSpec = { where?: unknown; appRows?: Row[] } | 'all' | undefined;
@@ -79,10 +80,23 @@ export class WriteProtocol {
   /** SQLite's row images: the connections' triggers and the tables' column types (images/sqlite-state.ts). */
   readonly sqlite: SqliteImages;
   private readonly strategies: WriteStrategies;
+  /** `writes: 'stream'` (PostgreSQL): writes resolved by the change stream (stream-write.ts). */
+  private readonly stream: StreamWriter | undefined;
 
   constructor(readonly core: CacheopsCore) {
     this.sqlite = new SqliteImages(core.sequelize);
     this.strategies = new WriteStrategies({ core, sequelize: core.sequelize, sqlite: this.sqlite, mutex: new Mutex(), serverVersion: () => this.serverVersion() });
+    if (core.config.writes === 'stream' && core.config.enabled) {
+      if (core.dialect === 'postgres') {
+        const stream = new StreamWriter(core);
+        this.stream = stream;
+        core.closing.push(() => stream.close());
+      } else {
+        // One configuration for every environment: the mode is valid, this database keeps the synchronous path.
+        core.config.logger(`writes: 'stream' is not available on ${core.dialect === 'sqlite' ? 'SQLite (no change stream between connections carries rows)' : core.dialect}: ` +
+          'writes take the synchronous path');
+      }
+    }
   }
 
   private get sequelize() {
@@ -146,6 +160,7 @@ export class WriteProtocol {
       await invalidateWrite(this.core, wholeModel(model), userTx);
       return result;
     }
+    if (this.stream?.takes()) return this.stream.write(model, managed, options, userTx);
     const strategy = this.strategies.of(model);
     if (spec.images) {
       const request = { kind: spec.images, ...(spec.setsKey ? { setsKey: true } : {}) };

@@ -1,0 +1,180 @@
+/**
+ * `writes: 'stream'`: a write learns its transaction id from its own
+ * statement (stream-write.ts) and waits here until the change stream has
+ * invalidated that transaction.
+ *
+ * The consumer says so in two ways, once Redis took the transaction's
+ * invalidation (STREAM_DONE_EVENT, emitted by stream/pg-apply.ts):
+ *
+ * - in its own process, at once: the waiters of those ids resolve, and the
+ *   ids join a bounded set of recent ones (a write whose transaction was
+ *   invalidated before it began to wait finds its id there);
+ * - to every process, through Redis: one script sets a short-lived mark per
+ *   transaction (`stream:done:<db>:<xid>`) and PUBLISHes the ids on the
+ *   database's channel. Each process subscribes once, on a connection of its
+ *   own; a waiting writer reads its mark only once that subscription is
+ *   confirmed (again after every reconnection), so an announcement is either
+ *   before the read (the mark is there) or after the subscription (the
+ *   message arrives): none is missed.
+ *
+ * A wait is bounded (`changeStream.writeWaitMs`). A write whose wait ran out
+ * invalidates its tables model-wide (stream-write.ts), and the stream counts
+ * as late: the next writes take the synchronous path, but for one probe per
+ * bound, until the stream invalidates a transaction that was waited for.
+ *
+ * Transaction ids: pgoutput's BEGIN carries the 32-bit xid; txid_current()
+ * gives it with the epoch in the high 32 bits. Ids are compared by their low
+ * 32 bits: the same low bits come back only 2^32 transactions later, far past
+ * the marks' expiry and the recent set's bound.
+ */
+import type { Redis } from 'ioredis';
+import type { CacheopsCore } from '../core/cacheops-core';
+import { namespace, streamDoneChannel, streamDoneKey } from '../core/keys';
+
+/** Emitted by the consumer with the transaction ids (32-bit) of a batch Redis took. */
+export const STREAM_DONE_EVENT = 'changeStream:done';
+/** Emitted after each wait of a write, `{ ms, outcome }` (bench, tests). */
+export const STREAM_WAITED_EVENT = 'changeStream:writeWaited';
+
+export type WaitOutcome = 'done' | 'timeout';
+
+/** How long a mark stays in Redis: far longer than any wait. */
+const MARK_TTL_MS = 60_000;
+/** Recent ids remembered in process memory. */
+const RECENT_IDS = 16_384;
+/** Marks each transaction (KEYS) done and announces them (ARGV: ttl, channel, ids). */
+const MARK = "for i = 1, #KEYS do redis.call('SET', KEYS[i], '1', 'PX', ARGV[1]) end redis.call('PUBLISH', ARGV[2], ARGV[3]) return #KEYS";
+
+/** The low 32 bits of a transaction id as txid_current() returns it (int8: text, number or bigint). */
+export function xid32(value: unknown): number | undefined {
+  if (value === null || value === undefined) return undefined;
+  try {
+    return Number(BigInt(String(value)) & 0xffffffffn);
+  } catch {
+    return undefined;
+  }
+}
+
+export class StreamWaits {
+  readonly waitMs: number;
+  private readonly waiters = new Map<number, Set<(outcome: WaitOutcome) => void>>();
+  private readonly recent = new Set<number>();
+  /** Ids whose wait ran out: the stream is late until it reaches one of them (or a probe). */
+  private readonly late = new Set<number>();
+  private lateSince: number | undefined;
+  private lastProbe = 0;
+  private readonly ns: string;
+  private readonly channel: string;
+  private subscriber: Redis | undefined;
+  private subscribed = false;
+  private closed = false;
+  private readonly onDone = (xids: readonly number[]): void => this.applied(xids);
+
+  constructor(private readonly core: CacheopsCore) {
+    this.waitMs = core.config.changeStream?.writeWaitMs ?? 1000;
+    this.ns = namespace(core.prefixFor([]), 0);
+    this.channel = streamDoneChannel(this.ns, core.db);
+    core.events.on(STREAM_DONE_EVENT, this.onDone);
+    this.subscribe();
+  }
+
+  /** Whether a write should go through the stream now (else the synchronous path). */
+  usable(): boolean {
+    if (this.closed || this.core.stream === undefined || this.core.stream.stats.role === 'off') return false;
+    if (this.lateSince === undefined) return true;
+    const now = Date.now();
+    if (now - this.lastProbe < this.waitMs) return false;
+    this.lastProbe = now; // one probe per bound while late
+    return true;
+  }
+
+  /** Waits until the stream invalidated transaction `xid` (32-bit), at most waitMs. */
+  wait(xid: number): Promise<WaitOutcome> {
+    const started = performance.now();
+    const report = (outcome: WaitOutcome): WaitOutcome => {
+      if (this.core.events.listenerCount(STREAM_WAITED_EVENT) > 0) this.core.events.emit(STREAM_WAITED_EVENT, { ms: performance.now() - started, outcome });
+      return outcome;
+    };
+    if (this.recent.has(xid)) return Promise.resolve(report('done'));
+    return new Promise<WaitOutcome>((resolve) => {
+      const finish = (outcome: WaitOutcome): void => {
+        clearTimeout(timer);
+        const set = this.waiters.get(xid);
+        set?.delete(finish);
+        if (set?.size === 0) this.waiters.delete(xid);
+        resolve(report(outcome));
+      };
+      const timer = setTimeout(() => {
+        this.late.add(xid);
+        if (this.late.size > RECENT_IDS) this.late.delete(this.late.values().next().value!);
+        this.lateSince ??= Date.now();
+        this.lastProbe = Date.now(); // the next probe one bound later
+        finish('timeout');
+      }, this.waitMs);
+      let set = this.waiters.get(xid);
+      if (!set) this.waiters.set(xid, (set = new Set()));
+      set.add(finish);
+      // The consumer in this process tells its waiters itself; another one through Redis.
+      if (this.core.stream?.stats.role !== 'consumer' && this.subscribed) this.check([xid]);
+    });
+  }
+
+  /** Transactions the stream invalidated: their waiters resolve; the consumer announces them to the other processes. */
+  private applied(xids: readonly number[]): void {
+    this.done(xids);
+    if (xids.length === 0 || this.closed) return;
+    const keys = xids.map((x) => streamDoneKey(this.ns, this.core.db, x));
+    this.core.redis.eval(MARK, keys.length, ...keys, String(MARK_TTL_MS), this.channel, xids.join(',')).catch(() => undefined);
+  }
+
+  private done(xids: Iterable<number>): void {
+    for (const xid of xids) {
+      if (this.late.delete(xid)) this.lateSince = undefined;
+      if (!this.recent.has(xid)) {
+        this.recent.add(xid);
+        if (this.recent.size > RECENT_IDS) this.recent.delete(this.recent.values().next().value!);
+      }
+      const set = this.waiters.get(xid);
+      if (!set) continue;
+      if (this.lateSince !== undefined) this.lateSince = undefined; // a probe came through in time
+      for (const finish of [...set]) finish('done');
+    }
+  }
+
+  /** Reads the marks of waiting transactions (only once the subscription is confirmed: see the top of this file). */
+  private check(xids: readonly number[]): void {
+    if (xids.length === 0) return;
+    const keys = xids.map((x) => streamDoneKey(this.ns, this.core.db, x));
+    this.core.redis.mget(...keys).then((marks) => {
+      this.done(xids.filter((_, i) => marks[i] !== null));
+    }, () => undefined);
+  }
+
+  private subscribe(): void {
+    const client = this.core.redis.duplicate({ lazyConnect: false, enableOfflineQueue: true, autoResubscribe: false, maxRetriesPerRequest: 1, connectionName: undefined } as never) as Redis;
+    const sub = client;
+    this.subscriber = sub;
+    sub.on('error', () => undefined); // the main connection reports outages
+    // Its reconnect timer does not keep a process alive whose Redis is down.
+    sub.on('reconnecting', () => (client as unknown as { reconnectTimeout?: NodeJS.Timeout | null }).reconnectTimeout?.unref());
+    sub.on('close', () => { this.subscribed = false; });
+    sub.on('message', (_channel: string, message: string) => {
+      this.done(message.split(',').map(Number).filter((x) => Number.isInteger(x)));
+    });
+    sub.on('ready', () => {
+      sub.subscribe(this.channel).then(() => {
+        this.subscribed = true;
+        // Announcements before the subscription: the marks say.
+        this.check([...this.waiters.keys()]);
+      }, () => undefined);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.core.events.off(STREAM_DONE_EVENT, this.onDone);
+    this.subscriber?.disconnect();
+    // Closed mid-wait: the writes invalidate their tables themselves.
+    for (const set of this.waiters.values()) for (const finish of [...set]) finish('timeout');
+  }
+}
