@@ -4,9 +4,11 @@
  *   BENCH_DIALECTS=sqlite,postgres,mariadb   which databases (default all three;
  *                                    PostgreSQL and MariaDB are skipped with a note
  *                                    when they do not answer)
- *   BENCH_SECTIONS=hits,saves,writes,assoc,stream which sections (default all); hits include the near
+ *   BENCH_SECTIONS=hits,saves,writes,assoc,stream,streamwrites which sections (default all); hits include the near
  *                                    cache; assoc: association, count and aggregate hits (bench/assoc.ts);
- *                                    stream: the change stream's lag on a private PostgreSQL (bench/stream.ts)
+ *                                    stream: the change stream's lag on a private PostgreSQL (bench/stream.ts);
+ *                                    streamwrites: `writes: 'stream'` beside plain, floor and sync writes
+ *                                    on a private PostgreSQL (bench/stream-writes.ts; BENCH_WRITE_ITERATIONS calls)
  *   BENCH_STREAM_WRITES=400          foreign UPDATEs per change-stream lag measurement
  *   BENCH_THROUGHPUT_REQUESTS=20000  findByPk requests per tier in the 64-concurrent throughput test
  *   BENCH_FOREIGN=20000              values other processes store and drop in the near cache's
@@ -44,6 +46,7 @@ import { measureCls, printCls } from './cls';
 import { measureOtel, printOtel } from './otel';
 import { measureAssocHits, type AssocHitResult } from './assoc';
 import { runStreamBench } from './stream';
+import { runStreamWritesBench } from './stream-writes';
 import { measureWrites, statementShape, UNRELATED_WRITES, WRITE_TARGET, type WriteResult } from './writes';
 
 const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
@@ -70,7 +73,7 @@ const THROUGHPUT_REQUESTS = positive('BENCH_THROUGHPUT_REQUESTS', 20_000);
 const FOREIGN_VALUES = positive('BENCH_FOREIGN', 20_000);
 /** A near hit of findByPk should take no more than this (µs). */
 const TARGET_NEAR_US = 10;
-const SECTIONS = new Set(list('BENCH_SECTIONS', 'hits,saves,writes,assoc,stream', ['hits', 'saves', 'writes', 'assoc', 'stream']));
+const SECTIONS = new Set(list('BENCH_SECTIONS', 'hits,saves,writes,assoc,stream,streamwrites', ['hits', 'saves', 'writes', 'assoc', 'stream', 'streamwrites']));
 
 interface Setup {
   readonly sequelize: Sequelize;
@@ -377,6 +380,14 @@ async function main(): Promise<void> {
   }
   if (results.length) printSummary(results);
   if (SECTIONS.has('stream')) await runStreamBench();
+  if (SECTIONS.has('streamwrites')) {
+    const raw = new IORedis(redisUrl);
+    try {
+      await runStreamWritesBench(WRITE_ITERATIONS, raw);
+    } finally {
+      raw.disconnect();
+    }
+  }
   const clsRounds = Number(process.env['BENCH_CLS'] ?? 3);
   if (clsRounds > 0) {
     console.log(`\n== Sequelize.useCLS namespaces (SQLite, ${ITERATIONS} iterations, median of ${clsRounds} rounds, one process per variant and round) ==`);

@@ -52,7 +52,7 @@ export interface WriteSide {
 }
 
 /** The statements fn sends through Sequelize's logging, shortened to their first words. */
-async function statements(sequelize: Sequelize, fn: () => Promise<unknown>): Promise<string[]> {
+export async function statements(sequelize: Sequelize, fn: () => Promise<unknown>): Promise<string[]> {
   const seen: string[] = [];
   const opts = (sequelize as unknown as { options: { logging?: unknown } }).options;
   const previous = opts.logging;
@@ -81,7 +81,7 @@ export function statementShape(sql: string): string {
  * the script on first use) with one key and a handful of arguments, of a
  * script that returns at once.
  */
-function roundTrip(redis: IORedis): () => Promise<unknown> {
+export function roundTrip(redis: IORedis): () => Promise<unknown> {
   const client = redis as IORedis & { benchFloorTrip?: (...args: (string | number)[]) => Promise<number> };
   if (!client.benchFloorTrip) client.defineCommand('benchFloorTrip', { numberOfKeys: 1, lua: 'return #ARGV' });
   return () => client.benchFloorTrip!('bench-floor:{0}:epochs', 'bench-floor:{0}:', 1, 'bench_w_posts', 1, 1, 'id', '1');

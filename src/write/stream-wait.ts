@@ -59,6 +59,8 @@ export class StreamWaits {
   readonly waitMs: number;
   private readonly waiters = new Map<number, Set<(outcome: WaitOutcome) => void>>();
   private readonly recent = new Set<number>();
+  /** Transactions of this process whose commit has returned (see committed). */
+  private readonly committedIds = new Set<number>();
   /** Ids whose wait ran out: the stream is late until it reaches one of them (or a probe). */
   private readonly late = new Set<number>();
   private lateSince: number | undefined;
@@ -75,6 +77,7 @@ export class StreamWaits {
     this.ns = namespace(core.prefixFor([]), 0);
     this.channel = streamDoneChannel(this.ns, core.db);
     core.events.on(STREAM_DONE_EVENT, this.onDone);
+    core.committedHere = (xids) => xids.every((x) => this.committedIds.has(x));
     this.subscribe();
   }
 
@@ -86,6 +89,15 @@ export class StreamWaits {
     if (now - this.lastProbe < this.waitMs) return false;
     this.lastProbe = now; // one probe per bound while late
     return true;
+  }
+
+  /**
+   * Transaction `xid` of this process has committed: its statement (autocommit) or
+   * its COMMIT returned, so it is visible to every new snapshot.
+   */
+  committed(xid: number): void {
+    this.committedIds.add(xid);
+    if (this.committedIds.size > RECENT_IDS) this.committedIds.delete(this.committedIds.values().next().value!);
   }
 
   /** Waits until the stream invalidated transaction `xid` (32-bit), at most waitMs. */
@@ -173,6 +185,7 @@ export class StreamWaits {
   async close(): Promise<void> {
     this.closed = true;
     this.core.events.off(STREAM_DONE_EVENT, this.onDone);
+    this.core.committedHere = undefined;
     this.subscriber?.disconnect();
     // Closed mid-wait: the writes invalidate their tables themselves.
     for (const set of this.waiters.values()) for (const finish of [...set]) finish('timeout');

@@ -82,6 +82,8 @@ export class StreamWriter {
 
   /** Waits for the stream; past the bound, the tables model-wide (the transaction has committed). */
   private async settle(model: ModelStatic<Model>, xid: number): Promise<void> {
+    // Run after the autocommitted statement or the COMMIT returned (afterCommit).
+    this.waits.committed(xid);
     const outcome = await this.waits.wait(xid);
     if (outcome === 'done') {
       // The consumer's invalidation deleted keys this process's near caches may hold.

@@ -1,0 +1,193 @@
+/**
+ * The stream write mode (BENCH_SECTIONS=streamwrites): on a private PostgreSQL
+ * with wal_level=logical, each write kind of bench/writes.ts through plain
+ * Sequelize, the floor (the plain call and one Redis round trip), cacheops's
+ * synchronous mode and `writes: 'stream'`, interleaved in one process, each on
+ * rows of its own. Twice: with the stream's consumer in this process, then in
+ * another one (this process stands by and learns of its transactions through
+ * Redis). Besides the medians: the statements one write sends, and the wait
+ * for the stream inside a stream-mode write (p50/p99).
+ *
+ * Run as a child with `consumer <port> <prefix>`: the consumer of the second
+ * half, until killed.
+ */
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { EventEmitter } from 'node:events';
+import type IORedis from 'ioredis';
+import { Sequelize, type Model } from 'sequelize';
+import { installCacheops, type Cacheops } from 'sequelize-cacheops';
+import { startPrivatePostgres, type PrivatePostgres } from '../test/helpers/private-postgres';
+import { defineModels, seed, SIZES, type BenchModels } from './models';
+import { interleave, median, percentile, ratio, table, us } from './measure';
+import { fillUnrelated } from './saves';
+import { roundTrip, statements, statementShape, UNRELATED_WRITES, WRITE_KINDS, type WriteKind } from './writes';
+
+const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+const SLOT = 'bench_streamwrites';
+const WAITED = 'changeStream:writeWaited';
+/** The target of the issue: at most this much above the floor. */
+const TARGET_OVER_FLOOR = 1.1;
+
+type SideName = 'plain' | 'sync' | 'stream';
+interface Side { readonly name: SideName; readonly index: number; readonly sequelize: Sequelize; readonly models: BenchModels; readonly cacheops?: Cacheops }
+
+export interface StreamWriteResult {
+  readonly kind: WriteKind;
+  readonly plain: number;
+  readonly floor: number;
+  readonly sync: number;
+  readonly stream: number;
+  readonly syncSql: readonly string[];
+  readonly streamSql: readonly string[];
+  readonly waitP50: number;
+  readonly waitP99: number;
+  readonly timeouts: number;
+}
+
+function openOn(port: number): Sequelize {
+  return new Sequelize('bench', 'postgres', '', { host: '127.0.0.1', port, dialect: 'postgres', logging: false });
+}
+
+function install(sequelize: Sequelize, prefix: string, stream: boolean): Cacheops {
+  return installCacheops(sequelize, {
+    redis: redisUrl, prefix, logger: () => undefined,
+    profiles: { Post: { ops: 'all' }, Category: { ops: 'all' }, Author: { ops: 'all' } },
+    ...(stream ? { changeStream: { slot: SLOT }, writes: 'stream' as const } : {}),
+  });
+}
+
+const eventsOf = (cacheops: Cacheops): EventEmitter => (cacheops as unknown as { core: { events: EventEmitter } }).core.events;
+
+/** The four write paths of each kind, interleaved; the stream side's waits collected by kind. */
+async function measure(sides: Record<SideName, Side>, iterations: number, redis: IORedis): Promise<StreamWriteResult[]> {
+  const trip = roundTrip(redis);
+  for (const side of [sides.sync, sides.stream]) await fillUnrelated({ cacheops: side.cacheops!, models: side.models }, UNRELATED_WRITES);
+  const waits: { ms: number; outcome: string }[] = [];
+  eventsOf(sides.stream.cacheops!).on(WAITED, (w: { ms: number; outcome: string }) => waits.push(w));
+  const warmup = Math.max(10, Math.floor(iterations / 10));
+  const third = Math.floor(SIZES.categories / 3);
+  const saved = new Map<Side, Model>();
+  const created = new Map<Side, Model[]>();
+  const destroyed = new Map<Side, number>();
+  const run: Record<WriteKind, (side: Side, n: number) => Promise<unknown>> = {
+    'save': (side, n) => { const post = saved.get(side)!; post.set('title', `Saved ${n}`); return post.save(); },
+    'update by pk': (side, n) => side.models.Post.update({ title: `Updated ${n}` }, { where: { id: 10 + side.index } }),
+    'mass update (20 rows)': (side, n) => side.models.Post.update({ views: 2000 + n }, { where: { categoryId: 1 + (n % third) + side.index * third } }),
+    'create': async (side, n) => { created.get(side)!.push(await side.models.Post.create({ title: `Created ${n}`, views: 3000 + n, categoryId: 1, authorId: 1 })); },
+    'destroy': async (side) => {
+      const i = destroyed.get(side) ?? 0;
+      destroyed.set(side, i + 1);
+      const row = created.get(side)![i];
+      if (!row) throw new Error('no created row left to destroy');
+      await row.destroy();
+    },
+  };
+  const all = [sides.plain, sides.sync, sides.stream];
+  for (const side of all) {
+    const post = await side.models.Post.findByPk(1 + side.index, { cacheops: false } as never);
+    if (!post) throw new Error('the post to save is missing');
+    saved.set(side, post);
+    created.set(side, []);
+  }
+  const results: StreamWriteResult[] = [];
+  let counter = 0;
+  const order: WriteKind[] = ['save', 'update by pk', 'mass update (20 rows)', 'create', 'destroy'];
+  for (const kind of order) {
+    const write = run[kind];
+    const samples = await interleave({
+      plain: () => write(sides.plain, (counter += 1)),
+      floor: async () => { await write(sides.plain, (counter += 1)); await trip(); },
+      sync: () => write(sides.sync, (counter += 1)),
+      stream: () => write(sides.stream, (counter += 1)),
+    }, iterations, warmup);
+    const measured = waits.splice(0).slice(-iterations);
+    const ms = measured.map((w) => w.ms);
+    const syncSql = await statements(sides.sync.sequelize, () => write(sides.sync, (counter += 1)));
+    const streamSql = await statements(sides.stream.sequelize, () => write(sides.stream, (counter += 1)));
+    waits.length = 0;
+    results.push({
+      kind, plain: median(samples.plain), floor: median(samples.floor), sync: median(samples.sync), stream: median(samples.stream),
+      syncSql, streamSql, waitP50: percentile(ms, 50), waitP99: percentile(ms, 99), timeouts: measured.filter((w) => w.outcome !== 'done').length,
+    });
+  }
+  return WRITE_KINDS.map((k) => results.find((r) => r.kind === k)!);
+}
+
+function print(label: string, results: readonly StreamWriteResult[]): void {
+  console.log(`  ${label} (medians µs; ratios to plain; target stream/floor ≤${TARGET_OVER_FLOOR}x):`);
+  console.log(table(
+    ['write', 'plain', 'floor', 'sync', 'stream', 'floor/plain', 'sync/plain', 'stream/plain', 'stream/floor', 'wait p50/p99 ms', 'timeouts', 'target'],
+    results.map((r) => [r.kind, us(r.plain), us(r.floor), us(r.sync), us(r.stream), ratio(r.floor / r.plain), ratio(r.sync / r.plain), ratio(r.stream / r.plain),
+      ratio(r.stream / r.floor), `${r.waitP50.toFixed(2)} / ${r.waitP99.toFixed(2)}`, String(r.timeouts), r.stream / r.floor <= TARGET_OVER_FLOOR ? 'PASS' : 'FAIL']),
+  ));
+  for (const r of results) {
+    console.log(`    ${r.kind}: sync ${r.syncSql.length} [${r.syncSql.map(statementShape).join('; ')}], stream ${r.streamSql.length} [${r.streamSql.map(statementShape).join('; ')}]`);
+  }
+}
+
+/** A consumer in another process (this file run as a child): resolves once it consumes. */
+function startConsumer(port: number, prefix: string): Promise<{ stop(): void }> {
+  const tsx = pathToFileURL(join(__dirname, '..', 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+  const child = spawn(process.execPath, ['--import', tsx, __filename, 'consumer', String(port), prefix], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => { if (line === 'consumer') resolve({ stop: () => child.kill('SIGKILL') }); });
+    child.once('exit', (code) => reject(new Error(`the consumer process exited (${code})`)));
+  });
+}
+
+async function consumerMain(port: number, prefix: string): Promise<void> {
+  const sequelize = openOn(port);
+  defineModels(sequelize);
+  const cacheops = install(sequelize, prefix, true);
+  await cacheops.changeStreamReady();
+  const timer = setInterval(() => {
+    if (cacheops.stats().changeStream.role === 'consumer') { process.stdout.write('consumer\n'); clearInterval(timer); }
+  }, 20);
+}
+
+export async function runStreamWritesBench(iterations: number, redis: IORedis): Promise<void> {
+  console.log(`\n== stream write mode (private PostgreSQL, wal_level=logical; ${iterations} interleaved calls per write kind and path) ==`);
+  let server: PrivatePostgres | undefined;
+  try {
+    server = await startPrivatePostgres();
+    const admin = await server.client();
+    await admin.query('CREATE DATABASE bench');
+    await admin.end();
+    const seeding = openOn(server.port);
+    const models = defineModels(seeding);
+    await seed(models);
+    for (const t of ['bench_posts', 'bench_categories', 'bench_authors']) await seeding.query(`ALTER TABLE "${t}" REPLICA IDENTITY FULL`);
+    await seeding.close();
+    for (const where of ['in this process', 'in another process'] as const) {
+      const prefix = `bench-sw-${process.pid}-${where === 'in this process' ? 'same' : 'other'}:`;
+      const consumer = where === 'in another process' ? await startConsumer(server.port, prefix) : undefined;
+      const sides = {} as Record<SideName, Side>;
+      (['plain', 'sync', 'stream'] as const).forEach((name, index) => {
+        const sequelize = openOn(server!.port);
+        const m = defineModels(sequelize);
+        // The stream side shares its prefix with the other process's consumer (the marks live under it).
+        const cacheops = name === 'plain' ? undefined : install(sequelize, name === 'stream' ? prefix : `${prefix}sync:`, name === 'stream');
+        sides[name] = { name, index, sequelize, models: m, ...(cacheops ? { cacheops } : {}) };
+      });
+      try {
+        await sides.stream.cacheops!.changeStreamReady();
+        const role = sides.stream.cacheops!.stats().changeStream.role;
+        print(`consumer ${where} (this process: ${role})`, await measure(sides, iterations, redis));
+      } finally {
+        for (const side of Object.values(sides)) {
+          await side.cacheops?.invalidateAll().catch(() => undefined);
+          await side.cacheops?.close();
+          await side.sequelize.close();
+        }
+        consumer?.stop();
+      }
+    }
+  } finally {
+    await server?.stop();
+  }
+}
+
+if (process.argv[2] === 'consumer') void consumerMain(Number(process.argv[3]), process.argv[4]!);
