@@ -11,9 +11,9 @@
 import test from 'ava';
 import fc from 'fast-check';
 import type { RedisClientLike } from '../../src/index';
-import { dialects, rawRedis } from '../helpers/env';
+import { dialects, rawRedis, type Dialect } from '../helpers/env';
 import { fastPathOf, servedCounter } from '../helpers/fast-path';
-import { WorldFactory } from './schema';
+import { WorldFactory, type WorldOptions } from './schema';
 import { assertInRounds } from './rounds';
 import { Runner, stepArb } from './steps';
 
@@ -31,11 +31,15 @@ export interface DifferentialRun {
   readonly seeds: number;
   /** The Redis client handed in (default: a plain ioredis 5 client). */
   readonly client?: () => RedisClientLike & { disconnect(): void };
+  /** Only these of the tested dialects (default: all of them). */
+  readonly dialects?: readonly Dialect[];
+  /** The worlds' database and configuration (default: the test file's database, cacheops's defaults). */
+  readonly world?: () => WorldOptions;
 }
 
 export function registerDifferential(run: DifferentialRun): void {
   for (const dialect of dialects()) for (const near of [false, true]) {
-    if (run.steps(near) <= 0) continue;
+    if (run.steps(near) <= 0 || (run.dialects && !run.dialects.includes(dialect))) continue;
     const TARGET = run.steps(near) * run.seeds;
     const title = `${run.label}${near ? `${dialect}, near cache on in two installations` : dialect}`;
     test.serial(`${title}: a read through the cache always equals the same read around it`, async (t) => {
@@ -43,7 +47,7 @@ export function registerDifferential(run: DifferentialRun): void {
       const seed = process.env['FC_SEED'] !== undefined ? Number(process.env['FC_SEED']) : Math.floor(Math.random() * 0x7fffffff);
       const path = process.env['FC_PATH'];
       const redis = run.client ? run.client() : rawRedis();
-      const factory = new WorldFactory(dialect, run.file, redis, near);
+      const factory = new WorldFactory(dialect, run.file, redis, near, run.world?.());
       const totals = { runs: 0, steps: 0, reads: 0, hits: 0, stores: 0, fast: 0, nearHits: 0 };
       const started = Date.now();
       try {

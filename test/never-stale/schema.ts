@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataTypes, Sequelize, type Model, type ModelStatic } from 'sequelize';
-import { installCacheops, type Cacheops, type RedisClientLike } from '../../src/index';
+import { installCacheops, type Cacheops, type CacheopsConfig, type RedisClientLike } from '../../src/index';
 import { makeSequelize, uniquePrefix, type Dialect } from '../helpers/env';
 import type { Columns } from './where';
 
@@ -125,6 +125,18 @@ export async function seed(m: Models): Promise<void> {
  * database each time. PostgreSQL/MariaDB: one database, tables truncated
  * (identities restarted) and the installation's keys dropped.
  */
+/** Another database and installation than the test file's own (the stream write mode on a private PostgreSQL). */
+export interface WorldOptions {
+  /** Opens the Sequelize of a world (default: the test file's database). */
+  readonly open?: () => Sequelize;
+  /** Merged into the installation's configuration. */
+  readonly config?: Partial<CacheopsConfig>;
+  /** Runs after the tables are created, before cacheops is installed. */
+  readonly afterSync?: (sequelize: Sequelize) => Promise<void>;
+  /** Called with each installation made. */
+  readonly installed?: (cacheops: Cacheops) => void;
+}
+
 export class WorldFactory {
   private shared: World | undefined;
   /** One key prefix for all runs (each run starts with invalidateAll), so runs leave nothing behind. */
@@ -134,11 +146,13 @@ export class WorldFactory {
   private dir: string | undefined;
   private runs = 0;
 
-  constructor(private readonly dialect: Dialect, private readonly file: string, private readonly redis: RedisClientLike, private readonly near = false) {
+  constructor(private readonly dialect: Dialect, private readonly file: string, private readonly redis: RedisClientLike, private readonly near = false,
+    private readonly options: WorldOptions = {}) {
     this.prefix = uniquePrefix(`ns-${dialect}${near ? '-near' : ''}`);
   }
 
   private async open(): Promise<Sequelize> {
+    if (this.options.open) return this.options.open();
     if (!this.near || this.dialect !== 'sqlite') return makeSequelize(this.dialect, this.file);
     this.dir ??= mkdtempSync(join(tmpdir(), 'cacheops-ns-'));
     return new Sequelize({ dialect: 'sqlite', storage: join(this.dir, `run-${this.runs}.sqlite`), logging: false });
@@ -147,7 +161,9 @@ export class WorldFactory {
   private async install(sequelize: Sequelize, sync: boolean): Promise<World> {
     const m = defineModels(sequelize);
     if (sync) await sequelize.sync({ force: true });
+    if (sync) await this.options.afterSync?.(sequelize);
     const cacheops = installCacheops(sequelize, {
+      ...this.options.config,
       redis: this.redis,
       prefix: this.prefix,
       profiles: { '*': { ops: 'all', ...(this.near ? { near: true } : {}) } },
@@ -155,6 +171,7 @@ export class WorldFactory {
       // Generous: a Redis timeout under a loaded machine is not what this test is about.
       redisTimeout: 10_000,
     });
+    this.options.installed?.(cacheops);
     if (this.near) {
       for (let i = 0; !cacheops.core.near?.tracker.active; i += 1) {
         if (i > 1000) {
