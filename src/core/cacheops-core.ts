@@ -153,11 +153,11 @@ export class CacheopsCore {
   /** The change stream (stream/change-stream.ts), when `changeStream` is on. */
   stream: ChangeSource | undefined;
   /**
-   * `writes: 'stream'` (write/stream-wait.ts): whether all these transactions (32-bit ids)
+   * `writes: 'stream'` (write/stream-wait.ts): whether all these transactions (32-bit xids, GTIDs)
    * are writes of this process whose commit has returned; the consumer then skips its
    * visibility question (stream/pg-apply.ts).
    */
-  committedHere: ((xids: readonly number[]) => boolean) | undefined;
+  committedHere: ((ids: readonly (number | string)[]) => boolean) | undefined;
   /** What close() stops after the change stream (the stream write mode's subscription). */
   readonly closing: (() => Promise<void>)[] = [];
   /** The installation's FastPath, set by installFastPath (query/fast-path.ts); tests and the benchmark reach it here. */

@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
  *   N stream:lease:<db>          the binlog consumer's lease (fencing token), MariaDB/MySQL change stream
  *   N stream:fence:<db>          counter the lease tokens are drawn from
  *   N stream:pos:<db>            the last acknowledged binlog position (JSON: gtid, file, position)
- *   N stream:done:<db>:<xid>     `writes: 'stream'`: the change stream invalidated transaction <xid> (expires)
+ *   N stream:done:<db>:<id>      `writes: 'stream'`: the change stream invalidated transaction <id> (xid, GTID; expires)
  *   N stream:done:<db>           the channel the consumer announces those transactions on
  *   N fence                      never exists: declared by scripts so that they wait out a slot migration (fenceKey)
  *
@@ -106,7 +106,7 @@ export const streamLeaseKey = (ns: string, db: string): string => `${ns}stream:l
 export const streamFenceKey = (ns: string, db: string): string => `${ns}stream:fence:${escapeKeyPart(db)}`;
 export const streamPositionKey = (ns: string, db: string): string => `${ns}stream:pos:${escapeKeyPart(db)}`;
 /** A transaction the change stream invalidated (`writes: 'stream'`); its channel is streamDoneChannel. */
-export const streamDoneKey = (ns: string, db: string, xid: number): string => `${ns}stream:done:${escapeKeyPart(db)}:${xid}`;
+export const streamDoneKey = (ns: string, db: string, id: string): string => `${ns}stream:done:${escapeKeyPart(db)}:${escapeKeyPart(id)}`;
 export const streamDoneChannel = (ns: string, db: string): string => `${ns}stream:done:${escapeKeyPart(db)}`;
 export const simpleKey = (ns: string, key: string): string => `${ns}simple:${key}`;
 /** `table`, `scheme` and `conj` below are escaped (escapeKeyPart). */

@@ -25,6 +25,7 @@ import { UnknownSize, type SchemaColumn, type WallOffset } from './mariadb-value
 import type { NormalizedStreamOptions } from '../core/stream-options';
 import { emptyStats, everything, modelsByTable, pause, type ChangeSource, type ChangeStreamStats } from './source';
 import { timezoneOf } from '../core/sequelize-internals';
+import { STREAM_DONE_EVENT } from '../write/stream-wait';
 
 /** The internal event after a transaction is decoded, before its visibility wait (tests). */
 export const MARIADB_DECODED_EVENT = 'changeStream:decoded';
@@ -56,6 +57,9 @@ function defaultServerId(db: string): number {
   for (const ch of `cacheops:${db}`) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
   return 1_000_000 + (h % 1_000_000_000);
 }
+
+/** A transaction read to its end, waiting in a batch. */
+interface Committed { readonly tx: BinlogTransaction; readonly position: StoredPosition; readonly gtid: string | undefined }
 
 export class MariadbChangeStream implements ChangeSource {
   readonly stats: ChangeStreamStats = emptyStats('standby');
@@ -200,7 +204,7 @@ export class MariadbChangeStream implements ChangeSource {
     // Inside BEGIN ... COMMIT (or a GTID group that is not standalone): a statement there (SAVEPOINT,
     // ROLLBACK TO) is part of the transaction, and no position inside it is ever acknowledged.
     let open = false;
-    const committed: { tx: BinlogTransaction; position: StoredPosition }[] = [];
+    const committed: Committed[] = [];
     const offset = wallOffset(this.core);
     const maxRows = this.core.config.maxRowsForGranularWrite;
     let lastState = 0;
@@ -240,10 +244,11 @@ export class MariadbChangeStream implements ChangeSource {
         const commit = (): void => {
           if (txGtid) gtids.set(txGtid.domain, txGtid.gtid);
           const at: StoredPosition = { ...(facts.mariadb ? { gtid: [...gtids.values()].join(',') } : {}), file, position };
+          const gtid = txGtid?.gtid;
           if (tx) {
             tx.timestamp = header.timestamp;
-            committed.push({ tx, position: at });
-          } else committed.push({ tx: new BinlogTransaction(maxRows), position: at });
+            committed.push({ tx, position: at, gtid });
+          } else committed.push({ tx: new BinlogTransaction(maxRows), position: at, gtid });
           tx = undefined;
           txGtid = undefined;
           open = false;
@@ -316,14 +321,15 @@ export class MariadbChangeStream implements ChangeSource {
   }
 
   /** Waits for visibility, invalidates, then acknowledges the last position. */
-  private async flush(control: MysqlConnection, batch: { tx: BinlogTransaction; position: StoredPosition }[]): Promise<void> {
+  private async flush(control: MysqlConnection, batch: Committed[]): Promise<void> {
     const changed = batch.filter((b) => !b.tx.empty);
     const late: BinlogTransaction[] = [];
     if (changed.length > 0) {
       this.core.events.emit(MARIADB_DECODED_EVENT, { transactions: changed.length });
       if (!visibilityTesting.skipWait) {
-        for (const { tx } of changed) {
-          if (!tx.target) continue;
+        for (const { tx, gtid } of changed) {
+          // A write of this process whose COMMIT returned is visible (`writes: 'stream'`).
+          if (!tx.target || (gtid !== undefined && this.core.committedHere?.([gtid]))) continue;
           if (!(await untilCommitted(control, tx.target.schema, tx.target.table, tx.target.key))) late.push(tx);
         }
       }
@@ -337,6 +343,9 @@ export class MariadbChangeStream implements ChangeSource {
     for (const tx of late) this.invalidateWhenCommitted(tx);
     const last = batch[batch.length - 1]!;
     if (!(await this.lease.acknowledge(last.position))) throw new Restart('the lease was lost');
+    // Writes of `writes: 'stream'` waiting for these transactions (write/stream-wait.ts); a late one is not done yet.
+    const done = batch.filter((b) => b.gtid !== undefined && !late.includes(b.tx)).map((b) => b.gtid!);
+    if (done.length > 0) this.core.events.emit(STREAM_DONE_EVENT, done);
     if (changed.length === 0) return;
     const events = changed.reduce((n, { tx }) => n + tx.events, 0);
     this.stats.events += events;

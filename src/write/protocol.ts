@@ -80,14 +80,14 @@ export class WriteProtocol {
   /** SQLite's row images: the connections' triggers and the tables' column types (images/sqlite-state.ts). */
   readonly sqlite: SqliteImages;
   private readonly strategies: WriteStrategies;
-  /** `writes: 'stream'` (PostgreSQL): writes resolved by the change stream (stream-write.ts). */
+  /** `writes: 'stream'` (PostgreSQL, MariaDB): writes resolved by the change stream (stream-write.ts). */
   private readonly stream: StreamWriter | undefined;
 
   constructor(readonly core: CacheopsCore) {
     this.sqlite = new SqliteImages(core.sequelize);
     this.strategies = new WriteStrategies({ core, sequelize: core.sequelize, sqlite: this.sqlite, mutex: new Mutex(), serverVersion: () => this.serverVersion() });
     if (core.config.writes === 'stream' && core.config.enabled) {
-      if (core.dialect === 'postgres') {
+      if (['postgres', 'mysql', 'mariadb'].includes(core.dialect)) {
         const stream = new StreamWriter(core);
         this.stream = stream;
         core.closing.push(() => stream.close());

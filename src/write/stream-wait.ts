@@ -31,7 +31,7 @@ import type { Redis } from 'ioredis';
 import type { CacheopsCore } from '../core/cacheops-core';
 import { namespace, streamDoneChannel, streamDoneKey } from '../core/keys';
 
-/** Emitted by the consumer with the transaction ids (32-bit) of a batch Redis took. */
+/** Emitted by the consumer with the transaction ids of a batch Redis took (PostgreSQL: 32-bit xids; MariaDB: GTIDs). */
 export const STREAM_DONE_EVENT = 'changeStream:done';
 /** Emitted after each wait of a write, `{ ms, outcome }` (bench, tests). */
 export const STREAM_WAITED_EVENT = 'changeStream:writeWaited';
@@ -45,11 +45,14 @@ const RECENT_IDS = 16_384;
 /** Marks each transaction (KEYS) done and announces them (ARGV: ttl, channel, ids). */
 const MARK = "for i = 1, #KEYS do redis.call('SET', KEYS[i], '1', 'PX', ARGV[1]) end redis.call('PUBLISH', ARGV[2], ARGV[3]) return #KEYS";
 
+/** A transaction's id as waits name it: a PostgreSQL xid's low 32 bits, or a MariaDB GTID (`0-1-42`). */
+export type TransactionId = string;
+
 /** The low 32 bits of a transaction id as txid_current() returns it (int8: text, number or bigint). */
-export function xid32(value: unknown): number | undefined {
+export function xid32(value: unknown): TransactionId | undefined {
   if (value === null || value === undefined) return undefined;
   try {
-    return Number(BigInt(String(value)) & 0xffffffffn);
+    return String(BigInt(String(value)) & 0xffffffffn);
   } catch {
     return undefined;
   }
@@ -57,12 +60,12 @@ export function xid32(value: unknown): number | undefined {
 
 export class StreamWaits {
   readonly waitMs: number;
-  private readonly waiters = new Map<number, Set<(outcome: WaitOutcome) => void>>();
-  private readonly recent = new Set<number>();
+  private readonly waiters = new Map<TransactionId, Set<(outcome: WaitOutcome) => void>>();
+  private readonly recent = new Set<TransactionId>();
   /** Transactions of this process whose commit has returned (see committed). */
-  private readonly committedIds = new Set<number>();
+  private readonly committedIds = new Set<TransactionId>();
   /** Ids whose wait ran out: the stream is late until it reaches one of them (or a probe). */
-  private readonly late = new Set<number>();
+  private readonly late = new Set<TransactionId>();
   private lateSince: number | undefined;
   private lastProbe = 0;
   private readonly ns: string;
@@ -70,14 +73,14 @@ export class StreamWaits {
   private subscriber: Redis | undefined;
   private subscribed = false;
   private closed = false;
-  private readonly onDone = (xids: readonly number[]): void => this.applied(xids);
+  private readonly onDone = (ids: readonly (number | string)[]): void => this.applied(ids.map(String));
 
   constructor(private readonly core: CacheopsCore) {
     this.waitMs = core.config.changeStream?.writeWaitMs ?? 1000;
     this.ns = namespace(core.prefixFor([]), 0);
     this.channel = streamDoneChannel(this.ns, core.db);
     core.events.on(STREAM_DONE_EVENT, this.onDone);
-    core.committedHere = (xids) => xids.every((x) => this.committedIds.has(x));
+    core.committedHere = (ids) => ids.every((x) => this.committedIds.has(String(x)));
     this.subscribe();
   }
 
@@ -95,13 +98,13 @@ export class StreamWaits {
    * Transaction `xid` of this process has committed: its statement (autocommit) or
    * its COMMIT returned, so it is visible to every new snapshot.
    */
-  committed(xid: number): void {
+  committed(xid: TransactionId): void {
     this.committedIds.add(xid);
     if (this.committedIds.size > RECENT_IDS) this.committedIds.delete(this.committedIds.values().next().value!);
   }
 
-  /** Waits until the stream invalidated transaction `xid` (32-bit), at most waitMs. */
-  wait(xid: number): Promise<WaitOutcome> {
+  /** Waits until the stream invalidated transaction `xid`, at most waitMs. */
+  wait(xid: TransactionId): Promise<WaitOutcome> {
     const started = performance.now();
     const report = (outcome: WaitOutcome): WaitOutcome => {
       if (this.core.events.listenerCount(STREAM_WAITED_EVENT) > 0) this.core.events.emit(STREAM_WAITED_EVENT, { ms: performance.now() - started, outcome });
@@ -132,14 +135,14 @@ export class StreamWaits {
   }
 
   /** Transactions the stream invalidated: their waiters resolve; the consumer announces them to the other processes. */
-  private applied(xids: readonly number[]): void {
+  private applied(xids: readonly TransactionId[]): void {
     this.done(xids);
     if (xids.length === 0 || this.closed) return;
     const keys = xids.map((x) => streamDoneKey(this.ns, this.core.db, x));
     this.core.redis.eval(MARK, keys.length, ...keys, String(MARK_TTL_MS), this.channel, xids.join(',')).catch(() => undefined);
   }
 
-  private done(xids: Iterable<number>): void {
+  private done(xids: Iterable<TransactionId>): void {
     for (const xid of xids) {
       if (this.late.delete(xid)) this.lateSince = undefined;
       if (!this.recent.has(xid)) {
@@ -154,7 +157,7 @@ export class StreamWaits {
   }
 
   /** Reads the marks of waiting transactions (only once the subscription is confirmed: see the top of this file). */
-  private check(xids: readonly number[]): void {
+  private check(xids: readonly TransactionId[]): void {
     if (xids.length === 0) return;
     const keys = xids.map((x) => streamDoneKey(this.ns, this.core.db, x));
     this.core.redis.mget(...keys).then((marks) => {
@@ -171,7 +174,7 @@ export class StreamWaits {
     sub.on('reconnecting', () => (client as unknown as { reconnectTimeout?: NodeJS.Timeout | null }).reconnectTimeout?.unref());
     sub.on('close', () => { this.subscribed = false; });
     sub.on('message', (_channel: string, message: string) => {
-      this.done(message.split(',').map(Number).filter((x) => Number.isInteger(x)));
+      this.done(message.split(',').filter((x) => x !== ''));
     });
     sub.on('ready', () => {
       sub.subscribe(this.channel).then(() => {

@@ -24,8 +24,14 @@ export interface Rewrite {
   readonly old: boolean;
   readonly new: boolean;
   readonly columns: readonly Column[];
-  /** How the driver hands back rows: pg's result object, mysql2's array of rows, or node-sqlite3's (see sqlite.ts). */
-  readonly driver: 'pg' | 'mysql' | 'sqlite';
+  /**
+   * How the driver hands back rows: pg's result object, mysql2's array of rows, or
+   * node-sqlite3's (see sqlite.ts); `mysql-ok`: the statement is not changed and
+   * mysql2's OK packet (its header: affected rows, session state) is read as one row.
+   */
+  readonly driver: 'pg' | 'mysql' | 'sqlite' | 'mysql-ok';
+  /** Sent once on each connection before its first such statement (a session setting the plan needs). */
+  readonly prepare?: string;
   /** An insert: the returned column holding the insert id the driver would have given (node-sqlite3's lastID, mysql2's insertId). */
   readonly insertId?: string;
 }

@@ -55,6 +55,10 @@ function insertIdOf(plan: Rewrite, rows: readonly Record<string, unknown>[]): un
 
 /** Takes the images out of the driver's answer; returns the answer Sequelize gets. */
 function finish(capture: StatementCapture, plan: Rewrite, result: unknown): unknown {
+  if (plan.driver === 'mysql-ok') {
+    record(capture, plan, [result as Record<string, unknown>]);
+    return result;
+  }
   if (plan.driver === 'mysql') {
     // mysql2 answers a statement with RETURNING by its rows; Sequelize expects the header of a DELETE.
     const rows = Array.isArray(result) ? result as Record<string, unknown>[] : [];
@@ -69,6 +73,18 @@ function finish(capture: StatementCapture, plan: Rewrite, result: unknown): unkn
   return pg;
 }
 interface QueryLike { sequelize: Sequelize; connection: Connection }
+
+/** Connections that ran a plan's `prepare` statement (or failed it: not tried again). */
+const prepared = new WeakSet<object>();
+
+/** Runs a plan's session statement once on a connection; a failure leaves the session as it is. */
+async function prepareOnce(connection: Connection, sql: string): Promise<void> {
+  if (prepared.has(connection)) return;
+  prepared.add(connection);
+  await new Promise<void>((resolve) => {
+    connection.query(sql, () => resolve());
+  });
+}
 
 /** Installs the hook on this Sequelize's dialect (once per Query class). */
 export function hookStatements(sequelize: Sequelize): void {
@@ -86,6 +102,7 @@ export function hookStatements(sequelize: Sequelize): void {
     }
     capture.state = 'unknown'; // until the driver answers
     const connection = this.connection;
+    if (plan.prepare) await prepareOnce(connection, plan.prepare);
     if (plan.driver === 'sqlite') return runSqlite.call(this, original, capture, plan, parameters);
     // Only `query` differs; the driver's own state stays on the real connection.
     const wrapped = Object.create(connection) as Connection;
