@@ -1,6 +1,6 @@
 /**
  * The stream write mode (BENCH_SECTIONS=streamwrites): on a private PostgreSQL
- * with wal_level=logical, each write kind of bench/writes.ts through plain
+ * with wal_level=logical and a private MariaDB with the row binlog, each write kind of bench/writes.ts through plain
  * Sequelize, the floor (the plain call and one Redis round trip), cacheops's
  * synchronous mode and `writes: 'stream'`, interleaved in one process, each on
  * rows of its own. Twice: with the stream's consumer in this process, then in
@@ -8,8 +8,8 @@
  * Redis). Besides the medians: the statements one write sends, and the wait
  * for the stream inside a stream-mode write (p50/p99).
  *
- * Run as a child with `consumer <port> <prefix>`: the consumer of the second
- * half, until killed.
+ * Run as a child with `consumer <database> <port> <prefix>`: the consumer of
+ * the second half, until killed.
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -19,7 +19,8 @@ import type { EventEmitter } from 'node:events';
 import type IORedis from 'ioredis';
 import { Sequelize, type Model } from 'sequelize';
 import { installCacheops, type Cacheops } from 'sequelize-cacheops';
-import { startPrivatePostgres, type PrivatePostgres } from '../test/helpers/private-postgres';
+import { startPrivatePostgres } from '../test/helpers/private-postgres';
+import { mariadbUnavailable, startPrivateMariadb } from '../test/helpers/private-mariadb';
 import { defineModels, seed, SIZES, type BenchModels } from './models';
 import { interleave, median, percentile, ratio, table, us } from './measure';
 import { fillUnrelated } from './saves';
@@ -47,15 +48,19 @@ export interface StreamWriteResult {
   readonly timeouts: number;
 }
 
-function openOn(port: number): Sequelize {
-  return new Sequelize('bench', 'postgres', '', { host: '127.0.0.1', port, dialect: 'postgres', logging: false });
+type Database = 'postgres' | 'mariadb';
+
+function openOn(db: Database, port: number): Sequelize {
+  return db === 'postgres'
+    ? new Sequelize('bench', 'postgres', '', { host: '127.0.0.1', port, dialect: 'postgres', logging: false })
+    : new Sequelize('bench', 'root', '', { host: '127.0.0.1', port, dialect: 'mysql', logging: false });
 }
 
-function install(sequelize: Sequelize, prefix: string, stream: boolean): Cacheops {
+function install(db: Database, sequelize: Sequelize, prefix: string, stream: boolean): Cacheops {
   return installCacheops(sequelize, {
     redis: redisUrl, prefix, logger: () => undefined,
     profiles: { Post: { ops: 'all' }, Category: { ops: 'all' }, Author: { ops: 'all' } },
-    ...(stream ? { changeStream: { slot: SLOT }, writes: 'stream' as const } : {}),
+    ...(stream ? { changeStream: db === 'postgres' ? { slot: SLOT } : {}, writes: 'stream' as const } : {}),
   });
 }
 
@@ -129,19 +134,19 @@ function print(label: string, results: readonly StreamWriteResult[]): void {
 }
 
 /** A consumer in another process (this file run as a child): resolves once it consumes. */
-function startConsumer(port: number, prefix: string): Promise<{ stop(): void }> {
+function startConsumer(db: Database, port: number, prefix: string): Promise<{ stop(): void }> {
   const tsx = pathToFileURL(join(__dirname, '..', 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-  const child = spawn(process.execPath, ['--import', tsx, __filename, 'consumer', String(port), prefix], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
+  const child = spawn(process.execPath, ['--import', tsx, __filename, 'consumer', db, String(port), prefix], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
   return new Promise((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => { if (line === 'consumer') resolve({ stop: () => child.kill('SIGKILL') }); });
     child.once('exit', (code) => reject(new Error(`the consumer process exited (${code})`)));
   });
 }
 
-async function consumerMain(port: number, prefix: string): Promise<void> {
-  const sequelize = openOn(port);
+async function consumerMain(db: Database, port: number, prefix: string): Promise<void> {
+  const sequelize = openOn(db, port);
   defineModels(sequelize);
-  const cacheops = install(sequelize, prefix, true);
+  const cacheops = install(db, sequelize, prefix, true);
   await cacheops.changeStreamReady();
   const timer = setInterval(() => {
     if (cacheops.stats().changeStream.role === 'consumer') { process.stdout.write('consumer\n'); clearInterval(timer); }
@@ -149,31 +154,57 @@ async function consumerMain(port: number, prefix: string): Promise<void> {
 }
 
 export async function runStreamWritesBench(iterations: number, redis: IORedis): Promise<void> {
-  console.log(`\n== stream write mode (private PostgreSQL, wal_level=logical; ${iterations} interleaved calls per write kind and path) ==`);
-  let server: PrivatePostgres | undefined;
+  for (const db of ['postgres', 'mariadb'] as const) {
+    const what = db === 'postgres' ? 'private PostgreSQL, wal_level=logical' : 'private MariaDB, row binlog';
+    console.log(`\n== stream write mode, ${db} (${what}; ${iterations} interleaved calls per write kind and path) ==`);
+    const missing = db === 'mariadb' ? mariadbUnavailable() : undefined;
+    if (missing) {
+      console.log(`  skipped: ${missing}`);
+      continue;
+    }
+    await runOn(db, iterations, redis);
+  }
+}
+
+async function runOn(db: Database, iterations: number, redis: IORedis): Promise<void> {
+  let stop: (() => Promise<void>) | undefined;
   try {
-    server = await startPrivatePostgres();
-    const admin = await server.client();
-    await admin.query('CREATE DATABASE bench');
-    await admin.end();
-    const seeding = openOn(server.port);
+    let port: number;
+    if (db === 'postgres') {
+      const server = await startPrivatePostgres();
+      stop = () => server.stop();
+      port = server.port;
+      const admin = await server.client();
+      await admin.query('CREATE DATABASE bench');
+      await admin.end();
+    } else {
+      const server = await startPrivateMariadb();
+      stop = () => server.stop();
+      port = server.port;
+      const admin = await server.client();
+      await admin.query('CREATE DATABASE bench');
+      await admin.end();
+    }
+    const seeding = openOn(db, port);
     const models = defineModels(seeding);
     await seed(models);
-    for (const t of ['bench_posts', 'bench_categories', 'bench_authors']) await seeding.query(`ALTER TABLE "${t}" REPLICA IDENTITY FULL`);
+    if (db === 'postgres') for (const t of ['bench_posts', 'bench_categories', 'bench_authors']) await seeding.query(`ALTER TABLE "${t}" REPLICA IDENTITY FULL`);
     await seeding.close();
     for (const where of ['in this process', 'in another process'] as const) {
-      const prefix = `bench-sw-${process.pid}-${where === 'in this process' ? 'same' : 'other'}:`;
-      const consumer = where === 'in another process' ? await startConsumer(server.port, prefix) : undefined;
+      const prefix = `bench-sw-${process.pid}-${db}-${where === 'in this process' ? 'same' : 'other'}:`;
+      const consumer = where === 'in another process' ? await startConsumer(db, port, prefix) : undefined;
       const sides = {} as Record<SideName, Side>;
       (['plain', 'sync', 'stream'] as const).forEach((name, index) => {
-        const sequelize = openOn(server!.port);
+        const sequelize = openOn(db, port);
         const m = defineModels(sequelize);
         // The stream side shares its prefix with the other process's consumer (the marks live under it).
-        const cacheops = name === 'plain' ? undefined : install(sequelize, name === 'stream' ? prefix : `${prefix}sync:`, name === 'stream');
+        const cacheops = name === 'plain' ? undefined : install(db, sequelize, name === 'stream' ? prefix : `${prefix}sync:`, name === 'stream');
         sides[name] = { name, index, sequelize, models: m, ...(cacheops ? { cacheops } : {}) };
       });
       try {
         await sides.stream.cacheops!.changeStreamReady();
+        await sides.stream.sequelize.databaseVersion(); // MariaDB: the writer learns the server's kind
+        await new Promise((r) => setTimeout(r, 100));
         const role = sides.stream.cacheops!.stats().changeStream.role;
         print(`consumer ${where} (this process: ${role})`, await measure(sides, iterations, redis));
       } finally {
@@ -186,8 +217,8 @@ export async function runStreamWritesBench(iterations: number, redis: IORedis): 
       }
     }
   } finally {
-    await server?.stop();
+    await stop?.();
   }
 }
 
-if (process.argv[2] === 'consumer') void consumerMain(Number(process.argv[3]), process.argv[4]!);
+if (process.argv[2] === 'consumer') void consumerMain(process.argv[3] as Database, Number(process.argv[4]), process.argv[5]!);
