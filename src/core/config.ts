@@ -137,10 +137,11 @@ export interface CacheopsConfig {
   /**
    * How a write through Sequelize invalidates (see docs/stream-writes.md):
    * `'sync'` (default) learns its rows' states itself and invalidates them;
-   * `'stream'` sends the statement plain Sequelize sends (its transaction id
-   * added to a RETURNING) and resolves once the change stream invalidated its
-   * transaction (needs `changeStream`; PostgreSQL; SQLite and MariaDB/MySQL
-   * keep `'sync'`, said once in the log).
+   * `'stream'` sends the statement plain Sequelize sends (PostgreSQL: its
+   * transaction id added to a RETURNING; MariaDB: unchanged, the GTID read from
+   * its OK packet) and resolves once the change stream invalidated its
+   * transaction (needs `changeStream`; SQLite and MySQL keep `'sync'`, said once
+   * in the log).
    */
   readonly writes?: WriteMode;
   /** Bounds of the process-memory structures that grow with the key space (docs/memory.md). */
