@@ -25,7 +25,7 @@ import { UnknownSize, type SchemaColumn, type WallOffset } from './mariadb-value
 import type { NormalizedStreamOptions } from '../core/stream-options';
 import { emptyStats, everything, modelsByTable, pause, type ChangeSource, type ChangeStreamStats } from './source';
 import { timezoneOf } from '../core/sequelize-internals';
-import { STREAM_DONE_EVENT } from '../write/stream-wait';
+import { STREAM_DONE_EVENT, STREAM_RESET_EVENT } from '../write/stream-wait';
 
 /** The internal event after a transaction is decoded, before its visibility wait (tests). */
 export const MARIADB_DECODED_EVENT = 'changeStream:decoded';
@@ -162,11 +162,15 @@ export class MariadbChangeStream implements ChangeSource {
       this.log('change stream: the acknowledged binlog position is no longer on the server (binlogs purged); changes since then are unknown: ' +
         `invalidating every table the stream covers and going on from ${now.gtid ?? `${now.file}:${now.position}`}`);
     }
-    // Changes before the start are not in the stream (writes while no consumer had a position).
+    // Changes before the start are not in the stream (writes while no consumer had a position);
+    // the writes waiting now are covered by this invalidation (write/stream-wait.ts).
+    const reset = {};
+    this.core.events.emit(STREAM_RESET_EVENT, { token: reset, phase: 'begin' });
     while (!(await this.core.invalidateNow(everything(this.core)))) {
       if (this.abort.signal.aborted) throw new Restart();
       await pause(RETRY_MS, this.abort.signal);
     }
+    this.core.events.emit(STREAM_RESET_EVENT, { token: reset, phase: 'end' });
     if (!(await this.lease.acknowledge(position))) throw new Restart();
     return position;
   }

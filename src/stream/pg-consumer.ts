@@ -22,6 +22,7 @@ import {
   tablesWithoutFullIdentity, tryLease, type PgClient,
 } from './pg-server';
 import { emptyStats, everything, modelsByTable, pause, type ChangeSource, type ChangeStreamStats } from './source';
+import { STREAM_RESET_EVENT } from '../write/stream-wait';
 
 export { APPLIED_EVENT, DECODED_EVENT } from './pg-apply';
 
@@ -227,11 +228,15 @@ export class PgChangeStream implements ChangeSource {
     }
     await createSlot(client, this.slot, this.options.publication);
     this.hadSlot = true;
-    // Changes before the slot's start are not in it (writes while no slot existed).
+    // Changes before the slot's start are not in it (writes while no slot existed); the writes
+    // waiting now are covered by this invalidation (write/stream-wait.ts).
+    const reset = {};
+    this.core.events.emit(STREAM_RESET_EVENT, { token: reset, phase: 'begin' });
     while (!(await this.core.invalidateNow(everything(this.core)))) {
       if (this.abort.signal.aborted) return;
       await pause(RETRY_MS, this.abort.signal);
     }
+    this.core.events.emit(STREAM_RESET_EVENT, { token: reset, phase: 'end' });
   }
 
   private async warnIdentity(client: PgClient): Promise<void> {

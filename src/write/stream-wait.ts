@@ -33,6 +33,13 @@ import { namespace, streamDoneChannel, streamDoneKey } from '../core/keys';
 
 /** Emitted by the consumer with the transaction ids of a batch Redis took (PostgreSQL: 32-bit xids; MariaDB: GTIDs). */
 export const STREAM_DONE_EVENT = 'changeStream:done';
+/**
+ * Emitted by the consumer around an invalidation of everything the stream covers (a lost
+ * position, a first start), `{ token, phase: 'begin' | 'end' }`: the transactions it may
+ * skip committed before 'begin', so the writes of this process waiting at 'begin' are
+ * covered once 'end' comes.
+ */
+export const STREAM_RESET_EVENT = 'changeStream:reset';
 /** Emitted after each wait of a write, `{ ms, outcome }` (bench, tests). */
 export const STREAM_WAITED_EVENT = 'changeStream:writeWaited';
 
@@ -74,12 +81,22 @@ export class StreamWaits {
   private subscribed = false;
   private closed = false;
   private readonly onDone = (ids: readonly (number | string)[]): void => this.applied(ids.map(String));
+  private readonly resets = new Map<object, TransactionId[]>();
+  private readonly onReset = ({ token, phase }: { token: object; phase: 'begin' | 'end' }): void => {
+    if (phase === 'begin') this.resets.set(token, [...this.waiters.keys()]);
+    else {
+      const covered = this.resets.get(token);
+      this.resets.delete(token);
+      if (covered) this.done(covered);
+    }
+  };
 
   constructor(private readonly core: CacheopsCore) {
     this.waitMs = core.config.changeStream?.writeWaitMs ?? 1000;
     this.ns = namespace(core.prefixFor([]), 0);
     this.channel = streamDoneChannel(this.ns, core.db);
     core.events.on(STREAM_DONE_EVENT, this.onDone);
+    core.events.on(STREAM_RESET_EVENT, this.onReset);
     core.committedHere = (ids) => ids.every((x) => this.committedIds.has(String(x)));
     this.subscribe();
   }
@@ -188,6 +205,7 @@ export class StreamWaits {
   async close(): Promise<void> {
     this.closed = true;
     this.core.events.off(STREAM_DONE_EVENT, this.onDone);
+    this.core.events.off(STREAM_RESET_EVENT, this.onReset);
     this.core.committedHere = undefined;
     this.subscriber?.disconnect();
     // Closed mid-wait: the writes invalidate their tables themselves.
