@@ -8,6 +8,9 @@
  * stale.
  */
 import test from 'ava';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Sequelize, type Model, type ModelStatic } from 'sequelize';
 import { installCacheops, type Cacheops } from '../src/index';
 import { STREAM_WAITED_EVENT, type WaitOutcome } from '../src/write/stream-wait';
@@ -44,16 +47,16 @@ interface App {
 
 let counter = 0;
 
-async function makeApp(): Promise<App> {
+async function makeApp(opts: { table?: string; prefix?: string } = {}): Promise<App> {
   counter += 1;
-  const table = `sw_${counter}`;
+  const table = opts.table ?? `sw_${counter}`;
   const statements: string[] = [];
   const sequelize = new Sequelize(DB, 'root', '', { host: '127.0.0.1', port: server.port, dialect: 'mysql', logging: (sql: string) => { statements.push(sql); } });
   const Item = defineItem(sequelize, table);
   await Item.sync({ force: true });
   await Item.bulkCreate(Array.from({ length: 30 }, (_, i) => ({ name: `r${i + 1}`, n: i < 20 ? 1 : 2 })));
   const cacheops = installCacheops(sequelize, {
-    redis: redisUrl, prefix: uniquePrefix(`swm${counter}`), profiles: { Item: { ops: 'all' } }, writes: 'stream',
+    redis: redisUrl, prefix: opts.prefix ?? uniquePrefix(`swm${counter}`), profiles: { Item: { ops: 'all' } }, writes: 'stream',
     changeStream: { handoverMs: 200, writeWaitMs: 3000 }, logger: () => undefined,
   });
   const waits: { ms: number; outcome: WaitOutcome }[] = [];
@@ -110,6 +113,41 @@ run('every write kind is Sequelize\'s one statement, resolved by the binlog cons
     t.is(app.waits.length, 0);
   } finally {
     await app.close();
+  }
+});
+
+run('consumer in another process: writes and commits resolve through Redis and read their own write', async (t) => {
+  const table = `sw_other_${process.pid}`;
+  const prefix = uniquePrefix('swmother');
+  const setup = new Sequelize(DB, 'root', '', { host: '127.0.0.1', port: server.port, dialect: 'mysql', logging: false });
+  await defineItem(setup, table).sync({ force: true });
+  await setup.close();
+  const child = spawn(process.execPath, ['--import=tsx', join(__dirname, 'fixtures', 'mariadb-stream-app.ts'), String(server.port), DB, redisUrl, prefix, table, 'stream'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  const firstRole = new Promise<string>((resolve) => createInterface({ input: child.stdout! }).once('line', resolve));
+  try {
+    t.is(await firstRole, 'consumer');
+    const app = await makeApp({ table, prefix });
+    try {
+      t.is(app.cacheops.stats().changeStream.role, 'standby');
+      app.waits.length = 0;
+      for (const id of [1, 2, 3]) await nameOf(app.Item, id);
+      await app.Item.update({ name: 'other' }, { where: { id: 1 } });
+      t.is(await nameOf(app.Item, 1), 'other');
+      const row = (await app.Item.findByPk(2))!;
+      row.set('name', 'saved');
+      await row.save();
+      t.is(await nameOf(app.Item, 2), 'saved');
+      await app.sequelize.transaction(async (tx) => {
+        await app.Item.update({ name: 'in tx' }, { where: { id: 3 }, transaction: tx });
+      });
+      t.is(await nameOf(app.Item, 3), 'in tx');
+      t.deepEqual(app.waits.map((w) => w.outcome), ['done', 'done', 'done']);
+    } finally {
+      await app.close();
+    }
+  } finally {
+    child.kill('SIGKILL');
   }
 });
 
