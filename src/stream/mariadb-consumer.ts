@@ -14,7 +14,6 @@
  * in InnoDB (the binlog is written first): see untilCommitted.
  */
 import type { CacheopsCore } from '../core/cacheops-core';
-import { CacheopsStreamError } from '../core/errors';
 import { tableOf } from '../core/tables';
 import { parseEvent, rowImages, type TableMap } from './mariadb-binlog';
 import { ask, connectMysql, startDump, type DumpStart, type MysqlConnection } from './mariadb-dump';
@@ -23,7 +22,7 @@ import { BinlogTransaction, tablesOfStatement, type CoveredTable } from './maria
 import { checkServer, currentPosition, mysqlConfig, retainedBytes, tableColumns, untilCommitted, type ServerFacts } from './mariadb-server';
 import { UnknownSize, type SchemaColumn, type WallOffset } from './mariadb-values';
 import type { NormalizedStreamOptions } from '../core/stream-options';
-import { emptyStats, everything, modelsByTable, pause, type ChangeSource, type ChangeStreamStats } from './source';
+import { emptyStats, everything, modelsByTable, pause, runSessions, type ChangeSource, type ChangeStreamStats } from './source';
 import { timezoneOf } from '../core/sequelize-internals';
 
 /** The internal event after a transaction is decoded, before its visibility wait (tests). */
@@ -76,37 +75,15 @@ export class MariadbChangeStream implements ChangeSource {
       this.settle = (error) => (error ? reject(error) : resolve());
     });
     this.ready.catch(() => undefined);
-    this.running = this.loop();
+    this.running = runSessions({
+      signal: this.abort.signal, stats: this.stats, warned: this.warned, retryMs: RETRY_MS,
+      session: () => this.session(), disconnect: () => this.disconnect(), settle: (error) => this.settle(error), log: (m, e) => this.log(m, e),
+      warning: 'change stream: MariaDB connection or Redis failed; retrying', reading: 'the binlog', restart: (error) => error instanceof Restart,
+    });
   }
 
   private log(message: string, error?: unknown): void {
     this.core.config.logger(message, error);
-  }
-
-  private async loop(): Promise<void> {
-    const { signal } = this.abort;
-    while (!signal.aborted) {
-      try {
-        await this.session();
-      } catch (error) {
-        if (signal.aborted) break;
-        if (error instanceof CacheopsStreamError) {
-          this.log(error.message);
-          this.stats.role = 'off';
-          this.settle(error);
-          return;
-        }
-        if (!(error instanceof Restart)) {
-          if (!this.warned.connection) this.log('change stream: MariaDB connection or Redis failed; retrying', error);
-          this.warned.connection = true;
-          this.settle(new CacheopsStreamError(`change stream: cannot read the binlog yet (${(error as Error).message}); retrying every ${RETRY_MS} ms`, { cause: error }));
-        }
-      } finally {
-        await this.disconnect();
-      }
-      if (this.stats.role === 'consumer') this.stats.role = 'standby';
-      await pause(RETRY_MS, signal);
-    }
   }
 
   private async disconnect(): Promise<void> {
