@@ -18,6 +18,7 @@ import { dialects, makeSequelize, redisUrl, uniquePrefix } from './helpers/env';
 import { mariadbUnavailable, startPrivateMariadb, type MariaConnection, type PrivateMariadb } from './helpers/private-mariadb';
 import { startPrivateRedis } from './helpers/private-redis';
 import { defineItem } from './helpers/stream-models';
+import { checkStatsCommand, checkStatsWithoutConsumer } from './helpers/stream-stats';
 
 const unavailable = mariadbUnavailable();
 const run = unavailable === undefined ? test.serial : test.serial.skip;
@@ -390,7 +391,7 @@ sharedMysql('a server without the binlog (the shared one): changeStreamReady rej
   }
 });
 
-run('cacheops stream status and stream drop (forget the position)', async (t) => {
+run('cacheops stream status, stats and stream drop (forget the position)', async (t) => {
   const prefix = uniquePrefix('mdbcli');
   const app = await makeApp({ table: 'items_cli', prefix });
   const { main } = await import('../src/cli/main');
@@ -414,12 +415,17 @@ run('cacheops stream status and stream drop (forget the position)', async (t) =>
     t.is(typeof json.position?.gtid, 'string', 'MariaDB: a GTID position');
     t.is(typeof json.retainedBytes, 'number');
     t.regex(json.consumer ?? '', /^\d+:\d+$/, 'the lease holder is found');
+    await checkStatsCommand(t, cli, fixture, app.cacheops, {
+      dialect: 'mysql', consumer: /^\d+:\d+$/,
+      foreignWrite: async () => { await writer.query(`UPDATE \`${app.table}\` SET n = n + 1 WHERE id = 1`); },
+    });
     const refused = await cli('stream', 'drop', '--app', fixture);
     t.is(refused.code, 1);
     t.regex(refused.err, /has a consumer/);
     // Closed without invalidateAll, which would remove the position with every other key of the prefix.
     await app.cacheops.close();
     await app.sequelize.close();
+    await checkStatsWithoutConsumer(t, cli, fixture);
     const dropped = await cli('stream', 'drop', '--app', fixture);
     t.is(dropped.code, 0, dropped.err);
     t.regex(dropped.out, /forgot the acknowledged binlog position/);

@@ -22,7 +22,7 @@ import { BinlogTransaction, tablesOfStatement, type CoveredTable } from './maria
 import { checkServer, currentPosition, mysqlConfig, retainedBytes, tableColumns, untilCommitted, type ServerFacts } from './mariadb-server';
 import { UnknownSize, type SchemaColumn, type WallOffset } from './mariadb-values';
 import type { NormalizedStreamOptions } from '../core/stream-options';
-import { emptyStats, everything, modelsByTable, pause, runSessions, type ChangeSource, type ChangeStreamStats } from './source';
+import { emptyStats, everything, modelsByTable, pause, runSessions, warnOnce, type ChangeSource, type ChangeStreamStats } from './source';
 import { timezoneOf } from '../core/sequelize-internals';
 
 /** The internal event after a transaction is decoded, before its visibility wait (tests). */
@@ -320,8 +320,8 @@ export class MariadbChangeStream implements ChangeSource {
     const newest = Math.max(...changed.map(({ tx }) => tx.timestamp));
     this.stats.lagMs = Math.max(0, Date.now() - newest * 1000);
     this.core.events.emit(MARIADB_APPLIED_EVENT, { lagMs: this.stats.lagMs, events });
-    this.warnOnce('lag', this.stats.lagMs > this.options.lagWarningMs,
-      `change stream: ${this.stats.lagMs} ms from commit to invalidation (lagWarningMs ${this.options.lagWarningMs})`);
+    warnOnce(this.warned, 'lag', this.stats.lagMs > this.options.lagWarningMs,
+      `change stream: ${this.stats.lagMs} ms from commit to invalidation (lagWarningMs ${this.options.lagWarningMs})`, (m) => this.log(m));
   }
 
   /**
@@ -354,13 +354,8 @@ export class MariadbChangeStream implements ChangeSource {
     const stored = await this.lease.position();
     const retained = await retainedBytes(control, stored?.file ?? file, stored?.position ?? position).catch(() => null);
     this.stats.retainedBytes = retained;
-    this.warnOnce('retained', (retained ?? 0) > this.options.retainedWarningBytes,
-      `change stream: the server keeps ${retained} bytes of binlog after the acknowledged position (retainedWarningBytes ${this.options.retainedWarningBytes})`);
-  }
-
-  private warnOnce(kind: 'lag' | 'retained', over: boolean, message: string): void {
-    if (over && !this.warned[kind]) this.log(message);
-    this.warned[kind] = over;
+    warnOnce(this.warned, 'retained', (retained ?? 0) > this.options.retainedWarningBytes,
+      `change stream: the server keeps ${retained} bytes of binlog after the acknowledged position (retainedWarningBytes ${this.options.retainedWarningBytes})`, (m) => this.log(m));
   }
 
   async close(): Promise<void> {

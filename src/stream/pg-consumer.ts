@@ -21,7 +21,7 @@ import {
   checkWalLevel, connectPg, createSlot, defaultSlot, dropSlot, ensurePublication, slotState,
   tablesWithoutFullIdentity, tryLease, type PgClient,
 } from './pg-server';
-import { emptyStats, everything, modelsByTable, pause, runSessions, type ChangeSource, type ChangeStreamStats } from './source';
+import { emptyStats, everything, modelsByTable, pause, runSessions, warnOnce, type ChangeSource, type ChangeStreamStats } from './source';
 
 export { APPLIED_EVENT, DECODED_EVENT } from './pg-apply';
 
@@ -128,8 +128,8 @@ export class PgChangeStream implements ChangeSource {
     }
     if (signal.aborted) return;
     const applier = new StreamApplier(this.core, this.options, this.stats, client, stream,
-      (lagMs) => this.warnOnce('lag', lagMs > this.options.lagWarningMs,
-        `change stream: ${lagMs} ms from commit to invalidation (lagWarningMs ${this.options.lagWarningMs})`));
+      (lagMs) => warnOnce(this.warned, 'lag', lagMs > this.options.lagWarningMs,
+        `change stream: ${lagMs} ms from commit to invalidation (lagWarningMs ${this.options.lagWarningMs})`, this.log));
     await this.startStream(client, stream, applier);
     this.stats.role = 'consumer';
     this.settle();
@@ -227,13 +227,8 @@ export class PgChangeStream implements ChangeSource {
     if (!state.exists || state.lost) throw new Error(`replication slot ${this.slot} is ${state.exists ? 'lost' : 'gone'}`);
     this.stats.retainedBytes = state.retainedBytes;
     const retained = state.retainedBytes ?? 0;
-    this.warnOnce('retained', retained > this.options.retainedWarningBytes,
-      `change stream: slot ${this.slot} retains ${retained} bytes of WAL (retainedWarningBytes ${this.options.retainedWarningBytes})`);
-  }
-
-  private warnOnce(kind: 'lag' | 'retained', over: boolean, message: string): void {
-    if (over && !this.warned[kind]) this.log(message);
-    this.warned[kind] = over;
+    warnOnce(this.warned, 'retained', retained > this.options.retainedWarningBytes,
+      `change stream: slot ${this.slot} retains ${retained} bytes of WAL (retainedWarningBytes ${this.options.retainedWarningBytes})`, this.log);
   }
 
   async close(): Promise<void> {

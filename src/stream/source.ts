@@ -110,3 +110,9 @@ export async function runSessions(s: SessionLoop): Promise<void> {
     await pause(s.retryMs, s.signal);
   }
 }
+
+/** Logs message when a measure goes over its threshold, once until it is back under. */
+export function warnOnce<K extends string>(warned: Record<K, boolean>, kind: K, over: boolean, message: string, log: (message: string) => void): void {
+  if (over && !warned[kind]) log(message);
+  warned[kind] = over;
+}
