@@ -19,6 +19,7 @@ import { mariadbUnavailable, startPrivateMariadb, type MariaConnection, type Pri
 import { startPrivateRedis } from './helpers/private-redis';
 import { defineItem } from './helpers/stream-models';
 import { checkStatsCommand, checkStatsWithoutConsumer } from './helpers/stream-stats';
+import { lagOf, MARIADB_APPLIED_EVENT } from '../src/stream/mariadb-consumer';
 
 const unavailable = mariadbUnavailable();
 const run = unavailable === undefined ? test.serial : test.serial.skip;
@@ -458,8 +459,11 @@ run('Redis stopped mid-stream: nothing is acknowledged until it takes the invali
   }
 });
 
-run('lag from COMMIT (the writer sees it) to the invalidation', async (t) => {
+run('lag from COMMIT (the writer sees it) to the invalidation; stats().changeStream.lagMs in milliseconds, not whole seconds', async (t) => {
   const app = await makeApp();
+  const reported: number[] = [];
+  const onApplied = ({ lagMs }: { lagMs: number }): void => { reported.push(lagMs); };
+  app.cacheops.core.events.on(MARIADB_APPLIED_EVENT, onApplied);
   try {
     const lags: number[] = [];
     for (let i = 0; i < 100; i += 1) {
@@ -473,7 +477,20 @@ run('lag from COMMIT (the writer sees it) to the invalidation', async (t) => {
     }
     t.log(`commit -> invalidation: p50 ${percentile(lags, 0.5)} ms, p99 ${percentile(lags, 0.99)} ms, max ${Math.max(...lags)} ms (100 updates, one writer)`);
     t.true(percentile(lags, 0.5) < 1000);
+    // From the commit event's arrival: a consumer that keeps up reports what the writer sees, not up to a second
+    // (the binlog's whole-second timestamps gave 0-999 ms at random).
+    t.log(`stats().changeStream.lagMs: p50 ${percentile(reported, 0.5)} ms, p99 ${percentile(reported, 0.99)} ms over ${reported.length} batches`);
+    t.true(reported.length > 0);
+    t.true(percentile(reported, 0.5) <= Math.max(50, 2 * percentile(lags, 0.5)), 'lagMs tracks the measured lag');
   } finally {
+    app.cacheops.core.events.off(MARIADB_APPLIED_EVENT, onApplied);
     await app.close();
   }
+});
+
+test('lagOf: from the commit event\'s arrival, or the least the whole-second binlog timestamp allows when larger', (t) => {
+  const now = 1_700_000_010_500;
+  t.is(lagOf({ timestamp: 1_700_000_010, receivedAt: now - 3 }, now), 3, 'keeping up: the arrival, in ms');
+  t.is(lagOf({ timestamp: 1_700_000_007, receivedAt: now - 3 }, now), 2501, 'behind: committed at 7.999 s at the latest');
+  t.is(lagOf({ timestamp: 1_700_000_011, receivedAt: now + 5 }, now), 0, 'never negative (clocks apart)');
 });

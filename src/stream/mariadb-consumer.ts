@@ -41,6 +41,17 @@ const LOCK_WAIT_S = 5;
 
 class Restart extends Error {}
 
+/**
+ * Milliseconds from a transaction's commit to now, as closely as the binlog
+ * tells: from the arrival of its commit event (exact while the consumer keeps
+ * up: the server pushes the event as it writes it), or, when that is smaller,
+ * the least its whole-second binlog timestamp allows (a consumer behind by
+ * seconds shows it, within one second).
+ */
+export function lagOf(tx: { timestamp: number; receivedAt: number }, now: number): number {
+  return Math.max(0, now - tx.receivedAt, now - tx.timestamp * 1000 - 999);
+}
+
 /** Sequelize's `timezone` as minutes east of UTC; undefined for a named zone (DATETIME values then not decoded). */
 function wallOffset(core: CacheopsCore): WallOffset {
   const tz = String(timezoneOf(core.sequelize) ?? '+00:00');
@@ -146,7 +157,8 @@ export class MariadbChangeStream implements ChangeSource {
 
   private async consume(config: Record<string, unknown>, control: MysqlConnection, facts: ServerFacts, stored: StoredPosition, start: DumpStart): Promise<void> {
     const { signal } = this.abort;
-    const queue: Buffer[] = [];
+    // Each event with the time it arrived: the lag is measured from there (binlog timestamps are whole seconds).
+    const queue: { raw: Buffer; at: number }[] = [];
     let wake: (() => void) | undefined;
     let failure: (Error & { errno?: number }) | undefined;
     const dump = await connectMysql(config);
@@ -158,7 +170,7 @@ export class MariadbChangeStream implements ChangeSource {
     await startDump(dump, start, this.options.serverId ?? defaultServerId(this.core.db), HEARTBEAT_MS, {
       event: (raw) => {
         lastEventAt = Date.now();
-        queue.push(Buffer.from(raw));
+        queue.push({ raw: Buffer.from(raw), at: lastEventAt });
         if (queue.length > 10_000 && !paused) { paused = true; dump.pause(); }
         wake?.();
       },
@@ -195,8 +207,8 @@ export class MariadbChangeStream implements ChangeSource {
           lastState = Date.now();
           await this.lookAtServer(control, file, position);
         }
-        const raw = queue.shift();
-        if (raw === undefined) {
+        const next = queue.shift();
+        if (next === undefined) {
           if (committed.length > 0) {
             await this.flush(control, committed.splice(0));
             continue;
@@ -212,13 +224,14 @@ export class MariadbChangeStream implements ChangeSource {
           continue;
         }
         if (paused && queue.length < 1000) { paused = false; dump.resume(); }
-        const { header, event } = parseEvent(raw);
+        const { header, event } = parseEvent(next.raw);
         if (header.nextPosition > 0) position = header.nextPosition;
         const commit = (): void => {
           if (txGtid) gtids.set(txGtid.domain, txGtid.gtid);
           const at: StoredPosition = { ...(facts.mariadb ? { gtid: [...gtids.values()].join(',') } : {}), file, position };
           if (tx) {
             tx.timestamp = header.timestamp;
+            tx.receivedAt = next.at;
             committed.push({ tx, position: at });
           } else committed.push({ tx: new BinlogTransaction(maxRows), position: at });
           tx = undefined;
@@ -317,8 +330,7 @@ export class MariadbChangeStream implements ChangeSource {
     if (changed.length === 0) return;
     const events = changed.reduce((n, { tx }) => n + tx.events, 0);
     this.stats.events += events;
-    const newest = Math.max(...changed.map(({ tx }) => tx.timestamp));
-    this.stats.lagMs = Math.max(0, Date.now() - newest * 1000);
+    this.stats.lagMs = lagOf(changed[changed.length - 1]!.tx, Date.now());
     this.core.events.emit(MARIADB_APPLIED_EVENT, { lagMs: this.stats.lagMs, events });
     warnOnce(this.warned, 'lag', this.stats.lagMs > this.options.lagWarningMs,
       `change stream: ${this.stats.lagMs} ms from commit to invalidation (lagWarningMs ${this.options.lagWarningMs})`, (m) => this.log(m));
