@@ -417,6 +417,7 @@ run('cacheops stream status, stats and stream drop (forget the position)', async
     t.is(typeof json.retainedBytes, 'number');
     t.regex(json.consumer ?? '', /^\d+:\d+$/, 'the lease holder is found');
     await checkStatsCommand(t, cli, fixture, app.cacheops, {
+      prefix: app.prefix, redis: redisUrl,
       dialect: 'mysql', consumer: /^\d+:\d+$/,
       foreignWrite: async () => { await writer.query(`UPDATE \`${app.table}\` SET n = n + 1 WHERE id = 1`); },
     });

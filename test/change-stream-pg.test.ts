@@ -358,6 +358,7 @@ run('cacheops stream status, stats and stream drop', async (t) => {
     t.true(json.publication.exists);
     t.is(typeof json.consumerPid, 'number', 'the lease holder is found');
     await checkStatsCommand(t, cli, fixture, app.cacheops, {
+      prefix: app.prefix, redis: redisUrl,
       dialect: 'postgres', consumer: /^\d+$/,
       foreignWrite: async () => {
         const writer = await appClient();

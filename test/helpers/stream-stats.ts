@@ -15,6 +15,9 @@ export async function checkStatsCommand(t: ExecutionContext, cli: Cli, fixture: 
   consumer: RegExp;
   /** A write by another program on a covered table. */
   foreignWrite: () => Promise<void>;
+  /** The application's key prefix and Redis: `stats --redis --prefix` shows the flushed figures alone. */
+  prefix: string;
+  redis: string;
 }): Promise<void> {
   const report = async (): Promise<StreamReport> => {
     const run = await cli('stats', '--app', fixture, '--json');
@@ -45,6 +48,11 @@ export async function checkStatsCommand(t: ExecutionContext, cli: Cli, fixture: 
   t.is(second.flushed!.resets, mine.resets);
   t.is(typeof second.flushed!.lagMs, 'number');
   t.true(second.flushed!.at <= Date.now() && second.flushed!.at > Date.now() - 60_000);
+  const byRedis = await cli('stats', '--redis', opts.redis, '--prefix', opts.prefix, '--json');
+  t.is(byRedis.code, 0, byRedis.err);
+  const flushedOnly = (JSON.parse(byRedis.out) as { changeStream: StreamReport }).changeStream;
+  t.is(flushedOnly.now, undefined, 'without the application, the server is not asked');
+  t.deepEqual(flushedOnly.flushed, second.flushed);
   const text = (await cli('stats', '--app', fixture)).out;
   t.log(text.split('\n').filter((l) => /change stream|flushed by the consumer/i.test(l)).join('\n'));
   t.regex(text, new RegExp(`Change stream \\(${opts.dialect}\\): consumed \\(.+\\), the server keeps .* bytes\\) for it`));
