@@ -36,7 +36,7 @@ import { join } from 'node:path';
 import IORedis from 'ioredis';
 import type { Sequelize } from 'sequelize';
 import { installCacheops, type Cacheops } from 'sequelize-cacheops';
-import { defineModels, dropTables, openSequelize, serverReachable, seed, SIZES, type BenchDialect, type BenchModels } from './models';
+import { defineModels, dropTables, openSequelize, RUN_TABLES, serverReachable, seed, SIZES, type BenchDialect, type BenchModels } from './models';
 import { measureHits, type HitResult } from './hits';
 import { measureSaves, type SaveResult } from './saves';
 import { breakdown, type Breakdown } from './breakdown';
@@ -198,8 +198,8 @@ async function runWrites(dialect: BenchDialect): Promise<WriteResult[]> {
   const plainSequelize = openSequelize(dialect, storage);
   const cachedSequelize = openSequelize(dialect, storage);
   const raw = new IORedis(redisUrl);
-  const plain = { sequelize: plainSequelize, models: defineModels(plainSequelize, 'bench_w_') };
-  const models = defineModels(cachedSequelize, 'bench_w_');
+  const plain = { sequelize: plainSequelize, models: defineModels(plainSequelize, `${RUN_TABLES}w_`) };
+  const models = defineModels(cachedSequelize, `${RUN_TABLES}w_`);
   const prefix = `bench-${randomBytes(4).toString('hex')}-writes:`;
   let cacheops: Cacheops | undefined;
   try {
