@@ -188,7 +188,9 @@ async function runOn(db: Database, iterations: number, redis: IORedis): Promise<
     const seeding = openOn(db, port);
     const models = defineModels(seeding);
     await seed(models);
-    if (db === 'postgres') for (const t of ['bench_posts', 'bench_categories', 'bench_authors']) await seeding.query(`ALTER TABLE "${t}" REPLICA IDENTITY FULL`);
+    if (db === 'postgres') {
+      for (const m of [models.Post, models.Category, models.Author]) await seeding.query(`ALTER TABLE "${m.getTableName() as string}" REPLICA IDENTITY FULL`);
+    }
     await seeding.close();
     for (const where of ['in this process', 'in another process'] as const) {
       const prefix = `bench-sw-${process.pid}-${db}-${where === 'in this process' ? 'same' : 'other'}:`;
