@@ -1,8 +1,13 @@
 /**
- * The benchmark schema: Category, Author, Post (tables prefixed `bench_`, so
- * a shared PostgreSQL database is not disturbed), and a deterministic seed.
+ * The benchmark schema: Category, Author, Post (tables prefixed `bench_` and
+ * a tag of this run, so a shared database is not disturbed and two benches
+ * at once do not write each other's tables), and a deterministic seed.
  */
+import { randomBytes } from 'node:crypto';
 import { DataTypes, Sequelize, type Model, type ModelStatic } from 'sequelize';
+
+/** This run's table prefix: `bench_<tag>_` (the bench drops its tables at the end). */
+export const RUN_TABLES = `bench_${randomBytes(3).toString('hex')}_`;
 
 export type BenchDialect = 'sqlite' | 'postgres' | 'mariadb';
 
@@ -66,7 +71,7 @@ export async function serverReachable(dialect: BenchDialect): Promise<string | u
 }
 
 /** The models; `tables` prefixes the table names (the write section uses tables of its own). */
-export function defineModels(sequelize: Sequelize, tables = 'bench_'): BenchModels {
+export function defineModels(sequelize: Sequelize, tables = RUN_TABLES): BenchModels {
   const Category = sequelize.define('Category', {
     name: { type: DataTypes.STRING, allowNull: false },
     slug: DataTypes.STRING,

@@ -6,8 +6,12 @@
  *                                    when they do not answer)
  *   BENCH_SECTIONS=hits,saves,writes,assoc,stream which sections (default all); hits include the near
  *                                    cache; assoc: association, count and aggregate hits (bench/assoc.ts);
- *                                    stream: the change stream's lag on a private PostgreSQL (bench/stream.ts)
+ *                                    stream: the change stream's lag, sustained rate and cost on private
+ *                                    PostgreSQL and MariaDB servers and SQLite, those of BENCH_DIALECTS
+ *                                    (bench/stream.ts, bench/stream-mariadb.ts)
  *   BENCH_STREAM_WRITES=400          foreign UPDATEs per change-stream lag measurement
+ *   BENCH_STREAM_SECONDS=5           seconds of the change stream's sustained-rate run (per writer count)
+ *   BENCH_STREAM_COST_ROUNDS=4       rounds (stream on, then off) of the change stream's cost comparison
  *   BENCH_THROUGHPUT_REQUESTS=20000  findByPk requests per tier in the 64-concurrent throughput test
  *   BENCH_FOREIGN=20000              values other processes store and drop in the near cache's
  *                                    tracking-mode comparison (default vs BCAST)
@@ -32,7 +36,7 @@ import { join } from 'node:path';
 import IORedis from 'ioredis';
 import type { Sequelize } from 'sequelize';
 import { installCacheops, type Cacheops } from 'sequelize-cacheops';
-import { defineModels, dropTables, openSequelize, serverReachable, seed, SIZES, type BenchDialect, type BenchModels } from './models';
+import { defineModels, dropTables, openSequelize, RUN_TABLES, serverReachable, seed, SIZES, type BenchDialect, type BenchModels } from './models';
 import { measureHits, type HitResult } from './hits';
 import { measureSaves, type SaveResult } from './saves';
 import { breakdown, type Breakdown } from './breakdown';
@@ -194,8 +198,8 @@ async function runWrites(dialect: BenchDialect): Promise<WriteResult[]> {
   const plainSequelize = openSequelize(dialect, storage);
   const cachedSequelize = openSequelize(dialect, storage);
   const raw = new IORedis(redisUrl);
-  const plain = { sequelize: plainSequelize, models: defineModels(plainSequelize, 'bench_w_') };
-  const models = defineModels(cachedSequelize, 'bench_w_');
+  const plain = { sequelize: plainSequelize, models: defineModels(plainSequelize, `${RUN_TABLES}w_`) };
+  const models = defineModels(cachedSequelize, `${RUN_TABLES}w_`);
   const prefix = `bench-${randomBytes(4).toString('hex')}-writes:`;
   let cacheops: Cacheops | undefined;
   try {
@@ -366,7 +370,9 @@ async function main(): Promise<void> {
   const started = Date.now();
   console.log(`cacheops bench: ${ITERATIONS} iterations per hit comparison, ${SAVE_ITERATIONS} per save comparison, ${WRITE_ITERATIONS} per write comparison, Node ${process.version}`);
   const results: DialectResult[] = [];
-  for (const dialect of DIALECTS) {
+  // The stream section starts its own servers: with it alone, the shared ones are not needed.
+  const perDialect = [...SECTIONS].some((section) => section !== 'stream');
+  for (const dialect of perDialect ? DIALECTS : []) {
     console.log(`\n== ${dialect} ==`);
     const problem = await serverReachable(dialect);
     if (problem) {
@@ -376,7 +382,7 @@ async function main(): Promise<void> {
     results.push(await runDialect(dialect));
   }
   if (results.length) printSummary(results);
-  if (SECTIONS.has('stream')) await runStreamBench();
+  if (SECTIONS.has('stream')) await runStreamBench(DIALECTS);
   const clsRounds = Number(process.env['BENCH_CLS'] ?? 3);
   if (clsRounds > 0) {
     console.log(`\n== Sequelize.useCLS namespaces (SQLite, ${ITERATIONS} iterations, median of ${clsRounds} rounds, one process per variant and round) ==`);

@@ -1,9 +1,11 @@
 /**
  * The change stream (BENCH_SECTIONS=stream): lag from a foreign writer's
  * COMMIT to the invalidation, p50/p99 at 1 and 8 concurrent writers, on a
- * private PostgreSQL with wal_level=logical (and SQLite's data_version poll);
- * the changes per second sustained; and what a running stream costs an
- * in-app write and a hit (phases with and without it, alternated).
+ * private PostgreSQL with wal_level=logical and a private MariaDB with a ROW
+ * binlog (bench/stream-mariadb.ts), and SQLite's data_version poll; the
+ * changes per second sustained when writers commit as fast as they can; and
+ * what a running stream costs an in-app write and a hit (phases with and
+ * without it, alternated). BENCH_DIALECTS chooses the databases.
  */
 import { performance } from 'node:perf_hooks';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,15 +15,19 @@ import { DataTypes, Sequelize, type Model, type ModelStatic } from 'sequelize';
 import sqlite3 from 'sqlite3';
 import { installCacheops, type Cacheops } from 'sequelize-cacheops';
 import { Client, startPrivatePostgres, type PgClient, type PrivatePostgres } from '../test/helpers/private-postgres';
-import { median, percentile, table, us } from './measure';
+import { percentile, table, us } from './measure';
+import { runMariadbStream } from './stream-mariadb';
+import { costs, lagAt, sustained, SEEDED_ROWS, type Costs, type ForeignWriter, type LagResult, type StreamApp, type SustainedResult } from './stream-measure';
 
 const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 /** Foreign UPDATEs per lag measurement (BENCH_STREAM_WRITES). */
 const WRITES = Number(process.env['BENCH_STREAM_WRITES'] ?? 400);
+/** Seconds writers commit as fast as they can for the sustained rate (BENCH_STREAM_SECONDS). */
+const SECONDS = Number(process.env['BENCH_STREAM_SECONDS'] ?? 5);
+/** Rounds of the cost comparison, each with and without a consumer (BENCH_STREAM_COST_ROUNDS). */
+const COST_ROUNDS = Number(process.env['BENCH_STREAM_COST_ROUNDS'] ?? 4);
 
 let PG_VERSION = '';
-
-interface LagResult { readonly label: string; readonly writers: number; readonly p50: number; readonly p99: number; readonly n: number }
 
 function defineItem(sequelize: Sequelize): ModelStatic<Model> {
   return sequelize.define('Item', { name: DataTypes.STRING, n: DataTypes.INTEGER }, { tableName: 'bench_stream_items', timestamps: false });
@@ -44,84 +50,20 @@ async function pgApp(server: PrivatePostgres, stream: false | Record<string, unk
   return { sequelize, Item, cacheops };
 }
 
-/** Writers update rows to unique names; the lag of each is from its COMMIT's return to the invalidation naming it. */
-async function pgLag(server: PrivatePostgres, writers: number): Promise<LagResult & { perSecond: number }> {
-  const app = await pgApp(server, {});
-  const committed = new Map<string, number>();
-  const lags: number[] = [];
-  const seen = new Map<string, number>();
-  app.cacheops.on('invalidated', (e) => {
-    if (e.values === 'all') return;
-    const now = performance.now();
-    for (const row of e.values) {
-      const name = String(row['name']);
-      const at = committed.get(name);
-      if (at !== undefined) { lags.push(now - at); committed.delete(name); } else if (!seen.has(name)) seen.set(name, now);
-    }
-  });
-  const clients: PgClient[] = [];
-  for (let w = 0; w < writers; w += 1) {
+function pgWriters(server: PrivatePostgres, count: number): Promise<ForeignWriter[]> {
+  return Promise.all(Array.from({ length: count }, async () => {
     const c = new Client({ host: '127.0.0.1', port: server.port, user: 'postgres', database: 'bench' });
     await c.connect();
-    clients.push(c);
-  }
-  const per = Math.ceil(WRITES / writers);
-  const started = performance.now();
-  await Promise.all(clients.map(async (c, w) => {
-    for (let i = 0; i < per; i += 1) {
-      const name = `w${w}-${i}`;
-      await c.query('UPDATE bench_stream_items SET name = $1 WHERE id = $2', [name, w + 1]);
-      const now = performance.now();
-      const early = seen.get(name);
-      if (early !== undefined) lags.push(Math.max(0, early - now)); // invalidated before the writer saw COMMIT return
-      else committed.set(name, now);
-    }
+    return {
+      async rename(id: number, name: string) { await c.query('UPDATE bench_stream_items SET name = $1 WHERE id = $2', [name, id]); },
+      end: () => c.end(),
+    };
   }));
-  const deadline = performance.now() + 5000;
-  while (committed.size > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-  const perSecond = (per * writers) / ((performance.now() - started) / 1000);
-  for (const c of clients) await c.end();
-  await app.cacheops.close();
-  await app.sequelize.close();
-  return { label: `postgres ${PG_VERSION}`, writers, p50: percentile(lags, 50), p99: percentile(lags, 99), n: lags.length, perSecond };
 }
 
-interface Costs { writeOn: number; writeOff: number; hitOn: number; hitOff: number; idleOn: number; idleOff: number }
-
-/**
- * Medians (µs), in alternating phases with and without a running consumer in the
- * same process: a hit while nothing is written (the consumer idle), then an
- * in-app update by pk followed by a hit (each update comes back through the stream).
- */
-async function pgCosts(server: PrivatePostgres, rounds = 4, per = 300): Promise<Costs> {
-  const samples = { writeOn: [] as number[], writeOff: [] as number[], hitOn: [] as number[], hitOff: [] as number[], idleOn: [] as number[], idleOff: [] as number[] };
-  for (let r = 0; r < rounds * 2; r += 1) {
-    const on = r % 2 === 0;
-    const app = await pgApp(server, on ? {} : false);
-    await app.Item.findByPk(1);
-    // The consumer's start (everything invalidated once on a new slot, the first batches) is over before timing.
-    await new Promise((res) => setTimeout(res, 300));
-    await app.Item.findByPk(1);
-    for (let i = 0; i < per * 2; i += 1) {
-      const t = performance.now();
-      await app.Item.findByPk(1);
-      (on ? samples.idleOn : samples.idleOff).push((performance.now() - t) * 1000);
-    }
-    for (let i = 0; i < per; i += 1) {
-      let t = performance.now();
-      await app.Item.findByPk(1);
-      (on ? samples.hitOn : samples.hitOff).push((performance.now() - t) * 1000);
-      t = performance.now();
-      await app.Item.update({ n: i }, { where: { id: 2 } });
-      (on ? samples.writeOn : samples.writeOff).push((performance.now() - t) * 1000);
-    }
-    await app.cacheops.close();
-    await app.sequelize.close();
-  }
-  return {
-    writeOn: median(samples.writeOn), writeOff: median(samples.writeOff), hitOn: median(samples.hitOn), hitOff: median(samples.hitOff),
-    idleOn: median(samples.idleOn), idleOff: median(samples.idleOff),
-  };
+async function pgOpen(server: PrivatePostgres, on: boolean): Promise<StreamApp & { close(): Promise<void> }> {
+  const app = await pgApp(server, on ? {} : false);
+  return { ...app, async close() { await app.cacheops.close(); await app.sequelize.close(); } };
 }
 
 /**
@@ -190,13 +132,15 @@ async function sqliteLag(): Promise<LagResult> {
   return { label: 'sqlite, poll 100 ms', writers: 1, p50: percentile(lags, 50), p99: percentile(lags, 99), n: lags.length };
 }
 
-export async function runStreamBench(): Promise<void> {
+interface PgResults { lags: LagResult[]; sustained: SustainedResult[]; costs: Costs; big: { big: number; small: number } }
+
+async function runPg(): Promise<PgResults | undefined> {
   let server: PrivatePostgres;
   try {
     server = await startPrivatePostgres();
   } catch (error) {
-    console.log(`  change stream skipped: no private PostgreSQL (${(error as Error).message.split('\n')[0]})`);
-    return;
+    console.log(`  PostgreSQL change stream skipped: no private PostgreSQL (${(error as Error).message.split('\n')[0]})`);
+    return undefined;
   }
   try {
     const admin = await server.client();
@@ -211,25 +155,59 @@ export async function runStreamBench(): Promise<void> {
     await Other.sync({ force: true });
     await setup.query('ALTER TABLE bench_stream_other REPLICA IDENTITY FULL');
     await Other.create({ name: 'o', n: 0 });
-    await Item.bulkCreate(Array.from({ length: 16 }, (_, i) => ({ name: `r${i}`, n: i })));
+    await Item.bulkCreate(Array.from({ length: SEEDED_ROWS }, (_, i) => ({ name: `r${i}`, n: i })));
     await setup.close();
-    const lags: (LagResult & { perSecond?: number })[] = [await sqliteLag()];
-    for (const writers of [1, 8]) lags.push(await pgLag(server, writers));
-    console.log(`\n== change stream: COMMIT to invalidation (ms), ${WRITES} foreign UPDATEs per PostgreSQL line, 40 on SQLite ==`);
-    console.log(table(['stream', 'writers', 'p50 ms', 'p99 ms', 'changes', 'changes/s written'],
-      lags.map((l) => [l.label, String(l.writers), l.p50.toFixed(1), l.p99.toFixed(1), String(l.n), l.perSecond === undefined ? '-' : l.perSecond.toFixed(0)])));
-    const costs = await pgCosts(server);
-    console.log('\n== change stream: cost to the application (PostgreSQL, medians µs, phases with and without a running consumer alternated) ==');
-    console.log(table(['measure', 'stream on', 'stream off', 'on/off'], [
-      ['findByPk hit, consumer idle', us(costs.idleOn), us(costs.idleOff), (costs.idleOn / costs.idleOff).toFixed(2)],
-      ['in-app update by pk', us(costs.writeOn), us(costs.writeOff), (costs.writeOn / costs.writeOff).toFixed(2)],
-      ['findByPk hit between updates', us(costs.hitOn), us(costs.hitOff), (costs.hitOn / costs.hitOff).toFixed(2)],
-    ]));
-    const big = await pgBigTransaction(server);
-    console.log('\n== change stream: a 100k-row INSERT, then a one-row UPDATE by another client (ms from each COMMIT to its invalidation) ==');
-    console.log(table(['transaction', 'ms'], [['100k-row INSERT', big.big.toFixed(0)], ['one-row UPDATE right after', big.small.toFixed(0)]]));
+    const label = `postgres ${PG_VERSION}`;
+    const lags: LagResult[] = [];
+    const rates: SustainedResult[] = [];
+    const app = await pgOpen(server, true);
+    try {
+      for (const count of [1, 8]) {
+        const ws = await pgWriters(server, count);
+        lags.push(await lagAt(label, app, ws, WRITES));
+        rates.push(await sustained(label, app, ws, SECONDS));
+        for (const w of ws) await w.end();
+      }
+    } finally {
+      await app.close();
+    }
+    const measured = await costs((on) => pgOpen(server, on), COST_ROUNDS, 300);
+    return { lags, sustained: rates, costs: measured, big: await pgBigTransaction(server) };
   } finally {
     await server.stop();
+  }
+}
+
+function printCosts(db: string, c: Costs): void {
+  console.log(`\n== change stream: cost to the application (${db}, medians µs, phases with and without a running consumer alternated) ==`);
+  console.log(table(['measure', 'stream on', 'stream off', 'on/off'], [
+    ['findByPk hit, consumer idle', us(c.idleOn), us(c.idleOff), (c.idleOn / c.idleOff).toFixed(2)],
+    ['in-app update by pk', us(c.writeOn), us(c.writeOff), (c.writeOn / c.writeOff).toFixed(2)],
+    ['findByPk hit between updates', us(c.hitOn), us(c.hitOff), (c.hitOn / c.hitOff).toFixed(2)],
+  ]));
+}
+
+export async function runStreamBench(dialects: readonly string[] = ['sqlite', 'postgres', 'mariadb']): Promise<void> {
+  const lags: LagResult[] = [];
+  const rates: SustainedResult[] = [];
+  if (dialects.includes('sqlite')) lags.push(await sqliteLag());
+  const pg = dialects.includes('postgres') ? await runPg() : undefined;
+  const maria = dialects.includes('mariadb') ? await runMariadbStream(WRITES, SECONDS, COST_ROUNDS) : undefined;
+  for (const r of [pg, maria]) if (r) { lags.push(...r.lags); rates.push(...r.sustained); }
+  console.log(`\n== change stream: COMMIT to invalidation (ms, from the writer's COMMIT returning), ${WRITES} foreign UPDATEs per line (40 on SQLite) ==`);
+  console.log(table(['stream', 'writers', 'p50 ms', 'p99 ms', 'changes', 'changes/s written', 'model-wide batches'],
+    lags.map((l) => [l.label, String(l.writers), l.p50.toFixed(1), l.p99.toFixed(1), String(l.n), l.perSecond === undefined ? '-' : l.perSecond.toFixed(0), String(l.modelWide ?? '-')])));
+  if (rates.length > 0) {
+    console.log(`\n== change stream: sustained, writers committing as fast as they can for ${SECONDS} s (one-row UPDATEs, autocommit) ==`);
+    console.log(table(['stream', 'writers', 'committed/s', 'invalidated/s', 'lag p50 ms', 'lag p99 ms', 'lag max ms', 'backlog at end', 'drained in ms', 'model-wide batches'],
+      rates.map((r) => [r.label, String(r.writers), r.committedPerSecond.toFixed(0), r.invalidatedPerSecond.toFixed(0), r.p50.toFixed(1), r.p99.toFixed(1),
+        r.max.toFixed(0), String(r.backlog), r.drainMs.toFixed(0), String(r.modelWide)])));
+  }
+  if (pg) printCosts(`PostgreSQL ${PG_VERSION}`, pg.costs);
+  if (maria) printCosts(`MariaDB ${maria.version}`, maria.costs);
+  if (pg) {
+    console.log('\n== change stream: a 100k-row INSERT, then a one-row UPDATE by another client (PostgreSQL, ms from each COMMIT to its invalidation) ==');
+    console.log(table(['transaction', 'ms'], [['100k-row INSERT', pg.big.big.toFixed(0)], ['one-row UPDATE right after', pg.big.small.toFixed(0)]]));
   }
 }
 

@@ -103,7 +103,8 @@ export class Cacheops {
    * Adds this process's read counters (since the last flush) to a hash in
    * Redis, so that `cacheops stats` can report hits and misses of every
    * process. Counting in Redis on every read would cost a round trip per read;
-   * call this periodically or at shutdown instead.
+   * call this periodically or at shutdown instead. The process consuming the
+   * change stream writes its `stats().changeStream` too (`cacheops stats` shows it).
    * @example
    * setInterval(() => void cacheops.flushStats(), 60_000).unref();
    */

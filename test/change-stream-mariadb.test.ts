@@ -19,6 +19,8 @@ import { mariadbUnavailable, startPrivateMariadb, type MariaConnection, type Pri
 import { startPrivateRedis } from './helpers/private-redis';
 import { defineItem } from './helpers/stream-models';
 import { cached, installStreamApp, isHit, msUntil, nameOf, percentile, type StreamApp } from './helpers/stream-app';
+import { checkStatsCommand, checkStatsWithoutConsumer } from './helpers/stream-stats';
+import { lagOf, MARIADB_APPLIED_EVENT } from '../src/stream/mariadb-consumer';
 
 const unavailable = mariadbUnavailable();
 const run = unavailable === undefined ? test.serial : test.serial.skip;
@@ -334,7 +336,7 @@ sharedMysql('a server without the binlog (the shared one): changeStreamReady rej
   }
 });
 
-run('cacheops stream status and stream drop (forget the position)', async (t) => {
+run('cacheops stream status, stats and stream drop (forget the position)', async (t) => {
   const prefix = uniquePrefix('mdbcli');
   const app = await makeApp({ table: 'items_cli', prefix });
   const { main } = await import('../src/cli/main');
@@ -358,12 +360,18 @@ run('cacheops stream status and stream drop (forget the position)', async (t) =>
     t.is(typeof json.position?.gtid, 'string', 'MariaDB: a GTID position');
     t.is(typeof json.retainedBytes, 'number');
     t.regex(json.consumer ?? '', /^\d+:\d+$/, 'the lease holder is found');
+    await checkStatsCommand(t, cli, fixture, app.cacheops, {
+      prefix: app.prefix, redis: redisUrl,
+      dialect: 'mysql', consumer: /^\d+:\d+$/,
+      foreignWrite: async () => { await writer.query(`UPDATE \`${app.table}\` SET n = n + 1 WHERE id = 1`); },
+    });
     const refused = await cli('stream', 'drop', '--app', fixture);
     t.is(refused.code, 1);
     t.regex(refused.err, /has a consumer/);
     // Closed without invalidateAll, which would remove the position with every other key of the prefix.
     await app.cacheops.close();
     await app.sequelize.close();
+    await checkStatsWithoutConsumer(t, cli, fixture);
     const dropped = await cli('stream', 'drop', '--app', fixture);
     t.is(dropped.code, 0, dropped.err);
     t.regex(dropped.out, /forgot the acknowledged binlog position/);
@@ -396,8 +404,11 @@ run('Redis stopped mid-stream: nothing is acknowledged until it takes the invali
   }
 });
 
-run('lag from COMMIT (the writer sees it) to the invalidation', async (t) => {
+run('lag from COMMIT (the writer sees it) to the invalidation; stats().changeStream.lagMs in milliseconds, not whole seconds', async (t) => {
   const app = await makeApp();
+  const reported: number[] = [];
+  const onApplied = ({ lagMs }: { lagMs: number }): void => { reported.push(lagMs); };
+  app.cacheops.core.events.on(MARIADB_APPLIED_EVENT, onApplied);
   try {
     const lags: number[] = [];
     for (let i = 0; i < 100; i += 1) {
@@ -411,7 +422,20 @@ run('lag from COMMIT (the writer sees it) to the invalidation', async (t) => {
     }
     t.log(`commit -> invalidation: p50 ${percentile(lags, 0.5)} ms, p99 ${percentile(lags, 0.99)} ms, max ${Math.max(...lags)} ms (100 updates, one writer)`);
     t.true(percentile(lags, 0.5) < 1000);
+    // From the commit event's arrival: a consumer that keeps up reports what the writer sees, not up to a second
+    // (the binlog's whole-second timestamps gave 0-999 ms at random).
+    t.log(`stats().changeStream.lagMs: p50 ${percentile(reported, 0.5)} ms, p99 ${percentile(reported, 0.99)} ms over ${reported.length} batches`);
+    t.true(reported.length > 0);
+    t.true(percentile(reported, 0.5) <= Math.max(50, 2 * percentile(lags, 0.5)), 'lagMs tracks the measured lag');
   } finally {
+    app.cacheops.core.events.off(MARIADB_APPLIED_EVENT, onApplied);
     await app.close();
   }
+});
+
+test('lagOf: from the commit event\'s arrival, or the least the whole-second binlog timestamp allows when larger', (t) => {
+  const now = 1_700_000_010_500;
+  t.is(lagOf({ timestamp: 1_700_000_010, receivedAt: now - 3 }, now), 3, 'keeping up: the arrival, in ms');
+  t.is(lagOf({ timestamp: 1_700_000_007, receivedAt: now - 3 }, now), 2501, 'behind: committed at 7.999 s at the latest');
+  t.is(lagOf({ timestamp: 1_700_000_011, receivedAt: now + 5 }, now), 0, 'never negative (clocks apart)');
 });

@@ -17,6 +17,7 @@ import { startPrivatePostgres, type PgClient, type PrivatePostgres } from './hel
 import { startPrivateRedis } from './helpers/private-redis';
 import { defineItem, privateSequelize } from './helpers/stream-models';
 import { cached, installStreamApp, msUntil, nameOf, percentile, type StreamApp } from './helpers/stream-app';
+import { checkStatsCommand, checkStatsWithoutConsumer } from './helpers/stream-stats';
 
 const run = dialects().includes('postgres') ? test.serial : test.serial.skip;
 const DB = 'app';
@@ -287,14 +288,14 @@ run('a transaction of more rows than maxRowsForGranularWrite invalidates the mod
   }
 });
 
-run('cacheops stream status and stream drop', async (t) => {
+run('cacheops stream status, stats and stream drop', async (t) => {
   const app = await makeApp(t, { table: 'items_cli' });
   const { main } = await import('../src/cli/main');
   const fixture = join(__dirname, 'fixtures', 'stream-cli-app.ts');
   const cli = async (...args: string[]): Promise<{ code: number; out: string; err: string }> => {
     let out = '';
     let err = '';
-    const env = { ...process.env, STREAM_PG_PORT: String(server.port), STREAM_SLOT: app.slot };
+    const env = { ...process.env, STREAM_PG_PORT: String(server.port), STREAM_SLOT: app.slot, STREAM_PREFIX: app.prefix };
     Object.assign(process.env, env);
     delete require.cache[require.resolve(fixture)]; // the CLI closes the application it loaded: a fresh one each time
     const code = await main(args, { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) }, env, cwd: process.cwd() });
@@ -308,10 +309,20 @@ run('cacheops stream status and stream drop', async (t) => {
     t.true(json.slot.exists);
     t.true(json.publication.exists);
     t.is(typeof json.consumerPid, 'number', 'the lease holder is found');
+    await checkStatsCommand(t, cli, fixture, app.cacheops, {
+      prefix: app.prefix, redis: redisUrl,
+      dialect: 'postgres', consumer: /^\d+$/,
+      foreignWrite: async () => {
+        const writer = await appClient();
+        await writer.query(`UPDATE "${app.table}" SET n = n + 1 WHERE id = 1`);
+        await writer.end();
+      },
+    });
     const refused = await cli('stream', 'drop', '--app', fixture);
     t.is(refused.code, 1);
     t.regex(refused.err, /has a consumer/);
     await app.close();
+    await checkStatsWithoutConsumer(t, cli, fixture);
     const dropped = await cli('stream', 'drop', '--app', fixture);
     t.is(dropped.code, 0, dropped.err);
     t.regex(dropped.out, new RegExp(`dropped replication slot ${app.slot}`));

@@ -1,7 +1,8 @@
 /**
  * OpenTelemetry, with the SDK's in-memory exporters: read spans (hit/miss,
  * op, model; the miss's query runs inside), invalidation spans (tables, keys
- * dropped), counters from cacheops.stats() and the degraded time; and without
+ * dropped), counters from cacheops.stats() and the degraded time, the change
+ * stream's gauges (private PostgreSQL and MariaDB servers); and without
  * @opentelemetry/api, nothing wrapped at all.
  */
 import test from 'ava';
@@ -17,6 +18,9 @@ import { instrument, loadOtelApi } from '../src/ops/otel';
 import { makeBlog, defineBlog } from './helpers/models';
 import { dialects, rawRedis, redisUrl, uniquePrefix } from './helpers/env';
 import { startPrivateRedis } from './helpers/private-redis';
+import { Client as PgClient, startPrivatePostgres } from './helpers/private-postgres';
+import { mariadbUnavailable, startPrivateMariadb } from './helpers/private-mariadb';
+import { defineItem, privateSequelize } from './helpers/stream-models';
 
 /** A context manager on AsyncLocalStorage (what @opentelemetry/context-async-hooks provides), so spans nest across awaits. */
 class TestContextManager implements ContextManager {
@@ -219,3 +223,79 @@ test.serial('instrument() without the API does nothing', async (t) => {
     await sequelize.close();
   }
 });
+
+/** A database with a change stream: a private server (the shared ones have no logical WAL nor binlog). */
+interface StreamDb {
+  readonly sequelize: Sequelize;
+  /** A write by another program. */
+  foreignWrite(n: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const streamDbs: Record<'postgres' | 'mysql', () => Promise<StreamDb>> = {
+  async postgres() {
+    const server = await startPrivatePostgres();
+    const admin = await server.client();
+    await admin.query('CREATE DATABASE otel');
+    await admin.end();
+    const sequelize = privateSequelize(server.port, 'otel');
+    await defineItem(sequelize, 'otel_items').sync({ force: true });
+    await sequelize.query('ALTER TABLE otel_items REPLICA IDENTITY FULL');
+    await sequelize.query("INSERT INTO otel_items (name, n) VALUES ('a', 1)");
+    const writer = new PgClient({ host: '127.0.0.1', port: server.port, user: 'postgres', database: 'otel' });
+    await writer.connect();
+    return {
+      sequelize,
+      async foreignWrite(n) { await writer.query('UPDATE otel_items SET n = $1 WHERE id = 1', [n]); },
+      async stop() { await writer.end(); await sequelize.close(); await server.stop(); },
+    };
+  },
+  async mysql() {
+    const server = await startPrivateMariadb();
+    const root = await server.client();
+    await root.query('CREATE DATABASE otel');
+    await root.end();
+    const sequelize = new Sequelize('otel', 'root', '', { host: '127.0.0.1', port: server.port, dialect: 'mysql', logging: false });
+    await defineItem(sequelize, 'otel_items').sync({ force: true });
+    await sequelize.query("INSERT INTO otel_items (name, n) VALUES ('a', 1)");
+    const writer = await server.client('otel');
+    return {
+      sequelize,
+      async foreignWrite(n) { await writer.query('UPDATE otel_items SET n = ? WHERE id = 1', [n]); },
+      async stop() { await writer.end(); await sequelize.close(); await server.stop(); },
+    };
+  },
+};
+
+for (const dialect of ['postgres', 'mysql'] as const) {
+  const available = dialects().includes(dialect) && (dialect !== 'mysql' || mariadbUnavailable() === undefined);
+  (available ? test.serial : test.serial.skip)(`${dialect === 'mysql' ? 'MariaDB' : 'PostgreSQL'} change stream: lag and retained gauges, events counter`, async (t) => {
+    const db = await streamDbs[dialect]();
+    const prefix = uniquePrefix(`otelstream${dialect}`);
+    const cacheops = installCacheops(db.sequelize, {
+      redis: redisUrl, prefix, profiles: { Item: { ops: 'all' } }, changeStream: { slot: `otel_${process.pid}` }, logger: () => undefined,
+    });
+    try {
+      await cacheops.changeStreamReady();
+      t.is(cacheops.stats().changeStream.role, 'consumer');
+      for (let i = 0; i < 3; i += 1) await db.foreignWrite(10 + i);
+      const deadline = Date.now() + 10_000;
+      const s = (): ReturnType<typeof cacheops.stats>['changeStream'] => cacheops.stats().changeStream;
+      // Retained bytes are looked at once a second.
+      while ((s().events < 3 || s().lagMs === null || s().retainedBytes === null) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const now = s();
+      t.true(now.events >= 3, `events ${now.events}`);
+      t.is(await counter('cacheops.stream.events', prefix), now.events);
+      t.is(await counter('cacheops.stream.lag', prefix), now.lagMs!);
+      t.is(typeof now.retainedBytes, 'number');
+      // Looked at again every second: the gauge gives the value of the moment it was collected.
+      const before = s().retainedBytes;
+      const retained = await counter('cacheops.stream.retained', prefix);
+      t.true(retained === before || retained === s().retainedBytes, `gauge ${retained}, stats ${before} then ${s().retainedBytes}`);
+    } finally {
+      await cacheops.invalidateAll();
+      await cacheops.close();
+      await db.stop();
+    }
+  });
+}

@@ -13,7 +13,7 @@ import type { Model, ModelStatic } from 'sequelize';
 import { loadApp, UsageError } from './app';
 import { progress, type ProgressState } from './progress';
 import { ensureReachable, isRedisClientError } from './redis';
-import { collectStats, renderStats } from './stats';
+import { collectStats, renderStats, type StreamServerView } from './stats';
 import { CacheopsError } from '../core/errors';
 import { closest, unknownName } from '../core/suggest';
 import { defaultFileCacheDir, FileCache } from '../features/file-cache';
@@ -42,8 +42,9 @@ Commands:
   reap-conjs                           remove dead entries from conj and index sets (needs --app or --redis)
   clean-file-cache [dir]               remove expired FileCache entries
                                        (default dir: $CACHEOPS_FILE_CACHE_DIR, else ./.cache/cacheops)
-  stats                                keys by kind and by prefix, Redis memory and hit counts
-                                       (needs --app or --redis)
+  stats                                keys by kind and by prefix, Redis memory and hit counts, the
+                                       change stream (consumer, retained bytes; lag and events as
+                                       the consumer last flushed them) (needs --app or --redis)
   stream status                        the change stream's server side: wal_level, publication,
                                        slot (retained WAL), consumer, replica identities; MariaDB/MySQL:
                                        binlog settings, acknowledged position, lease holder (needs --app)
@@ -223,8 +224,31 @@ async function reap(chunkSize: number, minConjSetSize: number, t: Target, io: Cl
     + `${r.emptiedConjSets} emptied conj sets; checked ${r.indexSets} index sets, removed ${r.staleIndexEntries} stale index entries\n`);
 }
 
-async function stats(values: Values, t: Target, io: CliIo): Promise<void> {
-  const report = await collectStats({ client: t.client, selected: t.selected, ...(t.flushedFrom !== undefined ? { flushedFrom: t.flushedFrom } : {}) }, io.stderr);
+/** The application's change stream as its database server shows it (PostgreSQL, MariaDB/MySQL). */
+function streamServer(app: Cacheops | undefined): (() => Promise<StreamServerView>) | undefined {
+  const core = app?.core;
+  if (!core?.config.changeStream) return undefined;
+  if (core.dialect === 'postgres') {
+    return async () => {
+      const server = await streamStatus(core);
+      return { dialect: core.dialect, consumer: server.consumerPid === null || server.consumerPid === undefined ? null : String(server.consumerPid), retainedBytes: server.slot?.retainedBytes ?? null, server };
+    };
+  }
+  if (core.dialect === 'mysql' || core.dialect === 'mariadb') {
+    return async () => {
+      const server = await binlogStreamStatus(core);
+      return { dialect: core.dialect, consumer: server.consumer, retainedBytes: server.retainedBytes, server };
+    };
+  }
+  return undefined;
+}
+
+async function stats(values: Values, t: Target, io: CliIo, app: Cacheops | undefined): Promise<void> {
+  const look = streamServer(app);
+  const report = await collectStats({
+    client: t.client, selected: t.selected, ...(t.flushedFrom !== undefined ? { flushedFrom: t.flushedFrom } : {}),
+    ...(look ? { streamServer: look } : {}), streamOn: app?.core.config.changeStream !== undefined,
+  }, io.stderr);
   if (values.json) {
     io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return;
@@ -296,7 +320,8 @@ async function run(argv: readonly string[], io: CliIo, session: Session): Promis
     const minConjSetSize = integer(values, 'min-conj-set-size', 1000, 0);
     await reap(chunkSize, minConjSetSize, await target(values, io, session, command), io);
   } else {
-    await stats(values, await target(values, io, session, command), io);
+    const t = await target(values, io, session, command);
+    await stats(values, t, io, session.app);
   }
   return 0;
 }

@@ -7,12 +7,36 @@
  * really stored, under string prefixes and function prefixes alike) and the
  * `cacheops:prefixes` set, where installations with a prefix function
  * register each prefix it returns (a registered prefix may have no key left).
+ *
+ * The change stream: what the server says now (who consumes, the bytes it
+ * keeps for the stream) and the consumer's `stats().changeStream` as it last
+ * flushed it (`cacheops.flushStats()`): the CLI process never consumes.
  */
 import { progress, type ProgressSink } from './progress';
 import { prefixRegistryKey } from '../core/keys';
 import { mayRun } from '../core/permissions';
 import type { RedisClient } from '../core/redis';
-import { addCounts, countKeysByPrefix, flushedCounters, serverInfo, type FlushedCounters, type KeyCounts } from '../ops/stats';
+import { addCounts, countKeysByPrefix, flushedCounters, flushedStream, serverInfo, type FlushedCounters, type FlushedStream, type KeyCounts } from '../ops/stats';
+import type { BinlogStreamStatus } from '../stream/mariadb-admin';
+import type { StreamStatus } from '../stream/pg-admin';
+
+/** The change stream as the database server shows it now. */
+export interface StreamServerView {
+  readonly dialect: string;
+  /** Who consumes: PostgreSQL's lease holder (a server process), the MariaDB/MySQL Redis lease; null: nobody (the stream is off everywhere). */
+  readonly consumer: string | null;
+  /** Bytes the server keeps for the stream: WAL the slot retains, binlog after the acknowledged position (null: unknown). */
+  readonly retainedBytes: number | null;
+  /** What `cacheops stream status` shows. */
+  readonly server: StreamStatus | BinlogStreamStatus;
+}
+
+export interface StreamReport {
+  /** The server's view; undefined when not looked at (--redis, SQLite), or `{ error }` when it could not be. */
+  readonly now?: StreamServerView | { readonly error: string };
+  /** `stats().changeStream` of the consumer that flushed last; null: none did. */
+  readonly flushed: FlushedStream | null;
+}
 
 export interface StatsTarget {
   readonly client: RedisClient;
@@ -20,6 +44,10 @@ export interface StatsTarget {
   readonly selected: readonly string[] | undefined;
   /** Read the flushed counters from this prefix's stats hash instead of the selected ones' (an app with a prefix function flushes under ''). */
   readonly flushedFrom?: string;
+  /** The application's change stream seen from its server (--app with changeStream on PostgreSQL, MariaDB, MySQL). */
+  readonly streamServer?: () => Promise<StreamServerView>;
+  /** The application has a change stream: its section is shown even before anything was flushed. */
+  readonly streamOn?: boolean;
 }
 
 export interface PrefixReport {
@@ -41,6 +69,22 @@ export interface StatsReport {
   readonly flushed: FlushedCounters | null;
   /** Every prefix found, sorted. */
   readonly prefixes: readonly PrefixReport[];
+  /** null: no change stream configured nor flushed under the prefix. */
+  readonly changeStream: StreamReport | null;
+}
+
+async function streamReport(t: StatsTarget): Promise<StreamReport | null> {
+  const from = t.flushedFrom ?? (t.selected?.length === 1 ? t.selected[0] : undefined);
+  const flushed = from === undefined ? null : (await flushedStream(t.client, from)) ?? null;
+  if (!t.streamOn && !t.streamServer && flushed === null) return null;
+  if (!t.streamServer) return { flushed };
+  let now: StreamServerView | { error: string };
+  try {
+    now = await t.streamServer();
+  } catch (error) {
+    now = { error: (error as Error).message };
+  }
+  return { now, flushed };
 }
 
 function addFlushed(all: readonly (FlushedCounters | null)[]): FlushedCounters | null {
@@ -80,6 +124,7 @@ export async function collectStats(t: StatsTarget, stderr: ProgressSink): Promis
     redis: await serverInfo(t.client),
     flushed,
     prefixes,
+    changeStream: await streamReport(t),
   };
 }
 
@@ -134,6 +179,31 @@ function prefixTable(all: readonly PrefixReport[]): string[] {
   return out;
 }
 
+const ago = (at: number): string => {
+  const s = Math.max(0, Math.round((Date.now() - at) / 1000));
+  return s < 120 ? `${s} s ago` : `${Math.round(s / 60)} min ago`;
+};
+
+/** The change stream's lines: the server's view now, then the consumer's last flushed figures. */
+function streamLines(r: StreamReport): string[] {
+  const out: string[] = [];
+  const now = r.now;
+  if (now === undefined) out.push('Change stream:');
+  else if ('error' in now) out.push(`Change stream: the server could not be asked (${now.error})`);
+  else {
+    out.push(`Change stream (${now.dialect}): ${now.consumer === null ? 'off: no process consumes it' : `consumed (${now.dialect === 'postgres' ? 'server process' : 'lease'} ${now.consumer})`}, `
+      + `the server keeps ${now.retainedBytes === null ? 'an unknown amount' : `${humanBytes(now.retainedBytes)} (${now.retainedBytes} bytes)`} for it`);
+  }
+  const f = r.flushed;
+  if (f === null) {
+    out.push('  consumer figures: none flushed yet (the consuming process writes them with cacheops.flushStats())');
+  } else {
+    out.push(`  flushed by the consumer (pid ${f.pid} on ${f.host}, ${ago(f.at)}): role ${f.role}, lag ${f.lagMs === null ? '-' : `${f.lagMs} ms`}, `
+      + `retained ${f.retainedBytes === null ? '-' : `${f.retainedBytes} bytes`}, ${f.events} events, ${f.resets} resets`);
+  }
+  return out;
+}
+
 /** The text form of the report. */
 export function renderStats(r: StatsReport, describe: string): string {
   const k = r.keys;
@@ -159,5 +229,6 @@ export function renderStats(r: StatsReport, describe: string): string {
   } else {
     out.push('cacheops reads flushed by applications: none yet (applications call cacheops.flushStats())');
   }
+  if (r.changeStream) out.push(...streamLines(r.changeStream));
   return `${out.join('\n')}\n`;
 }

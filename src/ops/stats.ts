@@ -8,9 +8,11 @@
  * each read, so applications add them up in a hash with `flushStats()` when
  * they choose (periodically, at shutdown), and the CLI reports what was flushed.
  */
+import { hostname } from 'node:os';
 import type { CacheopsCore, CacheopsStats } from '../core/cacheops-core';
 import { isCluster, scanAll, type RedisClient } from '../core/redis';
 import { parseKey, statsKey } from '../core/keys';
+import type { ChangeStreamStats } from '../stream/source';
 
 export interface KeyCounts {
   /** Cached values (`q:`): queries, functions, fragments, views. */
@@ -132,6 +134,28 @@ export async function flushedCounters(client: RedisClient, prefix: string): Prom
   return Object.keys(out).length ? out : undefined;
 }
 
+/** `stats().changeStream` of the consumer that flushed last, with who it was and when. */
+export interface FlushedStream extends ChangeStreamStats {
+  readonly host: string;
+  readonly pid: number;
+  /** When it was flushed (ms since the epoch). */
+  readonly at: number;
+}
+
+/** The field of the stats hash the consumer writes its `stats().changeStream` to. */
+const STREAM_FIELD = 'changeStream';
+
+/** What the last flushing consumer wrote; undefined when none did (or it is not readable). */
+export async function flushedStream(client: RedisClient, prefix: string): Promise<FlushedStream | undefined> {
+  const raw = await client.hget(statsKey(prefix), STREAM_FIELD);
+  if (raw === null) return undefined;
+  try {
+    return JSON.parse(raw) as FlushedStream;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The counters of each installation at its last successful flush. */
 const flushed = new WeakMap<CacheopsCore, CacheopsStats>();
 
@@ -146,7 +170,10 @@ export async function flushStats(core: CacheopsCore): Promise<void> {
   const before: CacheopsStats = flushed.get(core) ?? { hits: 0, misses: 0, stores: 0, refusedStores: 0, invalidations: 0, modelInvalidations: 0, nearHits: 0, staleHits: 0, checks: 0, stale: 0, fullStores: 0 };
   const now = { ...core.counters };
   const deltas = COUNTER_NAMES.map((name) => [name, now[name] - before[name]] as const).filter(([, d]) => d !== 0);
-  if (deltas.length === 0) return;
+  // The consumer's stream figures (one process reads the stream; standbys have none to tell).
+  const stream = core.stream?.stats.role === 'consumer'
+    ? JSON.stringify({ ...core.stream.stats, host: hostname(), pid: process.pid, at: Date.now() } satisfies FlushedStream) : undefined;
+  if (deltas.length === 0 && stream === undefined) return;
   // Taken before the await so that two concurrent flushes never add the same reads twice;
   // a failed flush gives its deltas back.
   flushed.set(core, now);
@@ -161,6 +188,7 @@ export async function flushStats(core: CacheopsCore): Promise<void> {
     ok = await core.store.guard('a stats flush', async () => {
       const multi = core.redis.multi();
       for (const [name, delta] of deltas) multi.hincrby(key, name, delta);
+      if (stream !== undefined) multi.hset(key, STREAM_FIELD, stream);
       await multi.exec();
       return true;
     }, false);

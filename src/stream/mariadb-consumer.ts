@@ -14,7 +14,6 @@
  * in InnoDB (the binlog is written first): see untilCommitted.
  */
 import type { CacheopsCore } from '../core/cacheops-core';
-import { CacheopsStreamError } from '../core/errors';
 import { tableOf } from '../core/tables';
 import { parseEvent, rowImages, type TableMap } from './mariadb-binlog';
 import { ask, connectMysql, startDump, type DumpStart, type MysqlConnection } from './mariadb-dump';
@@ -23,7 +22,7 @@ import { BinlogTransaction, tablesOfStatement, type CoveredTable } from './maria
 import { checkServer, currentPosition, mysqlConfig, retainedBytes, tableColumns, untilCommitted, type ServerFacts } from './mariadb-server';
 import { UnknownSize, type SchemaColumn, type WallOffset } from './mariadb-values';
 import type { NormalizedStreamOptions } from '../core/stream-options';
-import { emptyStats, everything, modelsByTable, pause, type ChangeSource, type ChangeStreamStats } from './source';
+import { emptyStats, everything, modelsByTable, pause, runSessions, warnOnce, type ChangeSource, type ChangeStreamStats } from './source';
 import { timezoneOf } from '../core/sequelize-internals';
 
 /** The internal event after a transaction is decoded, before its visibility wait (tests). */
@@ -41,6 +40,17 @@ const HEARTBEAT_MS = 5000;
 const LOCK_WAIT_S = 5;
 
 class Restart extends Error {}
+
+/**
+ * Milliseconds from a transaction's commit to now, as closely as the binlog
+ * tells: from the arrival of its commit event (exact while the consumer keeps
+ * up: the server pushes the event as it writes it), or, when that is smaller,
+ * the least its whole-second binlog timestamp allows (a consumer behind by
+ * seconds shows it, within one second).
+ */
+export function lagOf(tx: { timestamp: number; receivedAt: number }, now: number): number {
+  return Math.max(0, now - tx.receivedAt, now - tx.timestamp * 1000 - 999);
+}
 
 /** Sequelize's `timezone` as minutes east of UTC; undefined for a named zone (DATETIME values then not decoded). */
 function wallOffset(core: CacheopsCore): WallOffset {
@@ -76,37 +86,15 @@ export class MariadbChangeStream implements ChangeSource {
       this.settle = (error) => (error ? reject(error) : resolve());
     });
     this.ready.catch(() => undefined);
-    this.running = this.loop();
+    this.running = runSessions({
+      signal: this.abort.signal, stats: this.stats, warned: this.warned, retryMs: RETRY_MS,
+      session: () => this.session(), disconnect: () => this.disconnect(), settle: (error) => this.settle(error), log: (m, e) => this.log(m, e),
+      warning: 'change stream: MariaDB connection or Redis failed; retrying', reading: 'the binlog', restart: (error) => error instanceof Restart,
+    });
   }
 
   private log(message: string, error?: unknown): void {
     this.core.config.logger(message, error);
-  }
-
-  private async loop(): Promise<void> {
-    const { signal } = this.abort;
-    while (!signal.aborted) {
-      try {
-        await this.session();
-      } catch (error) {
-        if (signal.aborted) break;
-        if (error instanceof CacheopsStreamError) {
-          this.log(error.message);
-          this.stats.role = 'off';
-          this.settle(error);
-          return;
-        }
-        if (!(error instanceof Restart)) {
-          if (!this.warned.connection) this.log('change stream: MariaDB connection or Redis failed; retrying', error);
-          this.warned.connection = true;
-          this.settle(new CacheopsStreamError(`change stream: cannot read the binlog yet (${(error as Error).message}); retrying every ${RETRY_MS} ms`, { cause: error }));
-        }
-      } finally {
-        await this.disconnect();
-      }
-      if (this.stats.role === 'consumer') this.stats.role = 'standby';
-      await pause(RETRY_MS, signal);
-    }
   }
 
   private async disconnect(): Promise<void> {
@@ -169,7 +157,8 @@ export class MariadbChangeStream implements ChangeSource {
 
   private async consume(config: Record<string, unknown>, control: MysqlConnection, facts: ServerFacts, stored: StoredPosition, start: DumpStart): Promise<void> {
     const { signal } = this.abort;
-    const queue: Buffer[] = [];
+    // Each event with the time it arrived: the lag is measured from there (binlog timestamps are whole seconds).
+    const queue: { raw: Buffer; at: number }[] = [];
     let wake: (() => void) | undefined;
     let failure: (Error & { errno?: number }) | undefined;
     const dump = await connectMysql(config);
@@ -181,7 +170,7 @@ export class MariadbChangeStream implements ChangeSource {
     await startDump(dump, start, this.options.serverId ?? defaultServerId(this.core.db), HEARTBEAT_MS, {
       event: (raw) => {
         lastEventAt = Date.now();
-        queue.push(Buffer.from(raw));
+        queue.push({ raw: Buffer.from(raw), at: lastEventAt });
         if (queue.length > 10_000 && !paused) { paused = true; dump.pause(); }
         wake?.();
       },
@@ -218,8 +207,8 @@ export class MariadbChangeStream implements ChangeSource {
           lastState = Date.now();
           await this.lookAtServer(control, file, position);
         }
-        const raw = queue.shift();
-        if (raw === undefined) {
+        const next = queue.shift();
+        if (next === undefined) {
           if (committed.length > 0) {
             await this.flush(control, committed.splice(0));
             continue;
@@ -235,13 +224,14 @@ export class MariadbChangeStream implements ChangeSource {
           continue;
         }
         if (paused && queue.length < 1000) { paused = false; dump.resume(); }
-        const { header, event } = parseEvent(raw);
+        const { header, event } = parseEvent(next.raw);
         if (header.nextPosition > 0) position = header.nextPosition;
         const commit = (): void => {
           if (txGtid) gtids.set(txGtid.domain, txGtid.gtid);
           const at: StoredPosition = { ...(facts.mariadb ? { gtid: [...gtids.values()].join(',') } : {}), file, position };
           if (tx) {
             tx.timestamp = header.timestamp;
+            tx.receivedAt = next.at;
             committed.push({ tx, position: at });
           } else committed.push({ tx: new BinlogTransaction(maxRows), position: at });
           tx = undefined;
@@ -340,11 +330,10 @@ export class MariadbChangeStream implements ChangeSource {
     if (changed.length === 0) return;
     const events = changed.reduce((n, { tx }) => n + tx.events, 0);
     this.stats.events += events;
-    const newest = Math.max(...changed.map(({ tx }) => tx.timestamp));
-    this.stats.lagMs = Math.max(0, Date.now() - newest * 1000);
+    this.stats.lagMs = lagOf(changed[changed.length - 1]!.tx, Date.now());
     this.core.events.emit(MARIADB_APPLIED_EVENT, { lagMs: this.stats.lagMs, events });
-    this.warnOnce('lag', this.stats.lagMs > this.options.lagWarningMs,
-      `change stream: ${this.stats.lagMs} ms from commit to invalidation (lagWarningMs ${this.options.lagWarningMs})`);
+    warnOnce(this.warned, 'lag', this.stats.lagMs > this.options.lagWarningMs,
+      `change stream: ${this.stats.lagMs} ms from commit to invalidation (lagWarningMs ${this.options.lagWarningMs})`, (m) => this.log(m));
   }
 
   /**
@@ -377,13 +366,8 @@ export class MariadbChangeStream implements ChangeSource {
     const stored = await this.lease.position();
     const retained = await retainedBytes(control, stored?.file ?? file, stored?.position ?? position).catch(() => null);
     this.stats.retainedBytes = retained;
-    this.warnOnce('retained', (retained ?? 0) > this.options.retainedWarningBytes,
-      `change stream: the server keeps ${retained} bytes of binlog after the acknowledged position (retainedWarningBytes ${this.options.retainedWarningBytes})`);
-  }
-
-  private warnOnce(kind: 'lag' | 'retained', over: boolean, message: string): void {
-    if (over && !this.warned[kind]) this.log(message);
-    this.warned[kind] = over;
+    warnOnce(this.warned, 'retained', (retained ?? 0) > this.options.retainedWarningBytes,
+      `change stream: the server keeps ${retained} bytes of binlog after the acknowledged position (retainedWarningBytes ${this.options.retainedWarningBytes})`, (m) => this.log(m));
   }
 
   async close(): Promise<void> {

@@ -33,6 +33,8 @@ export class BinlogTransaction {
   target: LockTarget | undefined;
   /** Seconds since the epoch of its last event (the binlog's resolution). */
   timestamp = 0;
+  /** When its commit event arrived (ms since the epoch). */
+  receivedAt = 0;
 
   constructor(private readonly maxRows: number) {}
 

@@ -26,6 +26,14 @@ export interface ServerFacts {
 }
 
 /**
+ * The server settings the start check requires (log_bin on, ROW format: an error
+ * otherwise) and the one granular invalidation requires (FULL row images: a
+ * warning otherwise), by name; docker-compose.yml is tested against them.
+ */
+export const BINLOG_REQUIRED_SETTINGS = { log_bin: 'ON', binlog_format: 'ROW' } as const;
+export const BINLOG_GRANULAR_SETTINGS = { binlog_row_image: 'FULL' } as const;
+
+/**
  * log_bin must be on and the format ROW (an error otherwise: statements cannot be
  * attributed to rows); a row image other than FULL lacks the old row's columns:
  * model-wide, with a warning. The rights to read the binlog are checked by name.
@@ -33,9 +41,9 @@ export interface ServerFacts {
 export async function checkServer(connection: MysqlConnection, log: (message: string) => void): Promise<ServerFacts> {
   const [v] = await ask(connection, 'SELECT @@log_bin AS log_bin, @@binlog_format AS format, @@binlog_row_image AS image, @@version AS version');
   const missing: string[] = [];
-  if (Number(v?.['log_bin']) !== 1) missing.push('log_bin is OFF: start the server with log_bin (my.cnf: log_bin = mysql-bin, server_id = 1), a restart');
+  if ((Number(v?.['log_bin']) === 1 ? 'ON' : 'OFF') !== BINLOG_REQUIRED_SETTINGS.log_bin) missing.push('log_bin is OFF: start the server with log_bin (my.cnf: log_bin = mysql-bin, server_id = 1), a restart');
   const format = String(v?.['format']);
-  if (format !== 'ROW') missing.push(`binlog_format is ${format}: SET GLOBAL binlog_format = 'ROW' (and binlog_format = ROW in my.cnf)`);
+  if (format !== BINLOG_REQUIRED_SETTINGS.binlog_format) missing.push(`binlog_format is ${format}: SET GLOBAL binlog_format = 'ROW' (and binlog_format = ROW in my.cnf)`);
   const grants = (await ask(connection, 'SHOW GRANTS')).map((r) => String(Object.values(r)[0])).join('\n').toUpperCase();
   const all = /GRANT ALL PRIVILEGES ON \*\.\*/.test(grants);
   const rights: string[] = [];
@@ -45,7 +53,7 @@ export async function checkServer(connection: MysqlConnection, log: (message: st
   if (missing.length > 0) throw new CacheopsStreamError(`change stream: the server cannot stream changes: ${missing.join('; ')}`);
   const mariadb = /mariadb/i.test(String(v?.['version']));
   const image = String(v?.['image']);
-  if (image !== 'FULL') {
+  if (image !== BINLOG_GRANULAR_SETTINGS.binlog_row_image) {
     const why = `binlog_row_image is ${image}`;
     log(`change stream: ${why}: row images lack columns, so every change invalidates its whole model. ` +
       "For granular invalidation: SET GLOBAL binlog_row_image = 'FULL' (and binlog_row_image = FULL in my.cnf)");

@@ -21,7 +21,7 @@ import {
   checkWalLevel, connectPg, createSlot, defaultSlot, dropSlot, ensurePublication, slotState,
   tablesWithoutFullIdentity, tryLease, type PgClient,
 } from './pg-server';
-import { emptyStats, everything, modelsByTable, pause, type ChangeSource, type ChangeStreamStats } from './source';
+import { emptyStats, everything, modelsByTable, pause, runSessions, warnOnce, type ChangeSource, type ChangeStreamStats } from './source';
 
 export { APPLIED_EVENT, DECODED_EVENT } from './pg-apply';
 
@@ -66,36 +66,15 @@ export class PgChangeStream implements ChangeSource {
       this.settle = (error) => (error ? reject(error) : resolve());
     });
     this.ready.catch(() => undefined); // told through the logger too; awaiting it is optional
-    this.running = this.loop();
+    this.running = runSessions({
+      signal: this.abort.signal, stats: this.stats, warned: this.warned, retryMs: RETRY_MS,
+      session: () => this.session(), disconnect: () => this.disconnect(), settle: (error) => this.settle(error), log: this.log,
+      warning: 'change stream: PostgreSQL connection failed; retrying', reading: 'from PostgreSQL',
+    });
   }
 
   private get log(): (message: string, error?: unknown) => void {
     return this.core.config.logger;
-  }
-
-  private async loop(): Promise<void> {
-    const { signal } = this.abort;
-    while (!signal.aborted) {
-      try {
-        await this.session();
-      } catch (error) {
-        if (signal.aborted) break;
-        if (error instanceof CacheopsStreamError) {
-          this.log(error.message);
-          this.stats.role = 'off';
-          this.settle(error);
-          return;
-        }
-        if (!this.warned.connection) this.log('change stream: PostgreSQL connection failed; retrying', error);
-        this.warned.connection = true;
-        // The first attempt decides what changeStreamReady says; the stream keeps retrying.
-        this.settle(new CacheopsStreamError(`change stream: cannot read from PostgreSQL yet (${(error as Error).message}); retrying every ${RETRY_MS} ms`, { cause: error }));
-        this.stats.role = 'standby';
-      } finally {
-        await this.disconnect();
-      }
-      await pause(RETRY_MS, signal);
-    }
   }
 
   /** The stream first (the server releases the slot), then the lease. */
@@ -149,8 +128,8 @@ export class PgChangeStream implements ChangeSource {
     }
     if (signal.aborted) return;
     const applier = new StreamApplier(this.core, this.options, this.stats, client, stream,
-      (lagMs) => this.warnOnce('lag', lagMs > this.options.lagWarningMs,
-        `change stream: ${lagMs} ms from commit to invalidation (lagWarningMs ${this.options.lagWarningMs})`));
+      (lagMs) => warnOnce(this.warned, 'lag', lagMs > this.options.lagWarningMs,
+        `change stream: ${lagMs} ms from commit to invalidation (lagWarningMs ${this.options.lagWarningMs})`, this.log));
     await this.startStream(client, stream, applier);
     this.stats.role = 'consumer';
     this.settle();
@@ -248,13 +227,8 @@ export class PgChangeStream implements ChangeSource {
     if (!state.exists || state.lost) throw new Error(`replication slot ${this.slot} is ${state.exists ? 'lost' : 'gone'}`);
     this.stats.retainedBytes = state.retainedBytes;
     const retained = state.retainedBytes ?? 0;
-    this.warnOnce('retained', retained > this.options.retainedWarningBytes,
-      `change stream: slot ${this.slot} retains ${retained} bytes of WAL (retainedWarningBytes ${this.options.retainedWarningBytes})`);
-  }
-
-  private warnOnce(kind: 'lag' | 'retained', over: boolean, message: string): void {
-    if (over && !this.warned[kind]) this.log(message);
-    this.warned[kind] = over;
+    warnOnce(this.warned, 'retained', retained > this.options.retainedWarningBytes,
+      `change stream: slot ${this.slot} retains ${retained} bytes of WAL (retainedWarningBytes ${this.options.retainedWarningBytes})`, this.log);
   }
 
   async close(): Promise<void> {

@@ -75,11 +75,17 @@ export function setupStatements(slot: string, publication: string): string {
   return `CREATE PUBLICATION ${publication} FOR ALL TABLES; SELECT pg_create_logical_replication_slot('${slot}', 'pgoutput');`;
 }
 
+/**
+ * The server settings the start check requires, by name (docker-compose.yml is
+ * tested against this list, so that the two cannot drift apart).
+ */
+export const PG_REQUIRED_SETTINGS = { wal_level: 'logical' } as const;
+
 /** wal_level must be logical: a plain error saying how to set it. */
 export async function checkWalLevel(client: PgClient): Promise<void> {
   const { rows } = await client.query('SHOW wal_level');
   const level = String(rows[0]?.['wal_level']);
-  if (level !== 'logical') {
+  if (level !== PG_REQUIRED_SETTINGS.wal_level) {
     throw new CacheopsStreamError(`change stream: the server runs with wal_level=${level}; it needs wal_level=logical ` +
       "(ALTER SYSTEM SET wal_level = 'logical', then restart PostgreSQL)");
   }

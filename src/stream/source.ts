@@ -4,6 +4,7 @@
  */
 import type { Model, ModelStatic } from 'sequelize';
 import type { CacheopsCore, InvalidationItem } from '../core/cacheops-core';
+import { CacheopsStreamError } from '../core/errors';
 import { tableOf } from '../core/tables';
 
 /** `consumer`: this process reads the stream; `standby`: another one does; `off`: no stream. */
@@ -56,4 +57,62 @@ export function pause(ms: number, signal: AbortSignal): Promise<void> {
     timer.unref();
     signal.addEventListener('abort', done);
   });
+}
+
+/** What runSessions needs of a consumer: its state, its one session, and how it words a failure. */
+export interface SessionLoop {
+  readonly signal: AbortSignal;
+  readonly stats: ChangeStreamStats;
+  /** `connection`: the failure warning was logged; the session sets it false once connected. */
+  readonly warned: { connection: boolean };
+  readonly retryMs: number;
+  /** Connects, stands by or consumes; returns when the signal fires, throws when the session ends otherwise. */
+  session(): Promise<void>;
+  /** Closes what the session opened, however it ended. */
+  disconnect(): Promise<void>;
+  settle(error?: Error): void;
+  log(message: string, error?: unknown): void;
+  /** Logged once for a run of failed sessions. */
+  readonly warning: string;
+  /** The database the stream reads, as changeStreamReady names it while sessions fail. */
+  readonly reading: string;
+  /** A session ended on purpose (the lease lost, a position reset): the next one starts without a warning. */
+  restart?(error: unknown): boolean;
+}
+
+/**
+ * Runs sessions one after another until the signal fires: a CacheopsStreamError
+ * (the server cannot stream) turns the stream off for good; any other failure
+ * is warned about once and retried every retryMs.
+ */
+export async function runSessions(s: SessionLoop): Promise<void> {
+  while (!s.signal.aborted) {
+    try {
+      await s.session();
+    } catch (error) {
+      if (s.signal.aborted) break;
+      if (error instanceof CacheopsStreamError) {
+        s.log(error.message);
+        s.stats.role = 'off';
+        s.settle(error);
+        return;
+      }
+      if (!s.restart?.(error)) {
+        if (!s.warned.connection) s.log(s.warning, error);
+        s.warned.connection = true;
+        // The first attempt decides what changeStreamReady says; the stream keeps retrying.
+        s.settle(new CacheopsStreamError(`change stream: cannot read ${s.reading} yet (${(error as Error).message}); retrying every ${s.retryMs} ms`, { cause: error }));
+      }
+    } finally {
+      await s.disconnect();
+    }
+    if (s.stats.role === 'consumer') s.stats.role = 'standby';
+    await pause(s.retryMs, s.signal);
+  }
+}
+
+/** Logs message when a measure goes over its threshold, once until it is back under. */
+export function warnOnce<K extends string>(warned: Record<K, boolean>, kind: K, over: boolean, message: string, log: (message: string) => void): void {
+  if (over && !warned[kind]) log(message);
+  warned[kind] = over;
 }
