@@ -12,12 +12,13 @@ import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import fc from 'fast-check';
-import { DataTypes, Sequelize, type Model, type ModelStatic } from 'sequelize';
-import { CacheopsStreamError, installCacheops, type Cacheops, type InvalidatedEvent } from '../src/index';
+import { DataTypes, Sequelize } from 'sequelize';
+import { CacheopsStreamError, installCacheops, type InvalidatedEvent } from '../src/index';
 import { dialects, makeSequelize, redisUrl, uniquePrefix } from './helpers/env';
 import { mariadbUnavailable, startPrivateMariadb, type MariaConnection, type PrivateMariadb } from './helpers/private-mariadb';
 import { startPrivateRedis } from './helpers/private-redis';
 import { defineItem } from './helpers/stream-models';
+import { cached, installStreamApp, isHit, msUntil, nameOf, percentile, type StreamApp } from './helpers/stream-app';
 import { checkStatsCommand, checkStatsWithoutConsumer } from './helpers/stream-stats';
 import { lagOf, MARIADB_APPLIED_EVENT } from '../src/stream/mariadb-consumer';
 
@@ -42,16 +43,7 @@ test.after.always(async () => {
   await server?.stop();
 });
 
-interface App {
-  readonly sequelize: Sequelize;
-  readonly Item: ModelStatic<Model>;
-  readonly cacheops: Cacheops;
-  readonly events: InvalidatedEvent[];
-  readonly logs: string[];
-  readonly table: string;
-  readonly prefix: string;
-  close(): Promise<void>;
-}
+type App = StreamApp;
 
 let counter = 0;
 
@@ -61,61 +53,13 @@ function sequelizeOf(): Sequelize {
 
 async function makeApp(opts: { table?: string; prefix?: string; seed?: boolean; redis?: string; stream?: Record<string, unknown> } = {}): Promise<App> {
   counter += 1;
-  const table = opts.table ?? `items_${counter}`;
-  const prefix = opts.prefix ?? uniquePrefix('mdbstream');
-  const sequelize = sequelizeOf();
-  const Item = defineItem(sequelize, table);
-  if (opts.seed !== false) {
-    await Item.sync({ force: true });
-    await Item.bulkCreate([{ name: 'a', n: 1 }, { name: 'b', n: 2 }, { name: 'c', n: 3 }]);
-  }
-  const logs: string[] = [];
-  const cacheops = installCacheops(sequelize, {
-    redis: opts.redis ?? redisUrl, prefix, profiles: { Item: { ops: 'all' } },
+  return installStreamApp(sequelizeOf(), {
+    table: opts.table ?? `items_${counter}`, prefix: opts.prefix ?? uniquePrefix('mdbstream'),
+    ...(opts.redis ? { redis: opts.redis } : {}), ...(opts.seed === false ? { seed: false } : {}),
     changeStream: { handoverMs: 200, ...opts.stream },
-    logger: (m) => { logs.push(m); },
   });
-  const events: InvalidatedEvent[] = [];
-  cacheops.on('invalidated', (e) => events.push(e));
-  await cacheops.changeStreamReady();
-  return {
-    sequelize, Item, cacheops, events, logs, table, prefix,
-    async close() {
-      await cacheops.invalidateAll().catch(() => undefined);
-      await cacheops.close();
-      await sequelize.close();
-    },
-  };
 }
 
-const nameOf = async (app: App, id: number): Promise<unknown> => ((await app.Item.findOne({ where: { id } })) as unknown as { name: string } | null)?.name;
-
-async function msUntil(read: () => Promise<unknown>, expected: unknown, limitMs = 1000): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < limitMs) {
-    if ((await read()) === expected) return Date.now() - start;
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  return Infinity;
-}
-
-/** Reads twice: the second must be a hit. */
-async function cached(app: App, read: () => Promise<unknown>): Promise<unknown> {
-  await read();
-  const hits = app.cacheops.stats().hits;
-  const value = await read();
-  if (app.cacheops.stats().hits !== hits + 1) throw new Error('the read was not served from the cache');
-  return value;
-}
-
-/** Whether a read is served from the cache (a hit). */
-async function isHit(app: App, read: () => Promise<unknown>): Promise<boolean> {
-  const hits = app.cacheops.stats().hits;
-  await read();
-  return app.cacheops.stats().hits === hits + 1;
-}
-
-const percentile = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
 
 /** Waits until the stream has acknowledged everything written so far (a marker row seen). */
 async function settled(app: App): Promise<void> {

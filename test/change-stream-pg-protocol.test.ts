@@ -8,12 +8,12 @@
  * longer than its own delivery.
  */
 import test from 'ava';
-import type { Model, ModelStatic, Sequelize } from 'sequelize';
-import { installCacheops, type Cacheops, type InvalidatedEvent } from '../src/index';
+import { installCacheops, type InvalidatedEvent } from '../src/index';
 import { dialects, redisUrl, uniquePrefix } from './helpers/env';
 import { Client, startPrivatePostgres, type PgClient, type PrivatePostgres } from './helpers/private-postgres';
 import { startPrivateRedis } from './helpers/private-redis';
 import { defineItem, privateSequelize } from './helpers/stream-models';
+import { installStreamApp, type StreamApp } from './helpers/stream-app';
 
 const run = dialects().includes('postgres') ? test.serial : test.serial.skip;
 const DB = 'proto';
@@ -33,28 +33,13 @@ test.after.always(async () => {
   await server?.stop();
 });
 
-interface App {
-  readonly sequelize: Sequelize;
-  readonly Item: ModelStatic<Model>;
-  readonly cacheops: Cacheops;
-  readonly events: InvalidatedEvent[];
-  readonly logs: string[];
-}
+type App = StreamApp;
 
 async function makeApp(table: string, slot: string, redis: string, prefix: string, seed: boolean): Promise<App> {
-  const sequelize = privateSequelize(server.port, DB);
-  const Item = defineItem(sequelize, table);
-  if (seed) {
-    await Item.sync({ force: true });
-    await sequelize.query(`ALTER TABLE "${table}" REPLICA IDENTITY FULL`);
-    await Item.bulkCreate([{ name: 'a', n: 1 }, { name: 'b', n: 2 }, { name: 'c', n: 3 }]);
-  }
-  const logs: string[] = [];
-  const events: InvalidatedEvent[] = [];
-  const cacheops = installCacheops(sequelize, { redis, prefix, profiles: { Item: { ops: 'all' } }, changeStream: { slot }, logger: (m) => { logs.push(m); } });
-  cacheops.on('invalidated', (e) => events.push(e));
-  await cacheops.changeStreamReady();
-  return { sequelize, Item, cacheops, events, logs };
+  return installStreamApp(privateSequelize(server.port, DB), {
+    table, prefix, redis, seed, changeStream: { slot },
+    prepare: async (sequelize, t) => { await sequelize.query(`ALTER TABLE "${t}" REPLICA IDENTITY FULL`); },
+  });
 }
 
 async function writer(): Promise<PgClient> {

@@ -10,12 +10,13 @@ import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import fc from 'fast-check';
-import { DataTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
-import { CacheopsStreamError, installCacheops, type Cacheops, type InvalidatedEvent } from '../src/index';
+import { DataTypes } from 'sequelize';
+import { CacheopsStreamError, installCacheops, type InvalidatedEvent } from '../src/index';
 import { dialects, makeSequelize, redisUrl, uniquePrefix } from './helpers/env';
 import { startPrivatePostgres, type PgClient, type PrivatePostgres } from './helpers/private-postgres';
 import { startPrivateRedis } from './helpers/private-redis';
 import { defineItem, privateSequelize } from './helpers/stream-models';
+import { cached, installStreamApp, msUntil, nameOf, percentile, type StreamApp } from './helpers/stream-app';
 import { checkStatsCommand, checkStatsWithoutConsumer } from './helpers/stream-stats';
 
 const run = dialects().includes('postgres') ? test.serial : test.serial.skip;
@@ -42,16 +43,8 @@ async function appClient(): Promise<PgClient> {
   return c;
 }
 
-interface App {
-  readonly sequelize: Sequelize;
-  readonly Item: ModelStatic<Model>;
-  readonly cacheops: Cacheops;
-  readonly events: InvalidatedEvent[];
-  readonly logs: string[];
-  readonly table: string;
+interface App extends StreamApp {
   readonly slot: string;
-  readonly prefix: string;
-  close(): Promise<void>;
 }
 
 let counter = 0;
@@ -59,33 +52,14 @@ let counter = 0;
 /** A table of its own (FULL or DEFAULT identity), rows 1..3, cacheops with the stream on its own slot. */
 async function makeApp(t: { log(...a: unknown[]): void }, opts: { identity?: 'full' | 'default'; redis?: string; slot?: string; table?: string; prefix?: string; stream?: Record<string, unknown>; seed?: boolean } = {}): Promise<App> {
   counter += 1;
-  const table = opts.table ?? `items_${counter}`;
   const slot = opts.slot ?? `s_${counter}_${process.pid}`;
-  const prefix = opts.prefix ?? uniquePrefix('pgstream');
-  const sequelize = privateSequelize(server.port, DB);
-  const Item = defineItem(sequelize, table);
-  if (opts.seed !== false) {
-    await Item.sync({ force: true });
-    if (opts.identity !== 'default') await sequelize.query(`ALTER TABLE "${table}" REPLICA IDENTITY FULL`);
-    await Item.bulkCreate([{ name: 'a', n: 1 }, { name: 'b', n: 2 }, { name: 'c', n: 3 }]);
-  }
-  const logs: string[] = [];
-  const cacheops = installCacheops(sequelize, {
-    redis: opts.redis ?? redisUrl, prefix, profiles: { Item: { ops: 'all' } },
+  const app = await installStreamApp(privateSequelize(server.port, DB), {
+    table: opts.table ?? `items_${counter}`, prefix: opts.prefix ?? uniquePrefix('pgstream'),
+    ...(opts.redis ? { redis: opts.redis } : {}), ...(opts.seed === false ? { seed: false } : {}),
+    prepare: async (sequelize, table) => { if (opts.identity !== 'default') await sequelize.query(`ALTER TABLE "${table}" REPLICA IDENTITY FULL`); },
     changeStream: { slot, pollIntervalMs: 20, handoverMs: 200, ...opts.stream },
-    logger: (m) => { logs.push(m); },
   });
-  const events: InvalidatedEvent[] = [];
-  cacheops.on('invalidated', (e) => events.push(e));
-  await cacheops.changeStreamReady();
-  return {
-    sequelize, Item, cacheops, events, logs, table, slot, prefix,
-    async close() {
-      await cacheops.invalidateAll().catch(() => undefined);
-      await cacheops.close();
-      await sequelize.close();
-    },
-  };
+  return { ...app, slot };
 }
 
 /** Drops the slot, ending the walsender that streams it first (a running consumer's slot is always active). */
@@ -101,28 +75,6 @@ async function dropSlot(slot: string): Promise<void> {
   }
 }
 
-const nameOf = async (app: App, id: number): Promise<unknown> => ((await app.Item.findOne({ where: { id } })) as unknown as { name: string } | null)?.name;
-
-/** Reads until `expected`; milliseconds it took (Infinity past the limit). */
-async function msUntil(read: () => Promise<unknown>, expected: unknown, limitMs = 1000): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < limitMs) {
-    if ((await read()) === expected) return Date.now() - start;
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  return Infinity;
-}
-
-/** Reads twice: the second must be a hit (the value is cached). */
-async function cached(app: App, read: () => Promise<unknown>): Promise<unknown> {
-  await read();
-  const hits = app.cacheops.stats().hits;
-  const value = await read();
-  if (app.cacheops.stats().hits !== hits + 1) throw new Error('the read was not served from the cache');
-  return value;
-}
-
-const percentile = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
 
 run('writes by a plain pg client and by psql are seen by cached reads within 1 s', async (t) => {
   const app = await makeApp(t);

@@ -8,6 +8,12 @@
  * insert the expired entries at the least recently used end are dropped, and
  * at most once a second (on an insert) all expired entries are, so expired
  * entries do not wait for the count bound to push them out.
+ *
+ * A removal callback (the constructor's second argument) hears of every entry
+ * that leaves other than by clear(), with the reason, so a structure built
+ * beside the map (the near cache's dependency index) leaves with it. An
+ * entry's size may change in place (resize): the near cache counts a decoded
+ * value it keeps beside an entry's bytes.
  */
 
 /** How often an insert may sweep every expired entry (ms). */
@@ -19,9 +25,15 @@ export interface LruLimits {
   readonly maxBytes?: number;
 }
 
+/** Why an entry left: pushed out by a bound, met past its expiry, delete(), or set() again under its key. */
+export type LruRemoval = 'evicted' | 'expired' | 'deleted' | 'replaced';
+
+/** Hears of each entry that leaves the map (not of clear()); it must not change the map. */
+export type LruOnRemove<K, V> = (key: K, value: V, reason: LruRemoval) => void;
+
 interface Slot<V> {
   readonly value: V;
-  readonly size: number;
+  size: number;
   /** Date.now() past which the entry is not returned (Infinity: never). */
   readonly expires: number;
 }
@@ -36,7 +48,7 @@ export class LruMap<K, V> {
   /** Entries dropped to stay within the bounds (expired ones not counted). */
   evictions = 0;
 
-  constructor(readonly limits: LruLimits) {}
+  constructor(readonly limits: LruLimits, private readonly onRemove?: LruOnRemove<K, V>) {}
 
   get size(): number {
     return this.slots.size;
@@ -54,10 +66,17 @@ export class LruMap<K, V> {
     this.slots.delete(key);
     if (slot.expires <= now) {
       this.used -= slot.size;
+      this.onRemove?.(key, slot.value, 'expired');
       return undefined;
     }
     this.slots.set(key, slot);
     return slot.value;
+  }
+
+  /** The value when present and not expired, without marking it used. */
+  peek(key: K, now = Date.now()): V | undefined {
+    const slot = this.slots.get(key);
+    return slot !== undefined && slot.expires > now ? slot.value : undefined;
   }
 
   /** Whether a live entry is there, without marking it used. */
@@ -70,7 +89,7 @@ export class LruMap<K, V> {
   set(key: K, value: V, options: { readonly size?: number; readonly expires?: number } = {}): void {
     const size = options.size ?? 0;
     const expires = options.expires ?? Infinity;
-    this.delete(key);
+    this.remove(key, 'replaced');
     const now = Date.now();
     if (expires <= now || (this.limits.maxBytes !== undefined && size > this.limits.maxBytes)) return;
     this.slots.set(key, { value, size, expires });
@@ -80,14 +99,26 @@ export class LruMap<K, V> {
     this.evictPastLimits();
   }
 
-  delete(key: K): boolean {
+  /**
+   * Sets an entry's size in place, keeping its recency, then drops what the
+   * bounds say (which may be the entry itself when it is the least recently
+   * used). False, and nothing changed, when the entry is not there or the size
+   * alone is past the byte bound.
+   */
+  resize(key: K, size: number): boolean {
     const slot = this.slots.get(key);
-    if (slot === undefined) return false;
-    this.slots.delete(key);
-    this.used -= slot.size;
+    if (slot === undefined || (this.limits.maxBytes !== undefined && size > this.limits.maxBytes)) return false;
+    this.used += size - slot.size;
+    slot.size = size;
+    this.evictPastLimits();
     return true;
   }
 
+  delete(key: K): boolean {
+    return this.remove(key, 'deleted');
+  }
+
+  /** Drops every entry, without calling the removal callback. */
   clear(): void {
     this.slots.clear();
     this.used = 0;
@@ -111,7 +142,17 @@ export class LruMap<K, V> {
       }
       this.slots.delete(key);
       this.used -= slot.size;
+      this.onRemove?.(key, slot.value, 'expired');
     }
+  }
+
+  private remove(key: K, reason: LruRemoval): boolean {
+    const slot = this.slots.get(key);
+    if (slot === undefined) return false;
+    this.slots.delete(key);
+    this.used -= slot.size;
+    this.onRemove?.(key, slot.value, reason);
+    return true;
   }
 
   private evictPastLimits(): void {
@@ -119,7 +160,7 @@ export class LruMap<K, V> {
     while (this.slots.size > this.limits.maxEntries || this.used > maxBytes) {
       const oldest = this.slots.keys().next();
       if (oldest.done) return;
-      this.delete(oldest.value);
+      this.remove(oldest.value, 'evicted');
       this.evictions += 1;
     }
   }

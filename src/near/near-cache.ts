@@ -9,7 +9,11 @@
  * value (for reads whose codec can copy it, see ValueCodec.copy): hits then
  * hand out copies of it, never the kept value itself, so a caller mutating
  * what it got can never change what the next caller gets.
+ *
+ * Recency, the bounds and expiry are core/lru.ts's LruMap; its removal
+ * callback keeps the dependency index in step with whatever leaves.
  */
+import { LruMap } from '../core/lru';
 import type { NearLimits } from '../core/memory-limits';
 
 /** Bookkeeping bytes counted per entry on top of the value and key lengths. */
@@ -42,98 +46,78 @@ export interface KeptValue {
 const KEPT_BYTES_FACTOR = 3;
 
 export class NearCache {
-  /** Insertion order is recency order: the first entry is the least recently used. */
-  private readonly entries = new Map<string, NearEntry>();
+  private readonly entries: LruMap<string, NearEntry>;
   /** Dependency key -> entries listing it (only for entries with deps beyond their own key). */
   private readonly byDep = new Map<string, Set<string>>();
-  private used = 0;
-  evictions = 0;
 
-  constructor(readonly limits: NearLimits) {}
+  constructor(readonly limits: NearLimits) {
+    this.entries = new LruMap<string, NearEntry>(limits, (key, entry) => this.unindex(key, entry));
+  }
 
   get size(): number {
     return this.entries.size;
   }
 
   get bytes(): number {
-    return this.used;
+    return this.entries.bytes;
+  }
+
+  /** Entries dropped to stay within the bounds. */
+  get evictions(): number {
+    return this.entries.evictions;
   }
 
   /** The entry when present and not expired; marks it most recently used. */
   get(key: string, now: number): NearEntry | undefined {
-    const entry = this.entries.get(key);
-    if (entry === undefined) return undefined;
-    if (entry.expires <= now) {
-      this.remove(entry);
-      return undefined;
-    }
-    this.entries.delete(key);
-    this.entries.set(key, entry);
-    return entry;
+    return this.entries.get(key, now);
   }
 
   set(key: string, bytes: Buffer, deps: readonly string[], admitted: number, ttlMs: number): void {
     const size = bytes.length + key.length + deps.reduce((n, d) => n + d.length, 0) + ENTRY_OVERHEAD;
-    const old = this.entries.get(key);
-    if (old) this.remove(old);
-    if (size > this.limits.maxBytes || ttlMs <= 0) return;
+    if (size > this.limits.maxBytes || ttlMs <= 0) {
+      this.entries.delete(key);
+      return;
+    }
     const entry: NearEntry = { key, bytes, deps, admitted, expires: admitted + ttlMs, size };
-    this.entries.set(key, entry);
-    this.used += size;
+    this.entries.set(key, entry, { size, expires: entry.expires });
+    // Indexed once held (the entry it replaced is unindexed by then); an entry expired on arrival is not held.
+    if (deps.length === 0 || this.entries.peek(key, -Infinity) !== entry) return;
     for (const dep of deps) {
       let set = this.byDep.get(dep);
       if (!set) this.byDep.set(dep, (set = new Set()));
       set.add(key);
     }
-    this.evictPastLimits();
-  }
-
-  private evictPastLimits(): void {
-    while (this.entries.size > this.limits.maxEntries || this.used > this.limits.maxBytes) {
-      const oldest = this.entries.values().next();
-      if (oldest.done) break;
-      this.remove(oldest.value);
-      this.evictions += 1;
-    }
   }
 
   /** Keeps the decoded value of an entry still held, counting its room (an estimate) against the bytes bound. */
   keep(entry: NearEntry, kept: KeptValue): void {
-    if (this.entries.get(entry.key) !== entry) return;
-    const extra = entry.kept ? 0 : entry.bytes.length * KEPT_BYTES_FACTOR;
-    if (entry.size + extra > this.limits.maxBytes) return;
+    if (this.entries.peek(entry.key, -Infinity) !== entry) return;
+    const size = entry.size + (entry.kept ? 0 : entry.bytes.length * KEPT_BYTES_FACTOR);
+    if (size > this.limits.maxBytes) return;
     entry.kept = kept;
-    entry.size += extra;
-    this.used += extra;
-    this.evictPastLimits();
+    entry.size = size;
+    this.entries.resize(entry.key, size);
   }
 
   /** Drops whatever depends on this Redis key (an invalidation message named it). */
   drop(redisKey: string): void {
-    const own = this.entries.get(redisKey);
-    if (own) this.remove(own);
+    this.entries.delete(redisKey);
     const dependents = this.byDep.get(redisKey);
     if (dependents) {
-      for (const key of [...dependents]) {
-        const entry = this.entries.get(key);
-        if (entry) this.remove(entry);
-      }
+      for (const key of [...dependents]) this.entries.delete(key);
     }
   }
 
   clear(): void {
     this.entries.clear();
     this.byDep.clear();
-    this.used = 0;
   }
 
-  private remove(entry: NearEntry): void {
-    this.entries.delete(entry.key);
-    this.used -= entry.size;
+  private unindex(key: string, entry: NearEntry): void {
     for (const dep of entry.deps) {
       const set = this.byDep.get(dep);
       if (!set) continue;
-      set.delete(entry.key);
+      set.delete(key);
       if (set.size === 0) this.byDep.delete(dep);
     }
   }

@@ -29,15 +29,38 @@ export function pgConfig(core: CacheopsCore, options: NormalizedStreamOptions): 
   return { ...config, application_name: 'cacheops-stream' };
 }
 
-/** A connected client of its own (the `pg` package Sequelize uses), in UTC with ISO dates. */
+/**
+ * A connected client of its own (the `pg` package Sequelize uses), in UTC with
+ * ISO dates, whose queries run one after another (serialized).
+ */
 export async function connectPg(core: CacheopsCore, options: NormalizedStreamOptions, onError: (error: Error) => void): Promise<PgClient> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const pg = require('pg') as PgModule;
-  const client = new pg.Client(pgConfig(core, options));
+  const client = serialized(new pg.Client(pgConfig(core, options)));
   client.on('error', onError);
   await client.connect();
   await client.query("SET DateStyle = 'ISO'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'");
   return client;
+}
+
+/**
+ * The client with each query sent only once the one before it has settled.
+ * The consumer's slot check (a timer) and the applier's visibility question
+ * share one client and may ask at once; `pg` deprecates a query sent while
+ * another runs on the same client (8.19 on) and pg 9 refuses it.
+ */
+export function serialized(client: PgClient): PgClient {
+  let last: Promise<unknown> = Promise.resolve();
+  return {
+    query(sql, params) {
+      const run = last.then(() => (params === undefined ? client.query(sql) : client.query(sql, params)));
+      last = run.catch(() => undefined);
+      return run;
+    },
+    connect: () => client.connect(),
+    end: () => client.end(),
+    on: (event, listener) => client.on(event, listener),
+  };
 }
 
 export function defaultSlot(core: CacheopsCore): string {

@@ -9,6 +9,7 @@ import { basename } from 'node:path';
 import IORedis from 'ioredis';
 import { Sequelize, type Options } from 'sequelize';
 import { inAvaWorker, removeKeysAfterFile } from './keys-cleanup';
+import { guardPgOverlaps } from './pg-serial';
 
 export type Dialect = 'sqlite' | 'postgres' | 'mysql';
 
@@ -32,6 +33,7 @@ export const runTag = tagPart(process.env['TEST_RUN_TAG'] ?? '') || 'dev';
 process.env['TEST_FILE_TAG'] ??= randomBytes(3).toString('hex');
 export const filePrefixStart = `t-${runTag}-${tagPart(process.env['TEST_FILE_TAG'])}-`;
 if (inAvaWorker()) removeKeysAfterFile(redisUrl, filePrefixStart);
+guardPgOverlaps();
 
 /** A unique key prefix for one test (no braces, ends with ':'). */
 export function uniquePrefix(label: string): string {

@@ -85,8 +85,11 @@ export function getter(model: ModelName, id: number, method: string, build: (r: 
       const options = { ...build(real(w)), transaction, ...(o.cached ? {} : { cacheops: false }) };
       const args: unknown[] = [options];
       if (targets) {
-        const values = await Promise.all(targets.ids.map(async (t) => (targets.instances
-          ? await w.m[targets.model].findByPk(t, { transaction, paranoid: false, cacheops: false } as never) ?? t : t)));
+        // One after another: on a transaction's connection, queries sent at once overlap on one pg client.
+        const values: unknown[] = [];
+        for (const t of targets.ids) {
+          values.push(targets.instances ? await w.m[targets.model].findByPk(t, { transaction, paranoid: false, cacheops: false } as never) ?? t : t);
+        }
         args.unshift(targets.list ? values : values[0]);
       }
       const result = await (inst as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[method]!(...args);

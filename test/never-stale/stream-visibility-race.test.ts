@@ -13,6 +13,7 @@
  * before the read of 2, whose store is then allowed: the old row stays cached
  * after the change (asserted stale). With it the stream waits for 3 before
  * invalidating, so the stored old row is dropped and the next read is fresh.
+ * The steps and assertions: helpers/stream-race.ts.
  */
 import test from 'ava';
 import type { Model, ModelStatic } from 'sequelize';
@@ -21,6 +22,7 @@ import { APPLIED_EVENT, DECODED_EVENT } from '../../src/stream/pg-consumer';
 import { dialects, redisUrl, uniquePrefix } from '../helpers/env';
 import { Client, startPrivatePostgres, type PgClient, type PrivatePostgres } from '../helpers/private-postgres';
 import { defineItem, privateSequelize } from '../helpers/stream-models';
+import { assertRace, holdReadAssert, type RaceResult } from '../helpers/stream-race';
 
 const run = dialects().includes('postgres') ? test.serial : test.serial.skip;
 let server: PrivatePostgres;
@@ -37,9 +39,7 @@ test.after.always(async () => {
   await server?.stop();
 });
 
-const once = (emitter: { once(e: string, f: () => void): unknown }, event: string): Promise<void> => new Promise((r) => emitter.once(event, () => r()));
-
-async function scenario(awaitVisibility: boolean, label: string): Promise<{ read: unknown; hit: boolean; decodedBeforeVisible: boolean }> {
+async function scenario(awaitVisibility: boolean, label: string): Promise<RaceResult> {
   const table = `race_${label}`;
   const sequelize = privateSequelize(server.port, 'race');
   const Item: ModelStatic<Model> = defineItem(sequelize, table);
@@ -52,31 +52,20 @@ async function scenario(awaitVisibility: boolean, label: string): Promise<{ read
   });
   const writer: PgClient = new Client({ host: '127.0.0.1', port: server.port, user: 'postgres', database: 'race' });
   const observer: PgClient = new Client({ host: '127.0.0.1', port: server.port, user: 'postgres', database: 'race' });
-  const name = async (): Promise<unknown> => ((await Item.findOne({ where: { id: 1 } })) as unknown as { name: string }).name;
   try {
     await cacheops.changeStreamReady();
     await writer.connect();
     await observer.connect();
     const pid = (await writer.query('SELECT pg_backend_pid() AS pid')).rows[0]!['pid'];
+    // Committed locally, then waiting for the standby: decodable, not visible until the wait is cancelled.
     await writer.query('SET synchronous_commit = on');
-    const decoded = once(cacheops.core.events, DECODED_EVENT);
-    const invalidated = awaitVisibility ? undefined : once(cacheops.core.events, 'invalidated');
-    // 1. Committed locally, waiting for the standby: decodable, not visible.
-    const writing = writer.query(`UPDATE "${table}" SET name = 'new' WHERE id = 1`);
-    await decoded;
-    await invalidated;
-    const seen = (await observer.query(`SELECT name FROM "${table}" WHERE id = 1`)).rows[0]!['name'];
-    // 2. A reader: misses, reads the old row, stores it.
-    await name();
-    // 3. The UPDATE becomes visible; the stream settles.
-    const applied = once(cacheops.core.events, APPLIED_EVENT);
-    await observer.query('SELECT pg_cancel_backend($1)', [pid]);
-    await writing;
-    if (awaitVisibility) await applied;
-    else await new Promise((r) => setTimeout(r, 200));
-    const hits = cacheops.stats().hits;
-    const read = await name();
-    return { read, hit: cacheops.stats().hits === hits + 1, decodedBeforeVisible: seen === 'old' };
+    return await holdReadAssert(cacheops, Item, awaitVisibility, {
+      decodedEvent: DECODED_EVENT,
+      appliedEvent: APPLIED_EVENT,
+      write: () => writer.query(`UPDATE "${table}" SET name = 'new' WHERE id = 1`),
+      observe: async () => (await observer.query(`SELECT name FROM "${table}" WHERE id = 1`)).rows[0]!['name'],
+      release: async () => { await observer.query('SELECT pg_cancel_backend($1)', [pid]); },
+    });
   } finally {
     await writer.end();
     await observer.end();
@@ -87,14 +76,9 @@ async function scenario(awaitVisibility: boolean, label: string): Promise<{ read
 }
 
 run('without the visibility wait, a reader stores the old row after the stream invalidated it (the race exists)', async (t) => {
-  const r = await scenario(false, 'off');
-  t.true(r.decodedBeforeVisible, 'the stream decoded the UPDATE while other sessions still saw the old row');
-  t.is(r.read, 'old', 'stale');
-  t.true(r.hit, 'served from the cache');
+  assertRace(t, await scenario(false, 'off'), false);
 });
 
 run('with the visibility wait (the default), the old row stored meanwhile is invalidated once the UPDATE is visible', async (t) => {
-  const r = await scenario(true, 'on');
-  t.true(r.decodedBeforeVisible);
-  t.is(r.read, 'new');
+  assertRace(t, await scenario(true, 'on'), true);
 });
