@@ -19,7 +19,7 @@ import { parseEvent, rowImages, type TableMap } from './mariadb-binlog';
 import { ask, connectMysql, startDump, type DumpStart, type MysqlConnection } from './mariadb-dump';
 import { StreamLease, type StoredPosition } from './mariadb-lease';
 import { BinlogTransaction, tablesOfStatement, type CoveredTable } from './mariadb-rows';
-import { checkServer, currentPosition, mysqlConfig, retainedBytes, tableColumns, untilCommitted, type ServerFacts } from './mariadb-server';
+import { checkServer, currentPosition, mysqlConfig, retainedBytes, tableColumns, untilAllCommitted, untilCommitted, type ServerFacts } from './mariadb-server';
 import { UnknownSize, type SchemaColumn, type WallOffset } from './mariadb-values';
 import type { NormalizedStreamOptions } from '../core/stream-options';
 import { emptyStats, everything, modelsByTable, pause, runSessions, warnOnce, type ChangeSource, type ChangeStreamStats } from './source';
@@ -321,11 +321,10 @@ export class MariadbChangeStream implements ChangeSource {
     if (changed.length > 0) {
       this.core.events.emit(MARIADB_DECODED_EVENT, { transactions: changed.length });
       if (!visibilityTesting.skipWait) {
-        for (const { tx, gtid } of changed) {
-          // A write of this process whose COMMIT returned is visible (`writes: 'stream'`).
-          if (!tx.target || (gtid !== undefined && this.core.committedHere?.([gtid]))) continue;
-          if (!(await untilCommitted(control, tx.target.schema, tx.target.table, tx.target.key))) late.push(tx);
-        }
+        // A write of this process whose COMMIT returned is visible (`writes: 'stream'`).
+        const waiting = changed.filter(({ tx, gtid }) => tx.target !== undefined && !(gtid !== undefined && this.core.committedHere?.([gtid])));
+        const notSeen = new Set(await untilAllCommitted(control, waiting.map(({ tx }) => tx.target!)));
+        for (const { tx } of waiting) if (notSeen.has(tx.target!)) late.push(tx);
       }
       const items = changed.flatMap(({ tx }) => tx.items());
       while (!(await this.core.invalidateNow(items))) {
