@@ -83,6 +83,9 @@ export function openExample(options: ExampleOptions = {}): ExampleInstallation {
       Comment: { ops: ['fetch', 'count'], timeout: 600 },
       Author: { ops: 'just_enable', timeout: 300 }, // manual caching only: see /authors
     },
+    // On a file, a write by another program (the sqlite3 shell, a script) is seen too:
+    // SQLite's data_version is polled and every cached table invalidated on a change.
+    changeStream: true,
   });
   return { sequelize, cacheops, models };
 }
