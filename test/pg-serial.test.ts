@@ -9,7 +9,7 @@
  */
 import test from 'ava';
 import { serialized } from '../src/stream/pg-server';
-import { DataTypes } from 'sequelize';
+import { DataTypes, type Model } from 'sequelize';
 import { dialects, makeSequelize } from './helpers/env';
 import { allowOverlaps } from './helpers/pg-serial';
 import { Client } from './helpers/private-postgres';
@@ -46,7 +46,7 @@ run('a serialized client answers queries asked at once, one after another, each 
   }
 });
 
-run('reads sent at once in one transaction are seen; Sequelize\'s own BelongsToMany set updating through rows is left out', async (t) => {
+run('reads sent at once in one transaction are seen; Sequelize\'s own BelongsToMany set and individualHooks update are left out', async (t) => {
   const sequelize = await makeSequelize('postgres', __filename);
   const Item = sequelize.define('SerialItem', { name: DataTypes.STRING });
   const Label = sequelize.define('SerialLabel', { name: DataTypes.STRING });
@@ -68,6 +68,14 @@ run('reads sent at once in one transaction are seen; Sequelize\'s own BelongsToM
     }));
     t.deepEqual(own, []);
     t.deepEqual((await Tag.findAll()).map((r) => r.get('weight')), [2, 2, 2, 2], 'the set ran (its updates overlapped)');
+    // Model.update with individualHooks whose hooks make the rows' values differ saves each
+    // instance at once (a Promise.all in Sequelize's model.js).
+    Label.addHook('beforeUpdate', (label: Model) => { label.set('name', `renamed-${String(label.get('id'))}`); });
+    const hooked = await allowOverlaps(() => sequelize.transaction(async (transaction) => {
+      await Label.update({ name: 'renamed' }, { where: {}, individualHooks: true, transaction });
+    }));
+    t.deepEqual(hooked, []);
+    t.deepEqual((await Label.findAll({ order: [['id', 'ASC']] })).map((r) => r.get('name')), labels.map((l) => `renamed-${String(l.get('id'))}`));
   } finally {
     await sequelize.drop();
     await sequelize.close();

@@ -9,8 +9,9 @@
  *
  * Left out: Sequelize 6's own overlaps, which no caller can change
  * (BelongsToMany and HasMany set/add updating rows at once, findAndCountAll's
- * count and rows, and the library's findAndCountAll fast path that reads both
- * at once the same way).
+ * count and rows, `Model.update`/`destroy` with `individualHooks` and any
+ * other `Promise.all` in Sequelize's sources, and the library's
+ * findAndCountAll fast path that reads both at once the same way).
  *
  * Installed by env.ts, so every test file that uses a database has it.
  */
@@ -22,6 +23,20 @@ interface PgClientInternals {
 
 /** Sequelize's own overlaps (see above), by their frames in the stack. */
 const SEQUELIZE_OWN = /[\\/]associations[\\/](belongs-to-many|has-many)\.js|findAndCountAll|FindAndCountAll/;
+
+/**
+ * Whether the queries were sent at once by a `Promise.all` of Sequelize's own
+ * code (`Model.update` / `Model.destroy` with `individualHooks` save or
+ * destroy each instance at once, among others): the frame that awaits the
+ * Promise.all is in Sequelize's sources.
+ */
+function sentBySequelize(stack: string): boolean {
+  const lines = stack.split('\n');
+  const at = lines.findIndex((l) => /\bPromise\.(all|allSettled)\b/.test(l));
+  if (at < 0) return false;
+  const caller = lines.slice(at + 1).find((l) => /^\s*at /.test(l));
+  return caller !== undefined && /node_modules[\\/]sequelize[\\/]/.test(caller);
+}
 
 /** Overlaps seen while allowOverlaps runs (the guard's own test provokes one). */
 let allowed: string[] | undefined;
@@ -49,7 +64,7 @@ export function guardPgOverlaps(): void {
       Error.stackTraceLimit = 60; // far enough to see who sent the queries at once
       const stack = new Error('a query was sent on a pg client while others were there (serialize them: await each)').stack ?? '';
       Error.stackTraceLimit = limit;
-      if (!SEQUELIZE_OWN.test(stack)) {
+      if (!SEQUELIZE_OWN.test(stack) && !sentBySequelize(stack)) {
         if (allowed) allowed.push(stack);
         else process.nextTick(() => { throw new Error(stack); });
       }
