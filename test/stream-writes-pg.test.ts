@@ -38,7 +38,7 @@ test.after.always(async () => {
 });
 
 test('config: writes is sync or stream, and stream needs the change stream', (t) => {
-  const sequelize = new Sequelize('sqlite::memory:', { logging: false });
+  const sequelize = new Sequelize({ dialect: 'sqlite', storage: ':memory:', logging: false });
   const bad = (config: Record<string, unknown>, key: string): void => {
     const error = t.throws(() => installCacheops(sequelize, { redis: redisUrl, ...config } as never), { instanceOf: CacheopsConfigError });
     t.true(error!.message.includes(key), error!.message);
@@ -50,7 +50,7 @@ test('config: writes is sync or stream, and stream needs the change stream', (t)
 });
 
 test('SQLite: writes stream falls back to the synchronous path, said once', async (t) => {
-  const sequelize = new Sequelize('sqlite::memory:', { logging: false });
+  const sequelize = new Sequelize({ dialect: 'sqlite', storage: ':memory:', logging: false });
   const Item = defineItem(sequelize, 'items');
   await Item.sync();
   await Item.create({ name: 'a', n: 1 });
