@@ -5,7 +5,6 @@
  */
 import test from 'ava';
 import { checkStreamDialect } from '../src/core/stream-options';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { DataTypes, Sequelize } from 'sequelize';
 import sqlite3 from 'sqlite3';
 import { installCacheops } from '../src/index';
 import { redisUrl, uniquePrefix } from './helpers/env';
+import { shellWrite } from './helpers/sqlite-shell';
 
 const POLL_MS = 100;
 
@@ -95,8 +95,9 @@ test.serial('a write by another process (the sqlite3 command line) is seen withi
     await new Promise((r) => setTimeout(r, POLL_MS * 2));
     t.is(await count(), 1);
     t.is(await count(), 1);
-    // A busy timeout, as any writer sharing the file needs (readers hold the lock for moments).
-    execFileSync('sqlite3', ['-cmd', '.timeout 5000', s.file, "INSERT INTO Items (name, n) VALUES ('cli', 2)"]);
+    // A busy timeout, as any writer sharing the file needs (readers hold the lock for moments);
+    // SQLite answers "locked" without waiting when waiting could deadlock: tried again then.
+    shellWrite(s.file, "INSERT INTO Items (name, n) VALUES ('cli', 2)");
     const ms = await msUntil(count, 2, 1000);
     t.log(`sqlite3 process: seen after ${ms} ms`);
     t.true(ms <= 1000);

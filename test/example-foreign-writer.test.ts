@@ -7,18 +7,17 @@
  * application in between.
  */
 import test from 'ava';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startExample } from '../templates-example/server';
 import { redisUrl, uniquePrefix } from './helpers/env';
-
-const hasShell = spawnSync('sqlite3', ['-version']).status === 0;
+import { hasSqliteShell as hasShell, shellWrite } from './helpers/sqlite-shell';
 
 function foreignWrite(file: string, sql: string): void {
   if (hasShell) {
-    execFileSync('sqlite3', [file, sql]);
+    shellWrite(file, sql);
     return;
   }
   const script = `const s = require('sqlite3'); const db = new s.Database(process.argv[1]); db.exec(process.argv[2], (e) => { if (e) { console.error(e); process.exit(1); } db.close(); });`;
