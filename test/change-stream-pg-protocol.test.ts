@@ -10,7 +10,7 @@
 import test from 'ava';
 import { installCacheops, type InvalidatedEvent } from '../src/index';
 import { dialects, redisUrl, uniquePrefix } from './helpers/env';
-import { Client, startPrivatePostgres, type PgClient, type PrivatePostgres } from './helpers/private-postgres';
+import { Client, startPrivatePostgres, type PgClient, type PrivatePostgres, dropSlot } from './helpers/private-postgres';
 import { startPrivateRedis } from './helpers/private-redis';
 import { defineItem, privateSequelize } from './helpers/stream-models';
 import { installStreamApp, type StreamApp } from './helpers/stream-app';
@@ -62,18 +62,6 @@ async function currentLsn(): Promise<string> {
   return String((await admin.query('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!['l']);
 }
 
-async function dropSlot(slot: string): Promise<void> {
-  for (let i = 0; i < 100; i += 1) {
-    try {
-      await admin.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', [slot]);
-      await admin.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}
-
 const nameOf = async (app: App, id: number): Promise<unknown> => ((await app.Item.findOne({ where: { id } })) as unknown as { name: string } | null)?.name;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -119,7 +107,7 @@ run('idle for several wal_sender_timeouts: keepalives are answered, the walsende
     await w.end();
     await app.cacheops.close();
     await app.sequelize.close();
-    await dropSlot(slot);
+    await dropSlot(admin, slot);
   }
 });
 
@@ -165,7 +153,7 @@ run('Redis killed mid-stream: the slot is confirmed past a change only once Redi
     await app.cacheops.close();
     await app.sequelize.close();
     await redis.stop();
-    await dropSlot(slot);
+    await dropSlot(admin, slot);
   }
 });
 
@@ -205,7 +193,7 @@ run('a 100k-row transaction holds a small one committed after it back no longer 
     await small.end();
     await app.cacheops.close();
     await app.sequelize.close();
-    await dropSlot(slot);
+    await dropSlot(admin, slot);
   }
 });
 
@@ -228,7 +216,7 @@ run('a role without REPLICATION: changeStreamReady rejects saying what the role 
   } finally {
     await cacheops.close();
     await sequelize.close();
-    await dropSlot('norights');
+    await dropSlot(admin, 'norights');
   }
 });
 
@@ -252,6 +240,6 @@ run("the consumer's plain connection ended by the server: the session starts aga
     await w.end();
     await app.cacheops.close();
     await app.sequelize.close();
-    await dropSlot(slot);
+    await dropSlot(admin, slot);
   }
 });

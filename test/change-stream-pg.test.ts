@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import { DataTypes } from 'sequelize';
 import { CacheopsStreamError, installCacheops, type InvalidatedEvent } from '../src/index';
 import { dialects, makeSequelize, redisUrl, uniquePrefix } from './helpers/env';
-import { startPrivatePostgres, type PgClient, type PrivatePostgres } from './helpers/private-postgres';
+import { startPrivatePostgres, type PgClient, type PrivatePostgres, dropSlot } from './helpers/private-postgres';
 import { startPrivateRedis } from './helpers/private-redis';
 import { defineItem, privateSequelize } from './helpers/stream-models';
 import { cached, installStreamApp, msUntil, nameOf, percentile, type StreamApp } from './helpers/stream-app';
@@ -62,20 +62,6 @@ async function makeApp(t: { log(...a: unknown[]): void }, opts: { identity?: 'fu
   return { ...app, slot };
 }
 
-/** Drops the slot, ending the walsender that streams it first (a running consumer's slot is always active). */
-async function dropSlot(slot: string): Promise<void> {
-  for (let i = 0; i < 100; i += 1) {
-    try {
-      await admin.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', [slot]);
-      await admin.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 20)); // the walsender is still exiting
-    }
-  }
-}
-
-
 run('writes by a plain pg client and by psql are seen by cached reads within 1 s', async (t) => {
   const app = await makeApp(t);
   const writer = await appClient();
@@ -103,7 +89,7 @@ run('writes by a plain pg client and by psql are seen by cached reads within 1 s
   } finally {
     await writer.end();
     await app.close();
-    await dropSlot(app.slot);
+    await dropSlot(admin, app.slot);
   }
 });
 
@@ -138,7 +124,7 @@ run('REPLICA IDENTITY FULL: a foreign update invalidates granularly; DEFAULT: th
     } finally {
       await writer.end();
       await app.close();
-      await dropSlot(app.slot);
+      await dropSlot(admin, app.slot);
     }
   }
 });
@@ -155,7 +141,7 @@ run('TRUNCATE by another program invalidates the model', async (t) => {
   } finally {
     await writer.end();
     await app.close();
-    await dropSlot(app.slot);
+    await dropSlot(admin, app.slot);
   }
 });
 
@@ -164,7 +150,7 @@ run('a lost slot invalidates everything once, loudly, and the stream starts afre
   const writer = await appClient();
   try {
     t.is(await cached(app, () => nameOf(app, 3)), 'c');
-    await dropSlot(app.slot);
+    await dropSlot(admin, app.slot);
     // Written while no slot exists: no stream carries it.
     await writer.query(`UPDATE "${app.table}" SET name = 'unseen' WHERE id = 3`);
     t.true(await msUntil(() => nameOf(app, 3), 'unseen', 3000) <= 3000);
@@ -177,7 +163,7 @@ run('a lost slot invalidates everything once, loudly, and the stream starts afre
   } finally {
     await writer.end();
     await app.close();
-    await dropSlot(app.slot);
+    await dropSlot(admin, app.slot);
   }
 });
 
@@ -239,7 +225,7 @@ run('two application processes: one consumer; when it is killed mid-stream the o
     child.kill('SIGKILL');
     await writer.end();
     await app.close();
-    await dropSlot(slot);
+    await dropSlot(admin, slot);
   }
 });
 
@@ -266,7 +252,7 @@ run('Redis stopped mid-stream: nothing is acknowledged until it takes the invali
     await writer.end();
     await app.close();
     await redis.stop();
-    await dropSlot(app.slot);
+    await dropSlot(admin, app.slot);
   }
 });
 
@@ -284,7 +270,7 @@ run('a transaction of more rows than maxRowsForGranularWrite invalidates the mod
   } finally {
     await writer.end();
     await app.close();
-    await dropSlot(app.slot);
+    await dropSlot(admin, app.slot);
   }
 });
 
@@ -330,7 +316,7 @@ run('cacheops stream status, stats and stream drop', async (t) => {
     t.is((await cli('stream', 'bogus', '--app', fixture)).code, 2);
   } finally {
     await app.close();
-    await dropSlot(app.slot);
+    await dropSlot(admin, app.slot);
   }
 });
 
@@ -372,7 +358,7 @@ run('the rows the stream carries tokenize as the rows a read gives (every tokeni
     await cacheops.invalidateAll();
     await cacheops.close();
     await sequelize.close();
-    await dropSlot('s_typed');
+    await dropSlot(admin, 's_typed');
   }
 });
 

@@ -17,7 +17,7 @@ import { Sequelize, type Model, type ModelStatic } from 'sequelize';
 import { CacheopsConfigError, installCacheops, type Cacheops } from '../src/index';
 import { STREAM_WAITED_EVENT, type WaitOutcome } from '../src/write/stream-wait';
 import { dialects, redisUrl, uniquePrefix } from './helpers/env';
-import { startPrivatePostgres, type PgClient, type PrivatePostgres } from './helpers/private-postgres';
+import { startPrivatePostgres, type PgClient, type PrivatePostgres, dropSlot } from './helpers/private-postgres';
 import { defineItem } from './helpers/stream-models';
 
 const run = dialects().includes('postgres') ? test.serial : test.serial.skip;
@@ -108,18 +108,6 @@ async function makeApp(opts: { table: string; slot: string; prefix: string; seed
   };
 }
 
-async function dropSlot(slot: string): Promise<void> {
-  for (let i = 0; i < 100; i += 1) {
-    try {
-      await admin.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', [slot]);
-      await admin.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}
-
 function names(): { table: string; slot: string; prefix: string } {
   counter += 1;
   return { table: `sw_${counter}`, slot: `sw_${counter}_${process.pid}`, prefix: uniquePrefix(`sw${counter}`) };
@@ -169,7 +157,7 @@ run('consumer in this process: every write kind is one statement and reads its o
     t.log(`waits for the stream: median ${ms[Math.floor(ms.length / 2)]!.toFixed(1)} ms, max ${ms[ms.length - 1]!.toFixed(1)} ms`);
   } finally {
     await app.close();
-    await dropSlot(n.slot);
+    await dropSlot(admin, n.slot);
   }
 });
 
@@ -196,7 +184,7 @@ run('consumer in another process: writes resolve through Redis and read their ow
     }
   } finally {
     child.kill('SIGKILL');
-    await dropSlot(n.slot);
+    await dropSlot(admin, n.slot);
   }
 });
 
@@ -236,7 +224,7 @@ run('no consumer anywhere: the write invalidates model-wide within the bound; wr
   } finally {
     await app.close();
     await holderDb.end();
-    await dropSlot(n.slot);
+    await dropSlot(admin, n.slot);
   }
 });
 
@@ -276,7 +264,7 @@ run('transactions resolve at their commit; savepoints rolled back need nothing',
     t.is(await nameOf(Item, 3), 'r3');
   } finally {
     await app.close();
-    await dropSlot(n.slot);
+    await dropSlot(admin, n.slot);
   }
 });
 
@@ -319,6 +307,6 @@ run('never stale: concurrent cached readers, every read after a resolved write s
     t.true(outcomes.filter((o) => o === 'done').length > ROUNDS / 2);
   } finally {
     await app.close();
-    await dropSlot(n.slot);
+    await dropSlot(admin, n.slot);
   }
 });

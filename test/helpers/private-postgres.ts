@@ -89,3 +89,19 @@ export async function startPrivatePostgres(extra: readonly string[] = []): Promi
     },
   };
 }
+
+/**
+ * Drops a replication slot, ending the walsender that holds it first; tried again while that
+ * walsender is still exiting (the slot stays active for a moment), at most 100 times.
+ */
+export async function dropSlot(admin: PgClient, slot: string): Promise<void> {
+  for (let i = 0; i < 100; i += 1) {
+    try {
+      await admin.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', [slot]);
+      await admin.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
