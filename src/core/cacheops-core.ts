@@ -155,9 +155,11 @@ export class CacheopsCore {
   /**
    * `writes: 'stream'` (write/stream-wait.ts): whether all these transactions (32-bit xids, GTIDs)
    * are writes of this process whose commit has returned; the consumer then skips its
-   * visibility question (stream/pg-apply.ts).
+   * visibility question (stream/pg-apply.ts). While a write of this process awaits its
+   * reply the answer waits for that reply (bounded): the stream may bring a transaction
+   * before its writer hears of its commit.
    */
-  committedHere: ((ids: readonly (number | string)[]) => boolean) | undefined;
+  committedHere: ((ids: readonly (number | string)[]) => Promise<boolean>) | undefined;
   /** What close() stops after the change stream (the stream write mode's subscription). */
   readonly closing: (() => Promise<void>)[] = [];
   /** The installation's FastPath, set by installFastPath (query/fast-path.ts); tests and the benchmark reach it here. */

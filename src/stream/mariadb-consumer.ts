@@ -322,7 +322,10 @@ export class MariadbChangeStream implements ChangeSource {
       this.core.events.emit(MARIADB_DECODED_EVENT, { transactions: changed.length });
       if (!visibilityTesting.skipWait) {
         // A write of this process whose COMMIT returned is visible (`writes: 'stream'`).
-        const waiting = changed.filter(({ tx, gtid }) => tx.target !== undefined && !(gtid !== undefined && this.core.committedHere?.([gtid])));
+        const waiting: Committed[] = [];
+        for (const b of changed) {
+          if (b.tx.target !== undefined && !(b.gtid !== undefined && (await this.core.committedHere?.([b.gtid])) === true)) waiting.push(b);
+        }
         const notSeen = new Set(await untilAllCommitted(control, waiting.map(({ tx }) => tx.target!)));
         for (const { tx } of waiting) if (notSeen.has(tx.target!)) late.push(tx);
       }

@@ -176,16 +176,10 @@ export class StreamApplier implements ReplicationHandlers {
    * Whether every transaction of the batch is a write of this process whose
    * COMMIT (or autocommitted statement) has returned (`writes: 'stream'`,
    * write/stream-wait.ts): the server answers a commit once it is visible to
-   * new snapshots, so the visibility question is not needed. The writer's answer
-   * and the stream travel on two sockets: one turn of the event loop lets the
-   * former be read when both arrived together.
+   * new snapshots, so the visibility question is not needed.
    */
   private async committedHere(xids: readonly number[]): Promise<boolean> {
-    const known = this.core.committedHere;
-    if (!known) return false;
-    if (known(xids)) return true;
-    await new Promise((resolve) => setImmediate(resolve));
-    return known(xids);
+    return (await this.core.committedHere?.(xids)) === true;
   }
 
   /**

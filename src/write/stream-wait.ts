@@ -47,6 +47,8 @@ export type WaitOutcome = 'done' | 'timeout';
 
 /** How long a mark stays in Redis: far longer than any wait. */
 const MARK_TTL_MS = 60_000;
+/** The longest the consumer waits for replies this process awaits before it asks the server about visibility. */
+const REPLY_WAIT_MS = 20;
 /** Recent ids remembered in process memory. */
 const RECENT_IDS = 16_384;
 /** Marks each transaction (KEYS) done and announces them (ARGV: ttl, channel, ids). */
@@ -74,6 +76,9 @@ export class StreamWaits {
   /** Ids whose wait ran out: the stream is late until it reaches one of them (or a probe). */
   private readonly late = new Set<TransactionId>();
   private lateSince: number | undefined;
+  /** Autocommitted statements of this process awaiting their reply (see sending). */
+  private inFlight = 0;
+  private replyWaiters: (() => void)[] = [];
   private lastProbe = 0;
   private readonly ns: string;
   private readonly channel: string;
@@ -97,7 +102,7 @@ export class StreamWaits {
     this.channel = streamDoneChannel(this.ns, core.db);
     core.events.on(STREAM_DONE_EVENT, this.onDone);
     core.events.on(STREAM_RESET_EVENT, this.onReset);
-    core.committedHere = (ids) => ids.every((x) => this.committedIds.has(String(x)));
+    core.committedHere = (ids) => this.committedHere(ids.map(String));
     this.subscribe();
   }
 
@@ -116,8 +121,52 @@ export class StreamWaits {
    * its COMMIT returned, so it is visible to every new snapshot.
    */
   committed(xid: TransactionId): void {
+    this.replied();
+    if (this.committedIds.has(xid)) return;
     this.committedIds.add(xid);
     if (this.committedIds.size > RECENT_IDS) this.committedIds.delete(this.committedIds.values().next().value!);
+  }
+
+  /**
+   * An autocommitted statement of this process is on its way: until `end`, a
+   * transaction the stream brings may be this one, its reply not read yet.
+   */
+  sending(): () => void {
+    this.inFlight += 1;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.inFlight -= 1;
+      this.replied();
+    };
+  }
+
+  /**
+   * Whether every id is a transaction of this process whose commit returned.
+   * While statements of this process await their reply, the answer waits for
+   * them, at most REPLY_WAIT_MS: the walsender or the binlog can bring a
+   * transaction before its writer has read its reply, and waiting for that
+   * reply costs less than asking the server.
+   */
+  async committedHere(ids: readonly TransactionId[]): Promise<boolean> {
+    const known = (): boolean => ids.every((x) => this.committedIds.has(x));
+    const until = performance.now() + REPLY_WAIT_MS;
+    while (!known()) {
+      const left = until - performance.now();
+      if (this.inFlight === 0 || left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(wake, left);
+        function wake(): void { clearTimeout(timer); resolve(); }
+        this.replyWaiters.push(wake);
+      });
+    }
+    return true;
+  }
+
+  private replied(): void {
+    const waiters = this.replyWaiters.splice(0);
+    for (const wake of waiters) wake();
   }
 
   /** Waits until the stream invalidated transaction `xid`, at most waitMs. */
