@@ -330,7 +330,10 @@ export class MariadbChangeStream implements ChangeSource {
         for (const { tx } of waiting) if (notSeen.has(tx.target!)) late.push(tx);
       }
       const items = changed.flatMap(({ tx }) => tx.items());
-      while (!(await this.core.invalidateNow(items))) {
+      // Told in the invalidation's script: the writers of the visible ones (a late one is told once it is).
+      const announced = changed.filter((b) => b.gtid !== undefined && !late.includes(b.tx)).map((b) => b.gtid!);
+      const done = announced.length > 0 ? this.core.announcementFor?.(announced) : undefined;
+      while (!(await this.core.invalidateNow(items, done))) {
         // Redis is out: the position stays where it is; retried until it is back (or the stream closes).
         if (this.abort.signal.aborted) throw new Restart();
         await pause(RETRY_MS, this.abort.signal);

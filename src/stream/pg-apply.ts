@@ -157,7 +157,8 @@ export class StreamApplier implements ReplicationHandlers {
     if (items.length > 0) {
       this.core.events.emit(DECODED_EVENT, { xids: batch.xids });
       if (this.options.awaitVisibility && !(await this.committedHere(batch.xids))) await this.untilVisible(batch.xids, signal);
-      while (!signal.aborted && !(await this.core.invalidateNow(items))) await pause(RETRY_MS, signal);
+      const done = this.core.announcementFor?.(batch.xids);
+      while (!signal.aborted && !(await this.core.invalidateNow(items, done))) await pause(RETRY_MS, signal);
       if (signal.aborted) return;
     }
     this.acknowledged = batch.endLsn;
