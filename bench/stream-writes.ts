@@ -25,6 +25,7 @@ import { defineModels, seed, SIZES, type BenchModels } from './models';
 import { interleave, median, percentile, ratio, table, us } from './measure';
 import { fillUnrelated } from './saves';
 import { roundTrip, statements, statementShape, UNRELATED_WRITES, WRITE_KINDS, type WriteKind } from './writes';
+import { forgetPrefix } from './redis-probe';
 
 const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const SLOT = 'bench_streamwrites';
@@ -211,7 +212,7 @@ async function runOn(db: Database, iterations: number, redis: IORedis): Promise<
         print(`consumer ${where} (this process: ${role})`, await measure(sides, iterations, redis));
       } finally {
         for (const side of Object.values(sides)) {
-          await side.cacheops?.invalidateAll().catch(() => undefined);
+          if (side.cacheops) await forgetPrefix(side.cacheops, side.name === 'stream' ? prefix : `${prefix}sync:`);
           await side.cacheops?.close();
           await side.sequelize.close();
         }
