@@ -30,6 +30,7 @@ import { forgetPrefix } from './redis-probe';
 const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const SLOT = 'bench_streamwrites';
 const WAITED = 'changeStream:writeWaited';
+const DECODED = 'changeStream:decoded';
 /** The target of the issue: at most this much above the floor. */
 const TARGET_OVER_FLOOR = 1.1;
 
@@ -46,6 +47,10 @@ export interface StreamWriteResult {
   readonly streamSql: readonly string[];
   readonly waitP50: number;
   readonly waitP99: number;
+  /** Consumer in this process: from the wait's start (the commit returned) to the consumer decoding the transaction, p50 ms (negative: decoded first). */
+  readonly deliveryP50: number | undefined;
+  /** From the decoding to the end of the wait (visibility, the invalidation script, the announcement), p50 ms. */
+  readonly invalidationP50: number | undefined;
   readonly timeouts: number;
 }
 
@@ -71,8 +76,15 @@ const eventsOf = (cacheops: Cacheops): EventEmitter => (cacheops as unknown as {
 async function measure(sides: Record<SideName, Side>, iterations: number, redis: IORedis): Promise<StreamWriteResult[]> {
   const trip = roundTrip(redis);
   for (const side of [sides.sync, sides.stream]) await fillUnrelated({ cacheops: side.cacheops!, models: side.models }, UNRELATED_WRITES);
-  const waits: { ms: number; outcome: string }[] = [];
-  eventsOf(sides.stream.cacheops!).on(WAITED, (w: { ms: number; outcome: string }) => waits.push(w));
+  const waits: { ms: number; outcome: string; id: string; end: number }[] = [];
+  const events = eventsOf(sides.stream.cacheops!);
+  events.on(WAITED, (w: { ms: number; outcome: string; id: string }) => waits.push({ ...w, end: performance.now() }));
+  // When the consumer runs here: when each transaction was decoded (PostgreSQL: xids; MariaDB: GTIDs).
+  const decodedAt = new Map<string, number>();
+  events.on(DECODED, (d: { xids?: readonly number[]; ids?: readonly (string | undefined)[] }) => {
+    const at = performance.now();
+    for (const id of d.xids ?? d.ids ?? []) if (id !== undefined) decodedAt.set(String(id), at);
+  });
   const warmup = Math.max(10, Math.floor(iterations / 10));
   const write = writeKinds([sides.plain, sides.sync, sides.stream]);
   await write.prepare();
@@ -88,12 +100,22 @@ async function measure(sides: Record<SideName, Side>, iterations: number, redis:
     }, iterations, warmup);
     const measured = waits.splice(0).slice(-iterations);
     const ms = measured.map((w) => w.ms);
+    const delivery: number[] = [];
+    const invalidation: number[] = [];
+    for (const w of measured) {
+      const at = decodedAt.get(w.id);
+      if (at === undefined || w.outcome !== 'done') continue;
+      delivery.push(at - (w.end - w.ms));
+      invalidation.push(w.end - at);
+    }
+    decodedAt.clear();
     const syncSql = await statements(sides.sync.sequelize, () => run(sides.sync, (counter += 1)));
     const streamSql = await statements(sides.stream.sequelize, () => run(sides.stream, (counter += 1)));
     waits.length = 0;
     results.push({
       kind, plain: median(samples.plain), floor: median(samples.floor), sync: median(samples.sync), stream: median(samples.stream),
       syncSql, streamSql, waitP50: percentile(ms, 50), waitP99: percentile(ms, 99), timeouts: measured.filter((w) => w.outcome !== 'done').length,
+      deliveryP50: delivery.length > 0 ? percentile(delivery, 50) : undefined, invalidationP50: invalidation.length > 0 ? percentile(invalidation, 50) : undefined,
     });
   }
   return WRITE_KINDS.map((k) => results.find((r) => r.kind === k)!);
@@ -106,6 +128,11 @@ function print(label: string, results: readonly StreamWriteResult[]): void {
     results.map((r) => [r.kind, us(r.plain), us(r.floor), us(r.sync), us(r.stream), ratio(r.floor / r.plain), ratio(r.sync / r.plain), ratio(r.stream / r.plain),
       ratio(r.stream / r.floor), `${r.waitP50.toFixed(2)} / ${r.waitP99.toFixed(2)}`, String(r.timeouts), r.stream / r.floor <= TARGET_OVER_FLOOR ? 'PASS' : 'FAIL']),
   ));
+  const split = results.filter((r) => r.deliveryP50 !== undefined);
+  if (split.length > 0) {
+    console.log('    the wait, split where the consumer runs here (p50 ms): commit returned -> transaction decoded | decoded -> wait over; floor - plain (one Redis round trip)');
+    for (const r of split) console.log(`    ${r.kind}: ${r.deliveryP50!.toFixed(2)} | ${r.invalidationP50!.toFixed(2)}; ${((r.floor - r.plain) / 1000).toFixed(2)}`);
+  }
   for (const r of results) {
     console.log(`    ${r.kind}: sync ${r.syncSql.length} [${r.syncSql.map(statementShape).join('; ')}], stream ${r.streamSql.length} [${r.streamSql.map(statementShape).join('; ')}]`);
   }

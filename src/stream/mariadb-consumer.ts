@@ -319,7 +319,7 @@ export class MariadbChangeStream implements ChangeSource {
     const changed = batch.filter((b) => !b.tx.empty);
     const late: BinlogTransaction[] = [];
     if (changed.length > 0) {
-      this.core.events.emit(MARIADB_DECODED_EVENT, { transactions: changed.length });
+      this.core.events.emit(MARIADB_DECODED_EVENT, { transactions: changed.length, ids: changed.map((b) => b.gtid) });
       if (!visibilityTesting.skipWait) {
         // A write of this process whose COMMIT returned is visible (`writes: 'stream'`).
         const waiting: Committed[] = [];

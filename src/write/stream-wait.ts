@@ -44,7 +44,7 @@ export const STREAM_DONE_EVENT = 'changeStream:done';
  * covered once 'end' comes.
  */
 export const STREAM_RESET_EVENT = 'changeStream:reset';
-/** Emitted after each wait of a write, `{ ms, outcome }` (bench, tests). */
+/** Emitted after each wait of a write, `{ ms, outcome, id }` (bench, tests). */
 export const STREAM_WAITED_EVENT = 'changeStream:writeWaited';
 
 export type WaitOutcome = 'done' | 'timeout';
@@ -178,7 +178,7 @@ export class StreamWaits {
   wait(xid: TransactionId): Promise<WaitOutcome> {
     const started = performance.now();
     const report = (outcome: WaitOutcome): WaitOutcome => {
-      if (this.core.events.listenerCount(STREAM_WAITED_EVENT) > 0) this.core.events.emit(STREAM_WAITED_EVENT, { ms: performance.now() - started, outcome });
+      if (this.core.events.listenerCount(STREAM_WAITED_EVENT) > 0) this.core.events.emit(STREAM_WAITED_EVENT, { ms: performance.now() - started, outcome, id: xid });
       return outcome;
     };
     if (this.recent.has(xid)) return Promise.resolve(report('done'));
