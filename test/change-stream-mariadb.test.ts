@@ -368,7 +368,7 @@ run('cacheops stream status, stats and stream drop (forget the position)', async
     const refused = await cli('stream', 'drop', '--app', fixture);
     t.is(refused.code, 1);
     t.regex(refused.err, /has a consumer/);
-    // Closed without invalidateAll, which would remove the position with every other key of the prefix.
+    // Closed: the consumer lets its lease go; the position stays until `stream drop`.
     await app.cacheops.close();
     await app.sequelize.close();
     await checkStatsWithoutConsumer(t, cli, fixture);

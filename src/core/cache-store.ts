@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { endpointOf, isCluster, scanAll, type RedisClient, type ScriptCommands } from './redis';
-import { conjKey, conjPrefix, epochsKey, fenceKey, escapeKeyPart, genKey, indexKey, indexPrefix, lockKey, namespace, schemesKey, shardOf, simpleKey, valueKey, allKeysPattern, hashText } from './keys';
+import { conjKey, conjPrefix, epochsKey, fenceKey, escapeKeyPart, genKey, indexKey, indexPrefix, lockKey, namespace, schemesKey, shardOf, simpleKey, valueKey, allKeysPattern, hashText, isStreamKey } from './keys';
 import type { Conj } from './tree';
 import { CacheopsRedisError, type CacheopsPermissionError } from './errors';
 import { isPermissionError } from './permissions';
@@ -497,7 +497,9 @@ export class CacheStore {
     }
     let deleted = 0;
     const unlink = async (node: (typeof nodes)[number], keys: string[]): Promise<void> => {
-      const victims = keys.filter((k) => !k.endsWith('}:epochs'));
+      // The epochs only move; the change stream's lease and position are not cached data: deleting them
+      // would stop a running consumer and restart it at the binlog's end, its waiting writes unannounced.
+      const victims = keys.filter((k) => !k.endsWith('}:epochs') && !isStreamKey(k));
       if (victims.length === 0) return;
       // One round trip per SCAN page; one UNLINK per key, since on a cluster a page spans slots.
       const replies = await this.guard('invalidateAll', () => node.pipeline(victims.map((k) => ['unlink', k])).exec(), null);
