@@ -314,7 +314,7 @@ export class MariadbChangeStream implements ChangeSource {
     }
   }
 
-  /** Waits for visibility, invalidates, then acknowledges the last position. */
+  /** Waits for visibility, invalidates, tells the waiting writes, then acknowledges the last position. */
   private async flush(control: MysqlConnection, batch: Committed[]): Promise<void> {
     const changed = batch.filter((b) => !b.tx.empty);
     const late: BinlogTransaction[] = [];
@@ -339,12 +339,14 @@ export class MariadbChangeStream implements ChangeSource {
         await pause(RETRY_MS, this.abort.signal);
       }
     }
+    // Writes of `writes: 'stream'` waiting for these transactions (write/stream-wait.ts), once Redis took
+    // their invalidation, before the position's acknowledgement (a round trip of no concern to them);
+    // a late one is not done yet.
+    const done = batch.filter((b) => b.gtid !== undefined && !late.includes(b.tx)).map((b) => b.gtid!);
+    if (done.length > 0) this.core.events.emit(STREAM_DONE_EVENT, done);
     for (const tx of late) this.invalidateWhenCommitted(tx);
     const last = batch[batch.length - 1]!;
     if (!(await this.lease.acknowledge(last.position))) throw new Restart('the lease was lost');
-    // Writes of `writes: 'stream'` waiting for these transactions (write/stream-wait.ts); a late one is not done yet.
-    const done = batch.filter((b) => b.gtid !== undefined && !late.includes(b.tx)).map((b) => b.gtid!);
-    if (done.length > 0) this.core.events.emit(STREAM_DONE_EVENT, done);
     if (changed.length === 0) return;
     const events = changed.reduce((n, { tx }) => n + tx.events, 0);
     this.stats.events += events;

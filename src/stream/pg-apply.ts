@@ -161,6 +161,9 @@ export class StreamApplier implements ReplicationHandlers {
       while (!signal.aborted && !(await this.core.invalidateNow(items, done))) await pause(RETRY_MS, signal);
       if (signal.aborted) return;
     }
+    // Writes of `writes: 'stream'` waiting for these transactions (write/stream-wait.ts): told before
+    // the status update, whose socket write is of no concern to them.
+    this.core.events.emit(STREAM_DONE_EVENT, batch.xids);
     this.acknowledged = batch.endLsn;
     this.applying = false;
     this.ackAnnounced();
@@ -168,8 +171,6 @@ export class StreamApplier implements ReplicationHandlers {
     this.stats.events += batch.changes.events;
     this.stats.lagMs = Math.max(0, Date.now() - batch.commitTime);
     this.core.events.emit(APPLIED_EVENT, { lagMs: this.stats.lagMs, events: batch.changes.events });
-    // Writes of `writes: 'stream'` waiting for these transactions (write/stream-wait.ts).
-    this.core.events.emit(STREAM_DONE_EVENT, batch.xids);
     this.warnLag(this.stats.lagMs);
   }
 
