@@ -24,7 +24,7 @@ import { decodeRaw } from '../src/core/serialize';
 import { fromCacheable, type SelectOptions } from '../src/query/rehydrate';
 import { defineAssocModels, dropAssoc, seedAssoc, type AssocModels } from './assoc-models';
 import { openSequelize, type BenchDialect } from './models';
-import { keyStoredBy, valueKeys } from './redis-probe';
+import { forgetPrefix, keyStoredBy, valueKeys } from './redis-probe';
 import { interleave, median } from './measure';
 
 export interface AssocHitResult {
@@ -173,10 +173,7 @@ async function open(dialect: BenchDialect, storage: string | undefined, tables: 
 
 async function close(inst: Installation | undefined, redis: IORedis): Promise<void> {
   if (!inst) return;
-  await inst.cacheops.invalidateAll().catch((e: unknown) => console.error('cleanup failed:', e));
-  await redis.del(`${inst.prefix}cacheops:{0}:epochs`);
-  const left = (await valueKeys(redis, inst.prefix)).size;
-  if (left > 0) console.error(`  cleanup: ${left} cached values of ${inst.prefix} are still in Redis`);
+  await forgetPrefix(inst.cacheops, inst.prefix);
   await inst.cacheops.close();
   await inst.sequelize.close();
 }

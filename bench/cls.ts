@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { DataTypes, Sequelize, type Model, type ModelStatic } from 'sequelize';
 import { createAsyncLocalNamespace, installCacheops } from 'sequelize-cacheops';
 import { interleave, median, ratio, table, us } from './measure';
+import { forgetPrefix } from './redis-probe';
 
 export const CLS_VARIANTS = ['none', 'cls-hooked', 'async-local'] as const;
 export type ClsVariant = (typeof CLS_VARIANTS)[number];
@@ -56,7 +57,7 @@ async function measureHere(variant: ClsVariant, iterations: number): Promise<Fig
     }, iterations, Math.min(iterations, 300));
     return { hit: median(samples.hit), tx: median(samples.tx), async100: median(samples.async100) };
   } finally {
-    await cacheops.invalidateAll();
+    await forgetPrefix(cacheops, prefix);
     await cacheops.close();
     await sequelize.close();
   }

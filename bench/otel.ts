@@ -11,6 +11,7 @@ import Module from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { median, ratio, table, us } from './measure';
+import { forgetPrefix } from './redis-probe';
 
 export const OTEL_VARIANTS = ['absent', 'installed, no SDK', 'SDK registered'] as const;
 export type OtelVariant = (typeof OTEL_VARIANTS)[number];
@@ -45,7 +46,8 @@ async function measureHere(variant: OtelVariant, iterations: number): Promise<nu
   const Item = sequelize.define('Item', { name: DataTypes.STRING });
   await sequelize.sync();
   await Item.bulkCreate(Array.from({ length: 100 }, (_, i) => ({ name: `item ${i}` })));
-  const cacheops = installCacheops(sequelize, { redis: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379', prefix: `bench-otel-${randomBytes(4).toString('hex')}:`, profiles: { Item: { ops: 'all' } } });
+  const prefix = `bench-otel-${randomBytes(4).toString('hex')}:`;
+  const cacheops = installCacheops(sequelize, { redis: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379', prefix, profiles: { Item: { ops: 'all' } } });
   const wrapped = Object.prototype.hasOwnProperty.call(cacheops.core, 'readCached');
   if (wrapped !== (variant === 'SDK registered')) throw new Error(`${variant}: the installation is ${wrapped ? '' : 'not '}instrumented`);
   try {
@@ -65,7 +67,7 @@ async function measureHere(variant: OtelVariant, iterations: number): Promise<nu
     on();
     return [median(samples.traced), median(samples.plain)];
   } finally {
-    await cacheops.invalidateAll();
+    await forgetPrefix(cacheops, prefix);
     await cacheops.close();
     await sequelize.close();
   }

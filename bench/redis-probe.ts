@@ -3,7 +3,31 @@
  * stored under (SCAN on the bench's own prefix), and how many commands one
  * operation sends on the library's connection.
  */
-import type IORedis from 'ioredis';
+import IORedis from 'ioredis';
+import type { Cacheops } from 'sequelize-cacheops';
+
+/**
+ * A bench installation's prefix is never used again: after invalidateAll
+ * (which keeps the epochs hash: race protection), every key under it goes,
+ * the change stream's marks, lease and position too. Cached values that
+ * outlived invalidateAll are reported.
+ */
+export async function forgetPrefix(cacheops: Cacheops | undefined, prefix: string): Promise<void> {
+  await cacheops?.invalidateAll().catch((e: unknown) => console.error('cleanup failed:', e));
+  const redis = new IORedis(process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379');
+  try {
+    const left = (await valueKeys(redis, prefix)).size;
+    if (cacheops && left > 0) console.error(`  cleanup: ${left} cached values of ${prefix} are still in Redis`);
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix.replace(/[*?[\]\\]/g, '\\$&')}cacheops:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
 
 /** Every cached-value key (`<prefix>cacheops:{n}:q:<sha1>`) under a prefix. */
 export async function valueKeys(redis: IORedis, prefix: string): Promise<Set<string>> {

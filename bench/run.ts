@@ -46,7 +46,7 @@ import { breakdown, type Breakdown } from './breakdown';
 import { measureNearHits, measureThroughput, type NearHitResult, type ThroughputResult } from './near';
 import { measureTrackingModes, type TrackingModeResult } from './near-modes';
 import { ratio, table, us, verdict } from './measure';
-import { countCommands, valueKeys } from './redis-probe';
+import { countCommands, forgetPrefix, valueKeys } from './redis-probe';
 import { measureCls, printCls } from './cls';
 import { measureOtel, printOtel } from './otel';
 import { measureAssocHits, type AssocHitResult } from './assoc';
@@ -104,11 +104,7 @@ async function teardown(s: Setup | undefined, dropDb: boolean, raw: IORedis): Pr
   if (!s) return;
   // Before invalidateAll: dropping a table is a write the library invalidates for (a new epoch).
   if (dropDb) await dropTables(s.models).catch((e: unknown) => console.error('dropping the bench tables failed:', e));
-  await s.cacheops.invalidateAll().catch((e: unknown) => console.error('cleanup failed:', e));
-  // invalidateAll keeps the epochs hash (race protection); this prefix is never used again.
-  await raw.del(`${s.prefix}cacheops:{0}:epochs`);
-  const left = (await valueKeys(raw, s.prefix)).size;
-  if (left > 0) console.error(`  cleanup: ${left} cached values of ${s.prefix} are still in Redis`);
+  await forgetPrefix(s.cacheops, s.prefix);
   await s.cacheops.close();
   await s.sequelize.close();
 }
@@ -218,8 +214,7 @@ async function runWrites(dialect: BenchDialect): Promise<WriteResult[]> {
   } finally {
     if (dialect !== 'sqlite') await dropTables(plain.models).catch((e: unknown) => console.error('dropping the bench tables failed:', e));
     if (cacheops) {
-      await cacheops.invalidateAll().catch((e: unknown) => console.error('cleanup failed:', e));
-      await raw.del(`${prefix}cacheops:{0}:epochs`);
+      await forgetPrefix(cacheops, prefix);
       await cacheops.close();
     }
     raw.disconnect();

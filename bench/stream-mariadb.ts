@@ -9,6 +9,7 @@ import { DataTypes, Sequelize, type Model, type ModelStatic } from 'sequelize';
 import { installCacheops } from 'sequelize-cacheops';
 import { mariadbUnavailable, startPrivateMariadb, type MariaConnection, type PrivateMariadb } from '../test/helpers/private-mariadb';
 import { costs, lagAt, sustained, SEEDED_ROWS, type Costs, type ForeignWriter, type LagResult, type StreamApp, type SustainedResult } from './stream-measure';
+import { forgetPrefix } from './redis-probe';
 
 const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 
@@ -89,7 +90,7 @@ export async function runMariadbStream(writes: number, seconds: number, costRoun
     return { version, lags, sustained: rates, costs: measured };
   } finally {
     const cleanup = await openApp(server, prefix, false).catch(() => undefined);
-    await cleanup?.cacheops.invalidateAll().catch(() => undefined);
+    await forgetPrefix(cleanup?.cacheops, prefix);
     await cleanup?.close();
     await server.stop();
   }

@@ -24,11 +24,13 @@ import { mariadbUnavailable, startPrivateMariadb } from '../test/helpers/private
 import { defineModels, seed, SIZES, type BenchModels } from './models';
 import { interleave, median, percentile, ratio, table, us } from './measure';
 import { fillUnrelated } from './saves';
-import { roundTrip, statements, statementShape, UNRELATED_WRITES, WRITE_KINDS, type WriteKind } from './writes';
+import { roundTrip, statements, statementShape, UNRELATED_WRITES, WRITE_KINDS, WRITE_ORDER, writeKinds, type WriteKind } from './writes';
+import { forgetPrefix } from './redis-probe';
 
 const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const SLOT = 'bench_streamwrites';
 const WAITED = 'changeStream:writeWaited';
+const DECODED = 'changeStream:decoded';
 /** The target of the issue: at most this much above the floor. */
 const TARGET_OVER_FLOOR = 1.1;
 
@@ -45,6 +47,10 @@ export interface StreamWriteResult {
   readonly streamSql: readonly string[];
   readonly waitP50: number;
   readonly waitP99: number;
+  /** Consumer in this process: from the wait's start (the commit returned) to the consumer decoding the transaction, p50 ms (negative: decoded first). */
+  readonly deliveryP50: number | undefined;
+  /** From the decoding to the end of the wait (visibility, the invalidation script, the announcement), p50 ms. */
+  readonly invalidationP50: number | undefined;
   readonly timeouts: number;
 }
 
@@ -70,52 +76,46 @@ const eventsOf = (cacheops: Cacheops): EventEmitter => (cacheops as unknown as {
 async function measure(sides: Record<SideName, Side>, iterations: number, redis: IORedis): Promise<StreamWriteResult[]> {
   const trip = roundTrip(redis);
   for (const side of [sides.sync, sides.stream]) await fillUnrelated({ cacheops: side.cacheops!, models: side.models }, UNRELATED_WRITES);
-  const waits: { ms: number; outcome: string }[] = [];
-  eventsOf(sides.stream.cacheops!).on(WAITED, (w: { ms: number; outcome: string }) => waits.push(w));
+  const waits: { ms: number; outcome: string; id: string; end: number }[] = [];
+  const events = eventsOf(sides.stream.cacheops!);
+  events.on(WAITED, (w: { ms: number; outcome: string; id: string }) => waits.push({ ...w, end: performance.now() }));
+  // When the consumer runs here: when each transaction was decoded (PostgreSQL: xids; MariaDB: GTIDs).
+  const decodedAt = new Map<string, number>();
+  events.on(DECODED, (d: { xids?: readonly number[]; ids?: readonly (string | undefined)[] }) => {
+    const at = performance.now();
+    for (const id of d.xids ?? d.ids ?? []) if (id !== undefined) decodedAt.set(String(id), at);
+  });
   const warmup = Math.max(10, Math.floor(iterations / 10));
-  const third = Math.floor(SIZES.categories / 3);
-  const saved = new Map<Side, Model>();
-  const created = new Map<Side, Model[]>();
-  const destroyed = new Map<Side, number>();
-  const run: Record<WriteKind, (side: Side, n: number) => Promise<unknown>> = {
-    'save': (side, n) => { const post = saved.get(side)!; post.set('title', `Saved ${n}`); return post.save(); },
-    'update by pk': (side, n) => side.models.Post.update({ title: `Updated ${n}` }, { where: { id: 10 + side.index } }),
-    'mass update (20 rows)': (side, n) => side.models.Post.update({ views: 2000 + n }, { where: { categoryId: 1 + (n % third) + side.index * third } }),
-    'create': async (side, n) => { created.get(side)!.push(await side.models.Post.create({ title: `Created ${n}`, views: 3000 + n, categoryId: 1, authorId: 1 })); },
-    'destroy': async (side) => {
-      const i = destroyed.get(side) ?? 0;
-      destroyed.set(side, i + 1);
-      const row = created.get(side)![i];
-      if (!row) throw new Error('no created row left to destroy');
-      await row.destroy();
-    },
-  };
-  const all = [sides.plain, sides.sync, sides.stream];
-  for (const side of all) {
-    const post = await side.models.Post.findByPk(1 + side.index, { cacheops: false } as never);
-    if (!post) throw new Error('the post to save is missing');
-    saved.set(side, post);
-    created.set(side, []);
-  }
+  const write = writeKinds([sides.plain, sides.sync, sides.stream]);
+  await write.prepare();
   const results: StreamWriteResult[] = [];
   let counter = 0;
-  const order: WriteKind[] = ['save', 'update by pk', 'mass update (20 rows)', 'create', 'destroy'];
-  for (const kind of order) {
-    const write = run[kind];
+  for (const kind of WRITE_ORDER) {
+    const run = write.run[kind];
     const samples = await interleave({
-      plain: () => write(sides.plain, (counter += 1)),
-      floor: async () => { await write(sides.plain, (counter += 1)); await trip(); },
-      sync: () => write(sides.sync, (counter += 1)),
-      stream: () => write(sides.stream, (counter += 1)),
+      plain: () => run(sides.plain, (counter += 1)),
+      floor: async () => { await run(sides.plain, (counter += 1)); await trip(); },
+      sync: () => run(sides.sync, (counter += 1)),
+      stream: () => run(sides.stream, (counter += 1)),
     }, iterations, warmup);
     const measured = waits.splice(0).slice(-iterations);
     const ms = measured.map((w) => w.ms);
-    const syncSql = await statements(sides.sync.sequelize, () => write(sides.sync, (counter += 1)));
-    const streamSql = await statements(sides.stream.sequelize, () => write(sides.stream, (counter += 1)));
+    const delivery: number[] = [];
+    const invalidation: number[] = [];
+    for (const w of measured) {
+      const at = decodedAt.get(w.id);
+      if (at === undefined || w.outcome !== 'done') continue;
+      delivery.push(at - (w.end - w.ms));
+      invalidation.push(w.end - at);
+    }
+    decodedAt.clear();
+    const syncSql = await statements(sides.sync.sequelize, () => run(sides.sync, (counter += 1)));
+    const streamSql = await statements(sides.stream.sequelize, () => run(sides.stream, (counter += 1)));
     waits.length = 0;
     results.push({
       kind, plain: median(samples.plain), floor: median(samples.floor), sync: median(samples.sync), stream: median(samples.stream),
       syncSql, streamSql, waitP50: percentile(ms, 50), waitP99: percentile(ms, 99), timeouts: measured.filter((w) => w.outcome !== 'done').length,
+      deliveryP50: delivery.length > 0 ? percentile(delivery, 50) : undefined, invalidationP50: invalidation.length > 0 ? percentile(invalidation, 50) : undefined,
     });
   }
   return WRITE_KINDS.map((k) => results.find((r) => r.kind === k)!);
@@ -128,6 +128,11 @@ function print(label: string, results: readonly StreamWriteResult[]): void {
     results.map((r) => [r.kind, us(r.plain), us(r.floor), us(r.sync), us(r.stream), ratio(r.floor / r.plain), ratio(r.sync / r.plain), ratio(r.stream / r.plain),
       ratio(r.stream / r.floor), `${r.waitP50.toFixed(2)} / ${r.waitP99.toFixed(2)}`, String(r.timeouts), r.stream / r.floor <= TARGET_OVER_FLOOR ? 'PASS' : 'FAIL']),
   ));
+  const split = results.filter((r) => r.deliveryP50 !== undefined);
+  if (split.length > 0) {
+    console.log('    the wait, split where the consumer runs here (p50 ms): commit returned -> transaction decoded | decoded -> wait over; floor - plain (one Redis round trip)');
+    for (const r of split) console.log(`    ${r.kind}: ${r.deliveryP50!.toFixed(2)} | ${r.invalidationP50!.toFixed(2)}; ${((r.floor - r.plain) / 1000).toFixed(2)}`);
+  }
   for (const r of results) {
     console.log(`    ${r.kind}: sync ${r.syncSql.length} [${r.syncSql.map(statementShape).join('; ')}], stream ${r.streamSql.length} [${r.streamSql.map(statementShape).join('; ')}]`);
   }
@@ -167,24 +172,12 @@ export async function runStreamWritesBench(iterations: number, redis: IORedis): 
 }
 
 async function runOn(db: Database, iterations: number, redis: IORedis): Promise<void> {
-  let stop: (() => Promise<void>) | undefined;
+  const server = db === 'postgres' ? await startPrivatePostgres() : await startPrivateMariadb();
+  const port = server.port;
   try {
-    let port: number;
-    if (db === 'postgres') {
-      const server = await startPrivatePostgres();
-      stop = () => server.stop();
-      port = server.port;
-      const admin = await server.client();
-      await admin.query('CREATE DATABASE bench');
-      await admin.end();
-    } else {
-      const server = await startPrivateMariadb();
-      stop = () => server.stop();
-      port = server.port;
-      const admin = await server.client();
-      await admin.query('CREATE DATABASE bench');
-      await admin.end();
-    }
+    const admin: { query(sql: string): Promise<unknown>; end(): Promise<unknown> } = await server.client();
+    await admin.query('CREATE DATABASE bench');
+    await admin.end();
     const seeding = openOn(db, port);
     const models = defineModels(seeding);
     await seed(models);
@@ -211,7 +204,7 @@ async function runOn(db: Database, iterations: number, redis: IORedis): Promise<
         print(`consumer ${where} (this process: ${role})`, await measure(sides, iterations, redis));
       } finally {
         for (const side of Object.values(sides)) {
-          await side.cacheops?.invalidateAll().catch(() => undefined);
+          if (side.cacheops) await forgetPrefix(side.cacheops, side.name === 'stream' ? prefix : `${prefix}sync:`);
           await side.cacheops?.close();
           await side.sequelize.close();
         }
@@ -219,7 +212,7 @@ async function runOn(db: Database, iterations: number, redis: IORedis): Promise<
       }
     }
   } finally {
-    await stop?.();
+    await server.stop();
   }
 }
 

@@ -18,6 +18,7 @@ import { Client, startPrivatePostgres, type PgClient, type PrivatePostgres } fro
 import { percentile, table, us } from './measure';
 import { runMariadbStream } from './stream-mariadb';
 import { costs, lagAt, sustained, SEEDED_ROWS, type Costs, type ForeignWriter, type LagResult, type StreamApp, type SustainedResult } from './stream-measure';
+import { forgetPrefix } from './redis-probe';
 
 const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 /** Foreign UPDATEs per lag measurement (BENCH_STREAM_WRITES). */
@@ -38,12 +39,15 @@ function defineOther(sequelize: Sequelize): ModelStatic<Model> {
   return sequelize.define('Other', { name: DataTypes.STRING, n: DataTypes.INTEGER }, { tableName: 'bench_stream_other', timestamps: false });
 }
 
+const PG_PREFIX = `bench-stream-${process.pid}:`;
+const SQLITE_PREFIX = `bench-sqlite-stream-${process.pid}:`;
+
 async function pgApp(server: PrivatePostgres, stream: false | Record<string, unknown>): Promise<{ sequelize: Sequelize; Item: ModelStatic<Model>; cacheops: Cacheops }> {
   const sequelize = new Sequelize('bench', 'postgres', '', { host: '127.0.0.1', port: server.port, dialect: 'postgres', logging: false });
   const Item = defineItem(sequelize);
   defineOther(sequelize);
   const cacheops = installCacheops(sequelize, {
-    redis: redisUrl, prefix: `bench-stream-${process.pid}:`, profiles: { Item: { ops: 'all' }, Other: { ops: 'all' } },
+    redis: redisUrl, prefix: PG_PREFIX, profiles: { Item: { ops: 'all' }, Other: { ops: 'all' } },
     changeStream: stream === false ? false : { slot: 'bench', ...stream }, logger: () => undefined,
   });
   await cacheops.changeStreamReady();
@@ -105,7 +109,7 @@ async function sqliteLag(): Promise<LagResult> {
   const Item = defineItem(sequelize);
   await sequelize.sync({ force: true });
   await Item.create({ name: 'a', n: 0 });
-  const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: `bench-sqlite-stream-${process.pid}:`, profiles: { Item: { ops: 'all' } }, changeStream: true });
+  const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: SQLITE_PREFIX, profiles: { Item: { ops: 'all' } }, changeStream: true });
   await new Promise((r) => setTimeout(r, 300));
   const db = new sqlite3.Database(file);
   const lags: number[] = [];
@@ -125,7 +129,7 @@ async function sqliteLag(): Promise<LagResult> {
     else lags.push(Math.max(0, at - t0));
   }
   await new Promise<void>((resolve) => db.close(() => resolve()));
-  await cacheops.invalidateAll();
+  await forgetPrefix(cacheops, SQLITE_PREFIX);
   await cacheops.close();
   await sequelize.close();
   rmSync(dir, { recursive: true, force: true });
@@ -174,6 +178,7 @@ async function runPg(): Promise<PgResults | undefined> {
     const measured = await costs((on) => pgOpen(server, on), COST_ROUNDS, 300);
     return { lags, sustained: rates, costs: measured, big: await pgBigTransaction(server) };
   } finally {
+    await forgetPrefix(undefined, PG_PREFIX);
     await server.stop();
   }
 }

@@ -51,6 +51,53 @@ export interface WriteSide {
   readonly models: BenchModels;
 }
 
+/** Destroys remove the rows the creates made: create runs first (and once more for the statement count). */
+export const WRITE_ORDER: readonly WriteKind[] = ['save', 'update by pk', 'mass update (20 rows)', 'create', 'destroy'];
+
+/**
+ * The write kinds, each side on rows of its own: side i saves post 1 + i,
+ * updates post 10 + i, mass-updates the posts of the i-th part of the
+ * categories, and destroys the rows it created.
+ */
+export function writeKinds<S extends WriteSide>(sides: readonly S[]): {
+  prepare(): Promise<void>;
+  readonly run: Record<WriteKind, (side: S, n: number) => Promise<unknown>>;
+} {
+  const part = Math.floor(SIZES.categories / sides.length);
+  const index = (side: S): number => sides.indexOf(side);
+  const saved = new Map<S, Model>();
+  const created = new Map<S, Model[]>(sides.map((side) => [side, []]));
+  const destroyed = new Map<S, number>(sides.map((side) => [side, 0]));
+  return {
+    async prepare() {
+      for (const side of sides) {
+        const post = await side.models.Post.findByPk(1 + index(side), { cacheops: false } as never);
+        if (!post) throw new Error('the post to save is missing');
+        saved.set(side, post);
+      }
+    },
+    run: {
+      'save': (side, n) => {
+        const post = saved.get(side)!;
+        post.set('title', `Saved ${n}`);
+        return post.save();
+      },
+      'update by pk': (side, n) => side.models.Post.update({ title: `Updated ${n}` }, { where: { id: 10 + index(side) } }),
+      'mass update (20 rows)': (side, n) => side.models.Post.update({ views: 2000 + n }, { where: { categoryId: 1 + (n % part) + index(side) * part } }),
+      'create': async (side, n) => {
+        created.get(side)!.push(await side.models.Post.create({ title: `Created ${n}`, views: 3000 + n, categoryId: 1, authorId: 1 }));
+      },
+      'destroy': async (side) => {
+        const i = destroyed.get(side)!;
+        destroyed.set(side, i + 1);
+        const row = created.get(side)![i];
+        if (!row) throw new Error('no created row left to destroy');
+        await row.destroy();
+      },
+    },
+  };
+}
+
 /** The statements fn sends through Sequelize's logging, shortened to their first words. */
 export async function statements(sequelize: Sequelize, fn: () => Promise<unknown>): Promise<string[]> {
   const seen: string[] = [];
@@ -102,59 +149,20 @@ export async function measureWrites(
   const trip = roundTrip(redis);
   await fillUnrelated({ cacheops: cached.cacheops, models: cached.models }, UNRELATED_WRITES);
   const warmup = Math.max(10, Math.floor(iterations / 10));
-  const half = SIZES.categories / 2;
-  // Each side has its own post, categories and created rows (the floor writes those of `plain`).
-  const sideIndex = (side: WriteSide): number => (side === plain ? 0 : 1);
-  const saved = new Map<WriteSide, Model>();
-  const created = new Map<WriteSide, Model[]>([[plain, []], [cached, []]]);
-  const destroyed = new Map<WriteSide, number>([[plain, 0], [cached, 0]]);
-  const kinds: Record<WriteKind, Kind> = {
-    'save': {
-      prepare: async (side) => {
-        const post = await side.models.Post.findByPk(1 + sideIndex(side), { cacheops: false } as never);
-        if (!post) throw new Error('the post to save is missing');
-        saved.set(side, post);
-      },
-      run: (side, n) => {
-        const post = saved.get(side)!;
-        post.set('title', `Saved ${n}`);
-        return post.save();
-      },
-    },
-    'update by pk': { run: (side, n) => side.models.Post.update({ title: `Updated ${n}` }, { where: { id: 3 + sideIndex(side) } }) },
-    'mass update (20 rows)': {
-      run: (side, n) => side.models.Post.update({ views: 2000 + n }, { where: { categoryId: 1 + (n % half) + sideIndex(side) * half } }),
-    },
-    'create': {
-      run: async (side, n) => {
-        created.get(side)!.push(await side.models.Post.create({ title: `Created ${n}`, views: 3000 + n, categoryId: 1, authorId: 1 }));
-      },
-    },
-    'destroy': {
-      run: async (side) => {
-        const i = destroyed.get(side)!;
-        destroyed.set(side, i + 1);
-        const row = created.get(side)![i];
-        if (!row) throw new Error('no created row left to destroy');
-        await row.destroy();
-      },
-    },
-  };
+  const write = writeKinds([plain, cached]);
   // Destroys remove the rows the creates made: create runs first, and once more for the statement count.
-  const order: WriteKind[] = ['save', 'update by pk', 'mass update (20 rows)', 'create', 'destroy'];
+  await write.prepare();
   const results = new Map<WriteKind, WriteResult>();
   let counter = 0;
-  for (const kind of order) {
-    const k = kinds[kind];
-    const runs = warmup + iterations + 1;
-    if (k.prepare) for (const side of [plain, cached]) await k.prepare(side, runs);
+  for (const kind of WRITE_ORDER) {
+    const run = write.run[kind];
     const samples = await interleave({
-      plain: () => k.run(plain, (counter += 1)),
-      floor: async () => { await k.run(plain, (counter += 1)); await trip(); },
-      cached: () => k.run(cached, (counter += 1)),
+      plain: () => run(plain, (counter += 1)),
+      floor: async () => { await run(plain, (counter += 1)); await trip(); },
+      cached: () => run(cached, (counter += 1)),
     }, iterations, warmup);
-    const plainSql = await statements(plain.sequelize, () => k.run(plain, (counter += 1)));
-    const cachedSql = await statements(cached.sequelize, () => k.run(cached, (counter += 1)));
+    const plainSql = await statements(plain.sequelize, () => run(plain, (counter += 1)));
+    const cachedSql = await statements(cached.sequelize, () => run(cached, (counter += 1)));
     results.set(kind, { kind, plain: median(samples.plain), floor: median(samples.floor), cached: median(samples.cached), plainSql, cachedSql, samples: iterations });
   }
   return WRITE_KINDS.map((kind) => results.get(kind)!);

@@ -14,7 +14,7 @@ import { createInterface } from 'node:readline';
 import { Sequelize, type Model, type ModelStatic } from 'sequelize';
 import { installCacheops, type Cacheops } from '../src/index';
 import { STREAM_WAITED_EVENT, type WaitOutcome } from '../src/write/stream-wait';
-import { redisUrl, uniquePrefix } from './helpers/env';
+import { rawRedis, redisUrl, uniquePrefix } from './helpers/env';
 import { mariadbUnavailable, startPrivateMariadb, type PrivateMariadb } from './helpers/private-mariadb';
 import { defineItem } from './helpers/stream-models';
 
@@ -215,5 +215,44 @@ run('never stale: concurrent cached readers, every read after a resolved write s
     t.true(done > ROUNDS / 2);
   } finally {
     await app.close();
+  }
+});
+
+run('invalidateAll keeps the consumer\'s lease and position: a standby\'s write right after it resolves through the stream', async (t) => {
+  const consumer = await makeApp();
+  const sequelize = new Sequelize(DB, 'root', '', { host: '127.0.0.1', port: server.port, dialect: 'mysql', logging: false });
+  const Item = defineItem(sequelize, consumer.Item.getTableName() as string);
+  const standby = installCacheops(sequelize, {
+    redis: redisUrl, prefix: consumer.cacheops.core.prefixFor([]), profiles: { Item: { ops: 'all' } }, writes: 'stream',
+    changeStream: { handoverMs: 200, writeWaitMs: 3000 }, logger: () => undefined,
+  });
+  const waits: WaitOutcome[] = [];
+  standby.core.events.on(STREAM_WAITED_EVENT, (w: { outcome: WaitOutcome }) => waits.push(w.outcome));
+  const redis = rawRedis();
+  try {
+    await standby.changeStreamReady();
+    await sequelize.databaseVersion();
+    t.is(consumer.cacheops.stats().changeStream.role, 'consumer');
+    t.is(standby.stats().changeStream.role, 'standby');
+    await Item.update({ name: 'before' }, { where: { id: 1 } });
+    const ns = `${consumer.cacheops.core.prefixFor([])}cacheops:{0}:`;
+    const state = async (): Promise<(string | null)[]> => redis.mget(`${ns}stream:lease:${DB}`, `${ns}stream:pos:${DB}`);
+    const before = await state();
+    t.true(before.every((v) => v !== null), `the lease and the position are in Redis: ${JSON.stringify(before)}`);
+    t.is(await nameOf(Item, 1), 'before');
+    await standby.invalidateAll();
+    // Deleted, the lease would be lost: the consumer restarts at the binlog's end, and this write's GTID
+    // (before that end) is announced by no one: it would wait out its bound.
+    t.is((await state())[0], before[0], 'the lease is kept');
+    t.not((await state())[1], null, 'the position is kept');
+    await Item.update({ name: 'after' }, { where: { id: 1 } });
+    t.is(await nameOf(Item, 1), 'after');
+    t.deepEqual(waits, ['done', 'done']);
+    t.is(consumer.cacheops.stats().changeStream.role, 'consumer');
+  } finally {
+    redis.disconnect();
+    await standby.close();
+    await sequelize.close();
+    await consumer.close();
   }
 });

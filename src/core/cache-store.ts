@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { endpointOf, isCluster, scanAll, type RedisClient, type ScriptCommands } from './redis';
-import { conjKey, conjPrefix, epochsKey, fenceKey, escapeKeyPart, genKey, indexKey, indexPrefix, lockKey, namespace, schemesKey, shardOf, simpleKey, valueKey, allKeysPattern, hashText } from './keys';
+import { conjKey, conjPrefix, epochsKey, fenceKey, escapeKeyPart, genKey, indexKey, indexPrefix, lockKey, namespace, schemesKey, shardOf, simpleKey, valueKey, allKeysPattern, hashText, isStreamKey } from './keys';
 import type { Conj } from './tree';
 import { CacheopsRedisError, type CacheopsPermissionError } from './errors';
 import { isPermissionError } from './permissions';
@@ -63,6 +63,20 @@ export interface TableInvalidation {
   readonly table: string;
   /** The rows' states (old and new), or 'all' for the whole table. */
   readonly rows: readonly RowTokens[] | 'all';
+}
+
+/**
+ * `writes: 'stream'`: the transactions an invalidation of the change stream
+ * covers, told to the writers waiting for them in the same script (lua/includes/announce.lua).
+ */
+export interface DoneAnnouncement {
+  /** The namespace of the marks (shard 0 of the installation's prefix). */
+  readonly ns: string;
+  readonly marks: readonly string[];
+  readonly ttlMs: number;
+  readonly channel: string;
+  /** The ids, comma-separated. */
+  readonly ids: string;
 }
 
 export interface StoreOptions {
@@ -395,8 +409,12 @@ export class CacheStore {
     return stored === 1 ? 'stored' : stored === -1 ? 'full' : 'refused';
   }
 
-  /** Drops the values that depend on these rows (or tables), in every shard; one round trip per shard. */
-  async invalidate(prefix: string, items: readonly TableInvalidation[]): Promise<number> {
+  /**
+   * Drops the values that depend on these rows (or tables), in every shard; one round trip per shard.
+   * With `done`, the shard of its namespace announces it in the same script (or, when no shard
+   * has it, one more call after the invalidation).
+   */
+  async invalidate(prefix: string, items: readonly TableInvalidation[], done?: DoneAnnouncement): Promise<number> {
     if (items.length === 0) return 0;
     // The argument layout of invalidate.lua and invalidate_insideout.lua (see their headers).
     const tables = items.map((item) => escapeKeyPart(item.table));
@@ -422,8 +440,13 @@ export class CacheStore {
       if (insideout) keys.push(...tables.map((t) => genKey(ns, t)));
       const prefixes = tables.map((t) => conjPrefix(ns, t));
       if (!insideout) prefixes.push(...tables.map((t) => indexPrefix(ns, t)));
-      return [keys.length, ...keys, tables.length, ...tables, ...counts, ...prefixes, ...rows];
+      const announced = done?.ns === ns ? done : undefined;
+      if (announced) keys.push(...announced.marks);
+      const args: (string | number)[] = [keys.length, ...keys, tables.length, ...tables, ...counts, ...prefixes, ...rows];
+      if (announced) args.push(announced.ttlMs, announced.channel, announced.ids);
+      return args;
     };
+    const folded = done !== undefined && [...Array(this.shards).keys()].some((shard) => namespace(prefix, shard) === done.ns);
     // Invalidation failures are never silent when not degrading: a lost invalidation is a stale read.
     return this.guard(INVALIDATION, async () => {
       const calls: Promise<number>[] = [];
@@ -433,8 +456,16 @@ export class CacheStore {
           ? (bare ? this.client.cacheopsInvalidateInsideoutBare(...args) : this.client.cacheopsInvalidateInsideout(...args))
           : (bare ? this.client.cacheopsInvalidateBare(...args) : this.client.cacheopsInvalidate(...args)))));
       }
-      return (await Promise.all(calls)).reduce((a, b) => a + b, 0);
+      const deleted = (await Promise.all(calls)).reduce((a, b) => a + b, 0);
+      if (done && !folded) await this.announceDone(done);
+      return deleted;
     }, -1);
+  }
+
+  /** Tells the writers waiting for these transactions (see DoneAnnouncement) on its own. */
+  announceDone(done: DoneAnnouncement): Promise<number> {
+    const args = [done.marks.length, ...done.marks, done.ttlMs, done.channel, done.ids];
+    return this.allowOom((bare) => (bare ? this.client.cacheopsAnnounceDoneBare(...args) : this.client.cacheopsAnnounceDone(...args)));
   }
 
   /**
@@ -466,7 +497,9 @@ export class CacheStore {
     }
     let deleted = 0;
     const unlink = async (node: (typeof nodes)[number], keys: string[]): Promise<void> => {
-      const victims = keys.filter((k) => !k.endsWith('}:epochs'));
+      // The epochs only move; the change stream's lease and position are not cached data: deleting them
+      // would stop a running consumer and restart it at the binlog's end, its waiting writes unannounced.
+      const victims = keys.filter((k) => !k.endsWith('}:epochs') && !isStreamKey(k));
       if (victims.length === 0) return;
       // One round trip per SCAN page; one UNLINK per key, since on a cluster a page spans slots.
       const replies = await this.guard('invalidateAll', () => node.pipeline(victims.map((k) => ['unlink', k])).exec(), null);

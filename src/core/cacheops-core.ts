@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
-import { CacheStore, type Dependency, type RowTokens, type TableInvalidation } from './cache-store';
+import { CacheStore, type Dependency, type DoneAnnouncement, type RowTokens, type TableInvalidation } from './cache-store';
 import { normalizeConfig, profileFor, type CacheOp, type CacheopsConfig, type NormalizedConfig, type Profile, type QueryInfo } from './config';
 import { connectRedis, isCluster, type RedisClient } from './redis';
 import { prefixRegistryKey, valueKey } from './keys';
@@ -155,9 +155,16 @@ export class CacheopsCore {
   /**
    * `writes: 'stream'` (write/stream-wait.ts): whether all these transactions (32-bit xids, GTIDs)
    * are writes of this process whose commit has returned; the consumer then skips its
-   * visibility question (stream/pg-apply.ts).
+   * visibility question (stream/pg-apply.ts). While a write of this process awaits its
+   * reply the answer waits for that reply (bounded): the stream may bring a transaction
+   * before its writer hears of its commit.
    */
-  committedHere: ((ids: readonly (number | string)[]) => boolean) | undefined;
+  committedHere: ((ids: readonly (number | string)[]) => Promise<boolean>) | undefined;
+  /**
+   * `writes: 'stream'`: what the consumer's invalidation of these transactions tells the
+   * writers waiting for them, in the same script (write/stream-wait.ts).
+   */
+  announcementFor: ((ids: readonly (number | string)[]) => DoneAnnouncement) | undefined;
   /** What close() stops after the change stream (the stream write mode's subscription). */
   readonly closing: (() => Promise<void>)[] = [];
   /** The installation's FastPath, set by installFastPath (query/fast-path.ts); tests and the benchmark reach it here. */
@@ -207,6 +214,7 @@ export class CacheopsCore {
     const prefix = this.config.prefix;
     this.permissions = this.config.enabled ? new PermissionWatch(client, this.store, {
       prefix: typeof prefix === 'string' ? prefix : '', prefixFunction: typeof prefix !== 'string', near: this.near !== undefined, cluster: isCluster(client),
+      streamWrites: this.config.writes === 'stream' && (this.dialect === 'postgres' || this.dialect === 'mysql' || this.dialect === 'mariadb'),
       db: isCluster(client) ? 0 : (client.options.db ?? 0),
     }, this.config.logger) : undefined;
   }
@@ -417,10 +425,13 @@ export class CacheopsCore {
    * Invalidates now, outside any transaction or noInvalidation context (the change
    * stream): true once Redis acknowledged it, false when it did not arrive.
    */
-  async invalidateNow(items: readonly InvalidationItem[]): Promise<boolean> {
-    if (!this.config.enabled || items.length === 0) return true;
+  async invalidateNow(items: readonly InvalidationItem[], done?: DoneAnnouncement): Promise<boolean> {
+    if (!this.config.enabled || items.length === 0) {
+      if (done) await this.store.announceDone(done).catch(() => undefined);
+      return true;
+    }
     try {
-      return (await this.send(items, false, true)).arrived;
+      return (await this.send(items, false, true, done)).arrived;
     } catch {
       return false;
     }
@@ -430,7 +441,7 @@ export class CacheopsCore {
    * Sends one invalidation: whether it arrived, and the Redis error when one was
    * thrown. A failure marks the tables (outage.ts) and, unless `explicit` or `quiet`, emits `error`.
    */
-  private async send(items: readonly InvalidationItem[], explicit: boolean, quiet = false): Promise<{ arrived: boolean; failure: CacheopsRedisError | undefined }> {
+  private async send(items: readonly InvalidationItem[], explicit: boolean, quiet = false, done?: DoneAnnouncement): Promise<{ arrived: boolean; failure: CacheopsRedisError | undefined }> {
     const payload: TableInvalidation[] = items.map((it) => ({
       table: it.table,
       rows: it.rows === 'all' || !it.model ? 'all' : this.rowsOf(it.model, it.rows),
@@ -439,7 +450,7 @@ export class CacheopsCore {
     let failure: CacheopsRedisError | undefined;
     let deleted: number;
     try {
-      deleted = await this.store.invalidate(prefix, payload);
+      deleted = await this.store.invalidate(prefix, payload, done);
     } catch (error) {
       // Without degradeOnFailure too: the write has committed, so rejecting would tell a
       // retrying caller it had not. The tables are marked instead, and the failure emitted.

@@ -84,7 +84,7 @@ export class CacheopsPermissionError extends CacheopsRedisError {
   /** Every command the configuration needs (what the user's ACL should allow). */
   readonly needed: readonly string[];
   constructor(missing: readonly string[], endpoint: string, needed: readonly string[]) {
-    super(`the Redis user at ${endpoint} may not run ${missing.join(', ')} on the cacheops keys; `
+    super(`the Redis user at ${endpoint} may not run ${missing.join(', ')} on the cacheops keys and channels; `
       + `the cache is bypassed until it may (it needs: ${needed.join(' ')}; see docs/redis-security.md)`);
     this.missing = missing;
     this.needed = needed;

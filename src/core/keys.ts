@@ -108,6 +108,11 @@ export const streamPositionKey = (ns: string, db: string): string => `${ns}strea
 /** A transaction the change stream invalidated (`writes: 'stream'`); its channel is streamDoneChannel. */
 export const streamDoneKey = (ns: string, db: string, id: string): string => `${ns}stream:done:${escapeKeyPart(db)}:${escapeKeyPart(id)}`;
 export const streamDoneChannel = (ns: string, db: string): string => `${ns}stream:done:${escapeKeyPart(db)}`;
+/**
+ * Whether a key is the change stream's own state (lease, fence, position, done marks), not
+ * cached data: invalidateAll leaves it, so a running consumer keeps its lease and position.
+ */
+export const isStreamKey = (key: string): boolean => key.includes('}:stream:');
 export const simpleKey = (ns: string, key: string): string => `${ns}simple:${key}`;
 /** `table`, `scheme` and `conj` below are escaped (escapeKeyPart). */
 export const schemesKey = (ns: string, table: string): string => `${ns}schemes:${table}`;

@@ -51,6 +51,12 @@ const NEAR: readonly Sample[] = [
   ['client', 'id'], ['client', 'tracking', 'on'], ['subscribe', TRACKING_CHANNEL], ['ping'], ['mget', K], ['evalsha', SHA, '1', K],
 ];
 
+/** A channel of the installation (`writes: 'stream'`: the change stream tells waiting writers there). */
+const C = '\0channel';
+
+/** `writes: 'stream'`: the consumer's invalidation announces transactions (PUBLISH); every process listens. */
+const STREAM_WRITES: readonly Sample[] = [['publish', C, 'ids'], ['subscribe', C]];
+
 /** `cacheops stats` and `cacheops reap-conjs` (invalidate runs what the library runs). */
 const CLI: readonly Sample[] = [
   ['scan', '0'], ['dbsize'], ['info'], ['type', K], ['scard', K], ['sscan', K, '0'], ['hgetall', K], ['smembers', K],
@@ -68,6 +74,8 @@ export interface Features {
   readonly near?: boolean;
   readonly cli?: boolean;
   readonly cluster?: boolean;
+  /** `writes: 'stream'`: its channel (`<prefix>cacheops:{0}:stream:done:<db>`). */
+  readonly streamWrites?: boolean;
   /** The database number selected on connecting (SELECT is needed when it is not 0). */
   readonly db?: number;
 }
@@ -75,12 +83,13 @@ export interface Features {
 /** The samples a configuration needs, deduplicated, with its keys filled in. */
 export function samplesFor(features: Features): string[][] {
   const key = `${features.prefix}cacheops:{0}:q:acl-check`;
+  const channel = `${features.prefix}cacheops:{0}:stream:done:acl-check`;
   const groups = [CORE, features.prefixFunction ? PREFIX_REGISTRY : [], features.near ? NEAR : [], features.cli ? CLI : [], features.cluster ? CLUSTER : [],
-    features.db ? [['select', String(features.db)]] : []];
+    features.streamWrites ? STREAM_WRITES : [], features.db ? [['select', String(features.db)]] : []];
   const seen = new Set<string>();
   const out: string[][] = [];
   for (const sample of groups.flat()) {
-    const filled = sample.map((a) => (a === K ? key : a === R ? 'cacheops:prefixes' : a));
+    const filled = sample.map((a) => (a === K ? key : a === R ? 'cacheops:prefixes' : a === C ? channel : a));
     const id = filled.join(' ');
     if (seen.has(id)) continue;
     seen.add(id);
@@ -108,7 +117,8 @@ export function aclRules(features: Features): string {
   const glob = (text: string): string => text.replace(/[*?[\]\\]/g, '\\$&');
   const keys = [`~${glob(features.prefix)}cacheops:*`];
   if (features.prefixFunction) keys.splice(0, 1, '~*cacheops:*');
-  const channels = features.near ? `resetchannels &${TRACKING_CHANNEL}` : 'resetchannels';
+  const channels = ['resetchannels', ...(features.near ? [`&${TRACKING_CHANNEL}`] : []),
+    ...(features.streamWrites ? [`&${features.prefixFunction ? '*' : glob(features.prefix)}cacheops:{0}:stream:done:*`] : [])].join(' ');
   return `resetkeys ${keys.join(' ')} ${channels} -@all ${commandsFor(features).map((c) => `+${c}`).join(' ')}`;
 }
 

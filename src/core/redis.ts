@@ -36,6 +36,9 @@ const SCRIPTS: Readonly<Record<string, { readonly file: string; readonly keys: n
   cacheopsNearRead: { file: 'near_read.lua', keys: 1 },
   cacheopsNearReadInsideout: { file: 'near_read_insideout.lua', keys: 1 },
   cacheopsReapConjs: { file: 'reap_conjs.lua', keys: undefined },
+  // `writes: 'stream'`: transactions announced done without an invalidation (write/stream-wait.ts).
+  cacheopsAnnounceDone: { file: 'announce_done.lua', keys: undefined },
+  cacheopsAnnounceDoneBare: { file: 'announce_done.lua', keys: undefined, bare: true },
 };
 
 type ScriptArg = string | Buffer | number;
@@ -53,6 +56,9 @@ export interface ScriptCommands {
   cacheopsStoreInsideout(...args: ScriptArg[]): Promise<number>;
   cacheopsInvalidateInsideout(...args: ScriptArg[]): Promise<number>;
   cacheopsInvalidateInsideoutBare(...args: ScriptArg[]): Promise<number>;
+  /** announce_done.lua: (number of marks, ...marks, ttl ms, channel, ids) -> marks set. */
+  cacheopsAnnounceDone(...args: ScriptArg[]): Promise<number>;
+  cacheopsAnnounceDoneBare(...args: ScriptArg[]): Promise<number>;
   /** reap_conjs.lua: (number of keys, ...keys, mode) -> [removed, conj set gone]. */
   cacheopsReapConjs(...args: ScriptArg[]): Promise<[number, number]>;
   /** refresh.lua: the value when it changed, else [state, lock state, ...epochs]. */

@@ -319,15 +319,21 @@ export class MariadbChangeStream implements ChangeSource {
     const changed = batch.filter((b) => !b.tx.empty);
     const late: BinlogTransaction[] = [];
     if (changed.length > 0) {
-      this.core.events.emit(MARIADB_DECODED_EVENT, { transactions: changed.length });
+      this.core.events.emit(MARIADB_DECODED_EVENT, { transactions: changed.length, ids: changed.map((b) => b.gtid) });
       if (!visibilityTesting.skipWait) {
         // A write of this process whose COMMIT returned is visible (`writes: 'stream'`).
-        const waiting = changed.filter(({ tx, gtid }) => tx.target !== undefined && !(gtid !== undefined && this.core.committedHere?.([gtid])));
+        const waiting: Committed[] = [];
+        for (const b of changed) {
+          if (b.tx.target !== undefined && !(b.gtid !== undefined && (await this.core.committedHere?.([b.gtid])) === true)) waiting.push(b);
+        }
         const notSeen = new Set(await untilAllCommitted(control, waiting.map(({ tx }) => tx.target!)));
         for (const { tx } of waiting) if (notSeen.has(tx.target!)) late.push(tx);
       }
       const items = changed.flatMap(({ tx }) => tx.items());
-      while (!(await this.core.invalidateNow(items))) {
+      // Told in the invalidation's script: the writers of the visible ones (a late one is told once it is).
+      const announced = changed.filter((b) => b.gtid !== undefined && !late.includes(b.tx)).map((b) => b.gtid!);
+      const done = announced.length > 0 ? this.core.announcementFor?.(announced) : undefined;
+      while (!(await this.core.invalidateNow(items, done))) {
         // Redis is out: the position stays where it is; retried until it is back (or the stream closes).
         if (this.abort.signal.aborted) throw new Restart();
         await pause(RETRY_MS, this.abort.signal);

@@ -157,7 +157,8 @@ export class StreamApplier implements ReplicationHandlers {
     if (items.length > 0) {
       this.core.events.emit(DECODED_EVENT, { xids: batch.xids });
       if (this.options.awaitVisibility && !(await this.committedHere(batch.xids))) await this.untilVisible(batch.xids, signal);
-      while (!signal.aborted && !(await this.core.invalidateNow(items))) await pause(RETRY_MS, signal);
+      const done = this.core.announcementFor?.(batch.xids);
+      while (!signal.aborted && !(await this.core.invalidateNow(items, done))) await pause(RETRY_MS, signal);
       if (signal.aborted) return;
     }
     this.acknowledged = batch.endLsn;
@@ -176,16 +177,10 @@ export class StreamApplier implements ReplicationHandlers {
    * Whether every transaction of the batch is a write of this process whose
    * COMMIT (or autocommitted statement) has returned (`writes: 'stream'`,
    * write/stream-wait.ts): the server answers a commit once it is visible to
-   * new snapshots, so the visibility question is not needed. The writer's answer
-   * and the stream travel on two sockets: one turn of the event loop lets the
-   * former be read when both arrived together.
+   * new snapshots, so the visibility question is not needed.
    */
   private async committedHere(xids: readonly number[]): Promise<boolean> {
-    const known = this.core.committedHere;
-    if (!known) return false;
-    if (known(xids)) return true;
-    await new Promise((resolve) => setImmediate(resolve));
-    return known(xids);
+    return (await this.core.committedHere?.(xids)) === true;
   }
 
   /**

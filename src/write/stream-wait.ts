@@ -9,9 +9,12 @@
  * - in its own process, at once: the waiters of those ids resolve, and the
  *   ids join a bounded set of recent ones (a write whose transaction was
  *   invalidated before it began to wait finds its id there);
- * - to every process, through Redis: one script sets a short-lived mark per
+ * - to every process, through Redis: the script of the consumer's
+ *   invalidation (lua/includes/announce.lua) also sets a short-lived mark per
  *   transaction (`stream:done:<db>:<xid>`) and PUBLISHes the ids on the
- *   database's channel. Each process subscribes once, on a connection of its
+ *   database's channel, so none is announced before its invalidation took
+ *   effect (a batch with nothing to invalidate in Redis is announced by a
+ *   script of its own). Each process subscribes once, on a connection of its
  *   own; a waiting writer reads its mark only once that subscription is
  *   confirmed (again after every reconnection), so an announcement is either
  *   before the read (the mark is there) or after the subscription (the
@@ -28,6 +31,7 @@
  * the marks' expiry and the recent set's bound.
  */
 import type { Redis } from 'ioredis';
+import type { DoneAnnouncement } from '../core/cache-store';
 import type { CacheopsCore } from '../core/cacheops-core';
 import { namespace, streamDoneChannel, streamDoneKey } from '../core/keys';
 
@@ -40,17 +44,17 @@ export const STREAM_DONE_EVENT = 'changeStream:done';
  * covered once 'end' comes.
  */
 export const STREAM_RESET_EVENT = 'changeStream:reset';
-/** Emitted after each wait of a write, `{ ms, outcome }` (bench, tests). */
+/** Emitted after each wait of a write, `{ ms, outcome, id }` (bench, tests). */
 export const STREAM_WAITED_EVENT = 'changeStream:writeWaited';
 
 export type WaitOutcome = 'done' | 'timeout';
 
 /** How long a mark stays in Redis: far longer than any wait. */
 const MARK_TTL_MS = 60_000;
+/** The longest the consumer waits for replies this process awaits before it asks the server about visibility. */
+const REPLY_WAIT_MS = 20;
 /** Recent ids remembered in process memory. */
 const RECENT_IDS = 16_384;
-/** Marks each transaction (KEYS) done and announces them (ARGV: ttl, channel, ids). */
-const MARK = "for i = 1, #KEYS do redis.call('SET', KEYS[i], '1', 'PX', ARGV[1]) end redis.call('PUBLISH', ARGV[2], ARGV[3]) return #KEYS";
 
 /** A transaction's id as waits name it: a PostgreSQL xid's low 32 bits, or a MariaDB GTID (`0-1-42`). */
 export type TransactionId = string;
@@ -71,9 +75,14 @@ export class StreamWaits {
   private readonly recent = new Set<TransactionId>();
   /** Transactions of this process whose commit has returned (see committed). */
   private readonly committedIds = new Set<TransactionId>();
+  /** Transactions whose invalidation script announces them (announcementFor). */
+  private readonly announced = new Set<TransactionId>();
   /** Ids whose wait ran out: the stream is late until it reaches one of them (or a probe). */
   private readonly late = new Set<TransactionId>();
   private lateSince: number | undefined;
+  /** Autocommitted statements of this process awaiting their reply (see sending). */
+  private inFlight = 0;
+  private replyWaiters: (() => void)[] = [];
   private lastProbe = 0;
   private readonly ns: string;
   private readonly channel: string;
@@ -97,7 +106,8 @@ export class StreamWaits {
     this.channel = streamDoneChannel(this.ns, core.db);
     core.events.on(STREAM_DONE_EVENT, this.onDone);
     core.events.on(STREAM_RESET_EVENT, this.onReset);
-    core.committedHere = (ids) => ids.every((x) => this.committedIds.has(String(x)));
+    core.committedHere = (ids) => this.committedHere(ids.map(String));
+    core.announcementFor = (ids) => this.announcementFor(ids.map(String));
     this.subscribe();
   }
 
@@ -116,15 +126,59 @@ export class StreamWaits {
    * its COMMIT returned, so it is visible to every new snapshot.
    */
   committed(xid: TransactionId): void {
+    this.replied();
+    if (this.committedIds.has(xid)) return;
     this.committedIds.add(xid);
     if (this.committedIds.size > RECENT_IDS) this.committedIds.delete(this.committedIds.values().next().value!);
+  }
+
+  /**
+   * An autocommitted statement of this process is on its way: until `end`, a
+   * transaction the stream brings may be this one, its reply not read yet.
+   */
+  sending(): () => void {
+    this.inFlight += 1;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.inFlight -= 1;
+      this.replied();
+    };
+  }
+
+  /**
+   * Whether every id is a transaction of this process whose commit returned.
+   * While statements of this process await their reply, the answer waits for
+   * them, at most REPLY_WAIT_MS: the walsender or the binlog can bring a
+   * transaction before its writer has read its reply, and waiting for that
+   * reply costs less than asking the server.
+   */
+  async committedHere(ids: readonly TransactionId[]): Promise<boolean> {
+    const known = (): boolean => ids.every((x) => this.committedIds.has(x));
+    const until = performance.now() + REPLY_WAIT_MS;
+    while (!known()) {
+      const left = until - performance.now();
+      if (this.inFlight === 0 || left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(wake, left);
+        function wake(): void { clearTimeout(timer); resolve(); }
+        this.replyWaiters.push(wake);
+      });
+    }
+    return true;
+  }
+
+  private replied(): void {
+    const waiters = this.replyWaiters.splice(0);
+    for (const wake of waiters) wake();
   }
 
   /** Waits until the stream invalidated transaction `xid`, at most waitMs. */
   wait(xid: TransactionId): Promise<WaitOutcome> {
     const started = performance.now();
     const report = (outcome: WaitOutcome): WaitOutcome => {
-      if (this.core.events.listenerCount(STREAM_WAITED_EVENT) > 0) this.core.events.emit(STREAM_WAITED_EVENT, { ms: performance.now() - started, outcome });
+      if (this.core.events.listenerCount(STREAM_WAITED_EVENT) > 0) this.core.events.emit(STREAM_WAITED_EVENT, { ms: performance.now() - started, outcome, id: xid });
       return outcome;
     };
     if (this.recent.has(xid)) return Promise.resolve(report('done'));
@@ -151,12 +205,29 @@ export class StreamWaits {
     });
   }
 
-  /** Transactions the stream invalidated: their waiters resolve; the consumer announces them to the other processes. */
+  /** What the consumer's invalidation of these transactions tells the other processes (see the top of this file). */
+  private announcementFor(xids: readonly TransactionId[]): DoneAnnouncement {
+    for (const xid of xids) this.announced.add(xid);
+    while (this.announced.size > RECENT_IDS) this.announced.delete(this.announced.values().next().value!);
+    return this.announcement(xids);
+  }
+
+  private announcement(xids: readonly TransactionId[]): DoneAnnouncement {
+    return {
+      ns: this.ns, marks: xids.map((x) => streamDoneKey(this.ns, this.core.db, x)), ttlMs: MARK_TTL_MS,
+      channel: this.channel, ids: xids.join(','),
+    };
+  }
+
+  /**
+   * Transactions the stream invalidated: their waiters resolve; those its
+   * invalidation did not announce (nothing to invalidate in Redis) are announced now.
+   */
   private applied(xids: readonly TransactionId[]): void {
     this.done(xids);
-    if (xids.length === 0 || this.closed) return;
-    const keys = xids.map((x) => streamDoneKey(this.ns, this.core.db, x));
-    this.core.redis.eval(MARK, keys.length, ...keys, String(MARK_TTL_MS), this.channel, xids.join(',')).catch(() => undefined);
+    const unannounced = xids.filter((x) => !this.announced.delete(x));
+    if (unannounced.length === 0 || this.closed) return;
+    this.core.store.announceDone(this.announcement(unannounced)).catch(() => undefined);
   }
 
   private done(xids: Iterable<TransactionId>): void {
@@ -168,7 +239,7 @@ export class StreamWaits {
       }
       const set = this.waiters.get(xid);
       if (!set) continue;
-      if (this.lateSince !== undefined) this.lateSince = undefined; // a probe came through in time
+      this.lateSince = undefined; // a write waited for came through in time
       for (const finish of [...set]) finish('done');
     }
   }
@@ -184,17 +255,16 @@ export class StreamWaits {
 
   private subscribe(): void {
     const client = this.core.redis.duplicate({ lazyConnect: false, enableOfflineQueue: true, autoResubscribe: false, maxRetriesPerRequest: 1, connectionName: undefined } as never) as Redis;
-    const sub = client;
-    this.subscriber = sub;
-    sub.on('error', () => undefined); // the main connection reports outages
+    this.subscriber = client;
+    client.on('error', () => undefined); // the main connection reports outages
     // Its reconnect timer does not keep a process alive whose Redis is down.
-    sub.on('reconnecting', () => (client as unknown as { reconnectTimeout?: NodeJS.Timeout | null }).reconnectTimeout?.unref());
-    sub.on('close', () => { this.subscribed = false; });
-    sub.on('message', (_channel: string, message: string) => {
+    client.on('reconnecting', () => (client as unknown as { reconnectTimeout?: NodeJS.Timeout | null }).reconnectTimeout?.unref());
+    client.on('close', () => { this.subscribed = false; });
+    client.on('message', (_channel: string, message: string) => {
       this.done(message.split(',').filter((x) => x !== ''));
     });
-    sub.on('ready', () => {
-      sub.subscribe(this.channel).then(() => {
+    client.on('ready', () => {
+      client.subscribe(this.channel).then(() => {
         this.subscribed = true;
         // Announcements before the subscription: the marks say.
         this.check([...this.waiters.keys()]);
@@ -207,6 +277,7 @@ export class StreamWaits {
     this.core.events.off(STREAM_DONE_EVENT, this.onDone);
     this.core.events.off(STREAM_RESET_EVENT, this.onReset);
     this.core.committedHere = undefined;
+    this.core.announcementFor = undefined;
     this.subscriber?.disconnect();
     // Closed mid-wait: the writes invalidate their tables themselves.
     for (const set of this.waiters.values()) for (const finish of [...set]) finish('timeout');

@@ -126,11 +126,21 @@ export class StreamWriter {
             delete row[XID];
           }
         }
+        // Autocommitted: its reply says it committed. Told now, before Sequelize builds its
+        // result, the consumer (whose stream may already hold the transaction) skips its
+        // visibility question for it more often.
+        if (!userTx && xid !== undefined) this.waits.committed(xid);
         return { before: [], after: [] };
       },
       state: 'waiting', before: [], after: [],
     };
-    const result = await captureStatement(capture, () => managed(options));
+    const end = userTx ? undefined : this.waits.sending();
+    let result: R;
+    try {
+      result = await captureStatement(capture, () => managed(options));
+    } finally {
+      end?.();
+    }
     // 'waiting': no statement was sent (nothing to write).
     if (capture.state === 'waiting') return result;
     // Not rewritten: its transaction is not known.

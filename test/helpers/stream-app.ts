@@ -8,12 +8,15 @@
  *   lines collected;
  * - nameOf, msUntil, cached, isHit, percentile: the reads and figures the
  *   tests assert on;
+ * - checkRedisPausedMidStream: a foreign write while Redis is out, replayed once it is back;
  * - printStreamRoles: the body of a second application process
  *   (test/fixtures/stream-app.ts, mariadb-stream-app.ts).
  */
+import type { ExecutionContext } from 'ava';
 import type { Model, ModelStatic, Sequelize } from 'sequelize';
 import { installCacheops, type Cacheops, type ChangeStreamOptions, type InvalidatedEvent, type WriteMode } from '../../src/index';
 import { redisUrl } from './env';
+import type { PrivateRedis } from './private-redis';
 import { defineItem } from './stream-models';
 
 export interface StreamApp {
@@ -133,4 +136,33 @@ export async function printStreamRoles(sequelize: Sequelize, options: RolePrinte
     const now = cacheops.stats().changeStream.role;
     if (now !== role) process.stdout.write(`${(role = now)}\n`);
   }, 20);
+}
+
+/**
+ * Redis paused while a foreign writer changes rows 1-3 (`rename(id, 'during')`): nothing is
+ * acknowledged while Redis is out; once it answers again the batch is replayed and the cached
+ * names are the new ones. `app` uses the paused Redis.
+ */
+export async function checkRedisPausedMidStream(
+  t: ExecutionContext,
+  app: Pick<StreamApp, 'cacheops' | 'Item'>,
+  redis: Pick<PrivateRedis, 'pause' | 'resume'>,
+  rename: (id: number, name: string) => Promise<unknown>,
+): Promise<void> {
+  for (const id of [1, 2, 3]) await cached(app, () => nameOf(app, id));
+  const eventsBefore = app.cacheops.stats().changeStream.events;
+  redis.pause();
+  try {
+    for (const id of [1, 2, 3]) await rename(id, 'during');
+    await new Promise((r) => setTimeout(r, 1500));
+    t.is(app.cacheops.stats().changeStream.events, eventsBefore, 'nothing acknowledged while Redis is out');
+  } finally {
+    redis.resume();
+  }
+  const resumedAt = Date.now();
+  // The breaker's probe finds Redis back (its back-off reaches 5 s), then the stream replays the batch.
+  while (app.cacheops.stats().changeStream.events < eventsBefore + 3 && Date.now() - resumedAt < 10_000) await new Promise((r) => setTimeout(r, 10));
+  t.log(`replayed ${app.cacheops.stats().changeStream.events - eventsBefore} changes ${Date.now() - resumedAt} ms after Redis was back`);
+  t.true(app.cacheops.stats().changeStream.events >= eventsBefore + 3, 'replayed');
+  for (const id of [1, 2, 3]) t.is(await cached(app, () => nameOf(app, id)), 'during');
 }

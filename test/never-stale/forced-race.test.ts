@@ -18,128 +18,10 @@
  * (PostgreSQL's one-statement writes have their own form of them).
  */
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Transaction, type Model, type Sequelize } from 'sequelize';
-import { installCacheops, type Cacheops } from '../../src/index';
-import { dialects, redisUrl, uniquePrefix, type Dialect } from '../helpers/env';
-import { defineBlog } from '../helpers/models';
-import { NOCACHE, checkReads, fixSequences, runRead, seed, type BlogModels, type ReadDescription } from './stress-catalog';
-import { openShared, type SharedDatabase } from './stress-shared';
-
-interface Side {
-  readonly sequelize: Sequelize;
-  readonly m: BlogModels;
-  readonly cacheops: Cacheops;
-  /** Holds the next SELECT of this side right after the database answered, until released. */
-  hold(): { reached: Promise<void>; release: () => void };
-}
-
-interface Pair {
-  readonly reader: Side;
-  readonly writer: Side;
-  /** A second writer (its own connection, as another process would have). */
-  readonly other: Side;
-  close(): Promise<void>;
-}
-
-/** A reader and two writers on one shared database and one prefix; the reader with the given protection. */
-async function openPair(dialect: Dialect, testFile: string, raceProtection: boolean): Promise<Pair> {
-  const dir = dialect === 'sqlite' ? mkdtempSync(join(tmpdir(), 'cacheops-race-')) : undefined;
-  const db: SharedDatabase = { dialect, testFile, ...(dir ? { storage: join(dir, 'shared.sqlite') } : {}) };
-  const prefix = uniquePrefix('race');
-  const open = async (protection: boolean, prepare: boolean): Promise<Side> => {
-    const sequelize = await openShared(db);
-    const m = defineBlog(sequelize);
-    if (prepare) {
-      if (dialect === 'sqlite') await sequelize.query('PRAGMA journal_mode=WAL');
-      await sequelize.sync({ force: true });
-      await seed(m);
-      await fixSequences(sequelize, m);
-    }
-    const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix, raceProtection: protection, profiles: { '*': { ops: 'all' } } });
-    let gate: { resolveReached: () => void; released: Promise<void> } | undefined;
-    sequelize.addHook('afterQuery', async (options: { type?: string }) => {
-      if (options.type !== 'SELECT' || !gate) return;
-      const current = gate;
-      gate = undefined;
-      current.resolveReached();
-      await current.released;
-    });
-    return {
-      sequelize, m, cacheops,
-      hold() {
-        let resolveReached: () => void = () => undefined;
-        let release: () => void = () => undefined;
-        const reached = new Promise<void>((resolve) => { resolveReached = resolve; });
-        const released = new Promise<void>((resolve) => { release = resolve; });
-        gate = { resolveReached, released };
-        return { reached, release };
-      },
-    };
-  };
-  const writer = await open(true, true);
-  const reader = await open(raceProtection, false);
-  const other = await open(true, false);
-  return {
-    reader, writer, other,
-    async close() {
-      await reader.cacheops.invalidateAll();
-      for (const side of [reader, writer, other]) {
-        await side.cacheops.close();
-        await side.sequelize.close();
-      }
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-interface Scenario {
-  readonly name: string;
-  readonly read: ReadDescription;
-  readonly write: (w: Side) => Promise<unknown>;
-}
-
-type WithTags = Model & { addTag(id: number): Promise<unknown> };
-
-/** Seed (stress-catalog): posts 2 and 4 are in category 1 with 0 views; 1 and 3 in category 2; post 1 has comment 1. */
-const scenarios: readonly Scenario[] = [
-  { name: 'instance update vs findByPk', read: { kind: 'postByPk', args: [1] },
-    write: async (w) => (await w.m.Post.findByPk(1, { ...NOCACHE }))!.update({ views: 7 }) },
-  { name: 'Model.update moving a row out of an equality read', read: { kind: 'postsByViews', args: [0] },
-    write: (w) => w.m.Post.update({ views: 9 }, { where: { id: 2 } }) },
-  { name: 'increment vs max()', read: { kind: 'maxViewsInCategory', args: [1] },
-    write: (w) => w.m.Post.increment('views', { by: 5, where: { id: 2 } }) },
-  { name: 'create vs count()', read: { kind: 'countInCategory', args: [2] },
-    write: (w) => w.m.Post.create({ title: 'new', categoryId: 2 }) },
-  { name: 'hard destroy vs findAll', read: { kind: 'commentsOfPost', args: [1] },
-    write: (w) => w.m.Comment.destroy({ where: { postId: 1 } }) },
-  { name: 'paranoid destroy vs IN read', read: { kind: 'postsIn', args: [3, 4] },
-    write: (w) => w.m.Post.destroy({ where: { id: 3 } }) },
-  { name: 'write to an included model', read: { kind: 'postsOfCategoryWithCategory', args: [1] },
-    write: (w) => w.m.Category.update({ name: 'renamed' }, { where: { id: 1 } }) },
-  { name: 'addTag vs association getter', read: { kind: 'postGetTags', args: [4] },
-    write: (w) => (w.m.Post.build({ id: 4 }, { isNewRecord: false }) as WithTags).addTag(3) },
-  { name: 'update in a transaction vs count()', read: { kind: 'countPublished', args: [1] },
-    write: (w) => w.sequelize.transaction((transaction) => w.m.Post.update({ published: false }, { where: { id: 4 }, transaction })) },
-];
-
-/** Runs one scenario in the forced order; returns whether the reader's store was refused and the check. */
-async function force(pair: Pair, s: Scenario): Promise<{ refused: boolean; hits: number; stale: number; details: string }> {
-  const { reader, writer } = pair;
-  await reader.cacheops.invalidateAll(); // a clean miss to start from
-  const refusedBefore = reader.cacheops.stats().refusedStores;
-  const held = reader.hold();
-  const reading = runRead(reader.m, s.read);
-  await held.reached; // 1. the reader has its (old) rows from the database
-  await s.write(writer); // 2. write, commit, invalidate
-  held.release(); // 3. the reader stores
-  await reading;
-  const refused = reader.cacheops.stats().refusedStores > refusedBefore;
-  const check = await checkReads(reader.m, reader.cacheops, [s.read]);
-  return { refused, hits: check.hits, stale: check.stale, details: check.details.join('\n') };
-}
+import { Transaction } from 'sequelize';
+import { dialects, type Dialect } from '../helpers/env';
+import { NOCACHE, checkReads, runRead, type ReadDescription } from './stress-catalog';
+import { force, openPair, scenarios, type Side } from './forced-race-pair';
 
 for (const dialect of dialects()) {
   for (const protection of [true, false]) {
@@ -147,7 +29,7 @@ for (const dialect of dialects()) {
       ? `${dialect}: race protection on: a store that raced a write is refused (${scenarios.length} kinds of write)`
       : `${dialect}: race protection off: the same forced races leave stale values (${scenarios.length} kinds of write)`;
     test.serial(title, async (t) => {
-      const pair = await openPair(dialect, __filename, protection);
+      const pair = await openPair({ dialect, testFile: __filename, raceProtection: protection });
       try {
         let stale = 0;
         for (const s of scenarios) {
@@ -222,7 +104,7 @@ for (const dialect of dialects().filter((d) => d !== 'sqlite')) {
   for (const mode of ['own transaction', 'READ COMMITTED transaction'] as const) {
     test.serial(`${dialect}: rows entering a one-statement mass write's WHERE while it waits for a lock are not left stale (${mode})`, async (t) => {
       for (const s of phantoms.filter((p) => oneStatement(dialect, p))) {
-        const pair = await openPair(dialect, __filename, true);
+        const pair = await openPair({ dialect, testFile: __filename, raceProtection: true });
         try {
           const { reader, writer, other } = pair;
           const lock = await other.sequelize.transaction();
@@ -252,7 +134,7 @@ for (const dialect of dialects().filter((d): d is 'sqlite' | 'mysql' => d !== 'p
   for (const mode of modes) {
     test.serial(`${dialect}: rows entering a mass write's WHERE after its pre-read are not left stale (${mode})`, async (t) => {
       for (const s of phantoms.filter((p) => !oneStatement(dialect, p))) {
-        const pair = await openPair(dialect, __filename, true);
+        const pair = await openPair({ dialect, testFile: __filename, raceProtection: true });
         try {
           const { reader, writer, other } = pair;
           const held = writer.hold(); // the mass write's pre-read is its first SELECT

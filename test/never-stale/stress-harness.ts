@@ -11,7 +11,8 @@ import { installCacheops } from '../../src/index';
 import { rawRedis, redisUrl, uniquePrefix, type Dialect } from '../helpers/env';
 import { defineBlog } from '../helpers/models';
 import { checkReads, fixSequences, seed, type CheckResult } from './stress-catalog';
-import { openShared, type WorkerConfig, type WorkerMessage, type WorkerResult } from './stress-shared';
+import type { Sequelize } from 'sequelize';
+import { openShared, type SharedDatabase, type StreamWorkerConfig, type WorkerConfig, type WorkerMessage, type WorkerResult } from './stress-shared';
 
 export interface StressOptions {
   readonly dialect: Dialect;
@@ -26,6 +27,12 @@ export interface StressOptions {
   readonly seed?: number;
   /** The near cache on in every worker, the sampler at rate 1 (see stress-shared.ts). */
   readonly near?: boolean;
+  /** A private server instead of the test file's database on the shared one (see stress-shared.ts). */
+  readonly server?: SharedDatabase['server'];
+  /** `writes: 'stream'` in every worker, with this `changeStream` option. */
+  readonly stream?: StreamWorkerConfig;
+  /** Runs after the tables are created and seeded (PostgreSQL: REPLICA IDENTITY FULL). */
+  readonly prepare?: (sequelize: Sequelize) => Promise<void>;
 }
 
 export interface StressReport {
@@ -79,7 +86,10 @@ function startWorker(config: WorkerConfig, onReady: () => void, onDone: () => vo
 
 export async function runStress(options: StressOptions): Promise<StressReport> {
   const dir = options.dialect === 'sqlite' ? mkdtempSync(join(tmpdir(), 'cacheops-stress-')) : undefined;
-  const db = { dialect: options.dialect, testFile: options.testFile, ...(dir ? { storage: join(dir, 'shared.sqlite') } : {}) };
+  const db: SharedDatabase = {
+    dialect: options.dialect, testFile: options.testFile,
+    ...(dir ? { storage: join(dir, 'shared.sqlite') } : {}), ...(options.server ? { server: options.server } : {}),
+  };
   const prefix = uniquePrefix('stress');
   const sequelize = await openShared(db);
   const children: ChildProcess[] = [];
@@ -89,6 +99,7 @@ export async function runStress(options: StressOptions): Promise<StressReport> {
     await sequelize.sync({ force: true });
     await seed(m);
     await fixSequences(sequelize, m);
+    await options.prepare?.(sequelize);
     const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix, profiles: { Category: { ops: 'all', lock: true }, '*': { ops: 'all' } } });
     try {
       let ready = 0;
@@ -100,9 +111,11 @@ export async function runStress(options: StressOptions): Promise<StressReport> {
           ...db, id, prefix, raceProtection: options.raceProtection, readDelayMs: options.readDelayMs ?? 0,
           loops: options.loops ?? 3, seed: (options.seed ?? 1) * 1000 + id, readShare: options.readShare ?? 0.6,
           sqliteTransactions: options.sqliteTransactions ?? true, near: options.near ?? false,
+          ...(options.stream ? { stream: options.stream } : {}),
         };
         const run = startWorker(config, () => { ready += 1; if (ready === options.processes) allReady(); }, () => {
           // Near runs: once every worker has stopped writing, all replay their reads.
+          // Stream runs: the consumer's process stays until no worker waits for it.
           done += 1;
           if (done === options.processes) for (const child of children) child.send({ type: 'verify' } satisfies WorkerMessage);
         });
@@ -144,7 +157,8 @@ export async function runStress(options: StressOptions): Promise<StressReport> {
 export function describe(report: StressReport): string {
   const lines = report.workers.map((w) =>
     `  worker ${w.id} (pid ${w.pid}): ${w.reads} reads (${w.hits} hits, ${w.misses} misses, ${w.stores} stores, ${w.refusedStores} refused), ` +
-    `${w.writes} writes (${Object.values(w.failedWrites).reduce((a, b) => a + b, 0)} refused by the database)`);
+    `${w.writes} writes (${Object.values(w.failedWrites).reduce((a, b) => a + b, 0)} refused by the database)` +
+    (w.stream ? `, stream ${w.stream.role}: ${w.stream.done} waits done, ${w.stream.timeout} timed out` : ''));
   const t = report.totals;
   lines.push(`  total: ${t.reads} reads, ${t.hits} hits, ${t.misses} misses, ${t.stores} stores, ${t.refusedStores} refused stores, ` +
     `${t.writes} writes, ${t.failedWrites} failed writes in ${report.runMs} ms`);

@@ -3,7 +3,7 @@
  * configuration, the messages, and how a process opens the shared database
  * (PostgreSQL/MariaDB: the test file's database; SQLite: a file in WAL mode).
  */
-import type { Sequelize } from 'sequelize';
+import { Sequelize } from 'sequelize';
 import { makeSequelize, type Dialect } from '../helpers/env';
 import type { ReadDescription } from './stress-catalog';
 
@@ -13,6 +13,26 @@ export interface SharedDatabase {
   readonly testFile: string;
   /** SQLite: the database file. */
   readonly storage?: string;
+  /** A private server instead (PostgreSQL with wal_level=logical, MariaDB with the row binlog): its port and database. */
+  readonly server?: { readonly port: number; readonly database: string };
+}
+
+/** `writes: 'stream'` in every worker (stress-stream-writes.test.ts). */
+export interface StreamWorkerConfig {
+  /** The `changeStream` option every worker installs. */
+  readonly changeStream: Readonly<Record<string, unknown>>;
+  /**
+   * Test-only: a write's wait for the stream resolves at once, before the consumer invalidated
+   * its transaction (STRESS_STREAM_NO_WAIT=1), to see what the check finds without it.
+   */
+  readonly skipWait?: boolean;
+}
+
+/** A worker's stream figures: its role when it stopped, its writes' waits by outcome. */
+export interface StreamWorkerResult {
+  readonly role: string;
+  readonly done: number;
+  readonly timeout: number;
 }
 
 export interface WorkerConfig extends SharedDatabase {
@@ -33,6 +53,7 @@ export interface WorkerConfig extends SharedDatabase {
    * After the run, once every worker has stopped writing, each replays its reads (see stress-worker.ts).
    */
   readonly near: boolean;
+  readonly stream?: StreamWorkerConfig;
 }
 
 /** The sampler's findings in one worker (near runs only). */
@@ -67,12 +88,16 @@ export interface WorkerResult {
   readonly durationMs: number;
   readonly descriptions: readonly ReadDescription[];
   readonly sampler?: SamplerResult;
+  readonly stream?: StreamWorkerResult;
 }
 
 export type WorkerMessage =
   | { readonly type: 'ready' }
   | { readonly type: 'go'; readonly until: number }
-  /** Near runs: this worker stopped writing; it replays its reads on `verify`, sent once all are done. */
+  /**
+   * Near and stream runs: this worker stopped writing; on `verify`, sent once all are done, it replays
+   * its reads (near) or stops (stream: the consumer stays until no worker waits for it).
+   */
   | { readonly type: 'done' }
   | { readonly type: 'verify' }
   | { readonly type: 'result'; readonly result: WorkerResult }
@@ -86,6 +111,10 @@ type SqliteConnection = { configure(option: 'busyTimeout', ms: number): void };
  * instead of failing at once.
  */
 export async function openShared(db: SharedDatabase): Promise<Sequelize> {
+  if (db.server) {
+    const user = db.dialect === 'postgres' ? 'postgres' : 'root';
+    return new Sequelize(db.server.database, user, '', { host: '127.0.0.1', port: db.server.port, dialect: db.dialect, logging: false });
+  }
   const sequelize = await makeSequelize(db.dialect, db.testFile, db.storage ? { storage: db.storage } : {});
   if (db.dialect === 'sqlite') {
     const manager = sequelize.connectionManager as unknown as { getConnection(o?: unknown): Promise<SqliteConnection> };

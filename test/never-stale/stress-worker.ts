@@ -11,6 +11,7 @@ import { redisUrl } from '../helpers/env';
 import { defineBlog } from '../helpers/models';
 import { openShared, runChild, sendToParent, sleep, type SamplerResult, type WorkerConfig, type WorkerMessage, type WorkerResult } from './stress-shared';
 import type { StaleEvent } from '../../src/index';
+import { STREAM_WAITED_EVENT, StreamWaits, type WaitOutcome } from '../../src/write/stream-wait';
 import { WRITES, pick, randomRead, rng, runRead, type ReadDescription } from './stress-catalog';
 
 const send = (message: WorkerMessage): Promise<void> => sendToParent(message);
@@ -24,7 +25,14 @@ async function main(config: WorkerConfig): Promise<void> {
     raceProtection: config.raceProtection,
     profiles: { Category: { ops: 'all', lock: true, near: config.near }, '*': { ops: 'all', near: config.near } },
     verifySampleRate: config.near ? 1 : 0,
+    ...(config.stream ? { writes: 'stream' as const, changeStream: config.stream.changeStream, logger: () => undefined } : {}),
   });
+  const waits: Record<WaitOutcome, number> = { done: 0, timeout: 0 };
+  if (config.stream) {
+    cacheops.core.events.on(STREAM_WAITED_EVENT, (w: { outcome: WaitOutcome }) => { waits[w.outcome] += 1; });
+    if (config.stream.skipWait) StreamWaits.prototype.wait = () => Promise.resolve('done');
+    await cacheops.changeStreamReady();
+  }
   const stale: StaleEvent[] = [];
   cacheops.on('stale', (e) => stale.push(e));
   if (config.near) {
@@ -89,6 +97,11 @@ async function main(config: WorkerConfig): Promise<void> {
   const started = Date.now();
   await Promise.all(Array.from({ length: config.loops }, (_, i) => loop(config.seed * 100 + i, started, until)));
   let sampler: SamplerResult | undefined;
+  if (config.stream && !config.near) {
+    // The consumer may be in this process: it stays until every worker's writes are resolved.
+    await send({ type: 'done' });
+    await verifying;
+  }
   if (config.near) {
     await cacheops.core.sampler.idle();
     const during = { ...cacheops.stats() };
@@ -114,6 +127,7 @@ async function main(config: WorkerConfig): Promise<void> {
     hits: stats.hits, misses: stats.misses, stores: stats.stores, refusedStores: stats.refusedStores,
     invalidations: stats.invalidations, durationMs: Date.now() - started, descriptions: [...descriptions.values()],
     ...(sampler ? { sampler } : {}),
+    ...(config.stream ? { stream: { role: stats.changeStream.role, ...waits } } : {}),
   };
   await send({ type: 'result', result: final });
   await cacheops.close();

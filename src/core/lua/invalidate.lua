@@ -17,6 +17,9 @@
   ARGV[2+2T..1+3T] conj key prefix of each table  N conj:<table>:
   ARGV[2+3T..1+4T] index key prefix of each table N idx:<table>:
   ARGV[2+4T..]    the rows, table after table: fields and tokens, escaped, as `f=t&g=u`
+  KEYS[3+T..]     (optional) marks of the transactions this invalidation covers  N stream:done:<db>:<id>
+  ARGV after the rows (with the marks): their time to live in ms, the channel   N stream:done:<db>,
+                  the ids (comma-separated): see announce_done
 
   A row missing a field of a scheme cannot be placed in it, so every
   conjunction of that scheme is dropped (through the scheme's index).
@@ -24,6 +27,7 @@
   Returns the number of cached values deleted.
 ]]
 --- @include "includes/invalidation_rows"
+--- @include "includes/announce"
 
 local deleted = 0
 
@@ -40,7 +44,8 @@ local function drop(conj_keys)
   end
 end
 
-for _, t in ipairs(invalidated_tables(4)) do
+local tables, after_rows = invalidated_tables(4)
+for _, t in ipairs(tables) do
   redis.call('HINCRBY', KEYS[1], t.name, 1)
   local conj_keys = {}
   local seen = {}
@@ -74,4 +79,5 @@ for _, t in ipairs(invalidated_tables(4)) do
   end
   drop(conj_keys)
 end
+announce_done(3 + #tables, after_rows)
 return deleted

@@ -9,16 +9,20 @@
   KEYS[2]           fence key          N fence (never exists; see fenceKey in keys.ts)
   KEYS[3..2+T]      schemes set of each table       N schemes:<table>
   KEYS[3+T..2+2T]   generation of each table        N gen:<table>
+  KEYS[3+2T..]      (optional) marks of the transactions covered, as in invalidate.lua
   ARGV              as in invalidate.lua without the index key prefixes:
                     T, table names, row counts, conj key prefixes, rows
+                    (then, with the marks, their time to live, the channel, the ids)
 
   Returns the number of stamps deleted plus generations moved.
 ]]
 --- @include "includes/invalidation_rows"
+--- @include "includes/announce"
 
 local changed = 0
 
-for _, t in ipairs(invalidated_tables(3)) do
+local tables, after_rows = invalidated_tables(3)
+for _, t in ipairs(tables) do
   redis.call('HINCRBY', KEYS[1], t.name, 1)
   local whole_table = t.whole
   local conj_keys = {}
@@ -47,4 +51,5 @@ for _, t in ipairs(invalidated_tables(3)) do
     end
   end
 end
+announce_done(3 + 2 * #tables, after_rows)
 return changed

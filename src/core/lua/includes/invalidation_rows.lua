@@ -8,6 +8,7 @@
 --- the text it came as (`&f=t&g=u`, with a leading '&'): conj_key_of finds only the
 --- fields a scheme needs in it, which costs less than splitting every field of every row.
 --- blocks: how many per-table blocks precede the rows (4 with index prefixes, 3 without).
+--- Also returns the index of the first argument after the rows.
 local function invalidated_tables(blocks)
   local n = tonumber(ARGV[1])
   local tables = {}
@@ -25,8 +26,9 @@ local function invalidated_tables(blocks)
     end
     tables[t] = entry
   end
-  return tables
+  return tables, row_at
 end
+
 
 --- The fields of a scheme ("f,g"; "" is the scheme of "every row"), each with the
 --- text that starts it in a row ("&f=").
