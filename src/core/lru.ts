@@ -60,11 +60,12 @@ export class LruMap<K, V> {
   }
 
   /** The value when present and not expired; marks it most recently used. */
-  get(key: K, now = Date.now()): V | undefined {
+  get(key: K, now?: number): V | undefined {
     const slot = this.slots.get(key);
     if (slot === undefined) return undefined;
     this.slots.delete(key);
-    if (slot.expires <= now) {
+    // The clock is read only for an entry that can expire (most never do).
+    if (slot.expires !== Infinity && slot.expires <= (now ?? Date.now())) {
       this.used -= slot.size;
       this.onRemove?.(key, slot.value, 'expired');
       return undefined;

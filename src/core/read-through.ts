@@ -142,6 +142,7 @@ class Read<T> {
    * decode (the caller carries on as on a miss).
    */
   async answer(bytes: Buffer): Promise<ReadOutcome<T> | undefined> {
+    if (windowMs(this.plan) === 0) return freshHit(this.plan, bytes);
     const found = freshnessOf(this.plan, bytes);
     const now = Date.now();
     if (found.freshUntil > now) {
@@ -184,22 +185,38 @@ class Read<T> {
   }
 }
 
+/**
+ * The answer from bytes of a read without stale-while-revalidate (always
+ * fresh): Read.answer's, made without a promise of its own, as most hits are.
+ */
+function freshHit<T>(plan: ReadPlan<T>, bytes: Buffer): ReadOutcome<T> | undefined {
+  const decoded = plan.codec.decode(bytes);
+  return decoded && { value: decoded.value, hit: true, stored: false, bytes, at: Date.now(), freshUntil: Infinity };
+}
+
 function isDependencyList<T>(deps: ReadPlan<T>['deps']): deps is readonly Dependency[] {
   return Array.isArray(deps);
 }
 
 /** Reads a plan through Redis: a hit, a stale hit, or the computation (stored when it may be). */
 export async function readThrough<T>(store: CacheStore, plan: ReadPlan<T>, compute: Compute<T>, options: ReadThroughOptions = PLAIN_READ): Promise<ReadOutcome<T>> {
-  const read = new Read(store, plan, compute, options.unchecked === true);
+  let read: Read<T>;
   if (!store.insideout && options.skipGet !== true) {
     const bytes = options.found ?? await store.getValue(plan.prefix, plan.hash);
+    // The common hit (no stale-while-revalidate): nothing else of the read is needed.
+    const fresh = bytes && windowMs(plan) === 0 ? freshHit(plan, bytes) : undefined;
+    if (fresh) return fresh;
+    read = new Read(store, plan, compute, options.unchecked === true);
     if (bytes === undefined) return read.computeOnly(); // Redis unavailable
-    if (bytes !== null) {
+    // Bytes that did not decode (fresh is undefined) are a miss; with the window, answer() decides.
+    if (bytes !== null && windowMs(plan) > 0) {
       const answered = await read.answer(bytes);
       if (answered) return answered;
     }
     // Redis is full and no probe is due: the store would be skipped, so the snapshot is not taken.
     if (plan.admission.canStore && !store.full.probeDue()) return { ...await read.computeOnly(), full: true };
+  } else {
+    read = new Read(store, plan, compute, options.unchecked === true);
   }
   const tables = read.tables();
   if (tables === undefined) return read.computeOnly();

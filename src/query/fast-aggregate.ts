@@ -77,10 +77,12 @@ export async function fastFindAndCountAll(fast: FastPath, model: AnyModel, optio
   if (!raw || !select) return call(o);
   // Both parts through the cache, or neither (a part's own fallback would be this whole call).
   const core = fast.core;
-  if (!core.planParsed(model, raw.prepared.op, entry.option, {}) || !core.planParsed(model, select.op, entry.option, {})) return call(o);
+  const countDecision = core.planParsed(model, raw.prepared.op, entry.option, {});
+  const rowsDecision = countDecision && core.planParsed(model, select.op, entry.option, {});
+  if (!countDecision || !rowsDecision) return call(o);
   const [count, rows] = await Promise.all([
-    fast.readRememberedRaw(model, o, raw, entry.option, call).then(countResult),
-    fast.readRemembered(model, o, select, entry.option, call),
+    fast.readRememberedRaw(model, o, raw, entry.option, call, countDecision).then(countResult),
+    fast.readRemembered(model, o, select, entry.option, call, rowsDecision),
   ]);
   return { count, rows: count === 0 ? [] : rows };
 }

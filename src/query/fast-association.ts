@@ -53,12 +53,44 @@ const single = (instance: unknown): Getter | undefined => (instance instanceof M
 const rows = (result: unknown): unknown => result;
 const count = (result: unknown): number => parseInt((result as { count: string }).count, 10);
 
-/** The conditions has* makes of its targets: an instance's where(), else `{ [key]: value }`. */
-function targetConditions(a: AssociationLike, targets: unknown, key: string): Record<string, unknown>[] {
-  return (Array.isArray(targets) ? targets : [targets]).map((t: unknown) => (t instanceof a.target ? (t as Model).where() as Record<string, unknown> : { [key]: t }));
+const isPlainValue = (v: unknown): boolean => v === null || (typeof v !== 'object' && typeof v !== 'function');
+
+interface AttributeLike { readonly field?: string; readonly fieldName?: string }
+
+/**
+ * What `instance.where()` returns, made without its deep clone: the primary
+ * key's raw values under their column names, keyed in the order Sequelize's
+ * mapWhereFieldNames leaves them. Only for plain values (as has* mostly
+ * meets them); anything else, or a model without a primary key, asks where()
+ * itself. On a hit this was most of a has* call's own work (the clone walks
+ * every value with lodash).
+ */
+function instanceWhere(t: Model): Record<string, unknown> {
+  const cls = t.constructor as unknown as { primaryKeyAttributes: readonly string[]; rawAttributes: Record<string, AttributeLike | undefined> };
+  const pks = cls.primaryKeyAttributes;
+  if (pks.length === 0) return t.where() as Record<string, unknown>;
+  const where: Record<string, unknown> = {};
+  for (const attribute of pks) {
+    const value = (t as Getter).get(attribute, { raw: true });
+    if (!isPlainValue(value)) return t.where() as Record<string, unknown>;
+    where[attribute] = value;
+  }
+  // As mapWhereFieldNames: each attribute whose column is named otherwise moves to that name.
+  for (const attribute of Object.keys(where)) {
+    const raw = cls.rawAttributes[attribute];
+    if (raw && raw.field !== raw.fieldName) {
+      where[raw.field as string] = where[attribute];
+      delete where[attribute];
+    }
+  }
+  return where;
 }
 
-const isPlainValue = (v: unknown): boolean => v === null || (typeof v !== 'object' && typeof v !== 'function');
+/** The conditions has* makes of its targets: an instance's where(), else `{ [key]: value }`. */
+function targetConditions(a: AssociationLike, targets: unknown, key: string): Record<string, unknown>[] {
+  return (Array.isArray(targets) ? targets : [targets]).map((t: unknown) => (t instanceof a.target ? instanceWhere(t as Model) : { [key]: t }));
+}
+
 /** lodash isEqual for a plain value against anything. */
 const sameValue = (a: unknown, b: unknown): boolean => a === b || (a !== a && b !== b);
 
@@ -135,8 +167,9 @@ function fastAssociation(fast: FastPath, a: AssociationLike, spec: Spec, args: u
   // The class the method read through (has*: an unscoped() one; its rows are raw).
   const model = select.model as AnyModel;
   // Cached or not is decided before reading: the method's own fallback would give its result, not findAll's.
-  if (!fast.core.planParsed(model, select.op, entry.option, {})) return call(o);
-  return fast.readRemembered(model, o, select, entry.option, call).then((result) => spec.finish(result, a, keys));
+  const decision = fast.core.planParsed(model, select.op, entry.option, {});
+  if (!decision) return call(o);
+  return fast.readRemembered(model, o, select, entry.option, call, decision).then((result) => spec.finish(result, a, keys));
 }
 
 type Prototype = Record<string, Method>;

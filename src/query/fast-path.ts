@@ -25,7 +25,7 @@
  * just those off.
  */
 import { EmptyResultError, type Sequelize } from 'sequelize';
-import type { CacheopsCore } from '../core/cacheops-core';
+import type { CacheopsCore, ReadDecision } from '../core/cacheops-core';
 import { CAPTURE, SelectCapture, carriesCapture, type RawPrepared } from './capture';
 import { isPlainObject } from '../core/tree';
 import { findFingerprint } from './fingerprint';
@@ -160,9 +160,11 @@ export class FastPath {
   }
 
   /** A remembered select read through the cache, built with the call's model; rejectOnEmpty as findAll applies it. */
-  async readRemembered(model: AnyModel, options: FindOptions | undefined, prepared: PreparedSelect, option: ParsedFindOption, call: (options: FindOptions | undefined) => Promise<unknown>): Promise<unknown> {
-    // No transaction and no lock here (eligible() sent those calls the normal way).
-    const decision = this.core.planParsed(model, prepared.op, option, {});
+  async readRemembered(
+    model: AnyModel, options: FindOptions | undefined, prepared: PreparedSelect, option: ParsedFindOption, call: (options: FindOptions | undefined) => Promise<unknown>,
+    // No transaction and no lock here (eligible() sent those calls the normal way). A caller that already decided passes its decision.
+    decision: ReadDecision | undefined = this.core.planParsed(model, prepared.op, option, {}),
+  ): Promise<unknown> {
     if (!decision) return call(options);
     // The remembered options build the result; a miss runs with this call's model and logging.
     const run = (sql: string): Promise<unknown> => model.sequelize.query(sql, { ...prepared.options, model, logging: options?.logging, benchmark: options?.benchmark } as never);
@@ -177,9 +179,11 @@ export class FastPath {
   }
 
   /** A remembered raw select (count, aggregate) read through the cache: what rawSelect returns. */
-  async readRememberedRaw(model: AnyModel, options: FindOptions | undefined, raw: RawPrepared, option: ParsedFindOption, call: (options: FindOptions | undefined) => Promise<unknown>): Promise<unknown> {
+  async readRememberedRaw(
+    model: AnyModel, options: FindOptions | undefined, raw: RawPrepared, option: ParsedFindOption, call: (options: FindOptions | undefined) => Promise<unknown>,
+    decision: ReadDecision | undefined = this.core.planParsed(model, raw.prepared.op, option, {}),
+  ): Promise<unknown> {
     const { prepared, shape } = raw;
-    const decision = this.core.planParsed(model, prepared.op, option, {});
     if (!decision) return call(options);
     // As rawSelect runs it: the remembered options, no model; this call's logging.
     const run = (sql: string): Promise<unknown> => model.sequelize.query(sql, { ...prepared.options, logging: options?.logging, benchmark: options?.benchmark } as never);

@@ -6,7 +6,7 @@
  * uncached; it steps aside where the result could differ.
  */
 import test from 'ava';
-import { Op, type Model, type Sequelize } from 'sequelize';
+import { DataTypes, Op, type Model, type Sequelize } from 'sequelize';
 import { makeBlog, type Blog } from '../helpers/models';
 import { dialects } from '../helpers/env';
 import { plain, sqlCount } from '../helpers/check';
@@ -127,6 +127,34 @@ for (const dialect of dialects()) {
       } finally {
         selects.restore();
       }
+    } finally {
+      await blog.close();
+    }
+  });
+  test.serial(`${dialect}: has* of targets whose primary key column is named otherwise answers as Sequelize does, per target`, async (t) => {
+    const blog = await makeBlog(dialect, __filename);
+    try {
+      const { sequelize } = blog;
+      // Primary keys mapped to other column names: has* keys its conditions by column (instance.where()).
+      const Shelf = sequelize.define('Shelf', { label: DataTypes.STRING });
+      const Book = sequelize.define('Book', { isbn: { type: DataTypes.STRING, primaryKey: true, field: 'book_isbn' }, title: DataTypes.STRING });
+      const Reader = sequelize.define('Reader', { rid: { type: DataTypes.INTEGER, primaryKey: true, field: 'reader_id' }, name: DataTypes.STRING });
+      const Shelving = sequelize.define('Shelving', {}, { timestamps: false });
+      Shelf.hasMany(Book, { foreignKey: 'shelfId' });
+      Shelf.belongsToMany(Reader, { through: Shelving, foreignKey: 'shelfId', otherKey: 'readerId' });
+      for (const m of [Shelf, Book, Reader, Shelving]) await m.sync({ force: true });
+      const [a, b] = await Shelf.bulkCreate([{ label: 'a' }, { label: 'b' }]);
+      const books = await Book.bulkCreate([{ isbn: 'x1', title: 'one', shelfId: a!.get('id') }, { isbn: 'x2', title: 'two', shelfId: b!.get('id') }]);
+      const readers = await Reader.bulkCreate([{ rid: 7, name: 'r7' }, { rid: 8, name: 'r8' }]);
+      await Shelving.bulkCreate([{ shelfId: a!.get('id'), readerId: 7 }]);
+      // Each target its own answer: a fingerprint that lost the target's key would serve one for the other.
+      t.true(await fastRead(t, blog, (o) => on(a!, 'hasBook', books[0]!)(o), 'hasMany has its own book') as boolean);
+      t.false(await fastRead(t, blog, (o) => on(a!, 'hasBook', books[1]!)(o), 'hasMany has another shelf\'s book') as boolean);
+      t.false(await fastRead(t, blog, (o) => on(a!, 'hasBooks', [books[0]!, books[1]!])(o), 'hasMany has both') as boolean);
+      // Sequelize compares the column-keyed condition with the row's attribute: what it answers is what a hit answers.
+      await fastRead(t, blog, (o) => on(a!, 'hasReader', readers[0]!)(o), 'belongsToMany has a reader');
+      await fastRead(t, blog, (o) => on(a!, 'hasReader', readers[1]!)(o), 'belongsToMany has another reader');
+      await fastRead(t, blog, (o) => on(a!, 'hasReader', 7)(o), 'belongsToMany has a key');
     } finally {
       await blog.close();
     }
