@@ -20,7 +20,7 @@
  * call, and builds its result with it), and for a has* whose target keys are
  * not plain values (Sequelize compares them with deep equality).
  */
-import { Model } from 'sequelize';
+import { Model, type ModelStatic } from 'sequelize';
 import { isPlainObject } from '../core/tree';
 import { ASSOCIATION_KNOWN, callFingerprint } from './fingerprint';
 import type { FastPath, FindOptions } from './fast-path';
@@ -55,8 +55,6 @@ const count = (result: unknown): number => parseInt((result as { count: string }
 
 const isPlainValue = (v: unknown): boolean => v === null || (typeof v !== 'object' && typeof v !== 'function');
 
-interface AttributeLike { readonly field?: string; readonly fieldName?: string }
-
 /**
  * What `instance.where()` returns, made without its deep clone: the primary
  * key's raw values under their column names, keyed in the order Sequelize's
@@ -66,7 +64,7 @@ interface AttributeLike { readonly field?: string; readonly fieldName?: string }
  * every value with lodash).
  */
 function instanceWhere(t: Model): Record<string, unknown> {
-  const cls = t.constructor as unknown as { primaryKeyAttributes: readonly string[]; rawAttributes: Record<string, AttributeLike | undefined> };
+  const cls = t.constructor as ModelStatic<Model>;
   const pks = cls.primaryKeyAttributes;
   if (pks.length === 0) return t.where() as Record<string, unknown>;
   const where: Record<string, unknown> = {};
@@ -77,8 +75,9 @@ function instanceWhere(t: Model): Record<string, unknown> {
   }
   // As mapWhereFieldNames: each attribute whose column is named otherwise moves to that name.
   for (const attribute of Object.keys(where)) {
+    // Sequelize sets each attribute's field (its own name when not renamed).
     const raw = cls.rawAttributes[attribute];
-    if (raw && raw.field !== raw.fieldName) {
+    if (raw?.field !== undefined && raw.field !== attribute) {
       where[raw.field as string] = where[attribute];
       delete where[attribute];
     }
