@@ -11,7 +11,7 @@
  * Run as a child with `consumer <database> <port> <prefix>`: the consumer of
  * the second half, until killed.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -139,11 +139,20 @@ function print(label: string, results: readonly StreamWriteResult[]): void {
 }
 
 /** A consumer in another process (this file run as a child): resolves once it consumes. */
-function startConsumer(db: Database, port: number, prefix: string): Promise<{ stop(): void }> {
+/** Kills the consumer process and waits for its exit. */
+function stopped(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGKILL');
+  });
+}
+
+function startConsumer(db: Database, port: number, prefix: string): Promise<{ stop(): Promise<void> }> {
   const tsx = pathToFileURL(join(__dirname, '..', 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
   const child = spawn(process.execPath, ['--import', tsx, __filename, 'consumer', db, String(port), prefix], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
   return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => { if (line === 'consumer') resolve({ stop: () => child.kill('SIGKILL') }); });
+    createInterface({ input: child.stdout! }).on('line', (line) => { if (line === 'consumer') resolve({ stop: () => stopped(child) }); });
     child.once('exit', (code) => reject(new Error(`the consumer process exited (${code})`)));
   });
 }
@@ -203,12 +212,13 @@ async function runOn(db: Database, iterations: number, redis: IORedis): Promise<
         const role = sides.stream.cacheops!.stats().changeStream.role;
         print(`consumer ${where} (this process: ${role})`, await measure(sides, iterations, redis));
       } finally {
+        // Every consumer stopped first: one still running would write the prefix's epochs again.
+        await consumer?.stop();
         for (const side of Object.values(sides)) {
-          if (side.cacheops) await forgetPrefix(side.cacheops, side.name === 'stream' ? prefix : `${prefix}sync:`);
           await side.cacheops?.close();
           await side.sequelize.close();
         }
-        consumer?.stop();
+        for (const gone of [prefix, `${prefix}sync:`]) await forgetPrefix(undefined, gone);
       }
     }
   } finally {
