@@ -122,7 +122,7 @@ export const readOf = (blog: Blog, k: number, cached = true) =>
   blog.Post.findAll({ where: { views: k }, order: [['id', 'ASC']], ...(cached ? {} : { cacheops: false }) });
 
 /** Readers and writers on the Post table until stopped; nothing they do may reject. */
-export function startWorkload(blog: Blog, { readers = 4, writers = 2 } = {}): { stop(): Promise<WorkloadResult> } {
+export function startWorkload(blog: Blog, { readers = 4, writers = 2, writePauseMs = 10 } = {}): { stop(): Promise<WorkloadResult> } {
   const result: WorkloadResult = { reads: 0, writes: 0, errors: [], latencies: [], plain: [], hits: [] };
   let running = true;
   const onRead = (e: { hit: boolean }): void => { if (e.hit) result.hits.push(Date.now()); };
@@ -151,7 +151,7 @@ export function startWorkload(blog: Blog, { readers = 4, writers = 2 } = {}): { 
       } catch (error) {
         result.errors.push(`write: ${(error as Error).message}`);
       }
-      await sleep(10);
+      await sleep(writePauseMs);
     }
   };
   const loops = [...Array.from({ length: readers }, (_, i) => reader(i)), reader(0, false), ...Array.from({ length: writers }, (_, i) => writer(i))];
