@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  allKeysPattern, conjKey, conjPrefix, epochsKey, escapeKeyPart, fenceKey, genKey, hashText, indexKey, indexKeyOfConj, indexPrefix,
+  allKeysPattern, conjKey, conjPrefix, epochsKey, escapeKeyPart, fenceKey, fullProbeKey, genKey, hashText, indexKey, indexKeyOfConj, indexPrefix,
   lockKey, namespace, parseKey, schemesKey, shardOf, simpleKey, UNSAFE_KEY_CHARACTERS, valueKey,
 } from '../src/core/keys';
 
@@ -112,10 +112,10 @@ test.serial('the key layout: every name keys.ts builds, pinned (a change to it n
   t.is(ns, 'app:cacheops:{3}:');
   t.deepEqual(
     [valueKey(ns, 'ab'), lockKey(ns, 'ab'), epochsKey(ns), fenceKey(ns), simpleKey(ns, 'k'), schemesKey(ns, 'T'), genKey(ns, 'T'),
-      conjKey(ns, 'T', 'a=1&b=2'), indexKey(ns, 'T', 'a,b'), conjPrefix(ns, 'T'), indexPrefix(ns, 'T')],
+      conjKey(ns, 'T', 'a=1&b=2'), indexKey(ns, 'T', 'a,b'), conjPrefix(ns, 'T'), indexPrefix(ns, 'T'), fullProbeKey(ns)],
     ['app:cacheops:{3}:q:ab', 'app:cacheops:{3}:lock:ab', 'app:cacheops:{3}:epochs', 'app:cacheops:{3}:fence', 'app:cacheops:{3}:simple:k',
       'app:cacheops:{3}:schemes:T', 'app:cacheops:{3}:gen:T', 'app:cacheops:{3}:conj:T:a=1&b=2', 'app:cacheops:{3}:idx:T:a,b',
-      'app:cacheops:{3}:conj:T:', 'app:cacheops:{3}:idx:T:'],
+      'app:cacheops:{3}:conj:T:', 'app:cacheops:{3}:idx:T:', 'app:cacheops:{3}:probe:full'],
   );
   t.deepEqual(parseKey(conjKey(ns, 'T', 'a=1&b=2')), { ns, kind: 'conj', rest: 'T:a=1&b=2' });
   t.is(indexKeyOfConj(conjKey(ns, 'T', 'a=1&b=2')), indexKey(ns, 'T', 'a,b'));

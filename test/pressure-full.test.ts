@@ -21,7 +21,6 @@ import { CacheMiss, renderAsync, type ReadEvent } from '../src/index';
 import { makeBlog, type Blog } from './helpers/models';
 import { startPrivateRedis } from './helpers/private-redis';
 import { fillRedis, unfillRedis } from './helpers/faults';
-import { FullState, isOomError } from '../src/core/pressure';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -167,25 +166,4 @@ test.serial('the invalidation scripts without their flags line (as sent to a Red
   } finally {
     await blog.close();
   }
-});
-
-test('a Redis that fills again within a minute of having room is probed less often', async (t) => {
-  const logged: string[] = [];
-  const full = new FullState({ endpoint: 'here', logger: (m) => logged.push(m) });
-  const oom = new Error("OOM command not allowed when used memory > 'maxmemory'.");
-  t.true(full.mayStore());
-  full.refused(oom, 'a cache store');
-  t.false(full.mayStore(), 'stores skipped');
-  await sleep(300);
-  t.true(full.mayStore(), 'one store goes as the probe after 250 ms');
-  t.false(full.mayStore(), 'only one');
-  full.accepted();
-  full.refused(oom, 'a cache store');
-  await sleep(300);
-  t.false(full.mayStore(), 'filled again at once: the interval doubled');
-  await sleep(250);
-  t.true(full.mayStore());
-  t.deepEqual(logged.map((m) => m.split(':')[0]), ['Redis is full', 'Redis has room again', 'Redis is full']);
-  t.true(isOomError(Object.assign(new Error('EXECABORT Transaction discarded because of previous errors.'), { previousErrors: [oom] })));
-  t.false(isOomError(new Error('ECONNREFUSED')));
 });

@@ -16,13 +16,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { endpointOf, isCluster, scanAll, type RedisClient, type ScriptCommands } from './redis';
-import { conjKey, conjPrefix, epochsKey, fenceKey, escapeKeyPart, genKey, indexKey, indexPrefix, lockKey, namespace, schemesKey, shardOf, simpleKey, valueKey, allKeysPattern, hashText, isStreamKey } from './keys';
+import { conjKey, conjPrefix, epochsKey, fenceKey, fullProbeKey, escapeKeyPart, genKey, indexKey, indexPrefix, lockKey, namespace, schemesKey, shardOf, simpleKey, valueKey, allKeysPattern, hashText, isStreamKey } from './keys';
 import type { Conj } from './tree';
 import { CacheopsRedisError, type CacheopsPermissionError } from './errors';
 import { isPermissionError } from './permissions';
 import { describeError, RedisBreaker, type BreakerKind } from './breaker';
 import { bounded } from './bounded';
-import { FullState, isOomError } from './pressure';
+import { FullState, isOomError, type ProbeResult } from './pressure';
 import { SlowDetector, type SlowRedisOptions } from './slow';
 
 /** What a cached value depends on: a table and the conjunctions of its rows that matter. */
@@ -111,6 +111,8 @@ const STRICT_HINT = 'Reads throw because degradeOnFailure is false (strict mode)
   + 'leave it unset or set it to true to have the database answer while Redis is out';
 /** What an invalidation's guard is called (it runs while permissions are refused too). */
 const INVALIDATION = 'an invalidation';
+/** How long a full Redis's probe key lives (it is written at most once per probe interval). */
+const FULL_PROBE_TTL_MS = 1000;
 
 export class CacheStore {
   /** Open while Redis is out: every call skips it at once (breaker.ts). */
@@ -142,7 +144,7 @@ export class CacheStore {
     const own = isCluster(client) ? undefined : (client as { options?: { commandTimeout?: unknown } }).options?.commandTimeout;
     this.clientTimesOut = typeof own === 'number' && own > 0 && own <= options.timeoutMs;
     const endpoint = endpointOf(client);
-    this.full = new FullState({ endpoint, logger: options.logger });
+    this.full = new FullState({ endpoint, logger: options.logger, probe: () => this.probeRoom() });
     this.slow = options.slow && new SlowDetector(options.slow, (why) => this.breaker.degrade(why));
     this.breaker = new RedisBreaker({
       endpoint,
@@ -213,6 +215,25 @@ export class CacheStore {
       // A late rejection of a probe that lost the race is of no interest.
       for (const c of calls) c.catch(() => undefined);
     }
+  }
+
+  /**
+   * Has a full Redis room again? One small write per shard (fullProbeKey, under the installation's
+   * prefix), which Redis refuses with OOM exactly while it is above maxmemory. Room only when every
+   * shard took it; any other failure is handled by the guard as any call's (the breaker).
+   */
+  private async probeRoom(): Promise<ProbeResult> {
+    const token = randomBytes(8).toString('hex');
+    const prefix = this.options.probePrefix ?? '';
+    return this.guard<ProbeResult>('a full Redis\'s probe', async () => {
+      const calls: Promise<unknown>[] = [];
+      for (let shard = 0; shard < this.shards; shard += 1) calls.push(this.client.set(fullProbeKey(namespace(prefix, shard)), token, 'PX', FULL_PROBE_TTL_MS));
+      const settled = await Promise.allSettled(calls);
+      const failed = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as unknown] : []));
+      const other = failed.find((error) => !isOomError(error));
+      if (other !== undefined) throw other;
+      return failed.length > 0 ? 'full' : 'room';
+    }, 'failed').catch(() => 'failed' as const);
   }
 
   get shards(): number {
@@ -361,7 +382,7 @@ export class CacheStore {
    * window included): its invalidation structures are kept at least as long.
    */
   async store(prefix: string, hash: string, bytes: Buffer, timeout: number, deps: readonly Dependency[], snapshot: Snapshot): Promise<StoreResult> {
-    // While Redis is full, only a probe's store goes (pressure.ts); the others would be refused.
+    // While Redis is full, stores are skipped (a probe of its own finds room again: pressure.ts).
     if (!this.full.mayStore()) {
       await this.releaseLease(prefix, hash, snapshot.lockToken);
       return 'full';
@@ -404,7 +425,6 @@ export class CacheStore {
       }
     }, 0);
     if (stored === 1) this.full.accepted();
-    else if (stored === 0) this.full.inconclusive();
     if (stored === -1) await this.releaseLease(prefix, hash, snapshot.lockToken);
     return stored === 1 ? 'stored' : stored === -1 ? 'full' : 'refused';
   }

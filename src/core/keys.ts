@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
  *   N stream:done:<db>:<id>      `writes: 'stream'`: the change stream invalidated transaction <id> (xid, GTID; expires)
  *   N stream:done:<db>           the channel the consumer announces those transactions on
  *   N fence                      never exists: declared by scripts so that they wait out a slot migration (fenceKey)
+ *   N probe:full                 a full Redis's probe write (pressure.ts): a token, expiring within a second
  *
  * The Lua scripts spell none of these: they are given the key names (KEYS), and
  * where they must derive a name from what Redis holds (the conj keys of the
@@ -102,6 +103,11 @@ export const epochsKey = (ns: string): string => `${ns}epochs`;
  * once the slot has settled. Elsewhere a missing declared key costs nothing.
  */
 export const fenceKey = (ns: string): string => `${ns}fence`;
+/**
+ * The key a full Redis's probe writes (`SET ... PX`, pressure.ts): Redis refuses it with OOM
+ * exactly while it is above maxmemory. It expires by itself, and invalidateAll deletes it.
+ */
+export const fullProbeKey = (ns: string): string => `${ns}probe:full`;
 export const streamLeaseKey = (ns: string, db: string): string => `${ns}stream:lease:${escapeKeyPart(db)}`;
 export const streamFenceKey = (ns: string, db: string): string => `${ns}stream:fence:${escapeKeyPart(db)}`;
 export const streamPositionKey = (ns: string, db: string): string => `${ns}stream:pos:${escapeKeyPart(db)}`;

@@ -5,12 +5,21 @@
  * lua/invalidate.lua) still delete, which is what frees memory. So an OOM
  * reply never opens the breaker and never reaches a reader: the store is
  * dropped (counted in `stats().fullStores`), the state turns full (one log
- * line), and stores are skipped while it lasts, except one store per probe
- * interval that goes through as the probe (one refused for a raced invalidation does not count):
- * the first that Redis accepts ends
- * the state (one log line) and caching resumes. A Redis that fills again
- * soon after it had room doubles the interval (up to MAX_PROBE_MS), so a
- * Redis hovering at its limit logs at most two lines per interval.
+ * line), and every store is skipped while it lasts.
+ *
+ * Room is found by a probe of its own, not by a store: a store can be refused
+ * for an invalidation that raced it (store.lua), which says nothing of memory,
+ * and under a steady stream of writes nearly every store is. The probe is a
+ * plain `SET <namespace>probe:full <token> PX <ms>` per shard (cache-store.ts),
+ * a write Redis refuses with OOM exactly while it is above maxmemory. It is sent
+ * in the background, at most one at a time and at most once per probe interval,
+ * when a store is skipped (so an idle application sends none). Accepted by
+ * every shard: the state ends (one log line) and caching resumes; refused with
+ * OOM: still full, the next interval probes again; any other failure is the
+ * call's (the guard's breaker), and the next interval probes again too. A Redis
+ * that fills again soon after it had room doubles the interval (up to
+ * MAX_PROBE_MS), so a Redis hovering at its limit logs at most two lines per
+ * interval.
  *
  * `isFull()` is what the read gate consults; `mayStore()` is asked by each store.
  */
@@ -31,10 +40,15 @@ export function isOomError(error: unknown): boolean {
   return Array.isArray(e?.previousErrors) && e.previousErrors.some(isOomError);
 }
 
+/** What a probe found: room on every shard, still full, or no answer (an error, the breaker open). */
+export type ProbeResult = 'room' | 'full' | 'failed';
+
 export interface FullStateOptions {
   /** Where Redis is, for the log lines. */
   readonly endpoint: string;
   readonly logger: (message: string, error?: unknown) => void;
+  /** Sends the probe write (never rejects); undefined: none is sent (the state then never ends by itself). */
+  readonly probe?: () => Promise<ProbeResult>;
 }
 
 export class FullState {
@@ -44,7 +58,10 @@ export class FullState {
   since = 0;
   /** Full periods seen since start. */
   episodes = 0;
-  private probeMs = MIN_PROBE_MS;
+  /** The current probe interval. */
+  probeMs = MIN_PROBE_MS;
+  /** The probe in flight, if any: one at a time. */
+  probing: Promise<void> | undefined;
   private nextProbe = 0;
   private roomSince = 0;
 
@@ -55,18 +72,31 @@ export class FullState {
     return this.full;
   }
 
-  /** Would a store go to Redis now? (mayStore without taking the probe) */
+  /** Whether a probe is due now (full, its interval over, none in flight). */
   probeDue(): boolean {
-    return !this.full || Date.now() >= this.nextProbe;
+    return this.full && !this.probing && Date.now() >= this.nextProbe;
   }
 
-  /** May a store go to Redis now? While full, one per probe interval (it is the probe). */
+  /**
+   * May a store go to Redis now? Not while full: the store is skipped, and when the probe
+   * interval is over, the probe is sent instead (in the background: the caller does not wait).
+   */
   mayStore(): boolean {
     if (!this.full) return true;
-    const now = Date.now();
-    if (now < this.nextProbe) return false;
-    this.nextProbe = now + this.probeMs;
-    return true;
+    if (this.probeDue()) this.sendProbe();
+    return false;
+  }
+
+  private sendProbe(): void {
+    const probe = this.options.probe;
+    if (!probe) return;
+    this.nextProbe = Date.now() + this.probeMs;
+    const episode = this.episodes;
+    this.probing = probe().catch((): ProbeResult => 'failed').then((result) => {
+      this.probing = undefined;
+      // An answer to a probe of an earlier full period says nothing of this one.
+      if (result === 'room' && episode === this.episodes) this.accepted();
+    });
   }
 
   /** Redis answered a write with OOM. */
@@ -81,15 +111,6 @@ export class FullState {
     this.nextProbe = now + this.probeMs;
     const reply = ((error as { message?: string }).message ?? 'OOM').split('\n')[0]!.replace(/\. script:.*$/, '');
     this.options.logger(`Redis is full: ${reply} (${what}) ${this.options.endpoint}; values are not stored until it has room, hits and invalidations go on`);
-  }
-
-  /**
-   * The probe's store was refused for another reason (an invalidation raced it) before it wrote
-   * anything: it said nothing of memory, so the next store probes at once. Under a steady stream
-   * of writes, a probe per interval could otherwise race one every time and never find room.
-   */
-  inconclusive(): void {
-    if (this.full) this.nextProbe = 0;
   }
 
   /** Redis accepted a write: it has room (again). */

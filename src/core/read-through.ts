@@ -213,8 +213,8 @@ export async function readThrough<T>(store: CacheStore, plan: ReadPlan<T>, compu
       const answered = await read.answer(bytes);
       if (answered) return answered;
     }
-    // Redis is full and no probe is due: the store would be skipped, so the snapshot is not taken.
-    if (plan.admission.canStore && !store.full.probeDue()) return { ...await read.computeOnly(), full: true };
+    // Redis is full: the store would be skipped (a due probe is sent instead), so the snapshot is not taken.
+    if (plan.admission.canStore && !store.full.mayStore()) return { ...await read.computeOnly(), full: true };
   } else {
     read = new Read(store, plan, compute, options.unchecked === true);
   }
