@@ -90,7 +90,7 @@ export interface StoreOptions {
   readonly onAvailable?: (kind: BreakerKind) => void;
   /** Slow-Redis detection (slow.ts); undefined: off. */
   readonly slow?: SlowRedisOptions | undefined;
-  /** The key prefix the probe's keys take (a user restricted to the installation's keys may read them). */
+  /** The key prefix the probes' keys take (a user restricted to the installation's keys may read and write them). */
   readonly probePrefix?: string;
   /** Called when Redis refuses a call to the user (ACL): not an outage, so the breaker stays closed. */
   readonly onPermissionDenied?: () => void;
