@@ -424,7 +424,7 @@ export class CacheStore {
         return -1;
       }
     }, 0);
-    if (stored === 1) this.full.accepted();
+    // No store ends a full state (stores are sent only while it is not known full): the probe does.
     if (stored === -1) await this.releaseLease(prefix, hash, snapshot.lockToken);
     return stored === 1 ? 'stored' : stored === -1 ? 'full' : 'refused';
   }
@@ -544,7 +544,6 @@ export class CacheStore {
     if (!this.full.mayStore()) return false;
     const ns = this.nsFor(prefix, hashText(key));
     const reply = await this.guard<string | null>('a cache write', () => this.client.set(simpleKey(ns, key), bytes, 'EX', Math.max(1, Math.ceil(timeout))), null);
-    if (reply === 'OK') this.full.accepted();
     return reply === 'OK';
   }
 

@@ -113,8 +113,11 @@ export class FullState {
     this.options.logger(`Redis is full: ${reply} (${what}) ${this.options.endpoint}; values are not stored until it has room, hits and invalidations go on`);
   }
 
-  /** Redis accepted a write: it has room (again). */
-  accepted(): void {
+  /**
+   * The probe was accepted: Redis has room (again). An accepted store is no such sign: Redis may
+   * have taken it just before it filled, its answer arriving after the state turned full.
+   */
+  private accepted(): void {
     if (!this.full) return;
     this.full = false;
     this.roomSince = Date.now();
