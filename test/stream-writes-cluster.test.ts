@@ -10,7 +10,9 @@
  * not the bound's fallback), and a cached read in the other installation
  * right after it sees it. The other installation's cluster client is also
  * lazy (`lazyConnect`), and its subscriber connection is killed on every node
- * between writes.
+ * between writes. The same with a private MariaDB and its binlog consumer.
+ * MONITOR on every node checks that the script carrying the announcement runs
+ * after every other shard's invalidation script of its batch.
  */
 import test from 'ava';
 import IORedis, { Cluster } from 'ioredis';
@@ -20,26 +22,40 @@ import { STREAM_WAITED_EVENT, type WaitOutcome } from '../src/write/stream-wait'
 import { dialects, uniquePrefix } from './helpers/env';
 import { startPrivateCluster, type PrivateCluster } from './helpers/private-cluster';
 import { dropSlot, startPrivatePostgres, type PgClient, type PrivatePostgres } from './helpers/private-postgres';
+import { mariadbUnavailable, startPrivateMariadb, type PrivateMariadb } from './helpers/private-mariadb';
 import { defineItem } from './helpers/stream-models';
 
-const run = dialects().includes('postgres') ? test.serial : test.serial.skip;
+const withPostgres = dialects().includes('postgres');
+const run = withPostgres ? test.serial : test.serial.skip;
+const mariadbMissing = mariadbUnavailable();
+const runMariadb = mariadbMissing === undefined ? test.serial : test.serial.skip;
 const DB = 'app';
 const SHARDS = 6;
 let cluster: PrivateCluster;
 let server: PrivatePostgres;
 let admin: PgClient;
+let mariadb: PrivateMariadb;
 
 test.before(async () => {
-  if (!dialects().includes('postgres')) return;
+  if (!withPostgres && mariadbMissing !== undefined) return;
   cluster = await startPrivateCluster();
-  server = await startPrivatePostgres();
-  admin = await server.client();
-  await admin.query(`CREATE DATABASE ${DB}`);
+  if (withPostgres) {
+    server = await startPrivatePostgres();
+    admin = await server.client();
+    await admin.query(`CREATE DATABASE ${DB}`);
+  }
+  if (mariadbMissing === undefined) {
+    mariadb = await startPrivateMariadb();
+    const root = await mariadb.client();
+    await root.query(`CREATE DATABASE ${DB}`);
+    await root.end();
+  }
 });
 
 test.after.always(async () => {
   await admin?.end();
   await server?.stop();
+  await mariadb?.stop();
   await cluster?.stop();
 });
 
@@ -51,23 +67,29 @@ interface App {
   close(): Promise<void>;
 }
 
-async function makeApp(opts: { table: string; slot: string; prefix: string; seed: boolean; lazy?: boolean }): Promise<App> {
-  const sequelize = new Sequelize(DB, 'postgres', '', { host: '127.0.0.1', port: server.port, dialect: 'postgres', logging: false });
+async function makeApp(opts: { table: string; slot: string; prefix: string; seed: boolean; lazy?: boolean; mariadb?: boolean }): Promise<App> {
+  const sequelize = opts.mariadb === true
+    ? new Sequelize(DB, 'root', '', { host: '127.0.0.1', port: mariadb.port, dialect: 'mysql', logging: false })
+    : new Sequelize(DB, 'postgres', '', { host: '127.0.0.1', port: server.port, dialect: 'postgres', logging: false });
   const Item = defineItem(sequelize, opts.table);
   if (opts.seed) {
     await Item.sync({ force: true });
-    await sequelize.query(`ALTER TABLE "${opts.table}" REPLICA IDENTITY FULL`);
+    if (opts.mariadb !== true) await sequelize.query(`ALTER TABLE "${opts.table}" REPLICA IDENTITY FULL`);
     await Item.bulkCreate(Array.from({ length: 40 }, (_, i) => ({ name: `r${i + 1}`, n: i < 20 ? 1 : 2 })));
   }
   // How an application configures a cluster: its own ioredis Cluster on the startup nodes.
   const redis = new Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })), opts.lazy === true ? { lazyConnect: true } : {});
   const cacheops = installCacheops(sequelize, {
     redis, clusterShards: SHARDS, prefix: opts.prefix, profiles: { Item: { ops: 'all' } }, writes: 'stream',
-    changeStream: { slot: opts.slot, handoverMs: 200, writeWaitMs: 3000 }, logger: () => undefined,
+    changeStream: opts.mariadb === true ? { handoverMs: 200, writeWaitMs: 3000 } : { slot: opts.slot, handoverMs: 200, writeWaitMs: 3000 }, logger: () => undefined,
   });
   const waits: App['waits'] = [];
   cacheops.core.events.on(STREAM_WAITED_EVENT, (w: App['waits'][number]) => waits.push(w));
   await cacheops.changeStreamReady();
+  if (opts.mariadb === true) {
+    await sequelize.databaseVersion(); // the writer learns the server is MariaDB
+    await new Promise((r) => setTimeout(r, 50));
+  }
   return {
     Item, cacheops, redis, waits,
     async close() {
@@ -183,6 +205,25 @@ run('two installations on a Redis Cluster: writes in either resolve through the 
     await consumer.cacheops.invalidateAll().catch(() => undefined);
     await consumer.close();
     await dropSlot(admin, n.slot);
+  }
+});
+
+runMariadb('MariaDB: two installations on a Redis Cluster, writes in either resolve through the binlog consumer and the other reads them', async (t) => {
+  const n = names();
+  const consumer = await makeApp({ ...n, seed: true, mariadb: true });
+  const other = await makeApp({ ...n, seed: false, lazy: true, mariadb: true });
+  try {
+    t.is(consumer.cacheops.stats().changeStream.role, 'consumer');
+    t.is(other.cacheops.stats().changeStream.role, 'standby');
+    await everyKind(t, consumer, other, 'consumer', [1, 2, 3], [1, 3]);
+    await everyKind(t, other, consumer, 'other', [4, 5, 6], [3, 4]);
+    await killSubscribers();
+    await crossWrite(t, 'after a kill', other, consumer, (app) => nameOf(app.Item, 10),
+      (app) => app.Item.update({ name: 'k' }, { where: { id: 10 } }), 'k');
+  } finally {
+    await other.close();
+    await consumer.cacheops.invalidateAll().catch(() => undefined);
+    await consumer.close();
   }
 });
 
