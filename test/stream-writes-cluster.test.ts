@@ -17,6 +17,7 @@
 import test from 'ava';
 import IORedis, { Cluster } from 'ioredis';
 import { Sequelize, type Model, type ModelStatic } from 'sequelize';
+import { namespace, streamDoneKey } from '../src/core/keys';
 import { installCacheops, type Cacheops } from '../src/index';
 import { STREAM_WAITED_EVENT, type WaitOutcome } from '../src/write/stream-wait';
 import { dialects, uniquePrefix } from './helpers/env';
@@ -261,6 +262,9 @@ run('on a cluster the announcement goes out after every shard of its invalidatio
       if (!batch[SHARDS - 1]!.announces) early += 1;
     }
     t.is(early, 0, `announcements before the last shard's invalidation ran: ${early} of ${ROUNDS}`);
+    // The marks are in shard 0's slot, beside its invalidation (one script, one slot).
+    const mark = streamDoneKey(namespace(n.prefix, 0), DB, other.waits[other.waits.length - 1]!.id);
+    t.is(await other.redis.exists(mark), 1, mark);
   } finally {
     for (const monitor of monitors) monitor.disconnect();
     for (const node of nodes) node.disconnect();
