@@ -10,7 +10,8 @@
  * not the bound's fallback), and a cached read in the other installation
  * right after it sees it. The other installation's cluster client is also
  * lazy (`lazyConnect`), and its subscriber connection is killed on every node
- * between writes. The same with a private MariaDB and its binlog consumer.
+ * between writes; a node that refuses new connections sends its subscribers
+ * to another node. The same with a private MariaDB and its binlog consumer.
  * MONITOR on every node checks that the script carrying the announcement runs
  * after every other shard's invalidation script of its batch.
  */
@@ -225,6 +226,41 @@ runMariadb('MariaDB: two installations on a Redis Cluster, writes in either reso
     await other.close();
     await consumer.cacheops.invalidateAll().catch(() => undefined);
     await consumer.close();
+  }
+});
+
+run('a subscriber whose node refuses it moves to another node, and writes still resolve through the stream', async (t) => {
+  const n = names();
+  const consumer = await makeApp({ ...n, seed: true });
+  const other = await makeApp({ ...n, seed: false });
+  const nodes = cluster.ports.map((port) => new IORedis({ host: '127.0.0.1', port }));
+  const subscribersOn = async (node: IORedis): Promise<number> => String(await node.call('CLIENT', 'LIST', 'TYPE', 'pubsub')).split('\n').filter((l) => l.trim() !== '').length;
+  let refusing: IORedis | undefined;
+  try {
+    await crossWrite(t, 'before', other, consumer, (app) => nameOf(app.Item, 1), (app) => app.Item.update({ name: 'a' }, { where: { id: 1 } }), 'a');
+    // A node holding subscribers takes no new connection (as a node gone for good): its subscribers are cut.
+    const counts = await Promise.all(nodes.map(subscribersOn));
+    const at = counts.findIndex((c) => c > 0);
+    t.true(at >= 0, `subscribers per node: ${counts.join()}`);
+    refusing = nodes[at]!;
+    await refusing.config('SET', 'maxclients', '1');
+    await refusing.client('KILL', 'TYPE', 'pubsub');
+    let moved = false;
+    for (let i = 0; i < 60 && !moved; i += 1) {
+      await new Promise((r) => setTimeout(r, 100));
+      const now = await Promise.all(nodes.map((node, k) => (k === at ? Promise.resolve(0) : subscribersOn(node))));
+      moved = now.reduce((a, b) => a + b, 0) >= counts.reduce((a, b) => a + b, 0);
+    }
+    t.true(moved, 'every subscriber listens on another node');
+    await crossWrite(t, 'after the move', other, consumer, (app) => nameOf(app.Item, 2), (app) => app.Item.update({ name: 'b' }, { where: { id: 2 } }), 'b');
+    await crossWrite(t, 'after the move, the other way', consumer, other, (app) => nameOf(app.Item, 3), (app) => app.Item.update({ name: 'c' }, { where: { id: 3 } }), 'c');
+  } finally {
+    await refusing?.config('SET', 'maxclients', '10000');
+    for (const node of nodes) node.disconnect();
+    await other.close();
+    await consumer.cacheops.invalidateAll().catch(() => undefined);
+    await consumer.close();
+    await dropSlot(admin, n.slot);
   }
 });
 
