@@ -284,7 +284,8 @@ export class StreamWaits {
     const nodes = redis.nodes('master');
     const node = nodes.find((n) => n !== this.lastNode) ?? nodes[0];
     if (!node) {
-      // No slot map yet (a lazy client connects on its first command): once it is there.
+      // No node known yet: once the slot map is there. A lazy client (`lazyConnect`) connects
+      // on its first command; it is connected now, so that waiting writes hear the stream.
       redis.once('ready', () => this.subscribe());
       if (redis.status === 'wait') redis.connect().catch(() => undefined);
       return;
