@@ -8,13 +8,17 @@
  * library's own Redis round trips, the event loop's delay), never after a
  * number of lucky stores. Meanwhile the probe goes at most once per interval,
  * and not at all while nothing is read; its key expires by itself and
- * invalidateAll deletes it.
+ * invalidateAll deletes it. On a cluster, one master full keeps the state
+ * until every shard's probe is accepted.
  */
 import test from 'ava';
 import IORedis from 'ioredis';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { makeBlog } from './helpers/models';
+import { Sequelize } from 'sequelize';
+import { installCacheops } from '../src/index';
+import { defineBlog, makeBlog } from './helpers/models';
 import { startPrivateRedis } from './helpers/private-redis';
+import { startPrivateCluster } from './helpers/private-cluster';
 import { KEYS, fillRedis, readOf, startWorkload, unfillRedis } from './helpers/faults';
 import { FullState, isOomError, type ProbeResult } from '../src/core/pressure';
 import { fullProbeKey, namespace } from '../src/core/keys';
@@ -194,5 +198,46 @@ test.serial('the probe\'s back-off: once per interval, doubled when Redis fills 
   } finally {
     raw.disconnect();
     await redis.stop();
+  }
+});
+
+test.serial('a cluster with one master full: the probe writes every shard, and room on all of them ends the state', async (t) => {
+  const cluster = await startPrivateCluster();
+  const client = cluster.client();
+  const sequelize = new Sequelize({ dialect: 'sqlite', storage: ':memory:', logging: false });
+  const { Post } = defineBlog(sequelize);
+  await sequelize.sync();
+  const logged: string[] = [];
+  const shards = 12;
+  const cacheops = installCacheops(sequelize, { redis: client, profiles: { '*': { ops: 'all' } }, clusterShards: shards, logger: (m) => logged.push(m) });
+  const full = cacheops.core.store.full;
+  const keys = Array.from({ length: shards }, (_, shard) => fullProbeKey(namespace('', shard)));
+  try {
+    await Post.bulkCreate(Array.from({ length: 60 }, (_, i) => ({ title: `p${i}`, views: i })));
+    const masters = client.nodes('master');
+    // Any write refused there: its memory is above a limit of 1 byte.
+    await masters[1]!.config('SET', 'maxmemory', '1');
+    for (let v = 0; v < 60 && !full.isFull(); v += 1) await Post.findAll({ where: { views: v } });
+    t.true(full.isFull(), 'a store on the full master made the state full');
+    // Probes go while reads skip their stores; the full master refuses its shards' probe keys.
+    const until = Date.now() + 3 * full.probeMs;
+    for (let v = 0; Date.now() < until; v = (v + 1) % 60) await Post.findAll({ where: { views: v } });
+    await full.probing;
+    t.true(full.isFull(), 'still full while one master is');
+    const written = (await Promise.all(keys.map((k) => client.exists(k)))).reduce((a, b) => a + b, 0);
+    t.true(written > 0 && written < shards, `the other masters took their shards' probe keys (${written} of ${shards})`);
+    await masters[1]!.config('SET', 'maxmemory', '0');
+    const freed = Date.now();
+    while (full.isFull() && Date.now() - freed < 5000) await Post.findAll({ where: { views: Math.floor(Math.random() * 60) } });
+    await full.probing;
+    t.false(full.isFull(), `room again ${Date.now() - freed} ms after the limit was lifted`);
+    t.is((await Promise.all(keys.map((k) => client.exists(k)))).reduce((a, b) => a + b, 0), shards, 'every shard took its probe key');
+    t.deepEqual(logged.map((m) => m.split(':')[0]), ['Redis is full', 'Redis has room again'], logged.join(' | '));
+    t.is(cacheops.core.store.breaker.outages, 0, 'a full master is no outage');
+  } finally {
+    await cacheops.close().catch(() => undefined);
+    client.disconnect();
+    await sequelize.close();
+    await cluster.stop();
   }
 });
