@@ -48,10 +48,10 @@ test.serial('a full Redis under writes that never pause finds room within the pr
   const { cacheops } = blog;
   const core = cacheops.core;
   const full = core.store.full;
-  const probeKey = fullProbeKey(namespace(core.prefixFor([]), 0));
   const loop = monitorEventLoopDelay({ resolution: 10 });
   let work: ReturnType<typeof startWorkload> | undefined;
   try {
+    const probeKey = fullProbeKey(namespace(core.prefixFor([]), 0));
     await blog.Post.bulkCreate(KEYS.flatMap((k) => [{ title: `a${k}`, views: k }, { title: `b${k}`, views: k }]));
     // Writers with no pause between writes, on the keys the readers read.
     work = startWorkload(blog, { readers: 4, writers: 2, writePauseMs: 0 });
