@@ -24,7 +24,7 @@ import { decodeRaw } from '../src/core/serialize';
 import { fromCacheable, type SelectOptions } from '../src/query/rehydrate';
 import { defineAssocModels, dropAssoc, seedAssoc, type AssocModels } from './assoc-models';
 import { openSequelize, type BenchDialect } from './models';
-import { forgetPrefix, keyStoredBy, valueKeys } from './redis-probe';
+import { forgetPrefix, keyStoredBy } from './redis-probe';
 import { interleave, median } from './measure';
 
 export interface AssocHitResult {

@@ -46,7 +46,7 @@ import { breakdown, type Breakdown } from './breakdown';
 import { measureNearHits, measureThroughput, type NearHitResult, type ThroughputResult } from './near';
 import { measureTrackingModes, type TrackingModeResult } from './near-modes';
 import { ratio, table, us, verdict } from './measure';
-import { countCommands, forgetPrefix, valueKeys } from './redis-probe';
+import { countCommands, forgetPrefix } from './redis-probe';
 import { measureCls, printCls } from './cls';
 import { measureOtel, printOtel } from './otel';
 import { measureAssocHits, type AssocHitResult } from './assoc';

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { DataTypes, Sequelize, type Model, type ModelStatic } from 'sequelize';
 import sqlite3 from 'sqlite3';
 import { installCacheops, type Cacheops } from 'sequelize-cacheops';
-import { Client, startPrivatePostgres, type PgClient, type PrivatePostgres } from '../test/helpers/private-postgres';
+import { Client, startPrivatePostgres, type PrivatePostgres } from '../test/helpers/private-postgres';
 import { percentile, table, us } from './measure';
 import { runMariadbStream } from './stream-mariadb';
 import { costs, lagAt, sustained, SEEDED_ROWS, type Costs, type ForeignWriter, type LagResult, type StreamApp, type SustainedResult } from './stream-measure';

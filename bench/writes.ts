@@ -134,12 +134,6 @@ export function roundTrip(redis: IORedis): () => Promise<unknown> {
   return () => client.benchFloorTrip!('bench-floor:{0}:epochs', 'bench-floor:{0}:', 1, 'bench_w_posts', 1, 1, 'id', '1');
 }
 
-interface Kind {
-  /** Runs before the measured calls of this kind (unmeasured), per side. */
-  readonly prepare?: (side: WriteSide, count: number) => Promise<void>;
-  readonly run: (side: WriteSide, n: number) => Promise<unknown>;
-}
-
 export async function measureWrites(
   plain: WriteSide,
   cached: WriteSide & { readonly cacheops: Cacheops },

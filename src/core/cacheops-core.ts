@@ -11,7 +11,7 @@ import { CacheStore, type Dependency, type DoneAnnouncement, type RowTokens, typ
 import { normalizeConfig, profileFor, type CacheOp, type CacheopsConfig, type NormalizedConfig, type Profile, type QueryInfo } from './config';
 import { connectRedis, isCluster, type RedisClient } from './redis';
 import { prefixRegistryKey, valueKey } from './keys';
-import { CacheopsConfigError, CacheopsError, CacheopsRedisError } from './errors';
+import { CacheopsError, CacheopsRedisError } from './errors';
 import { OutageRecovery } from './outage';
 import { isOomError } from './pressure';
 import { bounded } from './bounded';
@@ -20,96 +20,20 @@ import { rowTokens } from './tree';
 import { TransactionTracker } from './transactions';
 import { parseFindOption, type ParsedFindOption } from './find-option';
 import { PLAIN_READ, readThrough, UNCHECKED_READ } from './read-through';
-import { NotStored, type Compute, type ReadOp, type ReadPlan } from './read-plan';
+import { NotStored, type Compute, type ReadPlan } from './read-plan';
 import { NearTier, type TieredOutcome } from '../near/near-tier';
 import { NO_SAMPLER, type HitSampler } from './hit-sampler';
-import { ReadGate, type ReadAdmission } from './read-gate';
+import { ReadGate } from './read-gate';
 import { LruMap } from './lru';
-import type { Redis } from 'ioredis';
 import type { ChangeSource } from '../stream/source';
 import { checkStreamDialect } from './stream-options';
 import { PermissionWatch } from './permission-watch';
 import { isPermissionError } from './permissions';
 import { sequelizeOf } from './sequelize-internals';
 
-/** The `cacheops` option of a find call. */
-export type FindCacheopsOption = boolean | { readonly ops?: CacheOp | readonly CacheOp[] | 'all'; readonly timeout?: number; readonly lock?: boolean };
+import type { CacheopsStats, FindCacheopsOption, InvalidatedEvent, InvalidationItem, ReadDecision, ReadEvent } from './core-types';
 
-/**
- * The `cacheops` option of a write call. Checked when the write runs: an unknown
- * key or a non-boolean `invalidate` rejects it with CacheopsConfigError before
- * anything is written.
- */
-export interface WriteCacheopsOption {
-  /** false: this write invalidates nothing (invalidate yourself, e.g. with invalidateModel). */
-  readonly invalidate?: boolean;
-}
-
-/**
- * The `cacheops` option as Sequelize's option types carry it (see augment.ts):
- * on reads `true` / `false` / `{ ops, timeout, lock }`, on writes `{ invalidate }`.
- */
-export type CacheopsOption = boolean | {
-  readonly ops?: CacheOp | readonly CacheOp[] | 'all';
-  readonly timeout?: number;
-  readonly lock?: boolean;
-  readonly invalidate?: boolean;
-};
-
-export interface ReadEvent {
-  readonly model?: ModelStatic<Model>;
-  readonly fn?: string;
-  readonly op: ReadOp;
-  readonly hit: boolean;
-  /** A miss whose value was stored (false for a hit, and for a miss that stored nothing). */
-  readonly stored: boolean;
-  /** The Redis key of the value: while it exists, the value is cached (EXISTS tells what an invalidation dropped). */
-  readonly key: string;
-}
-
-/** One table's invalidation: by row states (attribute-keyed), or the whole table. */
-export interface InvalidationItem {
-  readonly model?: ModelStatic<Model>;
-  readonly table: string;
-  readonly rows: readonly Readonly<Record<string, unknown>>[] | 'all';
-}
-
-export interface InvalidatedEvent {
-  readonly model: ModelStatic<Model> | undefined;
-  readonly table: string;
-  /** The row values invalidated by, or 'all' for the whole model. */
-  readonly values: readonly Readonly<Record<string, unknown>>[] | 'all';
-}
-
-export interface CacheopsStats {
-  hits: number;
-  misses: number;
-  stores: number;
-  /** Stores refused because an invalidation raced the read. */
-  refusedStores: number;
-  invalidations: number;
-  /** Writes that invalidated a whole model (raw SQL, over the row threshold, invalidateModel). */
-  modelInvalidations: number;
-  /** Hits served from the near cache (process memory), without Redis; also counted in `hits`. */
-  nearHits: number;
-  /** Hits served past their timeout while another caller refreshed them (`staleWhileRevalidate`); also counted in `hits`. */
-  staleHits: number;
-  /** Hits the consistency sampler re-ran against the database (`verifySampleRate`). */
-  checks: number;
-  /** Of those, how many differed from the database (each emitted as `stale`). */
-  stale: number;
-  /** Values not stored because Redis was full (maxmemory reached): the reads were answered all the same. */
-  fullStores: number;
-}
-
-/** What the read decision says for one query (the query layer turns it into a ReadPlan, read-plan.ts). */
-export interface ReadDecision {
-  readonly timeout: number;
-  readonly lock: boolean;
-  /** The read gate's answer (read-gate.ts). */
-  readonly admission: ReadAdmission;
-  readonly profile: Profile;
-}
+export * from './core-types';
 
 /** Bytes counted per localGet entry on top of its value and key (the map entry and the Buffer object). */
 const LOCAL_GET_OVERHEAD = 200;

@@ -7,7 +7,7 @@
  */
 import { Utils, type Model, type ModelStatic, type Sequelize } from 'sequelize';
 import type { Dependency } from '../core/cache-store';
-import { FALSE, TRUE, and, isPlainObject, or, whereToDnf, type Dnf, type TreeContext } from '../core/tree';
+import { FALSE, TRUE, and, isPlainObject, or, whereToDnf, type Dnf } from '../core/tree';
 import { joinKeysOf, restrictToJoinedRows, type JoinKey } from './join-keys';
 import { modelsNamedIn, tableOf, treeContext } from '../core/tables';
 

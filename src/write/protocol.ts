@@ -33,7 +33,7 @@
  */
 import type { Model, ModelStatic, Transaction } from 'sequelize';
 import type { CacheopsCore, WriteCacheopsOption } from '../core/cacheops-core';
-import { appRow, asBuilt, lockedOnly, primaryKeys, type Row } from './rows';
+import { appRow, lockedOnly, primaryKeys, type Row } from './rows';
 import { changedRows, invalidateWrite, wholeModel, type Invalidation } from './invalidation';
 import { takeImages, type ImageKind, type Rewrite } from './images/returning';
 import { captureStatement, type StatementCapture } from './images/statement';
