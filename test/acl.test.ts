@@ -21,7 +21,7 @@ import { aclRules, commandsFor } from '../src/core/permissions';
 import { countSql } from './helpers/env';
 import { makeBlog, type Blog } from './helpers/models';
 import { nearReady, until } from './helpers/near';
-import { startPrivateRedis, type PrivateRedis } from './helpers/private-redis';
+import { useAclRedis } from './helpers/acl-redis';
 import { startPrivateCluster } from './helpers/private-cluster';
 
 const ROOT = join(__dirname, '..');
@@ -36,29 +36,12 @@ function documentedRules(): string {
   return m[1]!;
 }
 
-let redis: PrivateRedis;
-let admin: IORedis;
-
-test.before(async () => {
-  redis = await startPrivateRedis();
-  admin = new IORedis(redis.url);
-});
-
-test.after.always(async () => {
-  admin?.disconnect();
-  await redis?.stop();
-});
-
-async function createUser(name: string, rules: string): Promise<string> {
-  await admin.call('ACL', 'DELUSER', name);
-  await admin.call('ACL', 'SETUSER', name, 'on', '>secret', ...rules.split(' '));
-  await admin.call('ACL', 'LOG', 'RESET');
-  return `redis://${name}:secret@127.0.0.1:${redis.port}`;
-}
+const server = useAclRedis();
+const { createUser } = server;
 
 /** The ACL LOG entries (every command or key Redis refused, scripts' calls included), with their counts. */
 async function refusals(): Promise<{ what: string; count: number }[]> {
-  const entries = (await admin.call('ACL', 'LOG')) as unknown[][];
+  const entries = (await server.admin.call('ACL', 'LOG')) as unknown[][];
   return entries.map((e) => {
     const fields = new Map<string, unknown>();
     for (let i = 0; i + 1 < e.length; i += 2) fields.set(String(e[i]), e[i + 1]);
@@ -232,9 +215,9 @@ test.serial('without degradeOnFailure too, reads are answered by the database (n
     t.deepEqual(error?.missing, ['get']);
     t.is(await refusedCalls() - before, 0, 'the reads sent nothing Redis refused');
     t.is(logs.length, 1, 'one log line');
-    await admin.call('ACL', 'SETUSER', 'lacks-get-strict', '+get');
+    await server.admin.call('ACL', 'SETUSER', 'lacks-get-strict', '+get');
     const outages = cacheops.core.store.breaker.outages;
-    await admin.call('CLIENT', 'KILL', 'USER', 'lacks-get-strict');
+    await server.admin.call('CLIENT', 'KILL', 'USER', 'lacks-get-strict');
     await until('the check passes on reconnecting', () => cacheops.core.store.refusal === undefined
       && cacheops.core.store.breaker.outages > outages && !cacheops.core.store.breaker.open && !cacheops.core.outage.bypassing);
     t.regex(logs.at(-1) ?? '', /caching resumed/);

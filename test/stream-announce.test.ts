@@ -16,27 +16,10 @@ import type { CacheopsCore } from '../src/core/cacheops-core';
 import { namespace, streamDoneChannel, streamDoneKey } from '../src/core/keys';
 import { aclRules, checkPermissions } from '../src/core/permissions';
 import { countSql } from './helpers/env';
-import { startPrivateRedis, type PrivateRedis } from './helpers/private-redis';
+import { useAclRedis } from './helpers/acl-redis';
 
 const PREFIX = 'announce:';
-let redis: PrivateRedis;
-let admin: IORedis;
-
-test.before(async () => {
-  redis = await startPrivateRedis();
-  admin = new IORedis(redis.url);
-});
-
-test.after.always(async () => {
-  admin?.disconnect();
-  await redis?.stop();
-});
-
-async function userUrl(name: string, rules: string): Promise<string> {
-  await admin.call('ACL', 'DELUSER', name);
-  await admin.call('ACL', 'SETUSER', name, 'on', '>secret', ...rules.split(' '));
-  return `redis://${name}:secret@127.0.0.1:${redis.port}`;
-}
+const server = useAclRedis();
 
 interface App { readonly sequelize: Sequelize; readonly cacheops: Cacheops; readonly core: CacheopsCore; readonly Item: ModelStatic<Model> }
 
@@ -57,7 +40,7 @@ function announcement(core: CacheopsCore, ids: readonly string[]): DoneAnnouncem
 
 /** Messages on a channel, listened to as the admin. */
 async function listen(channel: string): Promise<{ messages: string[]; close: () => void }> {
-  const sub = new IORedis(redis.url);
+  const sub = new IORedis(server.redis.url);
   const messages: string[] = [];
   sub.on('message', (_c: string, m: string) => messages.push(m));
   await sub.subscribe(channel);
@@ -66,7 +49,7 @@ async function listen(channel: string): Promise<{ messages: string[]; close: () 
 
 /** Scripts Redis ran so far (EVALSHA and EVAL calls, every user). */
 async function scriptCalls(): Promise<number> {
-  const info = await admin.info('commandstats');
+  const info = await server.admin.info('commandstats');
   let calls = 0;
   for (const m of info.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)) calls += Number(m[1]);
   return calls;
@@ -85,7 +68,7 @@ for (const insideout of [false, true]) {
       { name: 'nopublish', rules: aclRules({ prefix: PREFIX }), publishes: false },
     ];
     for (const user of users) {
-      const app = await openApp(await userUrl(user.name, user.rules), insideout);
+      const app = await openApp(await server.createUser(user.name, user.rules), insideout);
       const done = announcement(app.core, ['41', '42']);
       const heard = await listen(done.channel);
       try {
@@ -95,9 +78,9 @@ for (const insideout of [false, true]) {
         t.true(await app.core.invalidateNow([{ model: app.Item, table: 'items', rows: [{ id: 1, name: 'a' }] }], done), `${user.name}: the invalidation arrived`);
         t.is(await scriptCalls() - scriptsBefore, 1, `${user.name}: the invalidation and its announcement are one script`);
         t.false(await cached(app), `${user.name}: the value was invalidated`);
-        const marks = await admin.mget(...done.marks);
+        const marks = await server.admin.mget(...done.marks);
         t.deepEqual(marks, ['1', '1'], `${user.name}: both transactions marked`);
-        t.true(Number(await admin.pttl(done.marks[0]!)) > 0, 'the marks expire');
+        t.true(Number(await server.admin.pttl(done.marks[0]!)) > 0, 'the marks expire');
         await new Promise((r) => setTimeout(r, 200));
         if (user.publishes) {
           t.deepEqual(heard.messages, ['41,42'], 'announced once, with both ids');
@@ -108,13 +91,13 @@ for (const insideout of [false, true]) {
         const alone = announcement(app.core, ['43']);
         t.true(await app.core.invalidateNow([], alone));
         await new Promise((r) => setTimeout(r, 200));
-        t.is(await admin.get(alone.marks[0]!), '1');
+        t.is(await server.admin.get(alone.marks[0]!), '1');
         t.deepEqual(heard.messages.slice(user.publishes ? 1 : 0), user.publishes ? ['43'] : []);
       } finally {
         heard.close();
         await app.cacheops.close();
         await app.sequelize.close();
-        await admin.flushall();
+        await server.admin.flushall();
       }
     }
   });
@@ -122,8 +105,8 @@ for (const insideout of [false, true]) {
 
 test.serial('the start-up check of writes stream names PUBLISH and SUBSCRIBE when the channel is not granted', async (t) => {
   const features = { prefix: PREFIX, streamWrites: true } as const;
-  const granted = new IORedis(await userUrl('granted', aclRules(features)));
-  const without = new IORedis(await userUrl('nochannel', aclRules({ prefix: PREFIX }).replace('-@all', '-@all +publish +subscribe')));
+  const granted = new IORedis(await server.createUser('granted', aclRules(features)));
+  const without = new IORedis(await server.createUser('nochannel', aclRules({ prefix: PREFIX }).replace('-@all', '-@all +publish +subscribe')));
   try {
     t.is((await checkPermissions(granted, features, 'test')).kind, 'ok');
     const denied = await checkPermissions(without, features, 'test');

@@ -15,26 +15,15 @@ import { Sequelize, type Model, type ModelStatic } from 'sequelize';
 import { installCacheops, type Cacheops } from '../src/index';
 import { STREAM_WAITED_EVENT, type WaitOutcome } from '../src/write/stream-wait';
 import { rawRedis, redisUrl, uniquePrefix } from './helpers/env';
-import { mariadbUnavailable, startPrivateMariadb, type PrivateMariadb } from './helpers/private-mariadb';
+import { mariadbUnavailable } from './helpers/private-mariadb';
+import { useStreamDatabases } from './helpers/stream-databases';
 import { defineItem } from './helpers/stream-models';
 
 const unavailable = mariadbUnavailable();
 const run = unavailable === undefined ? test.serial : test.serial.skip;
 if (unavailable !== undefined) test('MariaDB stream write tests', (t) => { t.log(`skipped: ${unavailable}`); t.pass(); });
-const DB = 'app';
-let server: PrivateMariadb;
-
-test.before(async () => {
-  if (unavailable !== undefined) return;
-  server = await startPrivateMariadb();
-  const admin = await server.client();
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-});
-
-test.after.always(async () => {
-  await server?.stop();
-});
+const databases = useStreamDatabases('app', { mariadb: true });
+const DB = databases.database;
 
 interface App {
   readonly sequelize: Sequelize;
@@ -51,7 +40,7 @@ async function makeApp(opts: { table?: string; prefix?: string } = {}): Promise<
   counter += 1;
   const table = opts.table ?? `sw_${counter}`;
   const statements: string[] = [];
-  const sequelize = new Sequelize(DB, 'root', '', { host: '127.0.0.1', port: server.port, dialect: 'mysql', logging: (sql: string) => { statements.push(sql); } });
+  const sequelize = new Sequelize(DB, 'root', '', { host: '127.0.0.1', port: databases.maria.port, dialect: 'mysql', logging: (sql: string) => { statements.push(sql); } });
   const Item = defineItem(sequelize, table);
   await Item.sync({ force: true });
   await Item.bulkCreate(Array.from({ length: 30 }, (_, i) => ({ name: `r${i + 1}`, n: i < 20 ? 1 : 2 })));
@@ -119,10 +108,10 @@ run('every write kind is Sequelize\'s one statement, resolved by the binlog cons
 run('consumer in another process: writes and commits resolve through Redis and read their own write', async (t) => {
   const table = `sw_other_${process.pid}`;
   const prefix = uniquePrefix('swmother');
-  const setup = new Sequelize(DB, 'root', '', { host: '127.0.0.1', port: server.port, dialect: 'mysql', logging: false });
+  const setup = new Sequelize(DB, 'root', '', { host: '127.0.0.1', port: databases.maria.port, dialect: 'mysql', logging: false });
   await defineItem(setup, table).sync({ force: true });
   await setup.close();
-  const child = spawn(process.execPath, ['--import=tsx', join(__dirname, 'fixtures', 'mariadb-stream-app.ts'), String(server.port), DB, redisUrl, prefix, table, 'stream'],
+  const child = spawn(process.execPath, ['--import=tsx', join(__dirname, 'fixtures', 'mariadb-stream-app.ts'), String(databases.maria.port), DB, redisUrl, prefix, table, 'stream'],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   const firstRole = new Promise<string>((resolve) => createInterface({ input: child.stdout! }).once('line', resolve));
   try {
@@ -220,7 +209,7 @@ run('never stale: concurrent cached readers, every read after a resolved write s
 
 run('invalidateAll keeps the consumer\'s lease and position: a standby\'s write right after it resolves through the stream', async (t) => {
   const consumer = await makeApp();
-  const sequelize = new Sequelize(DB, 'root', '', { host: '127.0.0.1', port: server.port, dialect: 'mysql', logging: false });
+  const sequelize = new Sequelize(DB, 'root', '', { host: '127.0.0.1', port: databases.maria.port, dialect: 'mysql', logging: false });
   const Item = defineItem(sequelize, consumer.Item.getTableName() as string);
   const standby = installCacheops(sequelize, {
     redis: redisUrl, prefix: consumer.cacheops.core.prefixFor([]), profiles: { Item: { ops: 'all' } }, writes: 'stream',

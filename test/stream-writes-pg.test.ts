@@ -17,25 +17,12 @@ import { Sequelize, type Model, type ModelStatic } from 'sequelize';
 import { CacheopsConfigError, installCacheops, type Cacheops } from '../src/index';
 import { STREAM_WAITED_EVENT, type WaitOutcome } from '../src/write/stream-wait';
 import { dialects, redisUrl, uniquePrefix } from './helpers/env';
-import { startPrivatePostgres, type PgClient, type PrivatePostgres, dropSlot } from './helpers/private-postgres';
+import { useStreamDatabases } from './helpers/stream-databases';
 import { defineItem } from './helpers/stream-models';
 
 const run = dialects().includes('postgres') ? test.serial : test.serial.skip;
-const DB = 'app';
-let server: PrivatePostgres;
-let admin: PgClient;
-
-test.before(async () => {
-  if (!dialects().includes('postgres')) return;
-  server = await startPrivatePostgres();
-  admin = await server.client();
-  await admin.query(`CREATE DATABASE ${DB}`);
-});
-
-test.after.always(async () => {
-  await admin?.end();
-  await server?.stop();
-});
+const databases = useStreamDatabases('app', { postgres: dialects().includes('postgres') });
+const DB = databases.database;
 
 test('config: writes is sync or stream, and stream needs the change stream', (t) => {
   const sequelize = new Sequelize({ dialect: 'sqlite', storage: ':memory:', logging: false });
@@ -83,7 +70,7 @@ let counter = 0;
 async function makeApp(opts: { table: string; slot: string; prefix: string; seed?: boolean; waitMs?: number }): Promise<App> {
   const statements: string[] = [];
   const sequelize = new Sequelize(DB, 'postgres', '', {
-    host: '127.0.0.1', port: server.port, dialect: 'postgres', logging: (sql: string) => { statements.push(sql); },
+    host: '127.0.0.1', port: databases.pg.port, dialect: 'postgres', logging: (sql: string) => { statements.push(sql); },
   });
   const Item = defineItem(sequelize, opts.table);
   if (opts.seed !== false) {
@@ -157,7 +144,7 @@ run('consumer in this process: every write kind is one statement and reads its o
     t.log(`waits for the stream: median ${ms[Math.floor(ms.length / 2)]!.toFixed(1)} ms, max ${ms[ms.length - 1]!.toFixed(1)} ms`);
   } finally {
     await app.close();
-    await dropSlot(admin, n.slot);
+    await databases.dropSlot(n.slot);
   }
 });
 
@@ -166,7 +153,7 @@ run('consumer in another process: writes resolve through Redis and read their ow
   const setup = await makeApp(n);
   await setup.close();
   await new Promise((r) => setTimeout(r, 100));
-  const child = spawn(process.execPath, ['--import=tsx', join(__dirname, 'fixtures', 'stream-app.ts'), String(server.port), DB, redisUrl, n.prefix, n.slot, n.table, 'stream'],
+  const child = spawn(process.execPath, ['--import=tsx', join(__dirname, 'fixtures', 'stream-app.ts'), String(databases.pg.port), DB, redisUrl, n.prefix, n.slot, n.table, 'stream'],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   const roles = createInterface({ input: child.stdout! });
   const firstRole = new Promise<string>((resolve) => roles.once('line', resolve));
@@ -184,7 +171,7 @@ run('consumer in another process: writes resolve through Redis and read their ow
     }
   } finally {
     child.kill('SIGKILL');
-    await dropSlot(admin, n.slot);
+    await databases.dropSlot(n.slot);
   }
 });
 
@@ -193,7 +180,7 @@ run('no consumer anywhere: the write invalidates model-wide within the bound; wr
   const setup = await makeApp(n);
   await setup.close();
   // Another holder of the consumer lease that never consumes: this process stands by, nothing streams.
-  const holderDb = new (await import('./helpers/private-postgres')).Client({ host: '127.0.0.1', port: server.port, user: 'postgres', database: DB });
+  const holderDb = new (await import('./helpers/private-postgres')).Client({ host: '127.0.0.1', port: databases.pg.port, user: 'postgres', database: DB });
   await holderDb.connect();
   await holderDb.query(`SELECT pg_advisory_lock(hashtextextended('cacheops-stream:' || $1, 0))`, [n.slot]);
   const app = await makeApp({ ...n, seed: false, waitMs: 300 });
@@ -224,7 +211,7 @@ run('no consumer anywhere: the write invalidates model-wide within the bound; wr
   } finally {
     await app.close();
     await holderDb.end();
-    await dropSlot(admin, n.slot);
+    await databases.dropSlot(n.slot);
   }
 });
 
@@ -264,7 +251,7 @@ run('transactions resolve at their commit; savepoints rolled back need nothing',
     t.is(await nameOf(Item, 3), 'r3');
   } finally {
     await app.close();
-    await dropSlot(admin, n.slot);
+    await databases.dropSlot(n.slot);
   }
 });
 
@@ -307,6 +294,6 @@ run('never stale: concurrent cached readers, every read after a resolved write s
     t.true(outcomes.filter((o) => o === 'done').length > ROUNDS / 2);
   } finally {
     await app.close();
-    await dropSlot(admin, n.slot);
+    await databases.dropSlot(n.slot);
   }
 });
