@@ -153,13 +153,14 @@ export class CacheopsCore {
   /** The change stream (stream/change-stream.ts), when `changeStream` is on. */
   stream: ChangeSource | undefined;
   /**
-   * `writes: 'stream'` (write/stream-wait.ts): whether all these transactions (32-bit xids, GTIDs)
-   * are writes of this process whose commit has returned; the consumer then skips its
-   * visibility question (stream/pg-apply.ts). While a write of this process awaits its
-   * reply the answer waits for that reply (bounded): the stream may bring a transaction
-   * before its writer hears of its commit.
+   * `writes: 'stream'` (write/stream-wait.ts): which of these transactions (32-bit xids, GTIDs,
+   * as strings) are writes of this process whose commit has returned; the consumer skips
+   * the visibility question for those (stream/pg-apply.ts, stream/mariadb-consumer.ts). While
+   * a write of this process awaits its reply the answer waits for that reply (one bounded
+   * wait for the whole batch): the stream may bring a transaction before its writer hears
+   * of its commit.
    */
-  committedHere: ((ids: readonly (number | string)[]) => Promise<boolean>) | undefined;
+  committedHere: ((ids: readonly (number | string)[]) => Promise<ReadonlySet<string>>) | undefined;
   /**
    * `writes: 'stream'`: what the consumer's invalidation of these transactions tells the
    * writers waiting for them, in the same script (write/stream-wait.ts).

@@ -322,10 +322,11 @@ export class MariadbChangeStream implements ChangeSource {
       this.core.events.emit(MARIADB_DECODED_EVENT, { transactions: changed.length, ids: changed.map((b) => b.gtid) });
       if (!visibilityTesting.skipWait) {
         // A write of this process whose COMMIT returned is visible (`writes: 'stream'`).
-        const waiting: Committed[] = [];
-        for (const b of changed) {
-          if (b.tx.target !== undefined && !(b.gtid !== undefined && (await this.core.committedHere?.([b.gtid])) === true)) waiting.push(b);
-        }
+        // One bounded wait for the batch's replies, not one per transaction.
+        const candidates = changed.filter((b) => b.tx.target !== undefined);
+        const asked = candidates.flatMap((b) => (b.gtid === undefined ? [] : [b.gtid]));
+        const here = asked.length > 0 && this.core.committedHere ? await this.core.committedHere(asked) : new Set<string>();
+        const waiting = candidates.filter((b) => b.gtid === undefined || !here.has(b.gtid));
         const notSeen = new Set(await untilAllCommitted(control, waiting.map(({ tx }) => tx.target!)));
         for (const { tx } of waiting) if (notSeen.has(tx.target!)) late.push(tx);
       }

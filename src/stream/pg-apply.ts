@@ -181,7 +181,10 @@ export class StreamApplier implements ReplicationHandlers {
    * new snapshots, so the visibility question is not needed.
    */
   private async committedHere(xids: readonly number[]): Promise<boolean> {
-    return (await this.core.committedHere?.(xids)) === true;
+    const here = this.core.committedHere;
+    if (!here) return false;
+    const known = await here(xids);
+    return xids.every((x) => known.has(String(x)));
   }
 
   /**

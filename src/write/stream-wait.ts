@@ -148,25 +148,25 @@ export class StreamWaits {
   }
 
   /**
-   * Whether every id is a transaction of this process whose commit returned.
-   * While statements of this process await their reply, the answer waits for
-   * them, at most REPLY_WAIT_MS: the walsender or the binlog can bring a
-   * transaction before its writer has read its reply, and waiting for that
-   * reply costs less than asking the server.
+   * Which of these ids are transactions of this process whose commit returned.
+   * While statements of this process await their reply and some id is not known
+   * yet, the answer waits for them, at most REPLY_WAIT_MS for the whole batch:
+   * the walsender or the binlog can bring a transaction before its writer has
+   * read its reply, and waiting for that reply costs less than asking the server.
    */
-  async committedHere(ids: readonly TransactionId[]): Promise<boolean> {
+  async committedHere(ids: readonly TransactionId[]): Promise<ReadonlySet<TransactionId>> {
     const known = (): boolean => ids.every((x) => this.committedIds.has(x));
     const until = performance.now() + REPLY_WAIT_MS;
     while (!known()) {
       const left = until - performance.now();
-      if (this.inFlight === 0 || left <= 0) return false;
+      if (this.inFlight === 0 || left <= 0) break;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(wake, left);
         function wake(): void { clearTimeout(timer); resolve(); }
         this.replyWaiters.push(wake);
       });
     }
-    return true;
+    return new Set(ids.filter((x) => this.committedIds.has(x)));
   }
 
   private replied(): void {
