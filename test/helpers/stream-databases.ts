@@ -1,10 +1,11 @@
 /**
- * The private servers of the stream write-mode tests, for one test file: a
+ * The private servers of the change-stream tests, for one test file: a
  * PostgreSQL with wal_level=logical (private-postgres.ts) and a MariaDB with
  * the row binlog (private-mariadb.ts), each started with one database made
- * before the file's tests (test.before) and stopped after them
- * (test.after.always). A server the file does not ask for, or a MariaDB this
- * machine cannot start (mariadbUnavailable), is not started: its flag is
+ * before the file's tests and stopped after them, in serial hooks (serial
+ * hooks run in the order they are declared, so a file's own hooks can run
+ * before or after these). A server the file does not ask for, or a MariaDB
+ * this machine cannot start (mariadbUnavailable), is not started: its flag is
  * false and its tests are to be skipped.
  */
 import test from 'ava';
@@ -41,7 +42,7 @@ export function useStreamDatabases(database: string, ask: { readonly postgres?: 
   let maria: PrivateMariadb | undefined;
   let admin: PgClient | undefined;
 
-  test.before(async () => {
+  test.serial.before(async () => {
     if (withPostgres) {
       pg = await startPrivatePostgres();
       admin = await pg.client();
@@ -55,7 +56,7 @@ export function useStreamDatabases(database: string, ask: { readonly postgres?: 
     }
   });
 
-  test.after.always(async () => {
+  test.serial.after.always(async () => {
     await admin?.end();
     await pg?.stop();
     await maria?.stop();

@@ -15,8 +15,9 @@ import fc from 'fast-check';
 import { DataTypes, Sequelize } from 'sequelize';
 import { CacheopsStreamError, installCacheops, type InvalidatedEvent } from '../../src/index';
 import { dialects, makeSequelize, redisUrl, uniquePrefix } from '../helpers/env';
-import { mariadbUnavailable, startPrivateMariadb, type MariaConnection, type PrivateMariadb } from '../helpers/private-mariadb';
+import { mariadbUnavailable, type MariaConnection } from '../helpers/private-mariadb';
 import { startPrivateRedis } from '../helpers/private-redis';
+import { useStreamDatabases } from '../helpers/stream-databases';
 import { defineItem } from '../helpers/stream-models';
 import { cached, checkRedisPausedMidStream, installStreamApp, isHit, msUntil, nameOf, percentile, type StreamApp } from '../helpers/stream-app';
 import { checkStatsCommand, checkStatsWithoutConsumer } from '../helpers/stream-stats';
@@ -25,22 +26,15 @@ import { lagOf, MARIADB_APPLIED_EVENT } from '../../src/stream/mariadb-consumer'
 const unavailable = mariadbUnavailable();
 const run = unavailable === undefined ? test.serial : test.serial.skip;
 if (unavailable !== undefined) test('MariaDB binlog tests', (t) => { t.log(`skipped: ${unavailable}`); t.pass(); });
-const DB = 'app';
-let server: PrivateMariadb;
 let writer: MariaConnection;
-
-test.before(async () => {
-  if (unavailable !== undefined) return;
-  server = await startPrivateMariadb();
-  const admin = await server.client();
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  writer = await server.client(DB);
-});
-
-test.after.always(async () => {
+// Declared before the servers' hooks: serial hooks run in their order, so it ends before the server stops.
+test.serial.after.always(async () => {
   await writer?.end();
-  await server?.stop();
+});
+const databases = useStreamDatabases('app', { mariadb: true });
+const DB = databases.database;
+test.serial.before(async () => {
+  if (databases.withMariadb) writer = await databases.maria.client(DB);
 });
 
 type App = StreamApp;
@@ -48,7 +42,7 @@ type App = StreamApp;
 let counter = 0;
 
 function sequelizeOf(): Sequelize {
-  return new Sequelize(DB, 'root', '', { host: '127.0.0.1', port: server.port, dialect: 'mysql', logging: false });
+  return new Sequelize(DB, 'root', '', { host: '127.0.0.1', port: databases.maria.port, dialect: 'mysql', logging: false });
 }
 
 async function makeApp(opts: { table?: string; prefix?: string; seed?: boolean; redis?: string; stream?: Record<string, unknown> } = {}): Promise<App> {
@@ -92,7 +86,7 @@ run('foreign INSERT, UPDATE, DELETE and TRUNCATE invalidate granularly; an unrel
     // INSERT: a count by name is invalidated; a count by another name stays a hit.
     t.is(await cached(app, () => app.Item.count({ where: { name: 'new' } })), 0);
     await cached(app, () => app.Item.count({ where: { name: 'c' } }));
-    execFileSync('mariadb', ['-h', '127.0.0.1', '-P', String(server.port), '-u', 'root', DB, '-e', `INSERT INTO \`${app.table}\` (name, n) VALUES ('new', 9)`]);
+    execFileSync('mariadb', ['-h', '127.0.0.1', '-P', String(databases.maria.port), '-u', 'root', DB, '-e', `INSERT INTO \`${app.table}\` (name, n) VALUES ('new', 9)`]);
     const insertMs = await msUntil(() => app.Item.count({ where: { name: 'new' } }), 1);
     t.log(`mariadb command line INSERT: seen after ${insertMs} ms`);
     t.true(insertMs <= 1000);
@@ -209,7 +203,7 @@ run('two application processes: one consumer; when it is killed the other takes 
   await Item.sync({ force: true });
   await Item.bulkCreate(Array.from({ length: 30 }, (_, i) => ({ name: 'v0', n: i })));
   await setup.close();
-  const child = spawn(process.execPath, ['--import=tsx', join(__dirname, '..', 'fixtures', 'mariadb-stream-app.ts'), String(server.port), DB, redisUrl, prefix, table], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import=tsx', join(__dirname, '..', 'fixtures', 'mariadb-stream-app.ts'), String(databases.maria.port), DB, redisUrl, prefix, table], { stdio: ['ignore', 'pipe', 'inherit'] });
   const firstRole = new Promise<string>((resolve) => createInterface({ input: child.stdout! }).on('line', (l) => resolve(l)));
   t.is(await firstRole, 'consumer');
   const app = await makeApp({ table, prefix, seed: false });
@@ -288,7 +282,7 @@ run('the rows the binlog carries tokenize as the rows a read gives (every decode
 
 run('binlog_row_image MINIMAL: a warning naming the SET GLOBAL, and updates invalidate the whole model', async (t) => {
   await writer.query("SET GLOBAL binlog_row_image = 'MINIMAL'");
-  const minimal = await server.client(DB);
+  const minimal = await databases.maria.client(DB);
   const app = await makeApp();
   try {
     t.true(app.logs.some((l) => l.includes("SET GLOBAL binlog_row_image = 'FULL'")), app.logs.join('\n'));
@@ -308,7 +302,7 @@ run('binlog_row_image MINIMAL: a warning naming the SET GLOBAL, and updates inva
 run('a user without replication rights: changeStreamReady rejects naming the GRANT', async (t) => {
   await writer.query("CREATE USER IF NOT EXISTS 'plain'@'%'");
   await writer.query(`GRANT ALL ON ${DB}.* TO 'plain'@'%'`);
-  const sequelize = new Sequelize(DB, 'plain', '', { host: '127.0.0.1', port: server.port, dialect: 'mysql', logging: false });
+  const sequelize = new Sequelize(DB, 'plain', '', { host: '127.0.0.1', port: databases.maria.port, dialect: 'mysql', logging: false });
   defineItem(sequelize, 'items_rights');
   const logs: string[] = [];
   const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: uniquePrefix('mdbrights'), changeStream: true, logger: (m) => { logs.push(m); } });
@@ -344,7 +338,7 @@ run('cacheops stream status, stats and stream drop (forget the position)', async
   const cli = async (...args: string[]): Promise<{ code: number; out: string; err: string }> => {
     let out = '';
     let err = '';
-    const env = { ...process.env, STREAM_MARIADB_PORT: String(server.port), STREAM_PREFIX: prefix };
+    const env = { ...process.env, STREAM_MARIADB_PORT: String(databases.maria.port), STREAM_PREFIX: prefix };
     Object.assign(process.env, env);
     delete require.cache[require.resolve(fixture)];
     const code = await main(args, { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) }, env, cwd: process.cwd() });

@@ -13,32 +13,20 @@ import fc from 'fast-check';
 import { DataTypes } from 'sequelize';
 import { CacheopsStreamError, installCacheops, type InvalidatedEvent } from '../../src/index';
 import { dialects, makeSequelize, redisUrl, uniquePrefix } from '../helpers/env';
-import { startPrivatePostgres, type PgClient, type PrivatePostgres, dropSlot } from '../helpers/private-postgres';
+import type { PgClient } from '../helpers/private-postgres';
 import { startPrivateRedis } from '../helpers/private-redis';
+import { useStreamDatabases } from '../helpers/stream-databases';
 import { defineItem, privateSequelize } from '../helpers/stream-models';
 import { cached, checkRedisPausedMidStream, installStreamApp, msUntil, nameOf, percentile, type StreamApp } from '../helpers/stream-app';
 import { checkStatsCommand, checkStatsWithoutConsumer } from '../helpers/stream-stats';
 
 const run = dialects().includes('postgres') ? test.serial : test.serial.skip;
-const DB = 'app';
-let server: PrivatePostgres;
-let admin: PgClient;
-
-test.before(async () => {
-  if (!dialects().includes('postgres')) return;
-  server = await startPrivatePostgres();
-  admin = await server.client();
-  await admin.query(`CREATE DATABASE ${DB}`);
-});
-
-test.after.always(async () => {
-  await admin?.end();
-  await server?.stop();
-});
+const databases = useStreamDatabases('app', { postgres: dialects().includes('postgres') });
+const DB = databases.database;
 
 async function appClient(): Promise<PgClient> {
   const { Client } = await import('../helpers/private-postgres');
-  const c = new Client({ host: '127.0.0.1', port: server.port, user: 'postgres', database: DB });
+  const c = new Client({ host: '127.0.0.1', port: databases.pg.port, user: 'postgres', database: DB });
   await c.connect();
   return c;
 }
@@ -53,7 +41,7 @@ let counter = 0;
 async function makeApp(t: { log(...a: unknown[]): void }, opts: { identity?: 'full' | 'default'; redis?: string; slot?: string; table?: string; prefix?: string; stream?: Record<string, unknown>; seed?: boolean } = {}): Promise<App> {
   counter += 1;
   const slot = opts.slot ?? `s_${counter}_${process.pid}`;
-  const app = await installStreamApp(privateSequelize(server.port, DB), {
+  const app = await installStreamApp(privateSequelize(databases.pg.port, DB), {
     table: opts.table ?? `items_${counter}`, prefix: opts.prefix ?? uniquePrefix('pgstream'),
     ...(opts.redis ? { redis: opts.redis } : {}), ...(opts.seed === false ? { seed: false } : {}),
     prepare: async (sequelize, table) => { if (opts.identity !== 'default') await sequelize.query(`ALTER TABLE "${table}" REPLICA IDENTITY FULL`); },
@@ -77,7 +65,7 @@ run('writes by a plain pg client and by psql are seen by cached reads within 1 s
     t.true(Math.max(...lags) <= 1000);
 
     t.is(await cached(app, () => app.Item.count()), 3);
-    execFileSync('psql', ['-h', '127.0.0.1', '-p', String(server.port), '-U', 'postgres', '-d', DB, '-c', `INSERT INTO "${app.table}" (name, n) VALUES ('psql', 9)`]);
+    execFileSync('psql', ['-h', '127.0.0.1', '-p', String(databases.pg.port), '-U', 'postgres', '-d', DB, '-c', `INSERT INTO "${app.table}" (name, n) VALUES ('psql', 9)`]);
     const ms = await msUntil(() => app.Item.count(), 4);
     t.log(`psql: seen after ${ms} ms`);
     t.true(ms <= 1000);
@@ -89,7 +77,7 @@ run('writes by a plain pg client and by psql are seen by cached reads within 1 s
   } finally {
     await writer.end();
     await app.close();
-    await dropSlot(admin, app.slot);
+    await databases.dropSlot(app.slot);
   }
 });
 
@@ -124,7 +112,7 @@ run('REPLICA IDENTITY FULL: a foreign update invalidates granularly; DEFAULT: th
     } finally {
       await writer.end();
       await app.close();
-      await dropSlot(admin, app.slot);
+      await databases.dropSlot(app.slot);
     }
   }
 });
@@ -141,7 +129,7 @@ run('TRUNCATE by another program invalidates the model', async (t) => {
   } finally {
     await writer.end();
     await app.close();
-    await dropSlot(admin, app.slot);
+    await databases.dropSlot(app.slot);
   }
 });
 
@@ -150,7 +138,7 @@ run('a lost slot invalidates everything once, loudly, and the stream starts afre
   const writer = await appClient();
   try {
     t.is(await cached(app, () => nameOf(app, 3)), 'c');
-    await dropSlot(admin, app.slot);
+    await databases.dropSlot(app.slot);
     // Written while no slot exists: no stream carries it.
     await writer.query(`UPDATE "${app.table}" SET name = 'unseen' WHERE id = 3`);
     t.true(await msUntil(() => nameOf(app, 3), 'unseen', 3000) <= 3000);
@@ -163,7 +151,7 @@ run('a lost slot invalidates everything once, loudly, and the stream starts afre
   } finally {
     await writer.end();
     await app.close();
-    await dropSlot(admin, app.slot);
+    await databases.dropSlot(app.slot);
   }
 });
 
@@ -171,7 +159,7 @@ run('two application processes: one consumer; when it is killed mid-stream the o
   const table = `items_handover`;
   const slot = `s_handover_${process.pid}`;
   const prefix = uniquePrefix('pghandover');
-  const setup = privateSequelize(server.port, DB);
+  const setup = privateSequelize(databases.pg.port, DB);
   const Item = defineItem(setup, table);
   await Item.sync({ force: true });
   await setup.query(`ALTER TABLE "${table}" REPLICA IDENTITY FULL`);
@@ -187,7 +175,7 @@ run('two application processes: one consumer; when it is killed mid-stream the o
     await first.cacheops.close();
     await first.sequelize.close();
   }
-  const child = spawn(process.execPath, ['--import=tsx', join(__dirname, '..', 'fixtures', 'stream-app.ts'), String(server.port), DB, redisUrl, prefix, slot, table], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import=tsx', join(__dirname, '..', 'fixtures', 'stream-app.ts'), String(databases.pg.port), DB, redisUrl, prefix, slot, table], { stdio: ['ignore', 'pipe', 'inherit'] });
   const roles: string[] = [];
   const firstRole = new Promise<string>((resolve) => createInterface({ input: child.stdout! }).on('line', (l) => { roles.push(l); resolve(l); }));
   t.is(await firstRole, 'consumer');
@@ -225,7 +213,7 @@ run('two application processes: one consumer; when it is killed mid-stream the o
     child.kill('SIGKILL');
     await writer.end();
     await app.close();
-    await dropSlot(admin, slot);
+    await databases.dropSlot(slot);
   }
 });
 
@@ -239,7 +227,7 @@ run('Redis stopped mid-stream: nothing is acknowledged until it takes the invali
     await writer.end();
     await app.close();
     await redis.stop();
-    await dropSlot(admin, app.slot);
+    await databases.dropSlot(app.slot);
   }
 });
 
@@ -257,7 +245,7 @@ run('a transaction of more rows than maxRowsForGranularWrite invalidates the mod
   } finally {
     await writer.end();
     await app.close();
-    await dropSlot(admin, app.slot);
+    await databases.dropSlot(app.slot);
   }
 });
 
@@ -268,7 +256,7 @@ run('cacheops stream status, stats and stream drop', async (t) => {
   const cli = async (...args: string[]): Promise<{ code: number; out: string; err: string }> => {
     let out = '';
     let err = '';
-    const env = { ...process.env, STREAM_PG_PORT: String(server.port), STREAM_SLOT: app.slot, STREAM_PREFIX: app.prefix };
+    const env = { ...process.env, STREAM_PG_PORT: String(databases.pg.port), STREAM_SLOT: app.slot, STREAM_PREFIX: app.prefix };
     Object.assign(process.env, env);
     delete require.cache[require.resolve(fixture)]; // the CLI closes the application it loaded: a fresh one each time
     const code = await main(args, { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) }, env, cwd: process.cwd() });
@@ -303,12 +291,12 @@ run('cacheops stream status, stats and stream drop', async (t) => {
     t.is((await cli('stream', 'bogus', '--app', fixture)).code, 2);
   } finally {
     await app.close();
-    await dropSlot(admin, app.slot);
+    await databases.dropSlot(app.slot);
   }
 });
 
 run('the rows the stream carries tokenize as the rows a read gives (every tokenized type, random values)', async (t) => {
-  const sequelize = privateSequelize(server.port, DB);
+  const sequelize = privateSequelize(databases.pg.port, DB);
   const Typed = sequelize.define('Typed', {
     s: DataTypes.STRING, i: DataTypes.INTEGER, big: DataTypes.BIGINT, dec: DataTypes.DECIMAL(12, 3), b: DataTypes.BOOLEAN,
     at: DataTypes.DATE, day: DataTypes.DATEONLY, u: DataTypes.UUID, blob: DataTypes.BLOB, txt: DataTypes.TEXT, e: DataTypes.ENUM('x', 'y'),
@@ -345,7 +333,7 @@ run('the rows the stream carries tokenize as the rows a read gives (every tokeni
     await cacheops.invalidateAll();
     await cacheops.close();
     await sequelize.close();
-    await dropSlot(admin, 's_typed');
+    await databases.dropSlot('s_typed');
   }
 });
 
