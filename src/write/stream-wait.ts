@@ -30,10 +30,11 @@
  * 32 bits: the same low bits come back only 2^32 transactions later, far past
  * the marks' expiry and the recent set's bound.
  */
-import type { Redis } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import type { DoneAnnouncement } from '../core/cache-store';
 import type { CacheopsCore } from '../core/cacheops-core';
 import { namespace, streamDoneChannel, streamDoneKey } from '../core/keys';
+import { isCluster } from '../core/redis';
 
 /** Emitted by the consumer with the transaction ids of a batch Redis took (PostgreSQL: 32-bit xids; MariaDB: GTIDs). */
 export const STREAM_DONE_EVENT = 'changeStream:done';
@@ -53,6 +54,10 @@ export type WaitOutcome = 'done' | 'timeout';
 const MARK_TTL_MS = 60_000;
 /** The longest the consumer waits for replies this process awaits before it asks the server about visibility. */
 const REPLY_WAIT_MS = 20;
+/** The subscriber's own connection options (reconnects subscribe again themselves, see listen). */
+const SUBSCRIBER_OPTIONS: Partial<RedisOptions> = { lazyConnect: false, enableOfflineQueue: true, autoResubscribe: false, maxRetriesPerRequest: 1, connectionName: undefined };
+/** Reconnections to a cluster node before the subscriber moves to another node. */
+const NODE_RETRIES = 3;
 /** Recent ids remembered in process memory. */
 const RECENT_IDS = 16_384;
 
@@ -87,6 +92,8 @@ export class StreamWaits {
   private readonly ns: string;
   private readonly channel: string;
   private subscriber: Redis | undefined;
+  /** The cluster node the subscriber last listened on (see subscribe). */
+  private lastNode: Redis | undefined;
   private subscribed = false;
   private closed = false;
   private readonly onDone = (ids: readonly (number | string)[]): void => this.applied(ids.map(String));
@@ -253,18 +260,57 @@ export class StreamWaits {
     }, () => undefined);
   }
 
+  /**
+   * The subscriber connection. On a standalone server (or Sentinel), a duplicate of the main
+   * connection. On a Redis Cluster, a connection of our own to one node: `Cluster#duplicate`
+   * takes (startup nodes, options), so the options of a `Redis#duplicate` call are taken for
+   * startup nodes and dropped; it returns a second Cluster, lazy when the application's is
+   * (`lazyConnect`: it never emits 'ready', so this process never subscribed and each of its
+   * writes waited out its bound), and whose own subscriber moves to another node and
+   * resubscribes without a 'close' or a 'ready' on the Cluster, so the marks of the
+   * transactions announced meanwhile were never read. PUBLISH (not SPUBLISH) reaches every
+   * node of a cluster over the cluster bus, so a SUBSCRIBE on any node hears the consumer's
+   * announcement, whichever master ran its script. The node connection is a duplicate of the
+   * cluster's own to that node (its address, credentials and TLS); it retries a few times,
+   * then moves to another node (the node may have left the cluster).
+   */
   private subscribe(): void {
-    const client = this.core.redis.duplicate({ lazyConnect: false, enableOfflineQueue: true, autoResubscribe: false, maxRetriesPerRequest: 1, connectionName: undefined } as never) as Redis;
+    if (this.closed) return;
+    const redis = this.core.redis;
+    if (!isCluster(redis)) {
+      this.listen(redis.duplicate(SUBSCRIBER_OPTIONS as never) as Redis);
+      return;
+    }
+    const nodes = redis.nodes('master');
+    const node = nodes.find((n) => n !== this.lastNode) ?? nodes[0];
+    if (!node) {
+      // No node known yet: once the slot map is there. A lazy client (`lazyConnect`) connects
+      // on its first command; it is connected now, so that waiting writes hear the stream.
+      redis.once('ready', () => this.subscribe());
+      if (redis.status === 'wait') redis.connect().catch(() => undefined);
+      return;
+    }
+    this.lastNode = node;
+    const client = node.duplicate({ ...SUBSCRIBER_OPTIONS, readOnly: false, retryStrategy: (times: number) => (times > NODE_RETRIES ? null : 100 * times) });
+    this.listen(client);
+    client.on('end', () => {
+      if (this.closed || this.subscriber !== client) return;
+      setTimeout(() => this.subscribe(), 100).unref();
+    });
+  }
+
+  private listen(client: Redis): void {
     this.subscriber = client;
     client.on('error', () => undefined); // the main connection reports outages
     // Its reconnect timer does not keep a process alive whose Redis is down.
     client.on('reconnecting', () => (client as unknown as { reconnectTimeout?: NodeJS.Timeout | null }).reconnectTimeout?.unref());
-    client.on('close', () => { this.subscribed = false; });
+    client.on('close', () => { if (this.subscriber === client) this.subscribed = false; });
     client.on('message', (_channel: string, message: string) => {
       this.done(message.split(',').filter((x) => x !== ''));
     });
     client.on('ready', () => {
       client.subscribe(this.channel).then(() => {
+        if (this.subscriber !== client) return;
         this.subscribed = true;
         // Announcements before the subscription: the marks say.
         this.check([...this.waiters.keys()]);
