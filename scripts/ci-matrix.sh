@@ -16,8 +16,8 @@ cd "$(dirname "$0")/.."
 MATRIX_NODES="${MATRIX_NODES:-22 24 26}"
 # Configuration, reads, writes, invalidation, the copy of near hits and the near cache:
 # the files of `npm run test:fast`, and two more.
-MATRIX_FILES="${MATRIX_FILES:-$(printf 'test/%s.test.ts ' api config degrade invalidation keys simple smoke suggest transactions tree \
-  write-option writes query/fast-path query/fingerprint query/reads query/copy near)}"
+MATRIX_FILES="${MATRIX_FILES:-$(printf 'test/%s.test.ts ' api core/config core/degrade write/invalidation core/keys features/simple smoke \
+  core/suggest core/transactions core/tree write/write-option write/writes query/fast-path query/fingerprint query/reads query/copy near/near)}"
 END=$((SECONDS + MATRIX_BUDGET))
 RC=0
 

@@ -8,8 +8,8 @@
 import { spawn } from 'node:child_process';
 
 const FAST = [
-  'api', 'config', 'degrade', 'invalidation', 'keys', 'simple', 'smoke', 'suggest', 'transactions', 'tree',
-  'write-option', 'writes', 'query/fast-path', 'query/fingerprint', 'query/reads',
+  'api', 'core/config', 'core/degrade', 'write/invalidation', 'core/keys', 'features/simple', 'smoke', 'core/suggest',
+  'core/transactions', 'core/tree', 'write/write-option', 'write/writes', 'query/fast-path', 'query/fingerprint', 'query/reads',
 ].map((name) => `test/${name}.test.ts`);
 
 const ava = spawn('npx', ['ava', ...FAST, ...process.argv.slice(2)], { stdio: 'inherit', shell: process.platform === 'win32' });

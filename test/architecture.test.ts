@@ -1,10 +1,12 @@
 /**
  * The shape of src/: no value-import circles (a circle makes module load order
  * decide which side sees `undefined`), and ARCHITECTURE.md names only files
- * that exist, so a reader can follow it against the code.
+ * that exist, so a reader can follow it against the code. The shape of test/:
+ * its folders mirror src/'s (ARCHITECTURE.md, "Tests"), and the test paths the
+ * documents name exist.
  */
 import test from 'ava';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -102,4 +104,24 @@ test('every src/ path named in ARCHITECTURE.md exists', (t) => {
   t.true(named.length > 20, 'the document names the files it describes');
   const missing = named.filter((path) => !existsSync(join(ROOT, path)));
   t.deepEqual(missing, []);
+});
+
+/** The folders of test/ that are not a src/ folder, and the test files that stand at its top (ARCHITECTURE.md, "Tests"). */
+const TEST_FOLDERS_BESIDE_SRC = ['package', 'never-stale', 'helpers', 'fixtures', 'types'];
+const TOP_TESTS = ['api.test.ts', 'architecture.test.ts', 'fault-matrix.test.ts', 'pressure-full.test.ts', 'smoke.test.ts'];
+
+test('test/ mirrors src/: every test folder is a src/ folder or a named one, and only the named tests stand at the top', (t) => {
+  const entries = readdirSync(join(ROOT, 'test'), { withFileTypes: true });
+  const srcFolders = readdirSync(join(ROOT, 'src'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+  const folders = entries.filter((e) => e.isDirectory()).map((e) => e.name);
+  t.deepEqual(folders.filter((f) => !srcFolders.includes(f) && !TEST_FOLDERS_BESIDE_SRC.includes(f)), [], 'folders that mirror nothing');
+  t.deepEqual(entries.filter((e) => e.isFile() && e.name.endsWith('.test.ts') && !TOP_TESTS.includes(e.name)).map((e) => e.name), [],
+    'tests at the top of test/ that belong in a folder');
+});
+
+test('every test/ path named in ARCHITECTURE.md and docs/ exists', (t) => {
+  const docs = ['ARCHITECTURE.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join('docs', f))];
+  const named = [...new Set(docs.flatMap((doc) => readFileSync(join(ROOT, doc), 'utf8').match(/\btest\/[\w./-]*\.ts\b/g) ?? []))];
+  t.true(named.length > 10, 'the documents name test files');
+  t.deepEqual(named.filter((path) => !existsSync(join(ROOT, path))), []);
 });

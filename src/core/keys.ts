@@ -29,7 +29,7 @@ import { createHash } from 'node:crypto';
  * a change to it puts one into the namespace (`<prefix>cacheops:v2:{<shard>}:`,
  * followed by parseKey and allKeysPattern), so that two versions of the library
  * in two processes, each running its own scripts (by their SHA), cannot mix keys
- * of two layouts. test/keys.test.ts pins every name.
+ * of two layouts. test/core/keys.test.ts pins every name.
  *
  * `{<shard>}` is a Redis Cluster hash tag: every key a script touches shares
  * it, so each script stays in one slot. On a standalone server there is one

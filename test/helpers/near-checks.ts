@@ -1,6 +1,6 @@
 /**
- * The near cache's checks, registered for a Redis client (test/near.test.ts:
- * cacheops's own; test/clients.test.ts: each client an application may hand
+ * The near cache's checks, registered for a Redis client (test/near/near.test.ts:
+ * cacheops's own; test/package/clients.test.ts: each client an application may hand
  * in): hits from process memory, kept true by Redis client tracking across
  * installations (processes); own writes clear it before they resolve; a lost
  * tracking connection flushes and bypasses it.
@@ -28,7 +28,7 @@ export async function warm(cacheops: Cacheops, read: () => Promise<unknown>): Pr
   throw new Error('the read never came from the near cache');
 }
 
-/** Kills one tracking connection of an installation (test/near-cluster.test.ts: on every master). */
+/** Kills one tracking connection of an installation (test/near/near-cluster.test.ts: on every master). */
 export type KillTracking = (cacheops: Cacheops, victim: 'subscriber' | 'reader') => Promise<void>;
 
 /** On the shared Redis, by the connection's client id. */

@@ -1,6 +1,6 @@
 /**
  * The application side of the change-stream tests, for any stream database
- * (test/change-stream-pg*.test.ts, change-stream-mariadb.test.ts, and the
+ * (test/stream/change-stream-pg*.test.ts, change-stream-mariadb.test.ts, and the
  * processes they start):
  *
  * - installStreamApp: a table of Items (rows 1..3 named a, b, c), cacheops on

@@ -1,6 +1,6 @@
 /**
  * The cache never serves stale data (the property: differential-run.ts), with
- * cacheops's own Redis client; test/clients.test.ts runs it with each client
+ * cacheops's own Redis client; test/package/clients.test.ts runs it with each client
  * an application may hand in.
  *
  *   FC_STEPS  total steps per dialect (default 2000)

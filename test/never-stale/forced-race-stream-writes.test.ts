@@ -14,44 +14,13 @@
  * reads with the protection on, which the wait is there to prevent.
  */
 import test from 'ava';
-import type { Sequelize } from 'sequelize';
 import type { CacheopsConfig } from '../../src/index';
 import { STREAM_WAITED_EVENT, StreamWaits, type WaitOutcome } from '../../src/write/stream-wait';
 import { dialects, type Dialect } from '../helpers/env';
-import { dropSlot, startPrivatePostgres, type PrivatePostgres } from '../helpers/private-postgres';
-import { mariadbUnavailable, startPrivateMariadb, type PrivateMariadb } from '../helpers/private-mariadb';
+import { replicaIdentityFull, useStreamDatabases } from '../helpers/stream-databases';
 import { force, openPair, scenarios, type Pair, type PairOptions } from './forced-race-pair';
 
-const DB = 'race';
-let pg: PrivatePostgres | undefined;
-let maria: PrivateMariadb | undefined;
-const withPostgres = dialects().includes('postgres');
-const withMariadb = dialects().includes('mysql') && mariadbUnavailable() === undefined;
-
-test.before(async () => {
-  if (withPostgres) {
-    pg = await startPrivatePostgres();
-    const admin = await pg.client();
-    await admin.query(`CREATE DATABASE ${DB}`);
-    await admin.end();
-  }
-  if (withMariadb) {
-    maria = await startPrivateMariadb();
-    const admin = await maria.client();
-    await admin.query(`CREATE DATABASE ${DB}`);
-    await admin.end();
-  }
-});
-
-test.after.always(async () => {
-  await pg?.stop();
-  await maria?.stop();
-});
-
-/** PostgreSQL: the rows' old states in the stream (see docs/change-stream.md). */
-async function replicaIdentityFull(sequelize: Sequelize): Promise<void> {
-  for (const model of Object.values(sequelize.models)) await sequelize.query(`ALTER TABLE "${model.getTableName() as string}" REPLICA IDENTITY FULL`);
-}
+const databases = useStreamDatabases('race', { postgres: dialects().includes('postgres'), mariadb: dialects().includes('mysql') });
 
 let slots = 0;
 
@@ -64,10 +33,9 @@ async function withStreamPair<T>(dialect: Dialect, raceProtection: boolean, cons
     // A long lease: no handover while a loaded machine runs late (the handover is not what is tested).
     changeStream: dialect === 'postgres' ? { slot, handoverMs: 1000, writeWaitMs: 5000 } : { handoverMs: 1000, writeWaitMs: 5000 },
   };
-  const server = dialect === 'postgres' ? pg! : maria!;
   try {
     const pair = await openPair({
-      dialect, testFile: __filename, raceProtection, server: { port: server.port, database: DB }, config, consumer,
+      dialect, testFile: __filename, raceProtection, server: databases.server(dialect), config, consumer,
       ...(dialect === 'postgres' ? { prepare: replicaIdentityFull } : {}),
     });
     try {
@@ -76,11 +44,7 @@ async function withStreamPair<T>(dialect: Dialect, raceProtection: boolean, cons
       await pair.close();
     }
   } finally {
-    if (dialect === 'postgres') {
-      const admin = await pg!.client();
-      await dropSlot(admin, slot);
-      await admin.end();
-    }
+    if (dialect === 'postgres') await databases.dropSlot(slot);
   }
 }
 
@@ -95,7 +59,7 @@ const roles = (pair: Pair): string => ['reader', 'writer', 'other', 'consumer']
   .map((k) => `${k} ${(pair as unknown as Record<string, Pair['reader'] | undefined>)[k]?.cacheops.stats().changeStream.role ?? '-'}`).join(', ');
 
 for (const dialect of ['postgres', 'mysql'] as const) {
-  const run = (dialect === 'postgres' ? withPostgres : withMariadb) ? test.serial : test.serial.skip;
+  const run = (dialect === 'postgres' ? databases.withPostgres : databases.withMariadb) ? test.serial : test.serial.skip;
 
   for (const consumer of ['writer', 'reader', 'separate'] as const) {
     run(`${dialect}, writes stream, consumer in ${consumer === 'separate' ? 'a separate installation' : `the ${consumer}'s installation`}: ` +

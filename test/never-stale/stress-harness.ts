@@ -11,6 +11,7 @@ import { installCacheops } from '../../src/index';
 import { rawRedis, redisUrl, uniquePrefix, type Dialect } from '../helpers/env';
 import { defineBlog } from '../helpers/models';
 import { checkReads, fixSequences, seed, type CheckResult } from './stress-catalog';
+import type { ExecutionContext } from 'ava';
 import type { Sequelize } from 'sequelize';
 import { openShared, type SharedDatabase, type StreamWorkerConfig, type WorkerConfig, type WorkerMessage, type WorkerResult } from './stress-shared';
 
@@ -178,4 +179,36 @@ export function describe(report: StressReport): string {
   for (const w of report.workers) for (const [k, v] of Object.entries(w.failedWrites)) failures.set(k, (failures.get(k) ?? 0) + v);
   if (failures.size) lines.push(`  failed writes: ${[...failures].map(([k, v]) => `${k} x${v}`).join('; ')}`);
   return lines.join('\n');
+}
+
+/**
+ * Runs the stress test (`once(seed)`, seed 1 first) and logs its report under `label`. A run without
+ * the race protection, whose stale values are likely but not certain, is run again with the next
+ * seed while it shows none, `attempts` runs at the most. Answers the last report.
+ */
+export async function stressAttempts(
+  t: ExecutionContext, label: string, raceProtection: boolean, attempts: number, once: (seed: number) => Promise<StressReport>,
+): Promise<StressReport> {
+  let report = await once(1);
+  t.log(`${label}:\n${describe(report)}`);
+  for (let attempt = 2; !raceProtection && report.check.stale === 0 && attempt <= attempts; attempt += 1) {
+    report = await once(attempt);
+    t.log(`attempt ${attempt}:\n${describe(report)}`);
+  }
+  return report;
+}
+
+/**
+ * The verdict on a stress run: the workers read and wrote and the check compared cached values;
+ * with the race protection no stale value and some stores refused, without it stale values.
+ */
+export function assertStressReport(t: ExecutionContext, report: StressReport, raceProtection: boolean): void {
+  t.true(report.totals.reads > 0 && report.totals.writes > 0, 'the workers read and wrote');
+  t.true(report.check.hits > 0, 'the check compared cached values (else it proves nothing)');
+  if (raceProtection) {
+    t.is(report.check.stale, 0, report.check.details.join('\n'));
+    t.true(report.totals.refusedStores > 0, 'some stores raced an invalidation and were refused');
+  } else {
+    t.true(report.check.stale > 0, 'without the protection, stores that raced an invalidation leave stale values');
+  }
 }

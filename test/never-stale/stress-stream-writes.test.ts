@@ -14,11 +14,9 @@
  *   STRESS_STREAM_NO_WAIT=1 a write's wait for the stream resolves at once (see stress-shared.ts)
  */
 import test from 'ava';
-import type { Sequelize } from 'sequelize';
 import { dialects, type Dialect } from '../helpers/env';
-import { dropSlot, startPrivatePostgres, type PrivatePostgres } from '../helpers/private-postgres';
-import { mariadbUnavailable, startPrivateMariadb, type PrivateMariadb } from '../helpers/private-mariadb';
-import { describe, runStress, type StressReport } from './stress-harness';
+import { replicaIdentityFull, useStreamDatabases } from '../helpers/stream-databases';
+import { assertStressReport, runStress, stressAttempts, type StressReport } from './stress-harness';
 
 const SECONDS = Number(process.env['STRESS_SECONDS'] ?? 6);
 const PROCESSES = Number(process.env['STRESS_PROCESSES'] ?? 4);
@@ -29,37 +27,7 @@ const SKIP_WAIT = process.env['STRESS_STREAM_NO_WAIT'] === '1';
  */
 const SLOW_READ_MS = 100;
 const ATTEMPTS = 3;
-const DB = 'stress';
-
-let pg: PrivatePostgres | undefined;
-let maria: PrivateMariadb | undefined;
-const withPostgres = dialects().includes('postgres');
-const withMariadb = dialects().includes('mysql') && mariadbUnavailable() === undefined;
-
-test.before(async () => {
-  if (withPostgres) {
-    pg = await startPrivatePostgres();
-    const admin = await pg.client();
-    await admin.query(`CREATE DATABASE ${DB}`);
-    await admin.end();
-  }
-  if (withMariadb) {
-    maria = await startPrivateMariadb();
-    const admin = await maria.client();
-    await admin.query(`CREATE DATABASE ${DB}`);
-    await admin.end();
-  }
-});
-
-test.after.always(async () => {
-  await pg?.stop();
-  await maria?.stop();
-});
-
-/** PostgreSQL: the rows' old states in the stream (see docs/change-stream.md). */
-async function replicaIdentityFull(sequelize: Sequelize): Promise<void> {
-  for (const model of Object.values(sequelize.models)) await sequelize.query(`ALTER TABLE "${model.getTableName() as string}" REPLICA IDENTITY FULL`);
-}
+const databases = useStreamDatabases('stress', { postgres: dialects().includes('postgres'), mariadb: dialects().includes('mysql') });
 
 const runs = [
   { label: `race protection on, reads held ${SLOW_READ_MS} ms before their store`, raceProtection: true },
@@ -69,7 +37,7 @@ const runs = [
 let slots = 0;
 
 for (const dialect of ['postgres', 'mysql'] as const satisfies readonly Dialect[]) {
-  const enabled = dialect === 'postgres' ? withPostgres : withMariadb;
+  const enabled = dialect === 'postgres' ? databases.withPostgres : databases.withMariadb;
   for (const run of runs) {
     const expectation = run.raceProtection ? 'leaves no stale cached value' : 'leaves stale cached values';
     (enabled ? test.serial : test.serial.skip)(`${dialect}, writes stream: ${PROCESSES} processes racing on the same rows, ${run.label}, ${expectation}`, async (t) => {
@@ -79,43 +47,26 @@ for (const dialect of ['postgres', 'mysql'] as const satisfies readonly Dialect[
         const slot = `stress_${process.pid}_${slots}`;
         // A long lease: no handover while a loaded machine runs late (one consumer throughout).
         const changeStream = dialect === 'postgres' ? { slot, handoverMs: 1000, writeWaitMs: 5000 } : { handoverMs: 1000, writeWaitMs: 5000 };
-        const server = dialect === 'postgres' ? pg! : maria!;
         try {
           return await runStress({
             dialect, testFile: __filename, processes: PROCESSES, seconds: SECONDS, seed,
             raceProtection: run.raceProtection, readDelayMs: SLOW_READ_MS,
-            server: { port: server.port, database: DB },
+            server: databases.server(dialect),
             stream: { changeStream, ...(SKIP_WAIT ? { skipWait: true } : {}) },
             ...(dialect === 'postgres' ? { prepare: replicaIdentityFull } : {}),
           });
         } finally {
-          if (dialect === 'postgres') {
-            const admin = await pg!.client();
-            await dropSlot(admin, slot);
-            await admin.end();
-          }
+          if (dialect === 'postgres') await databases.dropSlot(slot);
         }
       };
-      let report = await once(1);
-      t.log(`${dialect}, ${run.label}:\n${describe(report)}`);
-      for (let attempt = 2; !run.raceProtection && report.check.stale === 0 && attempt <= ATTEMPTS; attempt += 1) {
-        report = await once(attempt);
-        t.log(`attempt ${attempt}:\n${describe(report)}`);
-      }
-      t.true(report.totals.reads > 0 && report.totals.writes > 0, 'the workers read and wrote');
-      t.true(report.check.hits > 0, 'the check compared cached values (else it proves nothing)');
+      const report = await stressAttempts(t, `${dialect}, ${run.label}`, run.raceProtection, ATTEMPTS, once);
+      assertStressReport(t, report, run.raceProtection);
       // The mode was exercised: one consumer, and the others' writes resolved by its announcements.
       const streams = report.workers.map((w) => w.stream!);
       t.is(streams.filter((s) => s.role === 'consumer').length, 1, 'exactly one worker consumed the stream');
       const standby = streams.filter((s) => s.role !== 'consumer');
       t.true(standby.every((s) => s.role === 'standby' && s.done > 0), `every other worker's writes were resolved through Redis: ${JSON.stringify(streams)}`);
       t.is(streams.reduce((a, s) => a + s.timeout, 0), 0, 'no write waited out its bound (none fell back to the synchronous path)');
-      if (run.raceProtection) {
-        t.is(report.check.stale, 0, report.check.details.join('\n'));
-        t.true(report.totals.refusedStores > 0, 'some stores raced an invalidation and were refused');
-      } else {
-        t.true(report.check.stale > 0, 'without the protection, stores that raced an invalidation leave stale values');
-      }
     });
   }
 }
