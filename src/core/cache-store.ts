@@ -244,7 +244,7 @@ export class CacheStore extends GuardedRedis {
       // The announcing shard runs once every other shard's invalidation has: on a cluster the
       // shards' scripts run on several masters, and an announcement sent beside them reached
       // the writers of other processes before the invalidations of the other masters had run
-      // (always, on a private 3-master cluster: test/stream-writes-cluster.test.ts), so a
+      // (always, on a private 3-master cluster: test/stream/stream-writes-cluster.test.ts), so a
       // read right after a resolved write could find a value not deleted yet (a script
       // retried on TRYAGAIN during a slot migration, or on a reconnection, widens it to
       // 100 ms and more). The price is one more round trip on a cluster, for the consumer only.

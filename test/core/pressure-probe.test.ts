@@ -15,13 +15,13 @@ import test from 'ava';
 import IORedis from 'ioredis';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Sequelize } from 'sequelize';
-import { installCacheops } from '../src/index';
-import { defineBlog, makeBlog } from './helpers/models';
-import { startPrivateRedis } from './helpers/private-redis';
-import { startPrivateCluster } from './helpers/private-cluster';
-import { KEYS, fillRedis, readOf, startWorkload, unfillRedis } from './helpers/faults';
-import { FullState, isOomError, type ProbeResult } from '../src/core/pressure';
-import { fullProbeKey, namespace } from '../src/core/keys';
+import { installCacheops } from '../../src/index';
+import { defineBlog, makeBlog } from '../helpers/models';
+import { startPrivateRedis } from '../helpers/private-redis';
+import { startPrivateCluster } from '../helpers/private-cluster';
+import { KEYS, fillRedis, readOf, startWorkload, unfillRedis } from '../helpers/faults';
+import { FullState, isOomError, type ProbeResult } from '../../src/core/pressure';
+import { fullProbeKey, namespace } from '../../src/core/keys';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -17,11 +17,11 @@
 import test, { type ExecutionContext } from 'ava';
 import type { Cluster } from 'ioredis';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type { RedisConfig } from '../src/index';
-import { makeBlog } from './helpers/models';
-import { startPrivateRedis } from './helpers/private-redis';
-import { startPrivateCluster } from './helpers/private-cluster';
-import { DelayProxy, KEYS, fillRedis, p99, staleReads, startPrivateSentinel, startWorkload, unfillRedis } from './helpers/faults';
+import type { RedisConfig } from '../../src/index';
+import { makeBlog } from '../helpers/models';
+import { startPrivateRedis } from '../helpers/private-redis';
+import { startPrivateCluster } from '../helpers/private-cluster';
+import { DelayProxy, KEYS, fillRedis, p99, staleReads, startPrivateSentinel, startWorkload, unfillRedis } from '../helpers/faults';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const REDIS_TIMEOUT = 500;

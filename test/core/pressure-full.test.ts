@@ -17,10 +17,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nunjucks from 'nunjucks';
 import type { Model, ModelStatic } from 'sequelize';
-import { CacheMiss, renderAsync, type ReadEvent } from '../src/index';
-import { makeBlog, type Blog } from './helpers/models';
-import { startPrivateRedis } from './helpers/private-redis';
-import { fillRedis, unfillRedis } from './helpers/faults';
+import { CacheMiss, renderAsync, type ReadEvent } from '../../src/index';
+import { makeBlog, type Blog } from '../helpers/models';
+import { startPrivateRedis } from '../helpers/private-redis';
+import { fillRedis, unfillRedis } from '../helpers/faults';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
