@@ -23,12 +23,12 @@ const server = useAclRedis();
 
 interface App { readonly sequelize: Sequelize; readonly cacheops: Cacheops; readonly core: CacheopsCore; readonly Item: ModelStatic<Model> }
 
-async function openApp(url: string, insideout: boolean): Promise<App> {
+async function openApp(url: string, insideout: boolean, prefix: string | ((q: { tables: readonly string[] }) => string) = PREFIX): Promise<App> {
   const sequelize = new Sequelize({ dialect: 'sqlite', storage: ':memory:', logging: false });
   const Item = sequelize.define('Item', { name: DataTypes.STRING }, { tableName: 'items', timestamps: false });
   await sequelize.sync();
   await Item.bulkCreate([{ name: 'a' }, { name: 'b' }]);
-  const cacheops = installCacheops(sequelize, { redis: url, prefix: PREFIX, insideout, profiles: { Item: { ops: 'all' } }, logger: () => undefined });
+  const cacheops = installCacheops(sequelize, { redis: url, prefix, insideout, profiles: { Item: { ops: 'all' } }, logger: () => undefined });
   await cacheops.ready();
   return { sequelize, cacheops, core: (cacheops as unknown as { core: CacheopsCore }).core, Item };
 }
@@ -117,5 +117,31 @@ test.serial('the start-up check of writes stream names PUBLISH and SUBSCRIBE whe
   } finally {
     granted.disconnect();
     without.disconnect();
+  }
+});
+
+test.serial('a prefix function: an announcement outside the namespace of the invalidation is sent by a script of its own, after it', async (t) => {
+  // The tables written take one prefix, the announcement the prefix of no tables: the two are not folded.
+  const prefixOf = (q: { tables: readonly string[] }): string => (q.tables.length === 0 ? 'announce-none:' : 'announce-items:');
+  const app = await openApp(server.redis.url, false, prefixOf);
+  const ns = namespace(app.core.prefixFor([]), 0);
+  t.is(ns, namespace('announce-none:', 0));
+  const done: DoneAnnouncement = { ns, marks: [streamDoneKey(ns, app.core.db, '51')], ttlMs: 60_000, channel: streamDoneChannel(ns, app.core.db), ids: '51' };
+  const heard = await listen(done.channel);
+  try {
+    await app.Item.findAll({ where: { id: 1 } });
+    t.true(await cached(app), 'the read is cached');
+    const scriptsBefore = await scriptCalls();
+    t.true(await app.core.invalidateNow([{ model: app.Item, table: 'items', rows: [{ id: 1, name: 'a' }] }], done));
+    t.is(await scriptCalls() - scriptsBefore, 2, 'the invalidation, then the announcement');
+    t.false(await cached(app), 'the value was invalidated');
+    t.is(await server.admin.get(done.marks[0]!), '1', 'the transaction is marked in the namespace of the announcement');
+    await new Promise((r) => setTimeout(r, 200));
+    t.deepEqual(heard.messages, ['51']);
+  } finally {
+    heard.close();
+    await app.cacheops.close();
+    await app.sequelize.close();
+    await server.admin.flushall();
   }
 });
