@@ -10,6 +10,7 @@ import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { spawnSync } from 'node:child_process';
 
 interface Graph {
   files: number;
@@ -124,4 +125,12 @@ test('every test/ path named in ARCHITECTURE.md and docs/ exists', (t) => {
   const named = [...new Set(docs.flatMap((doc) => readFileSync(join(ROOT, doc), 'utf8').match(/\btest\/[\w./-]*\.ts\b/g) ?? []))];
   t.true(named.length > 10, 'the documents name test files');
   t.deepEqual(named.filter((path) => !existsSync(join(ROOT, path))), []);
+});
+
+test('the repository type-checks: src/, test/, bench/ and the example under the strict settings (tsconfig.check.json)', (t) => {
+  // tsx runs the tests without checking their types, so a type error in a test or a benchmark would otherwise go unseen.
+  t.timeout(600_000);
+  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const run = spawnSync(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.check.json'), '--noEmit'], { cwd: ROOT, encoding: 'utf8' });
+  t.is(run.status, 0, `tsc -p tsconfig.check.json:\n${run.stdout}${run.stderr}`);
 });

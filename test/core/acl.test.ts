@@ -14,7 +14,6 @@ import { join } from 'node:path';
 import express, { type Request, type Response } from 'express';
 import IORedis, { Cluster } from 'ioredis';
 import nunjucks from 'nunjucks';
-import { Sequelize } from 'sequelize';
 import { CacheopsPermissionError, renderAsync, type CacheopsConfig } from '../../src/index';
 import { main, type CliIo } from '../../src/cli/main';
 import { aclRules, commandsFor } from '../../src/core/permissions';

@@ -10,7 +10,7 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import type { Model, ModelStatic, Sequelize, Transaction } from 'sequelize';
+import type { Sequelize, Transaction } from 'sequelize';
 import { parseSavepointStatement } from '../../src/core/savepoint-stack';
 import { makeBlog, type Blog } from '../helpers/models';
 import { countSql, dialects } from '../helpers/env';

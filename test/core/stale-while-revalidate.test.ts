@@ -190,7 +190,7 @@ for (const dialect of dialects()) {
       let run = 0;
       let staleServed = 0;
       try {
-        const { Post, sequelize, cacheops } = blog;
+        const { Post, cacheops } = blog;
         await fc.assert(fc.asyncProperty(
           fc.constantFrom(...kinds), fc.constantFrom('pk', 'where'), fc.boolean(), fc.boolean(), fc.integer({ min: 1, max: 6 }),
           async (kind, shape, inFlight, lock, readers) => {

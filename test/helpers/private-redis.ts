@@ -53,10 +53,24 @@ async function waitFor(port: number, up: boolean): Promise<void> {
   throw new Error(`redis-server on port ${port} did not ${up ? 'start' : 'stop'}`);
 }
 
+/** The servers' directories, removed when the test process exits (a stopped server may be started again until then). */
+const dirs = new Set<string>();
+let removing = false;
+
+function removeOnExit(dir: string): void {
+  dirs.add(dir);
+  if (removing) return;
+  removing = true;
+  process.once('exit', () => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+}
+
 /** Starts redis-server with extra arguments (e.g. ['--maxmemory', '2mb']). */
 export async function startPrivateRedis(extraArgs: readonly string[] = []): Promise<PrivateRedis> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'cacheops-test-redis-'));
+  removeOnExit(dir);
   let child: ChildProcess | undefined;
   const start = async (): Promise<void> => {
     child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs], { stdio: 'ignore' });

@@ -5,7 +5,7 @@
  * uncached. It steps aside where the result could differ.
  */
 import test from 'ava';
-import { DataTypes, EmptyResultError, Op, Transaction, type Model, type ModelStatic, type Sequelize } from 'sequelize';
+import { DataTypes, EmptyResultError, Op, Transaction, type Model, type ModelStatic } from 'sequelize';
 import { makeBlog, type Blog } from '../helpers/models';
 import { dialects } from '../helpers/env';
 import { plain, sqlCount } from '../helpers/check';

@@ -6,7 +6,7 @@
  * uncached; it steps aside where the result could differ.
  */
 import test from 'ava';
-import { DataTypes, Op, type Model, type Sequelize } from 'sequelize';
+import { DataTypes, Op, type Model } from 'sequelize';
 import { makeBlog, type Blog } from '../helpers/models';
 import { dialects } from '../helpers/env';
 import { plain, sqlCount } from '../helpers/check';
