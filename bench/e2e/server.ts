@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { installCacheops, type Cacheops } from 'sequelize-cacheops';
 import { defineAssocModels } from '../assoc-models';
 import { openSequelize, type BenchDialect } from '../models';
+import { forgetPrefix } from '../redis-probe';
 import { createApp } from './app';
 
 async function main(): Promise<void> {
@@ -32,7 +33,8 @@ async function main(): Promise<void> {
     server.close();
     server.closeAllConnections();
     if (cacheops) {
-      await cacheops.invalidateAll().catch(() => undefined);
+      // Every key of the run's prefix goes (invalidateAll keeps the epochs hash).
+      await forgetPrefix(cacheops, prefix);
       await cacheops.close();
     }
     await sequelize.close();
