@@ -111,6 +111,10 @@ async function main(): Promise<void> {
       return [page, off.rps.toFixed(0), on.rps.toFixed(0), near.rps.toFixed(0), ratio(on.rps / off.rps), ratio(near.rps / off.rps),
         `${off.p50.toFixed(1)} / ${on.p50.toFixed(1)} / ${near.p50.toFixed(1)}`, `${off.p99.toFixed(1)} / ${on.p99.toFixed(1)} / ${near.p99.toFixed(1)}`, marks.join(', ')];
     });
+    for (const [key, runs] of results) {
+      const first = runs.find((r) => r.firstError !== undefined)?.firstError;
+      if (first !== undefined) console.log(`  ${key.replace('|', ', ')}: first failed request: ${first}`);
+    }
     console.log(table(['page', 'uncached req/s', 'cache req/s', 'near req/s', 'cache/uncached', 'near/uncached', 'p50 ms (uncached / cache / near)', 'p99 ms', 'targets'], rows));
   } finally {
     for (const { child } of servers.values()) {
