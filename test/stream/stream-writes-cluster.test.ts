@@ -229,6 +229,11 @@ run('a subscriber whose node refuses it moves to another node, and writes still 
   let refusing: IORedis | undefined;
   try {
     await crossWrite(t, 'before', other, consumer, (app) => nameOf(app.Item, 1), (app) => app.Item.update({ name: 'a' }, { where: { id: 1 } }), 'a');
+    // ioredis opens a cluster client's node connections at their first command: a node refusing
+    // new connections would leave an installation that never spoke to it unable to read (or cache)
+    // the keys of its slots. Every installation speaks to every master first, so the reads that
+    // follow are cached wherever their shard lives, and only the subscribers need a new node.
+    await Promise.all([consumer, other].flatMap((app) => app.redis.nodes('master').map((node) => node.ping())));
     // A node holding subscribers takes no new connection (as a node gone for good): its subscribers are cut.
     const counts = await Promise.all(nodes.map(subscribersOn));
     const at = counts.findIndex((c) => c > 0);
