@@ -112,7 +112,9 @@ async function checkWith(t: ExecutionContext, client: AppCluster, scaleReads: st
       await client.set('app:k', 'v2');
       const seen: (string | null)[] = [];
       for (let i = 0; i < 20; i += 1) seen.push(await client.get('app:k'));
-      t.true(seen.includes('v1'), `${scaleReads}: the application's client reads a replica (premise): ${seen.join()}`);
+      // 'slave' reads a replica every time; 'all' picks master or replica per read (logged only).
+      if (scaleReads === 'slave') t.true(seen.every((v) => v === 'v1'), `${scaleReads}: the application's client reads a replica (premise): ${seen.join()}`);
+      else t.log(`${scaleReads}: the application's client read ${seen.filter((v) => v === 'v1').length} of ${seen.length} times from a replica`);
       for (let v = 0; v < 12; v += 1) {
         await Post.update({ title: `changed ${v}` }, { where: { views: v } });
         t.is(await titleOf(v), `changed ${v}`, `${scaleReads}: read ${v} right after its write`);
