@@ -442,7 +442,8 @@ export class CacheopsCore {
     if (!this.ownsRedis) return;
     // QUIT waits for Redis's answer: a frozen or unreachable Redis gets a short grace, then the socket is dropped.
     if (!wasOpen) await bounded(this.redis.quit().then(() => undefined, () => undefined), CLOSE_GRACE_MS, () => undefined);
-    this.redis.disconnect();
+    // Not after a QUIT that ended it: a Cluster disconnected once ended stays 'disconnecting'.
+    if (this.redis.status !== 'end') this.redis.disconnect();
   }
 
   /** Throws unless the model belongs to this installation's Sequelize. */

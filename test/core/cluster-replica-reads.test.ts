@@ -21,16 +21,22 @@ let cluster: PrivateCluster;
 
 test.serial.before(async () => {
   cluster = await startPrivateCluster({ replicas: 1 });
-  // Replicas are listed by CLUSTER SLOTS (so a client can send reads to them) once they are attached.
-  const node = new IORedis({ port: cluster.ports[0] });
+  // A client sends reads to replicas once the node it asks for the slot map (any of them) lists
+  // them: every node's CLUSTER SLOTS lists a replica for every range, and every replica's link is up.
+  const nodes = cluster.ports.map((port) => new IORedis({ port }));
   try {
-    for (let i = 0; i < 600; i += 1) {
-      const slots = await node.cluster('SLOTS') as unknown[][];
-      if (slots.length > 0 && slots.every((s) => s.length >= 4)) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const ready = async (): Promise<boolean> => {
+      for (const node of nodes) {
+        const slots = await node.cluster('SLOTS') as unknown[][];
+        if (slots.length === 0 || slots.some((s) => s.length < 4)) return false;
+        const role = await node.call('ROLE') as unknown[];
+        if (role[0] === 'slave' && role[3] !== 'connected') return false;
+      }
+      return true;
+    };
+    for (let i = 0; i < 600 && !await ready(); i += 1) await new Promise((r) => setTimeout(r, 50));
   } finally {
-    node.disconnect();
+    for (const node of nodes) node.disconnect();
   }
 });
 
@@ -128,6 +134,12 @@ async function checkWith(t: ExecutionContext, client: AppCluster, scaleReads: st
     await sequelize.close();
   }
   t.not(client.status, 'end', "close() leaves the application's client open");
+  t.not(cacheops.core.redis as unknown, client, 'cacheops reads through a copy');
+  // The copy is closed: no node connection left ('end' after a QUIT, 'close' after an ioredis 5 disconnect).
+  const copy = cacheops.core.redis as unknown as Cluster;
+  const closed = (): boolean => ['end', 'close'].includes(copy.status) && copy.nodes('all').length === 0;
+  for (let i = 0; i < 100 && !closed(); i += 1) await new Promise((r) => setTimeout(r, 20));
+  t.true(closed(), `close() closes the copy (${copy.status}, ${copy.nodes('all').length} node connections)`);
   t.is(await client.get('app:k'), 'v2');
   await client.set('app:k', 'x');
 }
