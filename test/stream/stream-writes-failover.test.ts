@@ -19,11 +19,16 @@
  * each failover the writes of both writers resolve 'done' again and every
  * installation's reads hit again. A read that started after a write of its
  * row resolved sees it or a later one (each row has one writer, whose values
- * number its writes), but for the window a killed master opens (see the
- * comment at the check, and docs/stream-writes.md). Every row holds its last
- * written value at the end, in the database and through each installation.
+ * number its writes). Every row holds its last written value at the end, in
+ * the database and through each installation.
  *
- *   FAILOVER_STRICT=1  no stale read at all, the killed masters' window included (fails today)
+ * The third installation, which only reads, found stale reads after a killed
+ * master in about half the runs while an open breaker skipped invalidations:
+ * a write resolved with its invalidation skipped in every shard (its tables
+ * dirty in its own process only) while the other installations read from the
+ * live masters, or from the promoted replica once their breakers had closed,
+ * up to the writer's breaker's back-off ceiling later. An invalidation is now
+ * sent while the breaker is open (core/guarded-redis.ts, sendsWhileOpen).
  */
 import test, { type ExecutionContext } from 'ava';
 import IORedis, { Cluster } from 'ioredis';
@@ -358,7 +363,7 @@ async function failovers(t: ExecutionContext, db: Db): Promise<void> {
       const counts = new Map<string, number>();
       for (const w of during) counts.set(outcomeOf(w), (counts.get(outcomeOf(w)) ?? 0) + 1);
       // Back to 'done': the first write of the final streak of 'done' in each installation.
-      const doneAgain = apps.map((app) => {
+      const doneAgain = apps.filter((app) => app.writes).map((app) => {
         const mine = load!.writes.filter((w) => w.app === app.index && w.started > injected && w.resolved > 0);
         let k = mine.length;
         while (k > 0 && outcomeOf(mine[k - 1]!) === 'done') k -= 1;
@@ -375,18 +380,14 @@ async function failovers(t: ExecutionContext, db: Db): Promise<void> {
     // What a write costs besides its wait, measured on the writes the stream resolved.
     const overhead = Math.max(0, ...done.map((w) => w.resolved - w.started - w.waits[0]!.ms));
     lines.push(`${load.writes.length} writes (${done.length} done, ${timeouts.length} timeout, ${load.writes.filter((w) => outcomeOf(w) === 'sync').length} sync), `
-      + `${load.reads.length} reads checked (${apps.map((app) => load!.reads.filter((r) => r.app === app.index).length).join(' / ')}), ${load.hits.map((h) => h.length).join(' / ')} hits; write overhead beside its wait up to ${overhead.toFixed(0)} ms, timer lag up to ${load.lagMs.toFixed(0)} ms`);
-    // A write resolved while its invalidation could not reach the killed master's slots (the stream
-    // late: the synchronous path; or its wait's bound: the model-wide fallback) leaves its tables
-    // marked in its own process only. Another installation reads what the promoted replica still
-    // holds until an invalidation of those tables lands: the writer's own retry once its breaker
-    // closes (a probe at least every BREAKER_MAX_DELAY_MS, then one call within redisTimeout), or
-    // the consumer's. Such stale reads are counted and must stay within that window of a kill;
-    // FAILOVER_STRICT=1 asserts there are none (they are seen in most runs: see docs/stream-writes.md).
+      + `${load.reads.length} reads checked (${apps.map((app) => load!.reads.filter((r) => r.app === app.index).length).join(' / ')}), ${load.hits.map((h) => h.length).join(' / ')} hits; write overhead beside its wait up to ${overhead.toFixed(0)} ms, synchronous writes up to ${Math.max(0, ...load.writes.filter((w) => outcomeOf(w) === 'sync').map((w) => w.resolved - w.started)).toFixed(0)} ms, timer lag up to ${load.lagMs.toFixed(0)} ms`);
+    // Stale reads, by the kill whose window they fall in: a write resolved while its invalidation could
+    // not reach Redis marks its tables dirty in its own process only, so another installation
+    // reads what Redis still holds until an invalidation lands (the writer's retry, within the
+    // breaker's back-off ceiling and a call; or the consumer's).
     const reach = BREAKER_MAX_DELAY_MS + REDIS_TIMEOUT_MS + load.lagMs;
     const killOf = (x: Stale): (typeof phases)[number] | undefined => [...phases].reverse().find(({ fault, injected, completed }) => fault.kill
       && x.write.resolved > injected && x.write.resolved < completed + reach && x.read.started < completed + reach);
-    const unexplained = stale.filter((x) => outcomeOf(x.write) === 'done' || killOf(x) === undefined);
     for (const phase of phases) {
       const mine = stale.filter((x) => killOf(x) === phase);
       const late = Math.max(...mine.map((x) => x.read.started - phase.completed));
@@ -394,8 +395,7 @@ async function failovers(t: ExecutionContext, db: Db): Promise<void> {
     }
     t.log(lines.join('\n'));
     t.deepEqual(load.errors, [], 'no read or write threw');
-    t.deepEqual(unexplained.slice(0, 10).map(describeStale), [], `${unexplained.length} stale reads outside a killed master's window, or after a write resolved 'done'`);
-    if (process.env['FAILOVER_STRICT'] === '1') t.deepEqual(stale.slice(0, 10).map(describeStale), [], `${stale.length} stale reads`);
+    t.deepEqual(stale.slice(0, 10).map(describeStale), [], `${stale.length} stale reads`);
     t.true(load.reads.length > 1000, `${load.reads.length} reads`);
     for (const w of load.writes) {
       t.true(w.resolved > 0, `write ${w.app}-${w.seq} resolved`);
