@@ -94,6 +94,12 @@ const READS: readonly ReadKind[] = [
     name: 'Article.max(\'id\', { where })', run: (i, v, u) => i.models.Article.max('id', { where: { authorId: 1 + v }, ...nc(u) } as never),
     finish: (x) => Number((x[0] as { max: unknown }).max),
   },
+  // The same options object given to findAll (apps share one between a page and its count): findAll reads neither distinct nor col.
+  // (limit 10: a query of its own, not the findAll part of the findAndCountAll below.)
+  {
+    name: 'findAll, 2 includes, limit 10, distinct', run: (i, v, u) => i.models.Article.findAll({ ...listOptions(i.models, v, u), limit: 10 } as never),
+    finish: (x) => x[0],
+  },
   {
     name: 'findAndCountAll, 2 includes, limit 20',
     run: (i, v, u) => i.models.Article.findAndCountAll(listOptions(i.models, v, u) as never),

@@ -87,6 +87,12 @@ export type RedisConfig = string | RedisOptions | RedisClientLike | SentinelConf
  * });
  */
 export interface CacheopsConfig {
+  /**
+   * A URL, ioredis options, `{ sentinels, name }`, or the application's ioredis
+   * `Redis` or `Cluster` (left open by close()). A `Cluster` whose `scaleReads`
+   * sends reads to replicas is read through a copy of it that reads masters: a
+   * replica may not have the latest invalidation yet.
+   */
   readonly redis?: RedisConfig;
   readonly defaults?: ProfileOptions;
   readonly profiles?: Readonly<Record<string, ProfileSpec>>;

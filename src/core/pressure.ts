@@ -73,7 +73,7 @@ export class FullState {
   }
 
   /** Whether a probe is due now (full, its interval over, none in flight). */
-  probeDue(): boolean {
+  private probeDue(): boolean {
     return this.full && !this.probing && Date.now() >= this.nextProbe;
   }
 

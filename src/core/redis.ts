@@ -128,7 +128,17 @@ function fromUnixUrl(url: string, base: RedisOptions): RedisOptions {
     ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}) };
 }
 
-/** Opens (or adopts) the client and registers the scripts on it. */
+/** Whether a cluster client sends read-only commands to replicas (scaleReads other than 'master'). */
+export function readsReplicas(cluster: Cluster): boolean {
+  const scaleReads = (cluster.options as { scaleReads?: unknown }).scaleReads;
+  return scaleReads !== undefined && scaleReads !== 'master';
+}
+
+/**
+ * Opens (or adopts) the client and registers the scripts on it. A cluster
+ * client that reads replicas is not adopted: cacheops reads masters through a
+ * copy of it (`owned`).
+ */
 export function connectRedis(config: RedisConfig, defaults: RedisOptions): { client: RedisClient & ScriptCommands; owned: boolean } {
   let client: RedisClient;
   let owned = true;
@@ -137,8 +147,16 @@ export function connectRedis(config: RedisConfig, defaults: RedisOptions): { cli
     else if (/^rediss?:\/\//.test(config)) client = new IORedis(config, defaults);
     else throw new CacheopsConfigError('redis', `unsupported URL ${JSON.stringify(config)} (use redis://, rediss:// or unix://)`);
   } else if (isClient(config)) {
-    client = config;
-    owned = false;
+    if (isCluster(config) && readsReplicas(config)) {
+      // Replication is asynchronous: a replica can still hold what its master's invalidation
+      // deleted, so a read sent there after a write could serve the old value. Cacheops reads
+      // through a copy of the application's cluster that reads masters (its own, closed by
+      // close()); the application's client keeps reading where it chose.
+      client = config.duplicate([], { scaleReads: 'master' });
+    } else {
+      client = config;
+      owned = false;
+    }
   } else if (typeof config === 'object' && config !== null) {
     client = new IORedis({ ...defaults, ...(config as RedisOptions) });
   } else {

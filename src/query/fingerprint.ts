@@ -40,10 +40,15 @@ const FIND_OPTIONS = [
   'tableHint', 'minifyAliases',
 ];
 
-/** The find options the fingerprint knows; any other makes it give up. */
-export const FIND_KNOWN: ReadonlySet<string> = new Set(FIND_OPTIONS);
-/** count's, aggregate's and findAndCountAll's: find's and the two that shape the aggregate (a `dataType` is a class instance: given up on). */
-export const COUNT_KNOWN: ReadonlySet<string> = new Set([...FIND_OPTIONS, 'distinct', 'col']);
+/**
+ * The find options the fingerprint knows; any other makes it give up. `distinct`
+ * and `col` are count's: findAll, findOne and findByPk read neither, and take
+ * them when an application gives its findAndCountAll options to findAll (as
+ * findAndCountAll itself does); they are encoded all the same.
+ */
+export const FIND_KNOWN: ReadonlySet<string> = new Set([...FIND_OPTIONS, 'distinct', 'col']);
+/** count's, aggregate's and findAndCountAll's: find's, with the two that shape the aggregate (a `dataType` is a class instance: given up on). */
+export const COUNT_KNOWN: ReadonlySet<string> = FIND_KNOWN;
 /**
  * An association method's: find's and the two a belongsToMany read takes.
  * `scope` and `schema` are not among them: they make the method read through

@@ -10,9 +10,13 @@
  *   tests assert on;
  * - checkRedisPausedMidStream: a foreign write while Redis is out, replayed once it is back;
  * - printStreamRoles: the body of a second application process
- *   (test/fixtures/stream-app.ts, mariadb-stream-app.ts).
+ *   (test/fixtures/stream-app.ts, mariadb-stream-app.ts), and startSecondApp,
+ *   which starts one and reads the first role it prints.
  */
 import type { ExecutionContext } from 'ava';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import type { Model, ModelStatic, Sequelize } from 'sequelize';
 import { installCacheops, type Cacheops, type ChangeStreamOptions, type InvalidatedEvent, type WriteMode } from '../../src/index';
 import { redisUrl } from './env';
@@ -136,6 +140,16 @@ export async function printStreamRoles(sequelize: Sequelize, options: RolePrinte
     const now = cacheops.stats().changeStream.role;
     if (now !== role) process.stdout.write(`${(role = now)}\n`);
   }, 20);
+}
+
+/**
+ * Starts a second application process, test/fixtures/`fixture` (one that runs printStreamRoles),
+ * with `args`; `firstRole` is the first role it prints. The caller kills `child`.
+ */
+export function startSecondApp(fixture: string, args: readonly (string | number)[]): { readonly child: ChildProcess; readonly firstRole: Promise<string> } {
+  const child = spawn(process.execPath, ['--import=tsx', join(__dirname, '..', 'fixtures', fixture), ...args.map(String)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const firstRole = new Promise<string>((resolve) => createInterface({ input: child.stdout! }).once('line', resolve));
+  return { child, firstRole };
 }
 
 /**

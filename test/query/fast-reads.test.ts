@@ -63,6 +63,10 @@ for (const dialect of dialects()) {
       t.is(page.count, 5);
       t.true(page.rows.every((r) => r instanceof Post && r.get('Category') instanceof Category));
       await fastRead(t, blog, (o) => Post.findAndCountAll({ ...o, where: { title: 'none' } }), 'findAndCountAll of nothing');
+      // An application's findAndCountAll options given to findAll (which reads neither distinct nor col).
+      await fastRead(t, blog, (o) => Post.findAll({
+        ...o, where: { views: { [Op.lte]: 40 } }, include: [{ model: Category }, { model: Tag }], distinct: true, col: 'id', limit: 2, order: [['id', 'ASC']],
+      } as never), 'findAll given distinct and col');
       // Association methods, without and with options.
       await fastRead(t, blog, on(posts[0]!, 'getCategory'), 'belongsTo get');
       await fastRead(t, blog, (o) => on(posts[0]!, 'getAuthor')({ ...o, attributes: ['id', 'name'] }), 'belongsTo get with attributes');

@@ -209,6 +209,11 @@ test('each kind accepts its own option keys only; scope, schema and data types g
   }
   t.is(callFingerprint('C', Post, [], { through: {} }, COUNT_KNOWN), undefined, 'count does not take through');
   t.is(callFingerprint('aMg', Post, [], { distinct: true }, ASSOCIATION_KNOWN), undefined, 'a getter does not take distinct');
+  // findAll reads neither distinct nor col, and takes them: they are encoded all the same.
+  const page = { where: { views: 1 }, limit: 2 };
+  const found = [findFingerprint('A', Post, page), findFingerprint('A', Post, { ...page, distinct: true }), findFingerprint('A', Post, { ...page, distinct: true, col: 'id' })];
+  t.true(found.every((f) => f !== undefined), 'findAll takes distinct and col');
+  t.is(new Set(found).size, found.length, 'each its own fingerprint');
   t.is(callFingerprint('aHg', Post, [new Map()], {}, ASSOCIATION_KNOWN), undefined, 'an argument it cannot encode');
   t.not(callFingerprint('aHg', Post, [associations[0], 1], {}, ASSOCIATION_KNOWN), callFingerprint('aHg', Post, [associations[1], 1], {}, ASSOCIATION_KNOWN));
   t.not(callFingerprint('G', Post, ['views', 'max'], {}, COUNT_KNOWN), callFingerprint('G', Post, ['views', 'min'], {}, COUNT_KNOWN));

@@ -6,19 +6,17 @@
  * position acknowledged only after Redis took the invalidation.
  */
 import test from 'ava';
-import { execFileSync, spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { execFileSync } from 'node:child_process';
 import fc from 'fast-check';
-import { DataTypes } from 'sequelize';
-import { CacheopsStreamError, installCacheops, type InvalidatedEvent } from '../../src/index';
-import { dialects, makeSequelize, redisUrl, uniquePrefix } from '../helpers/env';
+import { makeSequelize, dialects, redisUrl, uniquePrefix } from '../helpers/env';
 import type { PgClient } from '../helpers/private-postgres';
 import { startPrivateRedis } from '../helpers/private-redis';
 import { useStreamDatabases } from '../helpers/stream-databases';
-import { defineItem, privateSequelize } from '../helpers/stream-models';
-import { cached, checkRedisPausedMidStream, installStreamApp, msUntil, nameOf, percentile, type StreamApp } from '../helpers/stream-app';
-import { checkStatsCommand, checkStatsWithoutConsumer } from '../helpers/stream-stats';
+import { privateSequelize } from '../helpers/stream-models';
+import { cached, checkRedisPausedMidStream, installStreamApp, msUntil, nameOf, percentile, startSecondApp, type StreamApp } from '../helpers/stream-app';
+import {
+  checkHandover, checkStreamCommands, checkStreamedRowsTokenize, checkStreamFigures, checkStreamRefused, makeHandoverTable, typedValues,
+} from '../helpers/change-stream-suite';
 
 const run = dialects().includes('postgres') ? test.serial : test.serial.skip;
 const databases = useStreamDatabases('app', { postgres: dialects().includes('postgres') });
@@ -50,42 +48,43 @@ async function makeApp(t: { log(...a: unknown[]): void }, opts: { identity?: 'fu
   return { ...app, slot };
 }
 
-run('writes by a plain pg client and by psql are seen by cached reads within 1 s', async (t) => {
-  const app = await makeApp(t);
+type AppOptions = Parameters<typeof makeApp>[1];
+
+/** An app (makeApp) and a plain pg client on its database, both closed and the slot dropped after `body`. */
+async function withApp(t: { log(...a: unknown[]): void }, opts: AppOptions, body: (app: App, writer: PgClient) => Promise<void>): Promise<void> {
+  const app = await makeApp(t, opts);
   const writer = await appClient();
   try {
-    t.is(app.cacheops.stats().changeStream.role, 'consumer');
-    const lags: number[] = [];
-    for (let i = 0; i < 20; i += 1) {
-      t.is(await cached(app, () => nameOf(app, 1)), i === 0 ? 'a' : `pg${i - 1}`);
-      await writer.query(`UPDATE "${app.table}" SET name = $1 WHERE id = 1`, [`pg${i}`]);
-      lags.push(await msUntil(() => nameOf(app, 1), `pg${i}`));
-    }
-    t.log(`pg client: seen after p50 ${percentile(lags, 0.5)} ms, max ${Math.max(...lags)} ms (streamed)`);
-    t.true(Math.max(...lags) <= 1000);
-
-    t.is(await cached(app, () => app.Item.count()), 3);
-    execFileSync('psql', ['-h', '127.0.0.1', '-p', String(databases.pg.port), '-U', 'postgres', '-d', DB, '-c', `INSERT INTO "${app.table}" (name, n) VALUES ('psql', 9)`]);
-    const ms = await msUntil(() => app.Item.count(), 4);
-    t.log(`psql: seen after ${ms} ms`);
-    t.true(ms <= 1000);
-    const stats = app.cacheops.stats().changeStream;
-    t.true(stats.events >= 21);
-    t.true(typeof stats.lagMs === 'number');
-    await new Promise((r) => setTimeout(r, 1100));
-    t.true(typeof app.cacheops.stats().changeStream.retainedBytes === 'number', 'retained WAL is reported');
+    await body(app, writer);
   } finally {
     await writer.end();
     await app.close();
     await databases.dropSlot(app.slot);
   }
-});
+}
+
+run('writes by a plain pg client and by psql are seen by cached reads within 1 s', (t) => withApp(t, {}, async (app, writer) => {
+  t.is(app.cacheops.stats().changeStream.role, 'consumer');
+  const lags: number[] = [];
+  for (let i = 0; i < 20; i += 1) {
+    t.is(await cached(app, () => nameOf(app, 1)), i === 0 ? 'a' : `pg${i - 1}`);
+    await writer.query(`UPDATE "${app.table}" SET name = $1 WHERE id = 1`, [`pg${i}`]);
+    lags.push(await msUntil(() => nameOf(app, 1), `pg${i}`));
+  }
+  t.log(`pg client: seen after p50 ${percentile(lags, 0.5)} ms, max ${Math.max(...lags)} ms (streamed)`);
+  t.true(Math.max(...lags) <= 1000);
+
+  t.is(await cached(app, () => app.Item.count()), 3);
+  execFileSync('psql', ['-h', '127.0.0.1', '-p', String(databases.pg.port), '-U', 'postgres', '-d', DB, '-c', `INSERT INTO "${app.table}" (name, n) VALUES ('psql', 9)`]);
+  const ms = await msUntil(() => app.Item.count(), 4);
+  t.log(`psql: seen after ${ms} ms`);
+  t.true(ms <= 1000);
+  await checkStreamFigures(t, app, 21, 'retained WAL is reported');
+}));
 
 run('REPLICA IDENTITY FULL: a foreign update invalidates granularly; DEFAULT: the whole model, never granular', async (t) => {
   for (const identity of ['full', 'default'] as const) {
-    const app = await makeApp(t, { identity });
-    const writer = await appClient();
-    try {
+    await withApp(t, { identity }, async (app, writer) => {
       if (identity === 'default') t.true(app.logs.some((l) => l.includes('REPLICA IDENTITY FULL') && l.includes(app.table)), 'the start-up check names the table');
       await cached(app, () => nameOf(app, 2));
       await cached(app, () => nameOf(app, 1));
@@ -109,62 +108,37 @@ run('REPLICA IDENTITY FULL: a foreign update invalidates granularly; DEFAULT: th
       app.events.length = 0;
       await writer.query(`DELETE FROM "${app.table}" WHERE id = 2`);
       t.true(await msUntil(() => app.Item.count({ where: { name: 'b' } }), 0) <= 1000, `${identity}: ${JSON.stringify(app.events)}`);
-    } finally {
-      await writer.end();
-      await app.close();
-      await databases.dropSlot(app.slot);
-    }
+    });
   }
 });
 
-run('TRUNCATE by another program invalidates the model', async (t) => {
-  const app = await makeApp(t);
-  const writer = await appClient();
-  try {
-    t.is(await cached(app, () => app.Item.count()), 3);
-    app.events.length = 0;
-    await writer.query(`TRUNCATE "${app.table}"`);
-    t.true(await msUntil(() => app.Item.count(), 0) <= 1000);
-    t.is(app.events.find((e) => e.table === app.table)?.values, 'all');
-  } finally {
-    await writer.end();
-    await app.close();
-    await databases.dropSlot(app.slot);
-  }
-});
+run('TRUNCATE by another program invalidates the model', (t) => withApp(t, {}, async (app, writer) => {
+  t.is(await cached(app, () => app.Item.count()), 3);
+  app.events.length = 0;
+  await writer.query(`TRUNCATE "${app.table}"`);
+  t.true(await msUntil(() => app.Item.count(), 0) <= 1000);
+  t.is(app.events.find((e) => e.table === app.table)?.values, 'all');
+}));
 
-run('a lost slot invalidates everything once, loudly, and the stream starts afresh', async (t) => {
-  const app = await makeApp(t);
-  const writer = await appClient();
-  try {
-    t.is(await cached(app, () => nameOf(app, 3)), 'c');
-    await databases.dropSlot(app.slot);
-    // Written while no slot exists: no stream carries it.
-    await writer.query(`UPDATE "${app.table}" SET name = 'unseen' WHERE id = 3`);
-    t.true(await msUntil(() => nameOf(app, 3), 'unseen', 3000) <= 3000);
-    t.is(app.cacheops.stats().changeStream.resets, 1);
-    t.true(app.logs.some((l) => l.includes(`replication slot ${app.slot} was dropped`)));
-    // And the new slot streams.
-    await cached(app, () => nameOf(app, 3));
-    await writer.query(`UPDATE "${app.table}" SET name = 'after' WHERE id = 3`);
-    t.true(await msUntil(() => nameOf(app, 3), 'after') <= 1000);
-  } finally {
-    await writer.end();
-    await app.close();
-    await databases.dropSlot(app.slot);
-  }
-});
+run('a lost slot invalidates everything once, loudly, and the stream starts afresh', (t) => withApp(t, {}, async (app, writer) => {
+  t.is(await cached(app, () => nameOf(app, 3)), 'c');
+  await databases.dropSlot(app.slot);
+  // Written while no slot exists: no stream carries it.
+  await writer.query(`UPDATE "${app.table}" SET name = 'unseen' WHERE id = 3`);
+  t.true(await msUntil(() => nameOf(app, 3), 'unseen', 3000) <= 3000);
+  t.is(app.cacheops.stats().changeStream.resets, 1);
+  t.true(app.logs.some((l) => l.includes(`replication slot ${app.slot} was dropped`)));
+  // And the new slot streams.
+  await cached(app, () => nameOf(app, 3));
+  await writer.query(`UPDATE "${app.table}" SET name = 'after' WHERE id = 3`);
+  t.true(await msUntil(() => nameOf(app, 3), 'after') <= 1000);
+}));
 
 run('two application processes: one consumer; when it is killed mid-stream the other takes over and loses nothing', async (t) => {
   const table = `items_handover`;
   const slot = `s_handover_${process.pid}`;
   const prefix = uniquePrefix('pghandover');
-  const setup = privateSequelize(databases.pg.port, DB);
-  const Item = defineItem(setup, table);
-  await Item.sync({ force: true });
-  await setup.query(`ALTER TABLE "${table}" REPLICA IDENTITY FULL`);
-  await Item.bulkCreate(Array.from({ length: 50 }, (_, i) => ({ name: 'v0', n: i })));
-  await setup.close();
+  await makeHandoverTable(privateSequelize(databases.pg.port, DB), table, 50, (setup) => setup.query(`ALTER TABLE "${table}" REPLICA IDENTITY FULL`));
   // Baseline: how long this process takes to become the consumer of the existing slot when
   // it is free (connections, setup, the walsender's start), made once first to create the slot.
   let consumerMs = 0;
@@ -175,9 +149,7 @@ run('two application processes: one consumer; when it is killed mid-stream the o
     await first.cacheops.close();
     await first.sequelize.close();
   }
-  const child = spawn(process.execPath, ['--import=tsx', join(__dirname, '..', 'fixtures', 'stream-app.ts'), String(databases.pg.port), DB, redisUrl, prefix, slot, table], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const roles: string[] = [];
-  const firstRole = new Promise<string>((resolve) => createInterface({ input: child.stdout! }).on('line', (l) => { roles.push(l); resolve(l); }));
+  const { child, firstRole } = startSecondApp('stream-app.ts', [databases.pg.port, DB, redisUrl, prefix, slot, table]);
   t.is(await firstRole, 'consumer');
   // Baseline: how long this process takes to connect, check the server and try the lease, now.
   const readyStart = Date.now();
@@ -185,30 +157,19 @@ run('two application processes: one consumer; when it is killed mid-stream the o
   const readyMs = Date.now() - readyStart;
   const writer = await appClient();
   try {
-    t.is(app.cacheops.stats().changeStream.role, 'standby');
-    for (let id = 1; id <= 50; id += 1) await cached(app, () => nameOf(app, id));
-    // Writes go on while the consumer is killed.
-    const writing = (async () => {
-      for (let id = 1; id <= 50; id += 1) {
-        await writer.query(`UPDATE "${table}" SET name = 'v1' WHERE id = $1`, [id]);
-        await new Promise((r) => setTimeout(r, 4));
-      }
-    })();
-    await new Promise((r) => setTimeout(r, 60));
-    const killedAt = Date.now();
-    child.kill('SIGKILL');
-    await writing;
-    while (app.cacheops.stats().changeStream.role !== 'consumer' && Date.now() - killedAt < 5000) await new Promise((r) => setTimeout(r, 5));
-    const handoverMs = Date.now() - killedAt;
-    t.log(`handover after ${handoverMs} ms (handoverMs 200; becoming a standby took ${readyMs} ms, the consumer of a free slot ${consumerMs} ms)`);
-    t.is(app.cacheops.stats().changeStream.role, 'consumer');
-    // Two handoverMs (a try that falls before the predecessor's server process noticed its client is
-    // gone finds the lease still held), then the take-over (publication, slot, identity check, the
-    // replication connection and its START_REPLICATION, the predecessor's walsender exiting): what
-    // becoming the consumer of a free slot and becoming a standby took, together, three times over.
-    const bound = 2 * 200 + 3 * (consumerMs + readyMs);
-    t.true(handoverMs <= bound, `within handoverMs and the take-over (${bound} ms)`);
-    for (let id = 1; id <= 50; id += 1) t.true(await msUntil(() => nameOf(app, id), 'v1') <= 1000, `row ${id}`);
+    await checkHandover(t, app, child, {
+      rows: 50, killAfterMs: 60,
+      rename: (id) => writer.query(`UPDATE "${table}" SET name = 'v1' WHERE id = $1`, [id]),
+      tookOver: (handoverMs) => {
+        t.log(`handover after ${handoverMs} ms (handoverMs 200; becoming a standby took ${readyMs} ms, the consumer of a free slot ${consumerMs} ms)`);
+        // Two handoverMs (a try that falls before the predecessor's server process noticed its client is
+        // gone finds the lease still held), then the take-over (publication, slot, identity check, the
+        // replication connection and its START_REPLICATION, the predecessor's walsender exiting): what
+        // becoming the consumer of a free slot and becoming a standby took, together, three times over.
+        const bound = 2 * 200 + 3 * (consumerMs + readyMs);
+        t.true(handoverMs <= bound, `within handoverMs and the take-over (${bound} ms)`);
+      },
+    });
   } finally {
     child.kill('SIGKILL');
     await writer.end();
@@ -219,75 +180,47 @@ run('two application processes: one consumer; when it is killed mid-stream the o
 
 run('Redis stopped mid-stream: nothing is acknowledged until it takes the invalidations; then they are replayed', async (t) => {
   const redis = await startPrivateRedis();
-  const app = await makeApp(t, { redis: redis.url });
-  const writer = await appClient();
   try {
-    await checkRedisPausedMidStream(t, app, redis, (id, name) => writer.query(`UPDATE "${app.table}" SET name = $1 WHERE id = $2`, [name, id]));
+    await withApp(t, { redis: redis.url }, async (app, writer) => {
+      await checkRedisPausedMidStream(t, app, redis, (id, name) => writer.query(`UPDATE "${app.table}" SET name = $1 WHERE id = $2`, [name, id]));
+    });
   } finally {
-    await writer.end();
-    await app.close();
     await redis.stop();
-    await databases.dropSlot(app.slot);
   }
 });
 
-run('a transaction of more rows than maxRowsForGranularWrite invalidates the model once', async (t) => {
-  const app = await makeApp(t);
-  const writer = await appClient();
-  try {
-    await cached(app, () => app.Item.count());
-    app.events.length = 0;
-    await writer.query(`INSERT INTO "${app.table}" (name, n) SELECT 'bulk', g FROM generate_series(1, 1500) g`);
-    t.true(await msUntil(() => app.Item.count(), 1503) <= 1000);
-    const mine = app.events.filter((e) => e.table === app.table);
-    t.is(mine.length, 1);
-    t.is(mine[0]!.values, 'all', 'over maxRowsForGranularWrite (1000): model-wide');
-  } finally {
-    await writer.end();
-    await app.close();
-    await databases.dropSlot(app.slot);
-  }
-});
+run('a transaction of more rows than maxRowsForGranularWrite invalidates the model once', (t) => withApp(t, {}, async (app, writer) => {
+  await cached(app, () => app.Item.count());
+  app.events.length = 0;
+  await writer.query(`INSERT INTO "${app.table}" (name, n) SELECT 'bulk', g FROM generate_series(1, 1500) g`);
+  t.true(await msUntil(() => app.Item.count(), 1503) <= 1000);
+  const mine = app.events.filter((e) => e.table === app.table);
+  t.is(mine.length, 1);
+  t.is(mine[0]!.values, 'all', 'over maxRowsForGranularWrite (1000): model-wide');
+}));
 
 run('cacheops stream status, stats and stream drop', async (t) => {
   const app = await makeApp(t, { table: 'items_cli' });
-  const { main } = await import('../../src/cli/main');
-  const fixture = join(__dirname, '..', 'fixtures', 'stream-cli-app.ts');
-  const cli = async (...args: string[]): Promise<{ code: number; out: string; err: string }> => {
-    let out = '';
-    let err = '';
-    const env = { ...process.env, STREAM_PG_PORT: String(databases.pg.port), STREAM_SLOT: app.slot, STREAM_PREFIX: app.prefix };
-    Object.assign(process.env, env);
-    delete require.cache[require.resolve(fixture)]; // the CLI closes the application it loaded: a fresh one each time
-    const code = await main(args, { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) }, env, cwd: process.cwd() });
-    return { code, out, err };
-  };
   try {
-    const status = await cli('stream', 'status', '--app', fixture, '--json');
-    t.is(status.code, 0, status.err);
-    const json = JSON.parse(status.out) as { walLevel: string; slot: { exists: boolean; retainedBytes: number }; consumerPid: number | null; publication: { exists: boolean } };
-    t.is(json.walLevel, 'logical');
-    t.true(json.slot.exists);
-    t.true(json.publication.exists);
-    t.is(typeof json.consumerPid, 'number', 'the lease holder is found');
-    await checkStatsCommand(t, cli, fixture, app.cacheops, {
-      prefix: app.prefix, redis: redisUrl,
-      dialect: 'postgres', consumer: /^\d+$/,
+    const { cli, fixture } = await checkStreamCommands<{ walLevel: string; slot: { exists: boolean; retainedBytes: number }; consumerPid: number | null; publication: { exists: boolean } }>(t, app, 'postgres', {
+      fixture: 'stream-cli-app.ts',
+      env: { STREAM_PG_PORT: String(databases.pg.port), STREAM_SLOT: app.slot, STREAM_PREFIX: app.prefix },
+      status: (json) => {
+        t.is(json.walLevel, 'logical');
+        t.true(json.slot.exists);
+        t.true(json.publication.exists);
+        t.is(typeof json.consumerPid, 'number', 'the lease holder is found');
+      },
+      consumer: /^\d+$/,
       foreignWrite: async () => {
         const writer = await appClient();
         await writer.query(`UPDATE "${app.table}" SET n = n + 1 WHERE id = 1`);
         await writer.end();
       },
+      closeConsumer: () => app.close(),
+      dropped: new RegExp(`dropped replication slot ${app.slot}`),
+      statusAfterDrop: /missing/,
     });
-    const refused = await cli('stream', 'drop', '--app', fixture);
-    t.is(refused.code, 1);
-    t.regex(refused.err, /has a consumer/);
-    await app.close();
-    await checkStatsWithoutConsumer(t, cli, fixture);
-    const dropped = await cli('stream', 'drop', '--app', fixture);
-    t.is(dropped.code, 0, dropped.err);
-    t.regex(dropped.out, new RegExp(`dropped replication slot ${app.slot}`));
-    t.regex((await cli('stream', 'status', '--app', fixture)).out, /missing/);
     t.is((await cli('stream', 'bogus', '--app', fixture)).code, 2);
   } finally {
     await app.close();
@@ -296,58 +229,27 @@ run('cacheops stream status, stats and stream drop', async (t) => {
 });
 
 run('the rows the stream carries tokenize as the rows a read gives (every tokenized type, random values)', async (t) => {
-  const sequelize = privateSequelize(databases.pg.port, DB);
-  const Typed = sequelize.define('Typed', {
-    s: DataTypes.STRING, i: DataTypes.INTEGER, big: DataTypes.BIGINT, dec: DataTypes.DECIMAL(12, 3), b: DataTypes.BOOLEAN,
-    at: DataTypes.DATE, day: DataTypes.DATEONLY, u: DataTypes.UUID, blob: DataTypes.BLOB, txt: DataTypes.TEXT, e: DataTypes.ENUM('x', 'y'),
-  }, { tableName: 'typed_rows', timestamps: false });
-  await Typed.sync({ force: true });
-  await sequelize.query('ALTER TABLE typed_rows REPLICA IDENTITY FULL');
-  const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: uniquePrefix('pgtyped'), profiles: { Typed: { ops: 'all' } }, changeStream: { slot: 's_typed', pollIntervalMs: 20 }, logger: () => undefined });
-  const events: InvalidatedEvent[] = [];
-  cacheops.on('invalidated', (e) => { if (e.table === 'typed_rows' && e.values !== 'all') events.push(e); });
-  await cacheops.changeStreamReady();
   const writer = await appClient();
   try {
-    const rows = fc.sample(fc.record({
-      s: fc.string({ maxLength: 12 }), i: fc.integer(), big: fc.bigInt({ min: -(2n ** 62n), max: 2n ** 62n }), dec: fc.integer({ min: -1e9, max: 1e9 }).map((n) => (n / 1000).toFixed(3)),
-      b: fc.boolean(), at: fc.date({ min: new Date('1970-01-01'), max: new Date('2100-01-01'), noInvalidDate: true }), day: fc.date({ min: new Date('1900-01-01'), max: new Date('2200-01-01'), noInvalidDate: true }).map((d) => d.toISOString().slice(0, 10)),
-      u: fc.uuid(), blob: fc.uint8Array({ maxLength: 8 }).map((a) => Buffer.from(a)), txt: fc.string({ maxLength: 40 }), e: fc.constantFrom('x', 'y'),
-    }).map((r) => ({ ...r, s: r.s.replace(/\0/g, ''), txt: r.txt.replace(/\0/g, '') })), 20);
-    for (const r of rows) {
-      const { rows: [ins] } = await writer.query(
-        'INSERT INTO typed_rows (s, i, big, dec, b, at, day, u, blob, txt, e) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id',
-        [r.s, r.i, r.big.toString(), r.dec, r.b, r.at, r.day, r.u, r.blob, r.txt, r.e]);
-      const id = String(ins!['id']);
-      const deadline = Date.now() + 2000;
-      let event: InvalidatedEvent | undefined;
-      while (!(event = events.find((e) => (e.values as Record<string, unknown>[]).some((v) => String(v['id']) === id))) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
-      t.truthy(event, `insert ${id} arrived`);
-      const streamed = (event!.values as Record<string, unknown>[]).find((v) => String(v['id']) === id)!;
-      const read = (await Typed.findByPk(id, { cacheops: false } as never))!.get({ plain: true }) as Record<string, unknown>;
-      const tokens = (row: Record<string, unknown>) => Object.fromEntries(cacheops.core.rowsOf(Typed, [row])[0]!);
-      t.deepEqual(tokens(streamed), tokens(read), `row ${JSON.stringify(r, (_, v) => (typeof v === 'bigint' ? v.toString() : v))}`);
-    }
+    await checkStreamedRowsTokenize(t, {
+      sequelize: privateSequelize(databases.pg.port, DB),
+      prepare: (sequelize) => sequelize.query('ALTER TABLE typed_rows REPLICA IDENTITY FULL'),
+      prefix: uniquePrefix('pgtyped'), changeStream: { slot: 's_typed', pollIntervalMs: 20 },
+      rows: fc.record(typedValues('1970-01-01')).map((r) => ({ ...r, s: r.s.replace(/\0/g, ''), txt: r.txt.replace(/\0/g, '') })),
+      insert: async (r) => {
+        const { rows: [ins] } = await writer.query(
+          'INSERT INTO typed_rows (s, i, big, dec, b, at, day, u, blob, txt, e) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id',
+          [r.s, r.i, r.big.toString(), r.dec, r.b, r.at, r.day, r.u, r.blob, r.txt, r.e]);
+        return String(ins!['id']);
+      },
+      compare: (streamed, read, shown) => t.deepEqual(streamed, read, `row ${shown}`),
+    });
   } finally {
     await writer.end();
-    await cacheops.invalidateAll();
-    await cacheops.close();
-    await sequelize.close();
     await databases.dropSlot('s_typed');
   }
 });
 
 run('a server without wal_level=logical: changeStreamReady rejects with a plain message', async (t) => {
-  const sequelize = await makeSequelize('postgres', __filename);
-  defineItem(sequelize, 'items_plain');
-  const logs: string[] = [];
-  const cacheops = installCacheops(sequelize, { redis: redisUrl, prefix: uniquePrefix('pgplain'), changeStream: true, logger: (m) => { logs.push(m); } });
-  try {
-    const error = await t.throwsAsync(cacheops.changeStreamReady(), { instanceOf: CacheopsStreamError });
-    t.regex(error!.message, /wal_level=replica; it needs wal_level=logical/);
-    t.is(cacheops.stats().changeStream.role, 'off');
-  } finally {
-    await cacheops.close();
-    await sequelize.close();
-  }
+  await checkStreamRefused(t, await makeSequelize('postgres', __filename), 'items_plain', uniquePrefix('pgplain'), /wal_level=replica; it needs wal_level=logical/);
 });
