@@ -381,10 +381,10 @@ async function failovers(t: ExecutionContext, db: Db): Promise<void> {
     const overhead = Math.max(0, ...done.map((w) => w.resolved - w.started - w.waits[0]!.ms));
     lines.push(`${load.writes.length} writes (${done.length} done, ${timeouts.length} timeout, ${load.writes.filter((w) => outcomeOf(w) === 'sync').length} sync), `
       + `${load.reads.length} reads checked (${apps.map((app) => load!.reads.filter((r) => r.app === app.index).length).join(' / ')}), ${load.hits.map((h) => h.length).join(' / ')} hits; write overhead beside its wait up to ${overhead.toFixed(0)} ms, synchronous writes up to ${Math.max(0, ...load.writes.filter((w) => outcomeOf(w) === 'sync').map((w) => w.resolved - w.started)).toFixed(0)} ms, timer lag up to ${load.lagMs.toFixed(0)} ms`);
-    // Stale reads, by the kill whose window they fall in: a write resolved while its invalidation could
-    // not reach Redis marks its tables dirty in its own process only, so another installation
-    // reads what Redis still holds until an invalidation lands (the writer's retry, within the
-    // breaker's back-off ceiling and a call; or the consumer's).
+    // Stale reads (none expected), logged by the kill whose window they fall in: the window in which
+    // a write resolved with its invalidation not in Redis (its tables dirty in its own process only)
+    // lets another installation read what Redis still holds, until the writer's retry (within the
+    // breaker's back-off ceiling and a call) or the consumer's lands.
     const reach = BREAKER_MAX_DELAY_MS + REDIS_TIMEOUT_MS + load.lagMs;
     const killOf = (x: Stale): (typeof phases)[number] | undefined => [...phases].reverse().find(({ fault, injected, completed }) => fault.kill
       && x.write.resolved > injected && x.write.resolved < completed + reach && x.read.started < completed + reach);
