@@ -1,9 +1,10 @@
 /**
  * A circuit breaker in front of Redis. The first failed call (an error, a
- * timeout, a lost connection) opens it; while it is open, no call goes to
- * Redis at all: reads go straight to the database and writes mark their
- * tables (cacheops.ts), so an outage costs what the database costs instead
- * of a timeout per call. A background probe, with a back-off from 100 ms
+ * timeout, a lost connection) opens it; while it is open, no call but an
+ * invalidation goes to Redis (GuardedRedis.sendsWhileOpen): reads go straight
+ * to the database and writes whose invalidation fails mark their tables
+ * (outage.ts), so an outage costs reads what the database costs instead of a
+ * timeout per call. A background probe, with a back-off from 100 ms
  * doubling to 5 s, closes it once Redis answers again. One log line when it
  * opens, one when it closes, each with the endpoint and the cause on one line.
  *

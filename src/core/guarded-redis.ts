@@ -179,7 +179,7 @@ export class GuardedRedis {
 
   /** Runs a Redis call bounded in time; on failure, degrades or throws CacheopsRedisError. */
   guard<T>(what: string, call: () => Promise<T>, fallback: T): Promise<T> {
-    if (this.breaker.open) return this.skipped(what, fallback);
+    if (this.breaker.open && !this.sendsWhileOpen(what)) return this.skipped(what, fallback);
     if (this.refusal && what !== INVALIDATION) return this.refused(this.refusal, fallback);
     let pending: Promise<T>;
     try {
@@ -201,6 +201,20 @@ export class GuardedRedis {
     return bounded(pending, ms, () => {
       throw Object.assign(new Error(`Redis did not answer within ${ms} ms`), { code: 'ETIMEDOUT' });
     }).catch((error: unknown) => this.failed(what, error, fallback));
+  }
+
+  /**
+   * Whether a call goes to Redis while the breaker is open: an invalidation does, as long as the
+   * client is connected (nothing waits in a reconnecting client's queue) and Redis is not merely
+   * slow (slow.ts). The write it serves resolves either way, but its tables are marked dirty in
+   * this process only: skipped while Redis answers again (the breaker's probe comes up to its
+   * back-off ceiling later), or while the masters of the other slots of a cluster answer, it left
+   * the values other processes read stale (test/stream/stream-writes-failover.test.ts).
+   */
+  private sendsWhileOpen(what: string): boolean {
+    if (what !== INVALIDATION || this.breaker.kind === 'slow') return false;
+    const status = (this.client as { status?: string }).status;
+    return status === 'ready' || status === 'wait';
   }
 
   /** A failed Redis call: opens the breaker; the fallback when degrading, else a CacheopsRedisError. */
@@ -245,7 +259,7 @@ export class GuardedRedis {
     return this.options.degradeOnFailure ? Promise.resolve(fallback) : Promise.reject(error);
   }
 
-  /** A call made while the breaker is open: nothing is sent. */
+  /** A call made while the breaker is open (but an invalidation sendsWhileOpen sends): nothing is sent. */
   private skipped<T>(what: string, fallback: T): Promise<T> {
     // A slow Redis is bypassed in both modes: nothing failed.
     if (this.options.degradeOnFailure || this.breaker.kind === 'slow') return Promise.resolve(fallback);

@@ -4,14 +4,20 @@
  * one log line opens the outage and one closes it, close() is prompt, and a
  * process whose Redis is down exits without close(). Without degrading, a
  * write whose invalidation failed resolves and its tables bypass the cache.
+ * While the breaker is open and Redis answers again (its probe not come yet),
+ * a write's invalidation is still sent: another installation never reads the
+ * value it replaced.
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeBlog } from '../helpers/models';
-import { countSql } from '../helpers/env';
+import { Sequelize } from 'sequelize';
+import { defineBlog, makeBlog } from '../helpers/models';
+import { countSql, redisUrl, uniquePrefix } from '../helpers/env';
 import { freePort, startPrivateRedis } from '../helpers/private-redis';
-import { CacheopsInvalidationError } from '../../src/index';
+import { CacheopsInvalidationError, installCacheops } from '../../src/index';
 import { main } from '../../src/cli/main';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -163,6 +169,39 @@ test.serial('without degradeOnFailure a write never rejects after its commit: er
   } finally {
     await blog.close().catch(() => undefined);
     await redis.stop().catch(() => undefined);
+  }
+});
+
+test.serial('an open breaker still sends a write\'s invalidation while the client is connected: another installation never reads the old value', async (t) => {
+  // Two installations on one SQLite file and one prefix, as two processes of an application.
+  const dir = mkdtempSync(join(tmpdir(), 'cacheops-breaker-'));
+  const prefix = uniquePrefix('openwrite');
+  const open = async (sync: boolean) => {
+    const sequelize = new Sequelize({ dialect: 'sqlite', storage: join(dir, 'db.sqlite'), logging: false });
+    const models = defineBlog(sequelize);
+    if (sync) await sequelize.sync({ force: true });
+    return { sequelize, ...models, cacheops: installCacheops(sequelize, { redis: redisUrl, prefix, profiles: { '*': { ops: 'all' } }, logger: () => undefined }) };
+  };
+  const a = await open(true);
+  const b = await open(false);
+  try {
+    const id = (await a.Post.create({ title: 'old', views: 1 })).get('id') as number;
+    const title = async (): Promise<unknown> => (await b.Post.findByPk(id))?.get('title');
+    t.is(await title(), 'old');
+    const hits = b.cacheops.stats().hits;
+    t.is(await title(), 'old');
+    t.is(b.cacheops.stats().hits, hits + 1, 'the other installation holds the value cached');
+    // A's breaker opened (a call of A failed) and Redis answers: A's probe closes it 100 ms to 5 s later.
+    a.cacheops.core.store.breaker.trip(new Error('a call failed'), 'a test');
+    t.true(a.cacheops.core.store.breaker.open);
+    await a.Post.update({ title: 'new' }, { where: { id } });
+    t.is(await title(), 'new', 'the other installation reads the write');
+  } finally {
+    for (const side of [a, b]) {
+      await side.cacheops.close();
+      await side.sequelize.close();
+    }
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

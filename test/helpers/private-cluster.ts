@@ -19,14 +19,19 @@ export interface PrivateCluster {
   stop(): Promise<void>;
 }
 
-/** `replicas`: replicas per master (their ports follow the masters' in `ports`, as `redis-cli --cluster create` pairs them). */
-export async function startPrivateCluster({ replicas = 0 }: { replicas?: number } = {}): Promise<PrivateCluster> {
+/**
+ * `replicas`: replicas per master (their ports follow the masters' in `ports`, as `redis-cli --cluster create` pairs them).
+ * `nodeTimeoutMs`: `cluster-node-timeout` (Redis's default 15 s), how long a node is unreachable before the
+ * cluster counts it as failed and one of its replicas is elected in its place.
+ */
+export async function startPrivateCluster({ replicas = 0, nodeTimeoutMs }: { replicas?: number; nodeTimeoutMs?: number } = {}): Promise<PrivateCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'cacheops-cluster-'));
   const ports: number[] = [];
   const children: ChildProcess[] = [];
   const spawnNode = (port: number): ChildProcess => spawn('redis-server', [
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
     '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir,
+    ...(nodeTimeoutMs === undefined ? [] : ['--cluster-node-timeout', String(nodeTimeoutMs)]),
   ], { stdio: 'ignore' });
   for (let i = 0; i < 3 * (1 + replicas); i += 1) {
     // Cluster bus ports are port + 10000: keep the base low enough.
