@@ -90,8 +90,9 @@ export interface CacheopsConfig {
   /**
    * A URL, ioredis options, `{ sentinels, name }`, or the application's ioredis
    * `Redis` or `Cluster` (left open by close()). A `Cluster` whose `scaleReads`
-   * sends reads to replicas is read through a copy of it that reads masters: a
-   * replica may not have the latest invalidation yet.
+   * sends reads to replicas, or a Sentinel client on a replica (`role: 'slave'`),
+   * is used through a copy of it on the masters: a replica may not have the
+   * latest invalidation yet.
    */
   readonly redis?: RedisConfig;
   readonly defaults?: ProfileOptions;

@@ -128,6 +128,11 @@ function fromUnixUrl(url: string, base: RedisOptions): RedisOptions {
     ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}) };
 }
 
+/** Whether Sentinel options ask for one of the master's replicas (`role: 'slave'`). */
+function connectsToReplica(options: RedisOptions | undefined): boolean {
+  return options?.role === 'slave' && Array.isArray(options.sentinels) && options.sentinels.length > 0;
+}
+
 /** Whether a cluster client sends read-only commands to replicas (scaleReads other than 'master'). */
 export function readsReplicas(cluster: Cluster): boolean {
   const scaleReads = (cluster.options as { scaleReads?: unknown }).scaleReads;
@@ -136,8 +141,9 @@ export function readsReplicas(cluster: Cluster): boolean {
 
 /**
  * Opens (or adopts) the client and registers the scripts on it. A cluster
- * client that reads replicas is not adopted: cacheops reads masters through a
- * copy of it (`owned`).
+ * client that reads replicas, or a Sentinel client connected to a replica, is
+ * not adopted: cacheops reads (and writes) masters through a copy of it
+ * (`owned`). Options asking for a replica are an error.
  */
 export function connectRedis(config: RedisConfig, defaults: RedisOptions): { client: RedisClient & ScriptCommands; owned: boolean } {
   let client: RedisClient;
@@ -153,11 +159,18 @@ export function connectRedis(config: RedisConfig, defaults: RedisOptions): { cli
       // through a copy of the application's cluster that reads masters (its own, closed by
       // close()); the application's client keeps reading where it chose.
       client = config.duplicate([], { scaleReads: 'master' });
+    } else if (!isCluster(config) && connectsToReplica(config.options)) {
+      // Sentinel's replica: it refuses cacheops' writes, and may not have the latest invalidation.
+      client = config.duplicate({ role: 'master' });
     } else {
       client = config;
       owned = false;
     }
   } else if (typeof config === 'object' && config !== null) {
+    if (connectsToReplica(config as RedisOptions)) {
+      throw new CacheopsConfigError('redis', "role 'slave' connects to a replica, which refuses cacheops' stores and invalidations and may not "
+        + "have the latest invalidation yet: leave role out (Sentinel's master, 'master')");
+    }
     client = new IORedis({ ...defaults, ...(config as RedisOptions) });
   } else {
     throw new CacheopsConfigError('redis', 'expected a URL, ioredis options, an ioredis instance or { sentinels, name }');

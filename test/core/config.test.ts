@@ -318,6 +318,8 @@ test.serial('bad configuration throws CacheopsConfigError naming the key', async
     [{ profiles: { Post: { ops: 'gett' } } }, 'profiles.Post.ops: unknown op "gett": did you mean "get"? (expected one of: get, fetch, count, aggregate, exists, all, just_enable)'],
     [{ profiles: { Post: { ops: [1] } } }, 'profiles.Post.ops: unknown op 1 (expected one of: get, fetch, count, aggregate, exists, all, just_enable)'],
     [{ profiles: { Post: { staleWhileRevalidate: '30' } } }, 'profiles.Post.staleWhileRevalidate: expected a number of seconds (0 for off), got "30" (a string)'],
+    [{ redis: { sentinels: [{ host: '127.0.0.1', port: 1 }], name: 'mymaster', role: 'slave' } },
+      "redis: role 'slave' connects to a replica, which refuses cacheops' stores and invalidations and may not have the latest invalidation yet: leave role out (Sentinel's master, 'master')"],
   ];
   for (const [config, message] of messages) {
     t.throws(() => installCacheops(sequelize, config as CacheopsConfig), { instanceOf: CacheopsConfigError, message });

@@ -6,8 +6,10 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import IORedis from 'ioredis';
 import { Sequelize } from 'sequelize';
 import { installCacheops } from '../../src/index';
+import { startPrivateSentinel } from '../helpers/faults';
 import { defineBlog } from '../helpers/models';
 import { countSql, uniquePrefix } from '../helpers/env';
 import { freePort, startPrivateRedis } from '../helpers/private-redis';
@@ -44,5 +46,38 @@ test.serial('sentinel: reads are cached and invalidated through a Sentinel-disco
     sentinel.kill('SIGKILL');
     await master.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.serial("sentinel: an application's client connected to a replica (role 'slave') is read and written through a copy connected to the master", async (t) => {
+  const sentinel = await startPrivateSentinel();
+  const app = new IORedis({ sentinels: [{ host: '127.0.0.1', port: sentinel.port }], name: sentinel.name, role: 'slave' });
+  const sequelize = new Sequelize({ dialect: 'sqlite', storage: ':memory:', logging: false });
+  const { Post } = defineBlog(sequelize);
+  await sequelize.sync();
+  const replica = new IORedis({ port: sentinel.replica.port });
+  const cacheops = installCacheops(sequelize, { redis: app, prefix: uniquePrefix('sentinel-replica'), profiles: { Post: { ops: 'all' } }, logger: () => undefined });
+  try {
+    // The premise: the application's client is on the replica, which refuses writes.
+    await t.throwsAsync(app.set('app:k', '1'), { message: /READONLY/ });
+    await Post.create({ title: 'a', views: 3 });
+    const read = () => Post.findAll({ where: { views: 3 } });
+    await read();
+    t.is((await countSql(sequelize, read)).sql.length, 0, 'cached (stored on the master)');
+    // The replica's replication held back: a read there would still find the old value.
+    await replica.call('CLIENT', 'PAUSE', '3000', 'WRITE');
+    await Post.create({ title: 'b', views: 3 });
+    const after = await countSql(sequelize, read);
+    t.is(after.sql.length, 1, 'invalidated on the master');
+    t.is(after.result.length, 2);
+    t.false(cacheops.core.store.breaker.open, 'no Redis error met');
+  } finally {
+    await replica.call('CLIENT', 'UNPAUSE').catch(() => undefined);
+    replica.disconnect();
+    await cacheops.close();
+    t.is(app.status, 'ready', "close() leaves the application's client open");
+    app.disconnect();
+    await sequelize.close();
+    await sentinel.stop();
   }
 });
