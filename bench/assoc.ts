@@ -95,6 +95,13 @@ const READS: readonly ReadKind[] = [
     finish: (x) => Number((x[0] as { max: unknown }).max),
   },
   // The same options object given to findAll (apps share one between a page and its count): findAll reads neither distinct nor col.
+  // A literal condition whose placeholder replacements fill (a search box's usual query).
+  {
+    name: 'findAll, literal where, replacements', run: (i, v, u) => i.models.Article.findAll({
+      where: i.sequelize.literal('id <= :last'), replacements: { last: 5 + v }, order: [['id', 'ASC']], ...nc(u),
+    } as never),
+    finish: (x) => x[0],
+  },
   // (limit 10: a query of its own, not the findAll part of the findAndCountAll below.)
   {
     name: 'findAll, 2 includes, limit 10, distinct', run: (i, v, u) => i.models.Article.findAll({ ...listOptions(i.models, v, u), limit: 10 } as never),

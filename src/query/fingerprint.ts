@@ -44,9 +44,12 @@ const FIND_OPTIONS = [
  * The find options the fingerprint knows; any other makes it give up. `distinct`
  * and `col` are count's: findAll, findOne and findByPk read neither, and take
  * them when an application gives its findAndCountAll options to findAll (as
- * findAndCountAll itself does); they are encoded all the same.
+ * findAndCountAll itself does); they are encoded all the same. `replacements`
+ * and `bind` fill a literal's placeholders when the query runs (the key's hash
+ * covers them): a remembered select replays the values it was prepared with,
+ * which the fingerprint makes the call's own.
  */
-export const FIND_KNOWN: ReadonlySet<string> = new Set([...FIND_OPTIONS, 'distinct', 'col']);
+export const FIND_KNOWN: ReadonlySet<string> = new Set([...FIND_OPTIONS, 'distinct', 'col', 'replacements', 'bind']);
 /** count's, aggregate's and findAndCountAll's: find's, with the two that shape the aggregate (a `dataType` is a class instance: given up on). */
 export const COUNT_KNOWN: ReadonlySet<string> = FIND_KNOWN;
 /**

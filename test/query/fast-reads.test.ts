@@ -67,6 +67,17 @@ for (const dialect of dialects()) {
       await fastRead(t, blog, (o) => Post.findAll({
         ...o, where: { views: { [Op.lte]: 40 } }, include: [{ model: Category }, { model: Tag }], distinct: true, col: 'id', limit: 2, order: [['id', 'ASC']],
       } as never), 'findAll given distinct and col');
+      // A literal's placeholders filled by replacements and bind: each set of values is its own call.
+      const { sequelize } = blog;
+      for (const [v, n] of [[20, 3], [30, 2], ['20', 3]] as const) {
+        const page = await fastRead(t, blog, (o) => Post.findAll({ ...o, where: sequelize.literal('views > :v'), replacements: { v }, order: [['id', 'ASC']] }),
+          `findAll with replacements ${JSON.stringify(v)}`) as Model[];
+        t.is(page.length, n, `replacements ${JSON.stringify(v)}`);
+        t.is(await fastRead(t, blog, (o) => Post.count({ ...o, where: sequelize.literal('views > :v'), replacements: { v } } as never), `count with replacements ${JSON.stringify(v)}`), n);
+      }
+      t.is((await fastRead(t, blog, (o) => Post.findOne({ ...o, where: sequelize.literal('views = ?'), replacements: [30] }), 'findOne with positional replacements') as Model).get('views'), 30);
+      const bound = await fastRead(t, blog, (o) => Post.findAll({ ...o, where: sequelize.literal('views > $1'), bind: [35], order: [['id', 'ASC']] } as never), 'findAll with bind') as Model[];
+      t.is(bound.length, 2, 'bind [35]');
       // Association methods, without and with options.
       await fastRead(t, blog, on(posts[0]!, 'getCategory'), 'belongsTo get');
       await fastRead(t, blog, (o) => on(posts[0]!, 'getAuthor')({ ...o, attributes: ['id', 'name'] }), 'belongsTo get with attributes');
@@ -146,6 +157,8 @@ for (const dialect of dialects()) {
       const Shelving = sequelize.define('Shelving', {}, { timestamps: false });
       Shelf.hasMany(Book, { foreignKey: 'shelfId' });
       Shelf.belongsToMany(Reader, { through: Shelving, foreignKey: 'shelfId', otherKey: 'readerId' });
+      // Dropped referencing tables first: a database kept from an earlier run has their foreign keys.
+      for (const m of [Shelving, Book, Reader, Shelf]) await m.drop();
       for (const m of [Shelf, Book, Reader, Shelving]) await m.sync({ force: true });
       const [a, b] = await Shelf.bulkCreate([{ label: 'a' }, { label: 'b' }]);
       const books = await Book.bulkCreate([{ isbn: 'x1', title: 'one', shelfId: a!.get('id') }, { isbn: 'x2', title: 'two', shelfId: b!.get('id') }]);

@@ -167,6 +167,8 @@ const anyCall = fc.record({
     through: fc.constantFrom(undefined, { where: { w: 1 } }, { paranoid: false }),
     joinTableAttributes: fc.constantFrom(undefined, [], ['w']),
     limit: fc.constantFrom(undefined, 1, '1', null),
+    replacements: fc.constantFrom(undefined, { v: 1 }, { v: '1' }, [1], ['1'], [[1, 2]]),
+    bind: fc.constantFrom(undefined, [1], ['1'], { b: 1 }),
   }, { requiredKeys: ['where'] }), { nil: undefined }),
 });
 
