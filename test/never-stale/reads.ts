@@ -218,6 +218,12 @@ const groupedOrLiteral: fc.Arbitrary<Read> = fc.oneof(
   fc.constantFrom(...ITEM_IDS).map((id) => query('Owner', 'findAll', () => ({
     where: { id: { [Op.in]: literal(`(SELECT n FROM items WHERE id = ${id})`) } }, // a subquery on another table
   }))),
+  // The same with the values as replacements (the fast path replays a remembered select per set of values).
+  fc.record({ n: fc.constantFrom(0, 1, 2), count: fc.boolean() }).map((v) =>
+    query('Item', v.count ? 'count' : 'findAll', () => ({ where: literal('n >= :n'), replacements: { n: v.n } }))),
+  fc.constantFrom(...ITEM_IDS).map((id) => query('Owner', 'findAll', () => ({
+    where: { id: { [Op.in]: literal('(SELECT n FROM items WHERE id = ?)') } }, replacements: [id],
+  }))),
 );
 
 const getterRead: fc.Arbitrary<Read> = fc.oneof(
