@@ -111,6 +111,29 @@ async function mastersWithValues(prefix: string): Promise<number> {
   return holding;
 }
 
+/**
+ * A MONITOR connection to a node. ioredis can take a line of the monitor
+ * stream for the answer to its own MONITOR when other clients are busy on the
+ * node ("Command queue state error"): such a start is closed and retried
+ * (`node.monitor()` would leave the failed connection reconnecting).
+ */
+async function monitorOf(node: IORedis): Promise<IORedis> {
+  for (let attempt = 1; ; attempt += 1) {
+    const monitor = node.duplicate({ monitor: true, lazyConnect: false });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        monitor.once('error', reject);
+        monitor.once('monitoring', () => resolve());
+      });
+      return monitor;
+    } catch (error) {
+      monitor.disconnect();
+      if (attempt >= 5) throw error;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
 /** Kills every pub/sub connection on every node: the subscribers reconnect (on another node, maybe). */
 async function killSubscribers(): Promise<void> {
   for (const port of cluster.ports) {
@@ -267,14 +290,15 @@ run('on a cluster the announcement goes out after every shard of its invalidatio
   // Every node's MONITOR: when each invalidation script of this prefix ran, and whether it announced.
   const scripts: { at: number; announces: boolean }[] = [];
   const nodes = cluster.ports.map((port) => new IORedis({ host: '127.0.0.1', port }));
-  const monitors = await Promise.all(nodes.map((node) => node.monitor()));
-  for (const monitor of monitors) {
-    monitor.on('monitor', (time: string, args: string[]) => {
-      if (!/^eval/i.test(args[0] ?? '') || !args.some((a) => a.startsWith(`${n.prefix}cacheops:{`) && a.endsWith('}:fence'))) return;
-      scripts.push({ at: Number(time), announces: args.includes(`${n.prefix}cacheops:{0}:stream:done:${DB}`) });
-    });
-  }
+  const monitors: IORedis[] = [];
   try {
+    for (const node of nodes) monitors.push(await monitorOf(node));
+    for (const monitor of monitors) {
+      monitor.on('monitor', (time: string, args: string[]) => {
+        if (!/^eval/i.test(args[0] ?? '') || !args.some((a) => a.startsWith(`${n.prefix}cacheops:{`) && a.endsWith('}:fence'))) return;
+        scripts.push({ at: Number(time), announces: args.includes(`${n.prefix}cacheops:{0}:stream:done:${DB}`) });
+      });
+    }
     const ROUNDS = 12;
     for (let i = 0; i < ROUNDS; i += 1) {
       const id = 1 + (i % 8);
