@@ -132,8 +132,7 @@ export class GuardedRedis {
    * pile up in its offline queue.
    */
   private async probe(): Promise<boolean> {
-    const status = (this.client as { status?: string }).status;
-    if (status !== 'ready' && status !== 'wait') return false;
+    if (!this.connected()) return false;
     const calls: Promise<number>[] = [];
     const prefix = this.options.probePrefix ?? '';
     // A refusal to the user (ACL) is an answer too: Redis is up.
@@ -212,7 +211,11 @@ export class GuardedRedis {
    * the values other processes read stale (test/stream/stream-writes-failover.test.ts).
    */
   private sendsWhileOpen(what: string): boolean {
-    if (what !== INVALIDATION || this.breaker.kind === 'slow') return false;
+    return what === INVALIDATION && this.breaker.kind !== 'slow' && this.connected();
+  }
+
+  /** Whether the client is connected (or connects at its first command): a call sent now does not wait in a reconnecting client's queue. */
+  private connected(): boolean {
     const status = (this.client as { status?: string }).status;
     return status === 'ready' || status === 'wait';
   }

@@ -134,7 +134,7 @@ function connectsToReplica(options: RedisOptions | undefined): boolean {
 }
 
 /** Whether a cluster client sends read-only commands to replicas (scaleReads other than 'master'). */
-export function readsReplicas(cluster: Cluster): boolean {
+function readsReplicas(cluster: Cluster): boolean {
   const scaleReads = (cluster.options as { scaleReads?: unknown }).scaleReads;
   return scaleReads !== undefined && scaleReads !== 'master';
 }
