@@ -15,7 +15,7 @@ import { Sequelize } from 'sequelize';
 import { installCacheops } from '../../src/index';
 import { defineBlog } from '../helpers/models';
 import { countSql } from '../helpers/env';
-import { startPrivateCluster, type PrivateCluster } from '../helpers/private-cluster';
+import { onEachNode, startPrivateCluster, type PrivateCluster } from '../helpers/private-cluster';
 
 let cluster: PrivateCluster;
 
@@ -46,31 +46,17 @@ test.serial.after.always(async () => {
 
 /** Every replica stops applying its master's stream (and serving nothing newer) for `ms`. */
 async function pauseReplicas(ms: number): Promise<number> {
-  let paused = 0;
-  for (const port of cluster.ports) {
-    const node = new IORedis({ port });
-    try {
-      const role = await node.call('ROLE') as unknown[];
-      if (role[0] === 'slave') {
-        await node.call('CLIENT', 'PAUSE', String(ms), 'WRITE');
-        paused += 1;
-      }
-    } finally {
-      node.disconnect();
-    }
-  }
-  return paused;
+  const paused = await onEachNode(cluster.ports, async (node) => {
+    const role = await node.call('ROLE') as unknown[];
+    if (role[0] !== 'slave') return false;
+    await node.call('CLIENT', 'PAUSE', String(ms), 'WRITE');
+    return true;
+  });
+  return paused.filter(Boolean).length;
 }
 
 async function unpauseReplicas(): Promise<void> {
-  for (const port of cluster.ports) {
-    const node = new IORedis({ port });
-    try {
-      await node.call('CLIENT', 'UNPAUSE');
-    } finally {
-      node.disconnect();
-    }
-  }
+  await onEachNode(cluster.ports, (node) => node.call('CLIENT', 'UNPAUSE'));
 }
 
 interface AppCluster {

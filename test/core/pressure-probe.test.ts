@@ -16,6 +16,7 @@ import IORedis from 'ioredis';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Sequelize } from 'sequelize';
 import { installCacheops } from '../../src/index';
+import { sleep } from '../helpers/check';
 import { defineBlog, makeBlog } from '../helpers/models';
 import { startPrivateRedis } from '../helpers/private-redis';
 import { startPrivateCluster } from '../helpers/private-cluster';
@@ -23,7 +24,6 @@ import { KEYS, fillRedis, readOf, startWorkload, unfillRedis } from '../helpers/
 import { FullState, isOomError, type ProbeResult } from '../../src/core/pressure';
 import { fullProbeKey, namespace } from '../../src/core/keys';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** SET calls Redis received (answered or refused) since the last CONFIG RESETSTAT. */
 async function setCalls(raw: IORedis): Promise<number> {

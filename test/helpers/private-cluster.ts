@@ -5,7 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster } from 'ioredis';
+import IORedis, { Cluster } from 'ioredis';
 import { freePort } from './private-redis';
 
 
@@ -78,4 +78,18 @@ export async function startPrivateCluster({ replicas = 0, nodeTimeoutMs }: { rep
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Runs `fn` on a connection of its own to each node of `ports` (in order), closed after it. */
+export async function onEachNode<T>(ports: readonly number[], fn: (node: IORedis, port: number) => Promise<T>): Promise<T[]> {
+  const results: T[] = [];
+  for (const port of ports) {
+    const node = new IORedis({ host: '127.0.0.1', port });
+    try {
+      results.push(await fn(node, port));
+    } finally {
+      node.disconnect();
+    }
+  }
+  return results;
 }

@@ -22,7 +22,7 @@ import { namespace, streamDoneKey } from '../../src/core/keys';
 import { installCacheops, type Cacheops } from '../../src/index';
 import { STREAM_WAITED_EVENT, type WaitOutcome } from '../../src/write/stream-wait';
 import { dialects, uniquePrefix } from '../helpers/env';
-import { startPrivateCluster, type PrivateCluster } from '../helpers/private-cluster';
+import { onEachNode, startPrivateCluster, type PrivateCluster } from '../helpers/private-cluster';
 import { mariadbUnavailable } from '../helpers/private-mariadb';
 import { useStreamDatabases } from '../helpers/stream-databases';
 import { defineItem } from '../helpers/stream-models';
@@ -92,23 +92,16 @@ const countOf = async (Item: ModelStatic<Model>, where: Record<string, unknown>)
 
 /** The masters holding cached values of this prefix (SCAN on each). */
 async function mastersWithValues(prefix: string): Promise<number> {
-  let holding = 0;
-  for (const port of cluster.ports) {
-    const node = new IORedis({ host: '127.0.0.1', port });
-    try {
-      let cursor = '0';
-      let found = false;
-      do {
-        const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}cacheops:{*}:q:*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) found = true;
-      } while (cursor !== '0' && !found);
-      if (found) holding += 1;
-    } finally {
-      node.disconnect();
-    }
-  }
-  return holding;
+  const holds = await onEachNode(cluster.ports, async (node) => {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}cacheops:{*}:q:*`, 'COUNT', 1000);
+      if (keys.length > 0) return true;
+      cursor = next;
+    } while (cursor !== '0');
+    return false;
+  });
+  return holds.filter(Boolean).length;
 }
 
 /**
@@ -136,14 +129,15 @@ async function monitorOf(node: IORedis): Promise<IORedis> {
 
 /** Kills every pub/sub connection on every node: the subscribers reconnect (on another node, maybe). */
 async function killSubscribers(): Promise<void> {
-  for (const port of cluster.ports) {
-    const node = new IORedis({ host: '127.0.0.1', port });
-    try {
-      await node.client('KILL', 'TYPE', 'pubsub');
-    } finally {
-      node.disconnect();
-    }
-  }
+  await onEachNode(cluster.ports, (node) => node.client('KILL', 'TYPE', 'pubsub'));
+}
+
+/** Closes both installations, the consumer last (its keys dropped first), and the PostgreSQL slot if any. */
+async function closePair(consumer: App, other: App, slot?: string): Promise<void> {
+  await other.close();
+  await consumer.cacheops.invalidateAll().catch(() => undefined);
+  await consumer.close();
+  if (slot !== undefined) await databases.dropSlot(slot);
 }
 
 interface Check { is(a: unknown, b: unknown, m?: string): void; true(v: boolean, m?: string): void }
@@ -217,10 +211,7 @@ run('two installations on a Redis Cluster: writes in either resolve through the 
     const ms = all.map((w) => w.ms).sort((x, y) => x - y);
     t.log(`${all.length} waits, ${all.filter((w) => w.outcome === 'done').length} done; median ${ms[Math.floor(ms.length / 2)]!.toFixed(1)} ms, max ${ms[ms.length - 1]!.toFixed(1)} ms`);
   } finally {
-    await other.close();
-    await consumer.cacheops.invalidateAll().catch(() => undefined);
-    await consumer.close();
-    await databases.dropSlot(n.slot);
+    await closePair(consumer, other, n.slot);
   }
 });
 
@@ -237,9 +228,7 @@ runMariadb('MariaDB: two installations on a Redis Cluster, writes in either reso
     await crossWrite(t, 'after a kill', other, consumer, (app) => nameOf(app.Item, 10),
       (app) => app.Item.update({ name: 'k' }, { where: { id: 10 } }), 'k');
   } finally {
-    await other.close();
-    await consumer.cacheops.invalidateAll().catch(() => undefined);
-    await consumer.close();
+    await closePair(consumer, other);
   }
 });
 
@@ -276,10 +265,7 @@ run('a subscriber whose node refuses it moves to another node, and writes still 
   } finally {
     await refusing?.config('SET', 'maxclients', '10000');
     for (const node of nodes) node.disconnect();
-    await other.close();
-    await consumer.cacheops.invalidateAll().catch(() => undefined);
-    await consumer.close();
-    await databases.dropSlot(n.slot);
+    await closePair(consumer, other, n.slot);
   }
 });
 
@@ -324,9 +310,6 @@ run('on a cluster the announcement goes out after every shard of its invalidatio
   } finally {
     for (const monitor of monitors) monitor.disconnect();
     for (const node of nodes) node.disconnect();
-    await other.close();
-    await consumer.cacheops.invalidateAll().catch(() => undefined);
-    await consumer.close();
-    await databases.dropSlot(n.slot);
+    await closePair(consumer, other, n.slot);
   }
 });

@@ -37,6 +37,7 @@ import { epochsKey, namespace } from '../../src/core/keys';
 import { installCacheops, type Cacheops } from '../../src/index';
 import { keySlot } from '../../src/near/key-slot';
 import { STREAM_WAITED_EVENT, type WaitOutcome } from '../../src/write/stream-wait';
+import { sleep } from '../helpers/check';
 import { dialects, uniquePrefix } from '../helpers/env';
 import { startPrivateCluster, type PrivateCluster } from '../helpers/private-cluster';
 import { useStreamDatabases } from '../helpers/stream-databases';
@@ -61,7 +62,6 @@ const ROWS = 10;
 /** Consecutive writes resolved 'done' in each installation that count as recovered. */
 const STREAK = 5;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Wait { ms: number; outcome: WaitOutcome }
 
